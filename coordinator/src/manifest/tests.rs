@@ -1,0 +1,83 @@
+use super::*;
+use std::path::Path;
+
+fn experiments(name: &str) -> String {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments").join(name);
+    std::fs::read_to_string(&p).unwrap()
+}
+
+#[test]
+fn paper_and_demo_manifests_are_valid() {
+    let paper = parse(&experiments("paper.yaml"), "paper.yaml").unwrap();
+    assert_eq!(paper.manifest.backbones.len(), 4);
+    assert_eq!(folds(&paper.manifest), vec![1, 2, 3]);
+    assert_eq!(paper.manifest.stages.len(), 2);
+    assert_eq!(paper.manifest.stages[1].optimizer.lr, 1e-5);
+    assert_eq!(paper.manifest.dataset.input_size, 224);
+    let demo = parse(&experiments("demo.yaml"), "demo.yaml").unwrap();
+    assert_eq!(demo.manifest.dataset.input_size, 64);
+    assert_eq!(folds(&demo.manifest), vec![1, 2, 3]);
+    assert_eq!(demo.manifest.resources.device, DeviceReq::Cpu);
+}
+
+#[test]
+fn sweep_id_is_canonical_and_changes_with_content() {
+    let text = experiments("demo.yaml");
+    let a = parse(&text, "a").unwrap();
+    // Comments, key order and spelled-out defaults do not change the id.
+    let reordered = format!("# another comment\nbatch_size: 16\n{}\npriority: 0\n", text.replace("batch_size: 16\n", ""));
+    let b = parse(&reordered, "b").unwrap();
+    assert_eq!(a.sweep_id, b.sweep_id);
+    assert_eq!(a.sweep_id.len(), 16);
+    let c = parse(&text.replace("epochs: 2", "epochs: 3"), "c").unwrap();
+    assert_ne!(a.sweep_id, c.sweep_id);
+    assert_eq!(from_canonical(&a.canonical).unwrap(), a.manifest);
+}
+
+#[test]
+fn grid_points_expand_and_apply() {
+    let text = format!("{}grid:\n  train.lr: [0.01, 0.001]\n  seed: [1, 2, 3]\n", experiments("demo.yaml"));
+    let p = parse(&text, "g").unwrap();
+    let points = grid_points(&p.manifest);
+    assert_eq!(points.len(), 6);
+    let spec = job_spec(&p.manifest, Backbone::MobilenetV2, 2, 1, &points[5]).unwrap();
+    assert_eq!(spec.seed, 3);
+    assert_eq!(spec.train.lr, 0.001);
+    assert_eq!(points[5].label(), "seed=3,train.lr=0.001");
+}
+
+/// Every file in testdata/manifests/bad fails with the file name, the line marked `# <-`, the
+/// field and the hint its `# expect:` header lists.
+#[test]
+fn bad_manifest_corpus() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/manifests/bad");
+    let mut n = 0;
+    let mut failures = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let expect = text.lines().next().unwrap().strip_prefix("# expect: ").unwrap();
+        let mut wants = expect.split(" | ");
+        let field = wants.next().unwrap();
+        n += 1;
+        let err = match parse(&text, &name) {
+            Ok(_) => {
+                failures.push(format!("{name}: accepted"));
+                continue;
+            }
+            Err(e) => e,
+        };
+        let shown = err.to_string();
+        let line = text.lines().position(|l| l.contains("# <-")).map(|i| i + 1);
+        let ok = shown.starts_with(&name)
+            && err.field == field
+            && wants.all(|w| shown.contains(w))
+            && (line.is_none() || err.line == line);
+        if !ok {
+            failures.push(format!("{name} (want field {field}, line {line:?}): {shown}"));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    assert!(n >= 20, "only {n} bad manifests");
+}

@@ -1,0 +1,167 @@
+//! The manifest's document types (serde, unknown keys refused, defaults filled in).
+
+use ausweep_proto::job::{AugmentSpec, Backbone, DataSpec, LossKind, ThresholdMode, WeightsSource};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A sweep manifest: what to train, on what data, with which resources.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// Sweep name; versions of a manifest share it.
+    pub name: String,
+    /// Free text.
+    #[serde(default)]
+    pub description: String,
+    /// Data source, AU list, fold scheme, input size (the job spec's `data` section).
+    pub dataset: DataSpec,
+    /// Only these folds (1-based); all folds when absent.
+    #[serde(default)]
+    pub run_folds: Option<Vec<u32>>,
+    /// Backbones to train.
+    pub backbones: Vec<Backbone>,
+    /// Initial backbone weights.
+    #[serde(default)]
+    pub weights: WeightsSource,
+    /// The classifier head.
+    #[serde(default)]
+    pub head: Head,
+    /// Training loss.
+    #[serde(default)]
+    pub loss: LossKind,
+    /// Decision thresholds.
+    #[serde(default)]
+    pub thresholds: ThresholdMode,
+    /// Augmentation.
+    #[serde(default)]
+    pub augment: AugmentSpec,
+    /// Stage 1 (frozen backbone) and optionally stage 2 (fine-tune).
+    pub stages: Vec<Stage>,
+    /// Batch size.
+    #[serde(default = "default_batch")]
+    pub batch_size: usize,
+    /// Seed.
+    #[serde(default)]
+    pub seed: u64,
+    /// Mixed precision on CUDA.
+    #[serde(default)]
+    pub amp: bool,
+    /// Cache frozen-backbone features in stage 1 where augmentation allows.
+    #[serde(default = "yes")]
+    pub cache_features: bool,
+    /// Stop each epoch after this many steps (0 = whole epoch; for demos and smoke tests).
+    #[serde(default)]
+    pub max_steps_per_epoch: usize,
+    /// Where jobs may run.
+    #[serde(default)]
+    pub resources: Resources,
+    /// Retries after a failed attempt (attempts = retries + 1).
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Higher runs first.
+    #[serde(default)]
+    pub priority: i32,
+    /// Grid axes: a job-spec field path (`train.lr`, `seed`, `augment.flip`) → values.
+    #[serde(default)]
+    pub grid: BTreeMap<String, Vec<serde_json::Value>>,
+    /// Published baselines to report next to the results (names from experiments/baselines.yaml).
+    #[serde(default)]
+    pub baselines: Vec<String>,
+}
+
+fn default_batch() -> usize {
+    32
+}
+fn default_retries() -> u32 {
+    2
+}
+fn yes() -> bool {
+    true
+}
+
+/// The head replacing the backbone's classifier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Head {
+    /// Global average pooling → BatchNorm → ReLU → Dropout(0.2) → Linear(K) (the paper's head).
+    #[default]
+    GapBnReluDropoutLinear,
+}
+
+/// What trains in a stage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Freeze {
+    /// Backbone frozen, only the head trains (stage 1).
+    Backbone,
+    /// Nothing frozen (stage 2).
+    None,
+    /// Only the last N backbone blocks and the head train (stage 2).
+    TrainLast(u32),
+}
+
+/// One training stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Stage {
+    /// Freeze policy.
+    pub freeze: Freeze,
+    /// Optimizer.
+    pub optimizer: Optimizer,
+    /// Epochs.
+    pub epochs: u32,
+    /// Patience in epochs without validation-F1 improvement (0 = off).
+    #[serde(default)]
+    pub early_stopping: u32,
+}
+
+/// The optimizer of a stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Optimizer {
+    /// Optimizer name.
+    #[serde(default)]
+    pub name: OptimizerName,
+    /// Learning rate of the head.
+    pub lr: f64,
+    /// Learning rate of the backbone (stage 2); the job spec default when absent.
+    #[serde(default)]
+    pub backbone_lr: Option<f64>,
+    /// L2 weight decay.
+    #[serde(default)]
+    pub weight_decay: f64,
+}
+
+/// The optimizers the trainer implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum OptimizerName {
+    /// Adam (the paper's choice).
+    #[default]
+    Adam,
+}
+
+/// Which device a job needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, Hash)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceReq {
+    /// A CUDA GPU.
+    #[default]
+    Cuda,
+    /// A CPU slot.
+    Cpu,
+    /// Either.
+    Any,
+}
+
+/// Where jobs may run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Resources {
+    /// Device kind.
+    #[serde(default)]
+    pub device: DeviceReq,
+    /// Least GPU memory a device must have, MiB.
+    #[serde(default)]
+    pub min_gpu_memory_mib: Option<u64>,
+}

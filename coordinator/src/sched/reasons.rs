@@ -1,0 +1,160 @@
+//! Read-only views of the state: sweep lists, job status with the reason a job is pending,
+//! and the worker list.
+
+use super::state::{describe, fits, State};
+use super::types::*;
+use crate::manifest::DeviceReq;
+use crate::store::records::{JobRecord, JobState};
+
+impl State {
+    fn counts(&self, sweep: &str) -> Counts {
+        let mut c = Counts::default();
+        for id in self.sweep_jobs.get(sweep).map(Vec::as_slice).unwrap_or_default() {
+            c.total += 1;
+            match self.jobs[id].state {
+                JobState::Pending => c.pending += 1,
+                JobState::Leased => c.leased += 1,
+                JobState::Succeeded => c.succeeded += 1,
+                JobState::Failed => c.failed += 1,
+                JobState::Cancelled => c.cancelled += 1,
+            }
+        }
+        c
+    }
+
+    /// Every sweep, newest first.
+    pub fn list_sweeps(&self) -> Vec<SweepView> {
+        let mut v: Vec<SweepView> = self
+            .sweeps
+            .values()
+            .map(|s| SweepView { sweep: s.clone(), counts: self.counts(&s.id) })
+            .collect();
+        v.sort_by(|a, b| b.sweep.created_ms.cmp(&a.sweep.created_ms).then(a.sweep.id.cmp(&b.sweep.id)));
+        v
+    }
+
+    /// One sweep with every job and why the pending ones wait.
+    pub fn sweep_detail(&self, sweep: &str, now: u64) -> Result<SweepDetail, SchedError> {
+        let s = self.sweeps.get(sweep).ok_or_else(|| SchedError::NoSweep(sweep.to_string()))?;
+        let jobs = self
+            .sweep_jobs
+            .get(sweep)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+            .iter()
+            .map(|id| {
+                let j = &self.jobs[id];
+                JobView {
+                    job: j.clone(),
+                    pending_reason: if j.state == JobState::Pending { self.pending_reason(j, now) } else { String::new() },
+                    progress: self.progress.get(id).cloned(),
+                    result: self.results.get(id).cloned(),
+                }
+            })
+            .collect();
+        let counts = self.counts(sweep);
+        let notice = if counts.pending > 0 { self.no_worker_notice(now).unwrap_or_default() } else { String::new() };
+        Ok(SweepDetail { view: SweepView { sweep: s.clone(), counts }, jobs, notice })
+    }
+
+    fn alive_count(&self, now: u64) -> usize {
+        self.workers.values().filter(|w| self.is_alive(w, now)).count()
+    }
+
+    /// Says so when no worker is connected, and whether the grace period has run out.
+    pub fn no_worker_notice(&self, now: u64) -> Option<String> {
+        if self.alive_count(now) > 0 {
+            return None;
+        }
+        let since = self.last_worker_seen_ms.max(self.started_ms);
+        let idle = now.saturating_sub(since);
+        let grace = self.timing.no_worker_grace_ms;
+        Some(if idle > grace {
+            format!(
+                "no worker connected for {}s (grace {}s): jobs will not run until a worker registers",
+                idle / 1000,
+                grace / 1000
+            )
+        } else {
+            "no worker connected yet".to_string()
+        })
+    }
+
+    /// Why a pending job is not running.
+    pub fn pending_reason(&self, j: &JobRecord, now: u64) -> String {
+        if self.sweeps.get(&j.sweep).is_some_and(|s| s.cancelled) {
+            return "sweep cancelled".into();
+        }
+        for d in &j.depends_on {
+            match self.jobs.get(d).map(|x| x.state) {
+                Some(JobState::Succeeded) => {}
+                Some(JobState::Failed) => return format!("dependency {d} failed (resubmit-failed reruns it)"),
+                Some(JobState::Cancelled) => return format!("dependency {d} was cancelled"),
+                Some(s) => return format!("waiting on dependency {d} ({s:?})"),
+                None => return format!("dependency {d} is missing"),
+            }
+        }
+        if let Some(n) = self.no_worker_notice(now) {
+            return n;
+        }
+        let alive: Vec<_> = self.workers.values().filter(|w| self.is_alive(w, now)).collect();
+        let kind_ok = |cuda: bool| match j.device {
+            DeviceReq::Cuda => cuda,
+            DeviceReq::Cpu => !cuda,
+            DeviceReq::Any => true,
+        };
+        let kinds: Vec<_> = alive.iter().flat_map(|w| w.rec.devices.iter()).filter(|d| kind_ok(d.cuda) && d.healthy).collect();
+        if kinds.is_empty() {
+            return format!("no connected worker has a healthy {:?} device", j.device).to_lowercase();
+        }
+        if !kinds.iter().any(|d| fits(j, d)) {
+            let largest = kinds.iter().map(|d| d.memory_mib).max().unwrap_or(0);
+            return format!(
+                "no connected device has >= {} MiB GPU memory (largest: {largest} MiB)",
+                j.min_gpu_memory_mib
+            );
+        }
+        let fitting: Vec<_> = alive
+            .iter()
+            .filter(|w| w.rec.devices.iter().any(|d| fits(j, d)))
+            .map(|w| w.rec.id.clone())
+            .collect();
+        if fitting.iter().all(|w| j.avoid_workers.contains(w)) && !j.avoid_workers.is_empty() {
+            return format!("only worker {} fits and it failed the last attempt; it gets the job when it asks again", fitting.join(", "));
+        }
+        let ahead = self.ready.iter().take_while(|(_, _, id)| *id != j.id).count();
+        format!("waiting for a free {} device ({ahead} ready jobs ahead)", match j.device {
+            DeviceReq::Cuda => "cuda",
+            DeviceReq::Cpu => "cpu",
+            DeviceReq::Any => "",
+        })
+    }
+
+    /// Every worker.
+    pub fn list_workers(&self, now: u64) -> Vec<WorkerView> {
+        let mut v: Vec<WorkerView> = self
+            .workers
+            .values()
+            .map(|w| {
+                let mut leased: Vec<String> = self
+                    .busy
+                    .iter()
+                    .filter(|((wid, _), _)| *wid == w.rec.id)
+                    .map(|(_, j)| j.clone())
+                    .collect();
+                leased.sort();
+                WorkerView { worker: w.rec.clone(), last_seen_ms: w.last_seen_ms, alive: self.is_alive(w, now), leased }
+            })
+            .collect();
+        v.sort_by(|a, b| a.worker.id.cmp(&b.worker.id));
+        v
+    }
+
+    /// A short device summary for messages.
+    pub fn describe_devices(&self, worker: &str) -> String {
+        self.workers
+            .get(worker)
+            .map(|w| w.rec.devices.iter().map(describe).collect::<Vec<_>>().join("; "))
+            .unwrap_or_default()
+    }
+}

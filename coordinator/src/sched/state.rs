@@ -1,0 +1,679 @@
+//! The scheduler's state machine. Every method takes the time and a [`Batch`] to which it adds
+//! the writes that make its change durable; the caller commits the batch before answering.
+
+use super::types::*;
+use crate::manifest::{DeviceReq, Parsed};
+use crate::plan::PlannedJob;
+use crate::store::records::*;
+use crate::store::{load_all, Batch, Store, StoreError, Tree};
+use std::cmp::Reverse;
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+/// Meta key of the next fencing token.
+const META_TOKEN: &str = "next_token";
+/// Meta key of the next job sequence number.
+const META_SEQ: &str = "next_seq";
+
+type ReadyKey = (Reverse<i32>, u64, String);
+
+/// A worker known to this coordinator.
+#[derive(Debug, Clone)]
+pub(crate) struct LiveWorker {
+    pub(crate) rec: WorkerRecord,
+    pub(crate) last_seen_ms: u64,
+}
+
+/// Everything the scheduler knows; rebuilt from the store on start.
+#[derive(Debug)]
+pub struct State {
+    pub(crate) timing: Timing,
+    pub(crate) sweeps: HashMap<String, SweepRecord>,
+    pub(crate) sweep_jobs: HashMap<String, Vec<String>>,
+    pub(crate) jobs: HashMap<String, JobRecord>,
+    pub(crate) ready: BTreeSet<ReadyKey>,
+    pub(crate) dependents: HashMap<String, Vec<String>>,
+    pub(crate) leased: HashSet<String>,
+    /// Lease deadline last written to the store, per leased job.
+    persisted_deadline: HashMap<String, u64>,
+    pub(crate) workers: HashMap<String, LiveWorker>,
+    pub(crate) busy: HashMap<(String, u32), String>,
+    pub(crate) checkpoints: HashMap<String, CheckpointRecord>,
+    pub(crate) results: HashMap<String, ResultRecord>,
+    pub(crate) progress: HashMap<String, Progress>,
+    next_token: u64,
+    next_seq: u64,
+    pub(crate) started_ms: u64,
+    pub(crate) last_worker_seen_ms: u64,
+    events: Vec<Event>,
+}
+
+fn ready_key(j: &JobRecord) -> ReadyKey {
+    (Reverse(j.priority), j.seq, j.id.clone())
+}
+
+/// Whether a device can run a job.
+pub(crate) fn fits(job: &JobRecord, d: &DeviceRecord) -> bool {
+    let kind = match job.device {
+        DeviceReq::Cuda => d.cuda,
+        DeviceReq::Cpu => !d.cuda,
+        DeviceReq::Any => true,
+    };
+    kind && d.healthy && (!d.cuda || d.memory_mib >= job.min_gpu_memory_mib)
+}
+
+impl State {
+    /// An empty state.
+    pub fn new(timing: Timing, now: u64) -> Self {
+        Self {
+            timing,
+            sweeps: HashMap::new(),
+            sweep_jobs: HashMap::new(),
+            jobs: HashMap::new(),
+            ready: BTreeSet::new(),
+            dependents: HashMap::new(),
+            leased: HashSet::new(),
+            persisted_deadline: HashMap::new(),
+            workers: HashMap::new(),
+            busy: HashMap::new(),
+            checkpoints: HashMap::new(),
+            results: HashMap::new(),
+            progress: HashMap::new(),
+            next_token: 1,
+            next_seq: 0,
+            started_ms: now,
+            last_worker_seen_ms: 0,
+            events: Vec::new(),
+        }
+    }
+
+    /// Rebuilds the state from the store; leases keep their deadlines.
+    pub fn load(store: &dyn Store, timing: Timing, now: u64) -> Result<Self, StoreError> {
+        let mut st = Self::new(timing, now);
+        for s in load_all::<SweepRecord>(store, Tree::Sweeps)? {
+            st.sweeps.insert(s.id.clone(), s);
+        }
+        for w in load_all::<WorkerRecord>(store, Tree::Workers)? {
+            st.workers.insert(w.id.clone(), LiveWorker { rec: w, last_seen_ms: 0 });
+        }
+        for c in load_all::<CheckpointRecord>(store, Tree::Checkpoints)? {
+            st.checkpoints.insert(c.sha256.clone(), c);
+        }
+        for r in load_all::<ResultRecord>(store, Tree::Results)? {
+            st.results.insert(r.job.clone(), r);
+        }
+        let mut jobs = load_all::<JobRecord>(store, Tree::Jobs)?;
+        jobs.sort_by_key(|j| j.seq);
+        for j in jobs {
+            st.next_seq = st.next_seq.max(j.seq + 1);
+            st.sweep_jobs.entry(j.sweep.clone()).or_default().push(j.id.clone());
+            for d in &j.depends_on {
+                st.dependents.entry(d.clone()).or_default().push(j.id.clone());
+            }
+            if let Some(l) = &j.lease {
+                st.next_token = st.next_token.max(l.token + 1);
+                st.busy.insert((l.worker.clone(), l.device), j.id.clone());
+                st.leased.insert(j.id.clone());
+                st.persisted_deadline.insert(j.id.clone(), l.deadline_ms);
+            }
+            st.jobs.insert(j.id.clone(), j);
+        }
+        if let Some(v) = store.get(Tree::Meta, META_TOKEN)? {
+            st.next_token = st.next_token.max(crate::store::decode(Tree::Meta, META_TOKEN, &v)?);
+        }
+        let ids: Vec<String> = st.jobs.keys().cloned().collect();
+        for id in ids {
+            st.refresh_ready(&id);
+        }
+        Ok(st)
+    }
+
+    /// Takes the events produced since the last call.
+    pub fn drain_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    fn event(&mut self, job: &JobRecord, message: impl Into<String>) {
+        self.events.push(Event {
+            sweep: job.sweep.clone(),
+            job: job.id.clone(),
+            state: job.state,
+            attempt: job.attempt,
+            progress: None,
+            message: message.into(),
+        });
+    }
+
+    fn deps_done(&self, j: &JobRecord) -> bool {
+        j.depends_on
+            .iter()
+            .all(|d| self.jobs.get(d).is_some_and(|x| x.state == JobState::Succeeded))
+    }
+
+    /// Puts a pending job with satisfied dependencies in the ready set (or takes it out).
+    fn refresh_ready(&mut self, id: &str) {
+        let Some(j) = self.jobs.get(id) else { return };
+        let key = ready_key(j);
+        let cancelled = self.sweeps.get(&j.sweep).is_some_and(|s| s.cancelled);
+        if j.state == JobState::Pending && !cancelled && self.deps_done(j) {
+            self.ready.insert(key);
+        } else {
+            self.ready.remove(&key);
+        }
+    }
+
+    fn save_job(&mut self, id: &str, batch: &mut Batch) -> Result<(), StoreError> {
+        if let Some(j) = self.jobs.get(id) {
+            batch.put(Tree::Jobs, id, j)?;
+            match &j.lease {
+                Some(l) => {
+                    self.persisted_deadline.insert(id.to_string(), l.deadline_ms);
+                }
+                None => {
+                    self.persisted_deadline.remove(id);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a sweep and its jobs; the identical manifest again returns the existing sweep.
+    pub fn submit(
+        &mut self,
+        parsed: &Parsed,
+        plan: Vec<PlannedJob>,
+        now: u64,
+        batch: &mut Batch,
+    ) -> Result<SubmitOutcome, SchedError> {
+        if let Some(s) = self.sweeps.get(&parsed.sweep_id) {
+            let jobs = self.sweep_jobs.get(&s.id).map_or(0, Vec::len) as u32;
+            return Ok(SubmitOutcome {
+                sweep_id: s.id.clone(),
+                name: s.name.clone(),
+                version: s.version,
+                created: false,
+                jobs,
+            });
+        }
+        let name = parsed.manifest.name.clone();
+        let version = 1 + self.sweeps.values().filter(|s| s.name == name).map(|s| s.version).max().unwrap_or(0);
+        let sweep = SweepRecord {
+            id: parsed.sweep_id.clone(),
+            name: name.clone(),
+            version,
+            created_ms: now,
+            canonical: parsed.canonical.clone(),
+            cancelled: false,
+        };
+        batch.put(Tree::Sweeps, &sweep.id, &sweep)?;
+        self.sweeps.insert(sweep.id.clone(), sweep);
+        let n = plan.len() as u32;
+        let mut ids = Vec::with_capacity(plan.len());
+        for p in plan {
+            let job = JobRecord {
+                id: p.id.clone(),
+                sweep: parsed.sweep_id.clone(),
+                key: p.key,
+                grid_label: p.grid_label,
+                spec: p.spec,
+                depends_on: p.depends_on,
+                device: p.device,
+                min_gpu_memory_mib: p.min_gpu_memory_mib,
+                priority: p.priority,
+                seq: self.next_seq,
+                max_attempts: p.max_attempts,
+                attempts_per_run: p.max_attempts,
+                state: JobState::Pending,
+                attempt: 0,
+                lease: None,
+                avoid_workers: Vec::new(),
+                last_error: String::new(),
+                newest_checkpoint: None,
+                final_checkpoint: None,
+            };
+            self.next_seq += 1;
+            batch.put(Tree::Jobs, &job.id, &job)?;
+            for d in &job.depends_on {
+                self.dependents.entry(d.clone()).or_default().push(job.id.clone());
+            }
+            ids.push(job.id.clone());
+            self.event(&job, "submitted");
+            self.jobs.insert(job.id.clone(), job);
+        }
+        batch.put(Tree::Meta, META_SEQ, &self.next_seq)?;
+        for id in &ids {
+            self.refresh_ready(id);
+        }
+        self.sweep_jobs.insert(parsed.sweep_id.clone(), ids);
+        Ok(SubmitOutcome { sweep_id: parsed.sweep_id.clone(), name, version, created: true, jobs: n })
+    }
+
+    /// Registers (or re-registers) a worker with its session hash.
+    pub fn register(&mut self, reg: Registration, session_hash: String, now: u64, batch: &mut Batch) -> Result<(), SchedError> {
+        let rec = WorkerRecord {
+            id: reg.id.clone(),
+            hostname: reg.hostname,
+            devices: reg.devices,
+            session_hash,
+            registered_ms: now,
+        };
+        batch.put(Tree::Workers, &rec.id, &rec)?;
+        self.workers.insert(reg.id, LiveWorker { rec, last_seen_ms: now });
+        self.last_worker_seen_ms = now;
+        Ok(())
+    }
+
+    /// The stored session hash of a worker.
+    pub fn session_hash(&self, worker: &str) -> Option<&str> {
+        self.workers.get(worker).map(|w| w.rec.session_hash.as_str())
+    }
+
+    fn touch(&mut self, worker: &str, now: u64) -> Result<(), SchedError> {
+        let w = self.workers.get_mut(worker).ok_or_else(|| SchedError::UnknownWorker(worker.to_string()))?;
+        w.last_seen_ms = now;
+        self.last_worker_seen_ms = now;
+        Ok(())
+    }
+
+    /// Extends the leases a worker reports; answers which it must abort.
+    pub fn heartbeat(
+        &mut self,
+        worker: &str,
+        hostname: &str,
+        devices: Option<Vec<DeviceRecord>>,
+        leases: &[(String, u64)],
+        now: u64,
+        batch: &mut Batch,
+    ) -> Result<HeartbeatOutcome, SchedError> {
+        let Some(w) = self.workers.get_mut(worker) else {
+            return Ok(HeartbeatOutcome { reregister: true, abort: Vec::new() });
+        };
+        w.last_seen_ms = now;
+        self.last_worker_seen_ms = now;
+        let mut changed = false;
+        if let Some(d) = devices {
+            if d != w.rec.devices {
+                w.rec.devices = d;
+                changed = true;
+            }
+        }
+        if !hostname.is_empty() && hostname != w.rec.hostname {
+            w.rec.hostname = hostname.to_string();
+            changed = true;
+        }
+        if changed {
+            batch.put(Tree::Workers, worker, &w.rec)?;
+        }
+        let mut abort = Vec::new();
+        for (job, token) in leases {
+            if self.extend(job, *token, worker, now, batch)? == Fenced::Stale {
+                abort.push(job.clone());
+            }
+        }
+        Ok(HeartbeatOutcome { reregister: false, abort })
+    }
+
+    /// Extends one lease if (job, token, worker) holds it; persists at most every half lease.
+    fn extend(&mut self, job: &str, token: u64, worker: &str, now: u64, batch: &mut Batch) -> Result<Fenced, SchedError> {
+        let lease_ms = self.timing.lease_ms;
+        let Some(j) = self.jobs.get_mut(job) else { return Ok(Fenced::Stale) };
+        let Some(l) = j.lease.as_mut().filter(|l| l.token == token && l.worker == worker) else {
+            return Ok(Fenced::Stale);
+        };
+        l.deadline_ms = l.deadline_ms.max(now + lease_ms);
+        let written = self.persisted_deadline.get(job).copied().unwrap_or(0);
+        if l.deadline_ms >= written + lease_ms / 2 {
+            self.save_job(job, batch)?;
+        }
+        Ok(Fenced::Current)
+    }
+
+    /// Whether another live worker than `worker` could run the job (for avoid-node relaxation).
+    fn someone_else_fits(&self, job: &JobRecord, worker: &str, now: u64) -> bool {
+        self.workers.values().any(|w| {
+            w.rec.id != worker
+                && !job.avoid_workers.contains(&w.rec.id)
+                && self.is_alive(w, now)
+                && w.rec.devices.iter().any(|d| fits(job, d))
+        })
+    }
+
+    pub(crate) fn is_alive(&self, w: &LiveWorker, now: u64) -> bool {
+        w.last_seen_ms > 0 && now.saturating_sub(w.last_seen_ms) <= self.timing.lease_ms
+    }
+
+    /// Hands the best fitting ready job (priority, then age) to a worker's free device.
+    pub fn lease(&mut self, worker: &str, device: u32, now: u64, batch: &mut Batch) -> Result<LeaseOutcome, SchedError> {
+        self.touch(worker, now)?;
+        let dev = self.workers[worker]
+            .rec
+            .devices
+            .iter()
+            .find(|d| d.index == device)
+            .cloned()
+            .ok_or_else(|| SchedError::NoDevice { worker: worker.to_string(), device })?;
+        if !dev.healthy {
+            return Ok(LeaseOutcome::Nothing(format!("device {device} is marked unhealthy")));
+        }
+        // The worker asks for a device we think busy: the attempt there is gone.
+        if let Some(old) = self.busy.get(&(worker.to_string(), device)).cloned() {
+            self.end_attempt(&old, "worker re-leased its device; attempt lost", true, now, batch)?;
+        }
+        let mut chosen = None;
+        for (_, _, id) in &self.ready {
+            let j = &self.jobs[id];
+            if !fits(j, &dev) {
+                continue;
+            }
+            if j.avoid_workers.iter().any(|w| w == worker) && self.someone_else_fits(j, worker, now) {
+                continue;
+            }
+            chosen = Some(id.clone());
+            break;
+        }
+        let Some(id) = chosen else {
+            let reason = if self.ready.is_empty() {
+                "no runnable job".to_string()
+            } else {
+                format!("no runnable job fits device {device} ({})", describe(&dev))
+            };
+            return Ok(LeaseOutcome::Nothing(reason));
+        };
+        let token = self.next_token;
+        self.next_token += 1;
+        batch.put(Tree::Meta, META_TOKEN, &self.next_token)?;
+        let deadline_ms = now + self.timing.lease_ms;
+        let j = self.jobs.get_mut(&id).ok_or_else(|| SchedError::NoJob(id.clone()))?;
+        self.ready.remove(&ready_key(j));
+        j.attempt += 1;
+        j.state = JobState::Leased;
+        j.lease = Some(Lease { worker: worker.to_string(), device, token, deadline_ms, started_ms: now });
+        let attempt = AttemptRecord {
+            job: id.clone(),
+            attempt: j.attempt,
+            worker: worker.to_string(),
+            token,
+            started_ms: now,
+            ended_ms: 0,
+            outcome: "running".into(),
+        };
+        batch.put(Tree::Attempts, &attempt_key(&id, j.attempt), &attempt)?;
+        let spec_json = serde_json::to_string(&j.spec).map_err(|e| StoreError::Codec {
+            tree: Tree::Jobs,
+            key: id.clone(),
+            message: e.to_string(),
+        })?;
+        let dep = j.depends_on.first().cloned();
+        let j = j.clone();
+        let init_checkpoint = dep.and_then(|d| self.jobs.get(&d)).and_then(|d| d.final_checkpoint.clone());
+        let a = Assignment {
+            job_id: id.clone(),
+            attempt: j.attempt,
+            token,
+            deadline_ms,
+            spec_json,
+            init_checkpoint,
+            resume_checkpoint: j.newest_checkpoint.clone(),
+            device,
+        };
+        self.busy.insert((worker.to_string(), device), id.clone());
+        self.leased.insert(id.clone());
+        self.save_job(&id, batch)?;
+        self.event(&j, format!("leased to {worker} device {device}"));
+        Ok(LeaseOutcome::Assigned(Box::new(a)))
+    }
+
+    /// Checks a report's fencing token.
+    fn fence(&self, job: &str, token: u64) -> Result<Fenced, SchedError> {
+        let j = self.jobs.get(job).ok_or_else(|| SchedError::NoJob(job.to_string()))?;
+        Ok(match &j.lease {
+            Some(l) if l.token == token && j.state == JobState::Leased => Fenced::Current,
+            _ => Fenced::Stale,
+        })
+    }
+
+    /// Records progress (memory only) and extends the lease.
+    pub fn progress(&mut self, worker: &str, job: &str, token: u64, p: Progress, now: u64, batch: &mut Batch) -> Result<Fenced, SchedError> {
+        self.touch(worker, now)?;
+        if self.fence(job, token)? == Fenced::Stale {
+            return Ok(Fenced::Stale);
+        }
+        let fenced = self.extend(job, token, worker, now, batch)?;
+        if fenced == Fenced::Current {
+            let j = &self.jobs[job];
+            self.events.push(Event {
+                sweep: j.sweep.clone(),
+                job: job.to_string(),
+                state: j.state,
+                attempt: j.attempt,
+                progress: Some(p.clone()),
+                message: String::new(),
+            });
+            self.progress.insert(job.to_string(), p);
+        }
+        Ok(fenced)
+    }
+
+    /// Registers an uploaded (durable) checkpoint; a current attempt's becomes the resume point.
+    pub fn checkpoint(&mut self, worker: &str, job: &str, token: u64, sha: &str, size: u64, epoch: u32, now: u64, batch: &mut Batch) -> Result<Fenced, SchedError> {
+        self.touch(worker, now)?;
+        let fenced = self.fence(job, token)?;
+        let j = self.jobs.get_mut(job).ok_or_else(|| SchedError::NoJob(job.to_string()))?;
+        let rec = CheckpointRecord {
+            sha256: sha.to_string(),
+            size,
+            job: job.to_string(),
+            attempt: j.attempt,
+            epoch,
+            created_ms: now,
+        };
+        if !self.checkpoints.contains_key(sha) {
+            batch.put(Tree::Checkpoints, sha, &rec)?;
+            self.checkpoints.insert(sha.to_string(), rec);
+        }
+        if fenced == Fenced::Current {
+            j.newest_checkpoint = Some(sha.to_string());
+            self.save_job(job, batch)?;
+        }
+        Ok(fenced)
+    }
+
+    /// Completes a job with its result; a stale attempt's result is discarded.
+    pub fn complete(&mut self, worker: &str, job: &str, token: u64, result: JobResult, now: u64, batch: &mut Batch) -> Result<Fenced, SchedError> {
+        self.touch(worker, now)?;
+        if self.fence(job, token)? == Fenced::Stale {
+            return Ok(Fenced::Stale);
+        }
+        if !self.checkpoints.contains_key(&result.checkpoint) {
+            return Err(SchedError::MissingCheckpoint(result.checkpoint));
+        }
+        let j = self.jobs.get_mut(job).ok_or_else(|| SchedError::NoJob(job.to_string()))?;
+        let attempt = j.attempt;
+        let rec = ResultRecord {
+            job: job.to_string(),
+            attempt,
+            aus: result.aus,
+            avg_f1: result.avg_f1,
+            params_total: result.params_total,
+            params_trainable: result.params_trainable,
+            train_seconds: result.train_seconds,
+            images_per_sec: result.images_per_sec,
+            checkpoint: result.checkpoint.clone(),
+        };
+        batch.put(Tree::Results, job, &rec)?;
+        self.results.insert(job.to_string(), rec);
+        j.state = JobState::Succeeded;
+        j.final_checkpoint = Some(result.checkpoint.clone());
+        j.newest_checkpoint = Some(result.checkpoint);
+        self.release(job, "succeeded", now, batch)?;
+        let j = self.jobs[job].clone();
+        self.event(&j, "succeeded");
+        for d in self.dependents.get(job).cloned().unwrap_or_default() {
+            self.refresh_ready(&d);
+        }
+        Ok(Fenced::Current)
+    }
+
+    /// Records a failed attempt: retried (elsewhere, or on more memory) or failed for good.
+    pub fn fail(&mut self, worker: &str, job: &str, token: u64, kind: FailureKind, reason: &str, now: u64, batch: &mut Batch) -> Result<FailOutcome, SchedError> {
+        self.touch(worker, now)?;
+        if self.fence(job, token)? == Fenced::Stale {
+            return Ok(FailOutcome { fenced: Fenced::Stale, will_retry: false });
+        }
+        let j = self.jobs.get_mut(job).ok_or_else(|| SchedError::NoJob(job.to_string()))?;
+        let retry = match kind {
+            FailureKind::BadConfig => false,
+            FailureKind::OutOfMemory => {
+                let mem = j.lease.as_ref().and_then(|l| {
+                    self.workers.get(&l.worker)?.rec.devices.iter().find(|d| d.index == l.device).map(|d| d.memory_mib)
+                });
+                if let Some(m) = mem {
+                    j.min_gpu_memory_mib = j.min_gpu_memory_mib.max(m + 1);
+                }
+                true
+            }
+            FailureKind::Transient => true,
+        };
+        let label = match kind {
+            FailureKind::BadConfig => "bad config",
+            FailureKind::OutOfMemory => "out of memory",
+            FailureKind::Transient => "failed",
+        };
+        let will_retry = self.end_attempt(job, &format!("{label}: {reason}"), retry, now, batch)?;
+        Ok(FailOutcome { fenced: Fenced::Current, will_retry })
+    }
+
+    /// Ends the current attempt: requeue (avoiding its worker) when allowed, else fail.
+    /// Returns whether the job was requeued.
+    fn end_attempt(&mut self, job: &str, reason: &str, retry: bool, now: u64, batch: &mut Batch) -> Result<bool, SchedError> {
+        let j = self.jobs.get_mut(job).ok_or_else(|| SchedError::NoJob(job.to_string()))?;
+        let worker = j.lease.as_ref().map(|l| l.worker.clone()).unwrap_or_default();
+        let requeue = retry && j.attempt < j.max_attempts;
+        j.last_error = format!("attempt {}: {reason}", j.attempt);
+        j.avoid_workers = vec![worker];
+        j.state = if requeue { JobState::Pending } else { JobState::Failed };
+        if !requeue && retry {
+            j.last_error = format!("{} (gave up after {} attempts)", j.last_error, j.attempt);
+        }
+        self.release(job, reason, now, batch)?;
+        self.refresh_ready(job);
+        let j = self.jobs[job].clone();
+        self.event(&j, j.last_error.clone());
+        Ok(requeue)
+    }
+
+    /// Drops a job's lease, frees its device, closes its attempt record and saves the job.
+    fn release(&mut self, job: &str, outcome: &str, now: u64, batch: &mut Batch) -> Result<(), SchedError> {
+        let j = self.jobs.get_mut(job).ok_or_else(|| SchedError::NoJob(job.to_string()))?;
+        if let Some(l) = j.lease.take() {
+            if self.busy.get(&(l.worker.clone(), l.device)).map(String::as_str) == Some(job) {
+                self.busy.remove(&(l.worker.clone(), l.device));
+            }
+            let rec = AttemptRecord {
+                job: job.to_string(),
+                attempt: j.attempt,
+                worker: l.worker,
+                token: l.token,
+                started_ms: l.started_ms,
+                ended_ms: now,
+                outcome: outcome.to_string(),
+            };
+            batch.put(Tree::Attempts, &attempt_key(job, j.attempt), &rec)?;
+        }
+        self.leased.remove(job);
+        self.progress.remove(job);
+        Ok(self.save_job(job, batch)?)
+    }
+
+    /// Requeues (or fails) every lease past its deadline; returns the jobs it touched.
+    pub fn expire(&mut self, now: u64, batch: &mut Batch) -> Result<Vec<String>, SchedError> {
+        let mut expired: Vec<String> = self
+            .leased
+            .iter()
+            .filter(|id| self.jobs.get(*id).and_then(|j| j.lease.as_ref()).is_some_and(|l| l.deadline_ms < now))
+            .cloned()
+            .collect();
+        expired.sort();
+        for id in &expired {
+            self.end_attempt(id, "lease expired (no heartbeat)", true, now, batch)?;
+        }
+        Ok(expired)
+    }
+
+    /// Cancels every unfinished job of a sweep; returns how many.
+    pub fn cancel(&mut self, sweep: &str, now: u64, batch: &mut Batch) -> Result<u32, SchedError> {
+        let s = self.sweeps.get_mut(sweep).ok_or_else(|| SchedError::NoSweep(sweep.to_string()))?;
+        s.cancelled = true;
+        batch.put(Tree::Sweeps, sweep, s)?;
+        let mut n = 0;
+        for id in self.sweep_jobs.get(sweep).cloned().unwrap_or_default() {
+            if self.jobs[&id].state.is_terminal() {
+                continue;
+            }
+            if let Some(j) = self.jobs.get_mut(&id) {
+                j.state = JobState::Cancelled;
+            }
+            self.release(&id, "cancelled", now, batch)?;
+            self.refresh_ready(&id);
+            let j = self.jobs[&id].clone();
+            self.event(&j, "cancelled");
+            n += 1;
+        }
+        Ok(n)
+    }
+
+    /// Requeues a sweep's failed and cancelled jobs with their stored specs and a fresh budget.
+    pub fn resubmit_failed(&mut self, sweep: &str, batch: &mut Batch) -> Result<u32, SchedError> {
+        let s = self.sweeps.get_mut(sweep).ok_or_else(|| SchedError::NoSweep(sweep.to_string()))?;
+        if s.cancelled {
+            s.cancelled = false;
+            batch.put(Tree::Sweeps, sweep, s)?;
+        }
+        let mut n = 0;
+        let ids = self.sweep_jobs.get(sweep).cloned().unwrap_or_default();
+        for id in &ids {
+            let Some(j) = self.jobs.get_mut(id) else { continue };
+            if !matches!(j.state, JobState::Failed | JobState::Cancelled) {
+                continue;
+            }
+            j.state = JobState::Pending;
+            j.max_attempts = j.attempt + j.attempts_per_run;
+            j.avoid_workers.clear();
+            self.save_job(id, batch)?;
+            let j = self.jobs[id].clone();
+            self.event(&j, "resubmitted");
+            n += 1;
+        }
+        for id in &ids {
+            self.refresh_ready(id);
+        }
+        Ok(n)
+    }
+
+    /// Every job id (for checks).
+    pub fn job_ids(&self) -> impl Iterator<Item = &String> {
+        self.jobs.keys()
+    }
+
+    /// One job.
+    pub fn job(&self, id: &str) -> Option<&JobRecord> {
+        self.jobs.get(id)
+    }
+
+    /// The current fencing-token counter (for checks).
+    pub fn next_token(&self) -> u64 {
+        self.next_token
+    }
+}
+
+/// Attempt record key: `<job>#<attempt, zero-padded>`.
+pub fn attempt_key(job: &str, attempt: u32) -> String {
+    format!("{job}#{attempt:04}")
+}
+
+pub(crate) fn describe(d: &DeviceRecord) -> String {
+    if d.cuda {
+        format!("cuda, {} MiB", d.memory_mib)
+    } else {
+        "cpu".into()
+    }
+}

@@ -1,0 +1,103 @@
+//! Shared fixtures for the scheduler tests.
+
+use super::state::State;
+use super::types::*;
+use crate::manifest;
+use crate::plan;
+use crate::store::records::DeviceRecord;
+use crate::store::{Batch, MemStore, Store};
+
+/// A small sweep: 2 backbones x 2 folds x 2 stages on CPU, one retry.
+pub const SMALL: &str = "name: small
+dataset:
+  source: {kind: synthetic, subjects: 4, frames: 4}
+  folds: !kfold {k: 2}
+  input_size: 32
+backbones: [mobilenet_v2, mobilenet_v1]
+stages:
+  - {freeze: backbone, optimizer: {lr: 0.001}, epochs: 1}
+  - {freeze: none, optimizer: {lr: 0.00001}, epochs: 1}
+batch_size: 4
+resources: {device: any}
+retries: 1
+";
+
+/// CPU devices.
+pub fn cpus(n: u32) -> Vec<DeviceRecord> {
+    (0..n)
+        .map(|index| DeviceRecord { index, cuda: false, memory_mib: 0, name: "cpu".into(), healthy: true })
+        .collect()
+}
+
+/// One GPU of the given memory.
+pub fn gpu(index: u32, memory_mib: u64) -> DeviceRecord {
+    DeviceRecord { index, cuda: true, memory_mib, name: "gpu".into(), healthy: true }
+}
+
+/// A state plus its store, committing after every step like the actor does.
+pub struct Harness {
+    /// The store.
+    pub store: MemStore,
+    /// The state.
+    pub st: State,
+    /// The clock, ms.
+    pub now: u64,
+}
+
+impl Harness {
+    /// An empty harness.
+    pub fn new() -> Self {
+        let timing = Timing { heartbeat_ms: 1_000, lease_ms: 3_000, no_worker_grace_ms: 10_000 };
+        Self { store: MemStore::new(), st: State::new(timing, 1_000), now: 1_000 }
+    }
+
+    /// Runs one step and commits its writes.
+    pub fn step<T>(&mut self, f: impl FnOnce(&mut State, u64, &mut Batch) -> T) -> T {
+        let mut b = Batch::new();
+        let out = f(&mut self.st, self.now, &mut b);
+        self.store.commit(&b).unwrap();
+        out
+    }
+
+    /// Submits a manifest text; returns the sweep id.
+    pub fn submit(&mut self, text: &str) -> SubmitOutcome {
+        let p = manifest::parse(text, "t.yaml").unwrap();
+        let jobs = plan::expand(&p.sweep_id, &p.manifest).unwrap();
+        self.step(|st, now, b| st.submit(&p, jobs, now, b)).unwrap()
+    }
+
+    /// Registers a worker.
+    pub fn register(&mut self, id: &str, devices: Vec<DeviceRecord>) {
+        let reg = Registration { id: id.into(), hostname: "h".into(), devices };
+        self.step(|st, now, b| st.register(reg, "hash".into(), now, b)).unwrap();
+    }
+
+    /// Leases for a device.
+    pub fn lease(&mut self, w: &str, d: u32) -> Option<Assignment> {
+        match self.step(|st, now, b| st.lease(w, d, now, b)).unwrap() {
+            LeaseOutcome::Assigned(a) => Some(*a),
+            LeaseOutcome::Nothing(_) => None,
+        }
+    }
+
+    /// Uploads a checkpoint record and completes.
+    pub fn complete(&mut self, w: &str, a: &Assignment) -> Fenced {
+        let sha = format!("{:064x}", a.token);
+        self.step(|st, now, b| st.checkpoint(w, &a.job_id, a.token, &sha, 1, 1, now, b)).unwrap();
+        let r = JobResult {
+            aus: vec![],
+            avg_f1: 0.5,
+            params_total: 10,
+            params_trainable: 5,
+            train_seconds: 1.0,
+            images_per_sec: 100.0,
+            checkpoint: sha,
+        };
+        self.step(|st, now, b| st.complete(w, &a.job_id, a.token, r, now, b)).unwrap()
+    }
+
+    /// Reloads the state from the store, as a restarted coordinator does.
+    pub fn restart(&mut self) {
+        self.st = State::load(&self.store, self.st.timing, self.now).unwrap();
+    }
+}

@@ -1,0 +1,195 @@
+//! Checkpoint blobs: files named by their sha256, written to a temp file, fsynced, verified and
+//! renamed into place, so a registered checkpoint always has a complete file behind it.
+
+use sha2::{Digest, Sha256};
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// A blob operation that failed.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    /// Not 64 lowercase hex digits.
+    #[error("`{0}` is not a sha256 (64 lowercase hex digits)")]
+    BadName(String),
+    /// The data's hash is not the one announced.
+    #[error("checksum mismatch: announced {expected}, got {actual}")]
+    Mismatch {
+        /// Announced.
+        expected: String,
+        /// Computed.
+        actual: String,
+    },
+    /// More bytes than allowed.
+    #[error("blob larger than the {0}-byte limit")]
+    TooLarge(u64),
+    /// No such blob.
+    #[error("no checkpoint {0}")]
+    NotFound(String),
+    /// Filesystem failure.
+    #[error("blob io: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Whether `s` is a valid blob name.
+pub fn valid_sha256(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The blob directory.
+#[derive(Debug, Clone)]
+pub struct Blobs {
+    dir: PathBuf,
+    max_bytes: u64,
+}
+
+impl Blobs {
+    /// Opens (creating) the directory; leftover temp files of a crash are removed.
+    pub fn open(dir: &Path, max_bytes: u64) -> Result<Self, BlobError> {
+        fs::create_dir_all(dir.join("sha256"))?;
+        let tmp = dir.join("tmp");
+        if tmp.exists() {
+            fs::remove_dir_all(&tmp)?;
+        }
+        fs::create_dir_all(&tmp)?;
+        Ok(Self { dir: dir.to_path_buf(), max_bytes })
+    }
+
+    /// Where a blob lives (the name is validated, so no path escapes the directory).
+    pub fn path(&self, sha: &str) -> Result<PathBuf, BlobError> {
+        if !valid_sha256(sha) {
+            return Err(BlobError::BadName(sha.to_string()));
+        }
+        Ok(self.dir.join("sha256").join(&sha[..2]).join(sha))
+    }
+
+    /// Whether a blob is stored.
+    pub fn contains(&self, sha: &str) -> bool {
+        self.path(sha).map(|p| p.is_file()).unwrap_or(false)
+    }
+
+    /// Opens a stored blob for reading.
+    pub fn open_blob(&self, sha: &str) -> Result<File, BlobError> {
+        let p = self.path(sha)?;
+        File::open(&p).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => BlobError::NotFound(sha.to_string()),
+            _ => BlobError::Io(e),
+        })
+    }
+
+    /// Starts a new blob; `expected` is the announced sha256.
+    pub fn writer(&self, expected: &str) -> Result<BlobWriter, BlobError> {
+        let final_path = self.path(expected)?;
+        let tmp = self.dir.join("tmp").join(format!("{expected}.{:016x}", rand::random::<u64>()));
+        Ok(BlobWriter {
+            file: Some(File::create(&tmp)?),
+            tmp,
+            final_path,
+            expected: expected.to_string(),
+            hasher: Sha256::new(),
+            size: 0,
+            max_bytes: self.max_bytes,
+        })
+    }
+
+    /// Writes a whole blob from memory (tests, small files); returns its sha256.
+    pub fn put_bytes(&self, data: &[u8]) -> Result<String, BlobError> {
+        let sha = hex::encode(Sha256::digest(data));
+        let mut w = self.writer(&sha)?;
+        w.write(data)?;
+        w.finish()?;
+        Ok(sha)
+    }
+}
+
+/// A blob being written; dropped unfinished, its temp file is removed.
+#[derive(Debug)]
+pub struct BlobWriter {
+    file: Option<File>,
+    tmp: PathBuf,
+    final_path: PathBuf,
+    expected: String,
+    hasher: Sha256,
+    size: u64,
+    max_bytes: u64,
+}
+
+impl BlobWriter {
+    /// Appends data.
+    pub fn write(&mut self, data: &[u8]) -> Result<(), BlobError> {
+        self.size += data.len() as u64;
+        if self.size > self.max_bytes {
+            return Err(BlobError::TooLarge(self.max_bytes));
+        }
+        self.hasher.update(data);
+        match &mut self.file {
+            Some(f) => Ok(f.write_all(data)?),
+            None => Err(BlobError::Io(std::io::Error::other("writer finished"))),
+        }
+    }
+
+    /// Verifies the hash, fsyncs, renames into place and fsyncs the directory; returns the size.
+    pub fn finish(mut self) -> Result<u64, BlobError> {
+        let actual = hex::encode(std::mem::take(&mut self.hasher).finalize());
+        if actual != self.expected {
+            return Err(BlobError::Mismatch { expected: self.expected.clone(), actual });
+        }
+        let file = self.file.take().ok_or_else(|| std::io::Error::other("writer finished"))?;
+        file.sync_all()?;
+        drop(file);
+        let parent = self.final_path.parent().ok_or_else(|| std::io::Error::other("no parent"))?;
+        fs::create_dir_all(parent)?;
+        fs::rename(&self.tmp, &self.final_path)?;
+        File::open(parent)?.sync_all()?;
+        Ok(self.size)
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        if self.file.is_some() || self.tmp.exists() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_verify_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Blobs::open(dir.path(), 1 << 20).unwrap();
+        let sha = b.put_bytes(b"weights").unwrap();
+        assert!(b.contains(&sha));
+        let mut s = String::new();
+        std::io::Read::read_to_string(&mut b.open_blob(&sha).unwrap(), &mut s).unwrap();
+        assert_eq!(s, "weights");
+        assert!(fs::read_dir(dir.path().join("tmp")).unwrap().next().is_none());
+    }
+
+    #[test]
+    fn mismatch_and_size_limit_leave_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Blobs::open(dir.path(), 4).unwrap();
+        let fake = "a".repeat(64);
+        let mut w = b.writer(&fake).unwrap();
+        w.write(b"abc").unwrap();
+        assert!(matches!(w.finish(), Err(BlobError::Mismatch { .. })));
+        assert!(!b.contains(&fake));
+        let mut w = b.writer(&fake).unwrap();
+        assert!(matches!(w.write(b"too long"), Err(BlobError::TooLarge(4))));
+        drop(w);
+        assert!(fs::read_dir(dir.path().join("tmp")).unwrap().next().is_none());
+    }
+
+    #[test]
+    fn names_are_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Blobs::open(dir.path(), 10).unwrap();
+        for bad in ["../etc/passwd", "", &"A".repeat(64), &"a".repeat(63), &format!("{}/", "a".repeat(63))] {
+            assert!(matches!(b.path(bad), Err(BlobError::BadName(_))), "{bad}");
+        }
+    }
+}

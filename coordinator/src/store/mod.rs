@@ -1,0 +1,152 @@
+//! Durable state: a small key-value `Store` trait (sled and in-memory implementations), the
+//! record types kept in it, and the checkpoint blob directory.
+//!
+//! Trees: sweeps, jobs, attempts, workers, results, checkpoints, meta. A [`Batch`] commits
+//! atomically and is durable (flushed) when `commit` returns: the scheduler commits once per
+//! round of events, so many transitions share one flush.
+
+pub mod blobs;
+mod mem;
+pub mod records;
+mod sled_store;
+
+#[cfg(test)]
+mod conformance;
+
+pub use mem::MemStore;
+pub use sled_store::SledStore;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// The logical trees of the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Tree {
+    /// Sweep records by sweep id.
+    Sweeps,
+    /// Job records by job id.
+    Jobs,
+    /// Attempt records by `<job id>#<attempt>`.
+    Attempts,
+    /// Worker records by worker id.
+    Workers,
+    /// Result records by job id.
+    Results,
+    /// Checkpoint metadata by sha256.
+    Checkpoints,
+    /// Counters (fencing token, job sequence).
+    Meta,
+}
+
+impl Tree {
+    /// Every tree.
+    pub const ALL: [Tree; 7] = [
+        Tree::Sweeps,
+        Tree::Jobs,
+        Tree::Attempts,
+        Tree::Workers,
+        Tree::Results,
+        Tree::Checkpoints,
+        Tree::Meta,
+    ];
+
+    /// A one-byte prefix for stores that keep every tree in one keyspace.
+    pub fn tag(self) -> u8 {
+        self as u8 + b'a'
+    }
+}
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backing database failed.
+    #[error("store backend: {0}")]
+    Backend(String),
+    /// A record could not be encoded or decoded.
+    #[error("store record {tree:?}/{key}: {message}")]
+    Codec {
+        /// Tree.
+        tree: Tree,
+        /// Key.
+        key: String,
+        /// Cause.
+        message: String,
+    },
+}
+
+/// One write.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// Insert or replace.
+    Put(Tree, String, Vec<u8>),
+    /// Remove (absent keys are fine).
+    Delete(Tree, String),
+}
+
+/// Writes committed together, atomically and durably.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Batch {
+    /// The writes, in order.
+    pub ops: Vec<Op>,
+}
+
+impl Batch {
+    /// An empty batch.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a JSON-encoded record.
+    pub fn put<T: Serialize>(&mut self, tree: Tree, key: &str, value: &T) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(value).map_err(|e| StoreError::Codec {
+            tree,
+            key: key.to_string(),
+            message: e.to_string(),
+        })?;
+        self.ops.push(Op::Put(tree, key.to_string(), bytes));
+        Ok(())
+    }
+
+    /// Adds a removal.
+    pub fn delete(&mut self, tree: Tree, key: &str) {
+        self.ops.push(Op::Delete(tree, key.to_string()));
+    }
+
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Appends another batch.
+    pub fn extend(&mut self, other: Batch) {
+        self.ops.extend(other.ops);
+    }
+}
+
+/// A durable key-value store with named trees; one writer (the scheduler) uses it.
+pub trait Store: Send + Sync + 'static {
+    /// Applies the batch atomically; when this returns Ok the writes survive a crash.
+    fn commit(&self, batch: &Batch) -> Result<(), StoreError>;
+    /// One value.
+    fn get(&self, tree: Tree, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Every (key, value) of a tree, in key order.
+    fn scan(&self, tree: Tree) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+}
+
+/// Decodes one JSON record.
+pub fn decode<T: DeserializeOwned>(tree: Tree, key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(|e| StoreError::Codec {
+        tree,
+        key: key.to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// Reads and decodes every record of a tree.
+pub fn load_all<T: DeserializeOwned>(store: &dyn Store, tree: Tree) -> Result<Vec<T>, StoreError> {
+    store
+        .scan(tree)?
+        .into_iter()
+        .map(|(k, v)| decode(tree, &k, &v))
+        .collect()
+}

@@ -1,0 +1,207 @@
+//! The records the scheduler keeps in the store (JSON-encoded).
+
+use crate::manifest::DeviceReq;
+use crate::plan::JobKey;
+use ausweep_proto::JobSpec;
+use serde::{Deserialize, Serialize};
+
+/// A submitted sweep.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SweepRecord {
+    /// Hash of the canonical manifest.
+    pub id: String,
+    /// Manifest name.
+    pub name: String,
+    /// 1 for the first manifest of this name, then 2, 3, ...
+    pub version: u32,
+    /// Submission time, ms since the Unix epoch.
+    pub created_ms: u64,
+    /// The canonical manifest (JSON).
+    pub canonical: String,
+    /// Whether it was cancelled.
+    pub cancelled: bool,
+}
+
+/// Where a job is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum JobState {
+    /// Waiting for its dependencies or a device.
+    Pending,
+    /// An attempt holds a lease.
+    Leased,
+    /// Completed with a result.
+    Succeeded,
+    /// Out of attempts, or a failure that cannot be retried.
+    Failed,
+    /// Cancelled by the admin.
+    Cancelled,
+}
+
+impl JobState {
+    /// Succeeded, failed or cancelled.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, JobState::Succeeded | JobState::Failed | JobState::Cancelled)
+    }
+}
+
+/// An attempt's claim on a job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// Holder.
+    pub worker: String,
+    /// Device index on the holder.
+    pub device: u32,
+    /// Fencing token: unique, increasing; reports carrying another token are stale.
+    pub token: u64,
+    /// Expiry, ms since the Unix epoch.
+    pub deadline_ms: u64,
+    /// When the attempt started, ms.
+    pub started_ms: u64,
+}
+
+/// A job of a sweep.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobRecord {
+    /// Job id.
+    pub id: String,
+    /// Sweep id.
+    pub sweep: String,
+    /// Position in the sweep.
+    pub key: JobKey,
+    /// Grid point label.
+    pub grid_label: String,
+    /// The exact spec every attempt replays.
+    pub spec: JobSpec,
+    /// Jobs this waits on.
+    pub depends_on: Vec<String>,
+    /// Device kind needed.
+    pub device: DeviceReq,
+    /// Least GPU memory, MiB; raised after an out-of-memory failure.
+    pub min_gpu_memory_mib: u64,
+    /// Higher first.
+    pub priority: i32,
+    /// Creation order (age).
+    pub seq: u64,
+    /// Attempts allowed (raised by resubmit-failed).
+    pub max_attempts: u32,
+    /// Attempts each submission grants (retries + 1).
+    pub attempts_per_run: u32,
+    /// State.
+    pub state: JobState,
+    /// Attempts started so far (the current one when leased).
+    pub attempt: u32,
+    /// The current lease.
+    pub lease: Option<Lease>,
+    /// Workers that failed the last attempt: avoided for the next one.
+    pub avoid_workers: Vec<String>,
+    /// Why the last attempt failed.
+    pub last_error: String,
+    /// Newest checkpoint any attempt uploaded (resume point).
+    pub newest_checkpoint: Option<String>,
+    /// The final checkpoint (set on success).
+    pub final_checkpoint: Option<String>,
+}
+
+/// One attempt's history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptRecord {
+    /// Job id.
+    pub job: String,
+    /// 1-based attempt.
+    pub attempt: u32,
+    /// Worker.
+    pub worker: String,
+    /// Fencing token.
+    pub token: u64,
+    /// Start, ms.
+    pub started_ms: u64,
+    /// End, ms (0 while running).
+    pub ended_ms: u64,
+    /// `running`, `succeeded`, `failed: ...`, `expired`, `cancelled`.
+    pub outcome: String,
+}
+
+/// A device a worker offers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRecord {
+    /// Index on the node.
+    pub index: u32,
+    /// CUDA (true) or CPU.
+    pub cuda: bool,
+    /// Memory, MiB.
+    pub memory_mib: u64,
+    /// Model name.
+    pub name: String,
+    /// Unhealthy devices get no work.
+    pub healthy: bool,
+}
+
+/// A registered worker.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerRecord {
+    /// Worker id (its name).
+    pub id: String,
+    /// Host name.
+    pub hostname: String,
+    /// Devices.
+    pub devices: Vec<DeviceRecord>,
+    /// sha256 of the session token, hex.
+    pub session_hash: String,
+    /// Registration time, ms.
+    pub registered_ms: u64,
+}
+
+/// One AU's test scores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuScoreRecord {
+    /// AU number.
+    pub au: u32,
+    /// F1.
+    pub f1: f64,
+    /// Precision.
+    pub precision: f64,
+    /// Recall.
+    pub recall: f64,
+    /// Decision threshold.
+    pub threshold: f64,
+}
+
+/// A completed job's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResultRecord {
+    /// Job id.
+    pub job: String,
+    /// The attempt that produced it.
+    pub attempt: u32,
+    /// Per-AU scores.
+    pub aus: Vec<AuScoreRecord>,
+    /// Mean F1 over AUs.
+    pub avg_f1: f64,
+    /// Parameters.
+    pub params_total: u64,
+    /// Trainable parameters.
+    pub params_trainable: u64,
+    /// Training time, s.
+    pub train_seconds: f64,
+    /// Throughput.
+    pub images_per_sec: f64,
+    /// Final checkpoint sha256.
+    pub checkpoint: String,
+}
+
+/// A stored checkpoint file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointRecord {
+    /// sha256, hex (the blob's name).
+    pub sha256: String,
+    /// Bytes.
+    pub size: u64,
+    /// Job that wrote it.
+    pub job: String,
+    /// Attempt that wrote it.
+    pub attempt: u32,
+    /// Epoch it was taken at.
+    pub epoch: u32,
+    /// Time, ms.
+    pub created_ms: u64,
+}

@@ -1,0 +1,99 @@
+//! The sled store: one sled tree, each logical tree a one-byte key prefix, so a [`Batch`] is one
+//! atomic `apply_batch` followed by a `flush` (the commit point).
+
+use super::{Batch, Op, Store, StoreError, Tree};
+use std::path::Path;
+
+/// A store on disk (sled 0.34).
+#[derive(Debug, Clone)]
+pub struct SledStore {
+    db: sled::Db,
+    tree: sled::Tree,
+}
+
+fn backend(e: sled::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn full_key(tree: Tree, key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 1);
+    k.push(tree.tag());
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+impl SledStore {
+    /// Opens (or creates) the store in a directory.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new()
+            .path(dir)
+            .flush_every_ms(None)
+            .open()
+            .map_err(backend)?;
+        let tree = db.open_tree("ausweep").map_err(backend)?;
+        Ok(Self { db, tree })
+    }
+
+    /// Bytes on disk, as sled reports them.
+    pub fn size_on_disk(&self) -> Result<u64, StoreError> {
+        self.db.size_on_disk().map_err(backend)
+    }
+}
+
+impl Store for SledStore {
+    fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut b = sled::Batch::default();
+        for op in &batch.ops {
+            match op {
+                Op::Put(t, k, v) => b.insert(full_key(*t, k), v.as_slice()),
+                Op::Delete(t, k) => b.remove(full_key(*t, k)),
+            }
+        }
+        self.tree.apply_batch(b).map_err(backend)?;
+        self.tree.flush().map_err(backend)?;
+        Ok(())
+    }
+
+    fn get(&self, tree: Tree, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.tree.get(full_key(tree, key)).map_err(backend)?.map(|v| v.to_vec()))
+    }
+
+    fn scan(&self, tree: Tree) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.tree
+            .scan_prefix([tree.tag()])
+            .map(|kv| {
+                let (k, v) = kv.map_err(backend)?;
+                let key = String::from_utf8(k[1..].to_vec())
+                    .map_err(|e| StoreError::Backend(format!("non-UTF-8 key: {e}")))?;
+                Ok((key, v.to_vec()))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        super::super::conformance::run(&SledStore::open(dir.path()).unwrap());
+    }
+
+    #[test]
+    fn committed_writes_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = SledStore::open(dir.path()).unwrap();
+            let mut b = Batch::new();
+            b.put(Tree::Jobs, "j1", &"hello").unwrap();
+            s.commit(&b).unwrap();
+        }
+        let s = SledStore::open(dir.path()).unwrap();
+        assert_eq!(s.get(Tree::Jobs, "j1").unwrap(), Some(b"\"hello\"".to_vec()));
+    }
+}

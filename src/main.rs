@@ -1,0 +1,128 @@
+//! `ausweep`: facial action unit transfer-learning sweeps (one binary, many subcommands).
+
+mod bench;
+mod train_cmd;
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(
+    name = "ausweep",
+    version,
+    about = "Facial action unit transfer-learning sweeps"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run one training job from a job file (standalone; JSON-lines progress on stdout).
+    Train(train_cmd::TrainArgs),
+    /// Inspect the converted ImageNet weights.
+    Weights {
+        #[command(subcommand)]
+        cmd: WeightsCmd,
+    },
+    /// Benchmarks (measured next to PyTorch eager in the same run).
+    Bench {
+        #[command(subcommand)]
+        cmd: bench::BenchCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum WeightsCmd {
+    /// List the weight files and their sources.
+    List {
+        /// Weights directory (default $AUSWEEP_WEIGHTS or ~/.cache/ausweep/weights).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Print the ImageNet top-5 of a backbone on an image.
+    Check {
+        /// Backbone name.
+        name: String,
+        /// An image (jpg/png); default: scikit-image's `chelsea.png` from the venv.
+        image: Option<PathBuf>,
+        /// Weights directory.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let r: Result<()> = match cli.cmd {
+        Cmd::Train(a) => train_cmd::run(a),
+        Cmd::Weights { cmd } => weights(cmd),
+        Cmd::Bench { cmd } => bench::run(cmd),
+    };
+    if let Err(e) = r {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn weights(cmd: WeightsCmd) -> Result<()> {
+    use ausweep_worker::train::{imagenet, weights::weights_dir};
+    match cmd {
+        WeightsCmd::List { dir } => {
+            let dir = dir.unwrap_or_else(weights_dir);
+            let path = dir.join("manifest.json");
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| anyhow::anyhow!("{}: {e} (run `make setup`)", path.display()))?;
+            let m: serde_json::Value = serde_json::from_str(&text)?;
+            if let Some(obj) = m.as_object() {
+                for (name, v) in obj {
+                    println!(
+                        "{name:14} {:>4} tensors  sha256 {}  from {}",
+                        v["tensors"],
+                        v["sha256"].as_str().unwrap_or("?").get(..12).unwrap_or("?"),
+                        v["source"].as_str().unwrap_or("?")
+                    );
+                }
+            }
+            Ok(())
+        }
+        WeightsCmd::Check { name, image, dir } => {
+            let backbone =
+                ausweep_proto::job::Backbone::parse(&name).map_err(anyhow::Error::msg)?;
+            let dir = dir.unwrap_or_else(weights_dir);
+            let image = match image {
+                Some(p) => p,
+                None => default_image()?,
+            };
+            println!("{name} on {}:", image.display());
+            for (i, (class, p)) in imagenet::top5(backbone, &image, &dir)?
+                .into_iter()
+                .enumerate()
+            {
+                println!("  {}. {class:30} {:6.2} %", i + 1, p * 100.0);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// scikit-image ships a photo of a cat; the set-up installs it in the venv.
+fn default_image() -> Result<PathBuf> {
+    let out = std::process::Command::new(python())
+        .args(["-c", "import skimage, os; print(os.path.join(os.path.dirname(skimage.__file__), 'data', 'chelsea.png'))"])
+        .output()?;
+    anyhow::ensure!(
+        out.status.success(),
+        "no image given and scikit-image is not in the venv (run `make setup`)"
+    );
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}
+
+/// The venv's Python: `$AUSWEEP_PYTHON`, else `.venv/bin/python` of the source tree.
+pub(crate) fn python() -> PathBuf {
+    std::env::var_os("AUSWEEP_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"))
+}

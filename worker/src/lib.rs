@@ -1,0 +1,3 @@
+//! ausweep's worker: the trainer (backbones, head, loss, metrics, checkpoints) and, later, the agent.
+
+pub mod train;

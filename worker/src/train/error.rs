@@ -1,0 +1,79 @@
+//! The trainer's typed errors.
+
+use std::path::PathBuf;
+
+/// Anything that stops a training job.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A weights or checkpoint file lacks a parameter the model has.
+    #[error("{file}: missing tensor `{key}` (the model needs it; is this the right backbone?)")]
+    MissingTensor {
+        /// The file.
+        file: PathBuf,
+        /// The parameter name.
+        key: String,
+    },
+    /// A tensor in the file has a different shape than the model's parameter.
+    #[error("{file}: tensor `{key}` has shape {found:?}, the model expects {expected:?}")]
+    ShapeMismatch {
+        /// The file.
+        file: PathBuf,
+        /// The parameter name.
+        key: String,
+        /// The model's shape.
+        expected: Vec<i64>,
+        /// The file's shape.
+        found: Vec<i64>,
+    },
+    /// The file has tensors the model does not.
+    #[error("{file}: unexpected tensors not in the model: {keys}")]
+    UnexpectedTensors {
+        /// The file.
+        file: PathBuf,
+        /// The first few names.
+        keys: String,
+    },
+    /// No ImageNet weights for a backbone in the weights directory.
+    #[error("no ImageNet weights for {backbone} in {dir} (available: {available}); run `make setup`, convert a torchvision file with scripts/convert_weights.py, or set `weights: none`")]
+    NoWeights {
+        /// The backbone.
+        backbone: String,
+        /// The weights directory.
+        dir: PathBuf,
+        /// What is there.
+        available: String,
+    },
+    /// A checkpoint's metadata is unreadable or disagrees with its file or the job.
+    #[error("checkpoint {path}: {message}")]
+    Checkpoint {
+        /// The checkpoint.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+    /// The dataset could not be loaded or split.
+    #[error("data: {0}")]
+    Data(#[from] ausweep_data::DataError),
+    /// A job setting that cannot work with this data or device.
+    #[error("{0}")]
+    Config(String),
+    /// libtorch reported an error.
+    #[error("torch: {0}")]
+    Torch(#[from] tch::TchError),
+    /// A file operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+impl TrainError {
+    /// Wraps an I/O error with its path.
+    pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> TrainError {
+        let path = path.into();
+        move |source| TrainError::Io { path, source }
+    }
+}
