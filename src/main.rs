@@ -1,6 +1,7 @@
 //! `ausweep`: facial action unit transfer-learning sweeps (one binary, many subcommands).
 
 mod bench;
+mod dataset_cmd;
 mod train_cmd;
 
 use anyhow::Result;
@@ -26,6 +27,11 @@ enum Cmd {
     Weights {
         #[command(subcommand)]
         cmd: WeightsCmd,
+    },
+    /// Datasets: render the synthetic DISFA, inspect a DISFA tree.
+    Dataset {
+        #[command(subcommand)]
+        cmd: dataset_cmd::DatasetCmd,
     },
     /// Benchmarks (measured next to PyTorch eager in the same run).
     Bench {
@@ -59,6 +65,7 @@ fn main() {
     let r: Result<()> = match cli.cmd {
         Cmd::Train(a) => train_cmd::run(a),
         Cmd::Weights { cmd } => weights(cmd),
+        Cmd::Dataset { cmd } => dataset_cmd::run(cmd),
         Cmd::Bench { cmd } => bench::run(cmd),
     };
     if let Err(e) = r {

@@ -37,6 +37,9 @@ pub struct CheckpointMeta {
     pub sha256: String,
     /// Seconds of training so far.
     pub train_seconds: f64,
+    /// sha256 of the job spec that wrote it (resume only continues the same job).
+    #[serde(default)]
+    pub job_digest: String,
 }
 
 /// sha256 of a file, hex.
@@ -166,6 +169,7 @@ mod tests {
             optim_step: 3,
             sha256: String::new(),
             train_seconds: 1.0,
+            job_digest: "j".into(),
         }
     }
 

@@ -174,7 +174,16 @@ fn subset_labels(labels: &[u8], idx: &[usize], k: usize) -> Vec<u8> {
         .collect()
 }
 
-/// Runs a job to the end (resuming from `out_dir/checkpoints` if it has any).
+/// sha256 of the job's canonical YAML without its name: what makes two runs the same run.
+pub fn job_digest(spec: &JobSpec) -> String {
+    use sha2::{Digest, Sha256};
+    let mut s = spec.clone();
+    s.name.clear();
+    hex::encode(Sha256::digest(s.to_yaml().as_bytes()))
+}
+
+/// Runs a job to the end (resuming from `out_dir/checkpoints` if it has any). libtorch's RNG is
+/// process-global, so a process runs one job at a time (the worker runs each in its own process).
 pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<JobResult, TrainError> {
     let emit = |e: Event| {
         if opts.print_events {
@@ -293,10 +302,18 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<JobResult, TrainError> {
     let mut start_epoch = 1;
     let mut resumed_from = None;
     let mut seconds_before = 0.0;
+    let digest = job_digest(spec);
     if let Some((file, meta)) = checkpoint::newest(&ckpt_dir) {
-        if meta.stage == spec.stage
-            && meta.aus == spec.data.aus
-            && meta.backbone == spec.backbone.name()
+        if meta.job_digest != digest {
+            return Err(TrainError::Checkpoint {
+                path: file,
+                message: format!(
+                    "belongs to another job (digest {}…, this job {}…); use a fresh --out directory",
+                    meta.job_digest.get(..12).unwrap_or(""),
+                    digest.get(..12).unwrap_or("")
+                ),
+            });
+        }
         {
             let t = model.load_checkpoint(&file)?;
             opt.restore(&t, meta.optim_step)
@@ -433,6 +450,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<JobResult, TrainError> {
                 optim_step: step,
                 sha256: String::new(),
                 train_seconds: seconds_before + started.elapsed().as_secs_f64(),
+                job_digest: digest.clone(),
             },
         )?;
         emit(Event::Checkpoint {
@@ -495,6 +513,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<JobResult, TrainError> {
             optim_step: 0,
             sha256: String::new(),
             train_seconds,
+            job_digest: digest.clone(),
         },
     )?;
     let result = JobResult {

@@ -424,30 +424,4 @@ mod tests {
         let b = bench_render(10_000, 64);
         eprintln!("{b:?}");
     }
-
-    /// Dumps raw pixels/labels to `$AUSWEEP_DUMP` for an offline learnability check.
-    #[test]
-    #[ignore]
-    fn dump_raw() {
-        let Ok(dir) = std::env::var("AUSWEEP_DUMP") else {
-            return;
-        };
-        let s = render_samples(&SynthConfig {
-            subjects: 15,
-            frames: 300,
-            size: 48,
-            seed: 3,
-        });
-        std::fs::write(format!("{dir}/pixels.bin"), &s.pixels).unwrap();
-        std::fs::write(format!("{dir}/labels.bin"), &s.intensities).unwrap();
-        let subj: Vec<u8> = s.subjects.iter().map(|&x| x as u8).collect();
-        std::fs::write(format!("{dir}/subjects.bin"), subj).unwrap();
-        save_preview(
-            &s,
-            &showcase_indices(&s),
-            5,
-            std::path::Path::new(&format!("{dir}/preview.png")),
-        )
-        .unwrap();
-    }
 }

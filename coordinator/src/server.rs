@@ -1,0 +1,199 @@
+//! Starting a coordinator in-process: store, blobs, scheduler loop, gRPC services with auth,
+//! size bounds, optional (mutual) TLS, health and reflection.
+
+use crate::auth::TokenHash;
+use crate::sched::{Scheduler, Timing};
+use crate::service::admin::AdminSvc;
+use crate::service::worker::{Sessions, WorkerSvc};
+use crate::store::blobs::Blobs;
+use crate::store::{MemStore, SledStore, Store};
+use ausweep_proto::v1::{admin_server::AdminServer, worker_server::WorkerServer, FILE_DESCRIPTOR_SET};
+use ausweep_proto::wire::MAX_MESSAGE_BYTES;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::{Certificate, Identity, Server, ServerTlsConfig};
+
+/// TLS files (PEM).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TlsFiles {
+    /// Server certificate chain.
+    pub cert: PathBuf,
+    /// Server private key.
+    pub key: PathBuf,
+    /// When set, clients must present a certificate signed by this CA (mutual TLS).
+    pub client_ca: Option<PathBuf>,
+}
+
+/// Everything a coordinator needs to start.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on (port 0 picks one).
+    pub listen: SocketAddr,
+    /// State directory: `db/` (sled) and `checkpoints/`; `None` keeps state in memory.
+    pub data_dir: Option<PathBuf>,
+    /// Admin token (kept only hashed after start).
+    pub admin_token: String,
+    /// Worker join token (kept only hashed after start).
+    pub join_token: String,
+    /// Lease timings.
+    pub timing: Timing,
+    /// How often expired leases are swept.
+    pub expiry_every: Duration,
+    /// Largest checkpoint accepted, bytes.
+    pub max_checkpoint_bytes: u64,
+    /// TLS; plaintext when absent.
+    pub tls: Option<TlsFiles>,
+}
+
+impl Config {
+    /// A config for tests: loopback, port 0, in-memory unless `data_dir` is given.
+    pub fn local(admin_token: &str, join_token: &str, data_dir: Option<PathBuf>) -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir,
+            admin_token: admin_token.into(),
+            join_token: join_token.into(),
+            timing: Timing::default(),
+            expiry_every: Duration::from_secs(1),
+            max_checkpoint_bytes: 8 << 30,
+            tls: None,
+        }
+    }
+}
+
+/// A coordinator that failed to start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// Bad configuration.
+    #[error("config: {0}")]
+    Config(String),
+    /// Store failure.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// Blob dir failure.
+    #[error(transparent)]
+    Blobs(#[from] crate::store::blobs::BlobError),
+    /// Socket or TLS failure.
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    /// gRPC transport failure.
+    #[error("transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// A running coordinator.
+pub struct Handle {
+    /// The bound address.
+    pub addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: JoinHandle<Result<(), tonic::transport::Error>>,
+    sched: JoinHandle<()>,
+}
+
+impl Handle {
+    /// Stops accepting calls and waits for the server to finish.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = (&mut self.server).await;
+        self.sched.abort();
+        let _ = (&mut self.sched).await;
+    }
+
+    /// Stops abruptly, as a killed process would (no graceful drain); waits until the store
+    /// is released.
+    pub async fn kill(self) {
+        self.server.abort();
+        self.sched.abort();
+        let _ = self.server.await;
+        let _ = self.sched.await;
+    }
+
+    /// Waits until the server stops.
+    pub async fn wait(self) -> Result<(), ServeError> {
+        self.server.await.map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))??;
+        Ok(())
+    }
+}
+
+/// Starts a coordinator: loads (recovers) the store, binds, serves.
+pub async fn serve(config: Config) -> Result<Handle, ServeError> {
+    if config.admin_token.len() < 16 || config.join_token.len() < 16 {
+        return Err(ServeError::Config("admin and join tokens need at least 16 characters".into()));
+    }
+    if config.timing.lease_ms < 3 * config.timing.heartbeat_ms {
+        return Err(ServeError::Config("the lease must last at least 3 heartbeats".into()));
+    }
+    let (store, blob_dir): (Arc<dyn Store>, PathBuf) = match &config.data_dir {
+        Some(dir) => {
+            let db = dir.join("db");
+            let s = tokio::task::spawn_blocking(move || SledStore::open(&db))
+                .await
+                .map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))??;
+            (Arc::new(s), dir.join("checkpoints"))
+        }
+        None => (Arc::new(MemStore::new()), std::env::temp_dir().join(format!("ausweep-blobs-{:016x}", rand::random::<u64>()))),
+    };
+    let blobs = Blobs::open(&blob_dir, config.max_checkpoint_bytes)?;
+    let (sched, sched_task) = Scheduler::start(store, config.timing, config.expiry_every)?;
+    let sessions: Sessions = Default::default();
+    let known = sched
+        .call(|st, now, _| Ok(st.list_workers(now)))
+        .await
+        .map_err(|e| ServeError::Config(e.to_string()))?;
+    if let Ok(mut s) = sessions.write() {
+        for w in known {
+            if let Some(h) = TokenHash::from_hex(&w.worker.session_hash) {
+                s.insert(w.worker.id, h);
+            }
+        }
+    }
+    let admin = AdminServer::new(AdminSvc::new(sched.clone(), TokenHash::of(&config.admin_token)))
+        .max_decoding_message_size(MAX_MESSAGE_BYTES)
+        .max_encoding_message_size(64 << 20);
+    let worker = WorkerServer::new(WorkerSvc::new(
+        sched.clone(),
+        TokenHash::of(&config.join_token),
+        sessions,
+        blobs,
+        config.timing,
+    ))
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(MAX_MESSAGE_BYTES);
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter.set_serving::<AdminServer<AdminSvc>>().await;
+    reporter.set_serving::<WorkerServer<WorkerSvc>>().await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServeError::Config(e.to_string()))?;
+    let mut builder = Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .concurrency_limit_per_connection(256);
+    if let Some(tls) = &config.tls {
+        let cert = tokio::fs::read(&tls.cert).await?;
+        let key = tokio::fs::read(&tls.key).await?;
+        let mut t = ServerTlsConfig::new().identity(Identity::from_pem(cert, key));
+        if let Some(ca) = &tls.client_ca {
+            t = t.client_ca_root(Certificate::from_pem(tokio::fs::read(ca).await?));
+        }
+        builder = builder.tls_config(t)?;
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let (tx, rx) = oneshot::channel::<()>();
+    let router = builder.add_service(health).add_service(reflection).add_service(admin).add_service(worker);
+    let server = tokio::spawn(router.serve_with_incoming_shutdown(
+        tokio_stream::wrappers::TcpListenerStream::new(listener),
+        async {
+            let _ = rx.await;
+        },
+    ));
+    Ok(Handle { addr, shutdown: Some(tx), server, sched: sched_task })
+}

@@ -1,0 +1,136 @@
+//! The admin service: submit, list, get, cancel, resubmit-failed, watch, workers.
+
+use super::{convert, status};
+use crate::auth::{self, TokenHash};
+use crate::sched::Scheduler;
+use crate::{manifest, plan};
+use ausweep_proto::v1::{self, admin_server::Admin};
+use std::pin::Pin;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+/// The admin service.
+pub struct AdminSvc {
+    sched: Scheduler,
+    admin: TokenHash,
+}
+
+impl AdminSvc {
+    /// A service checking calls against the admin token's hash.
+    pub fn new(sched: Scheduler, admin: TokenHash) -> Self {
+        Self { sched, admin }
+    }
+
+    fn auth<T>(&self, req: &Request<T>) -> Result<(), Status> {
+        auth::require(req.metadata(), &self.admin, "admin")
+    }
+}
+
+fn sweep_arg(id: &str) -> Result<String, Status> {
+    if auth::valid_id(id, 64) {
+        Ok(id.to_string())
+    } else {
+        Err(Status::invalid_argument(format!("`{id}` is not a sweep id")))
+    }
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<v1::JobEvent, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Admin for AdminSvc {
+    async fn submit(&self, req: Request<v1::SubmitRequest>) -> Result<Response<v1::SubmitReply>, Status> {
+        self.auth(&req)?;
+        let r = req.into_inner();
+        let file = if r.file_name.is_empty() { "<manifest>".to_string() } else { r.file_name.chars().take(200).collect() };
+        let parsed = manifest::parse(&r.manifest_yaml, &file).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let jobs = plan::expand(&parsed.sweep_id, &parsed.manifest).map_err(|e| Status::invalid_argument(format!("{file}: {e}")))?;
+        let out = self.sched.call(move |st, now, b| st.submit(&parsed, jobs, now, b)).await.map_err(status)?;
+        Ok(Response::new(v1::SubmitReply {
+            sweep_id: out.sweep_id,
+            name: out.name,
+            version: out.version,
+            created: out.created,
+            jobs: out.jobs,
+        }))
+    }
+
+    async fn list_sweeps(&self, req: Request<v1::ListSweepsRequest>) -> Result<Response<v1::ListSweepsReply>, Status> {
+        self.auth(&req)?;
+        let v = self.sched.call(|st, _, _| Ok(st.list_sweeps())).await.map_err(status)?;
+        Ok(Response::new(v1::ListSweepsReply { sweeps: v.iter().map(convert::summary).collect() }))
+    }
+
+    async fn get_sweep(&self, req: Request<v1::GetSweepRequest>) -> Result<Response<v1::SweepStatus>, Status> {
+        self.auth(&req)?;
+        let id = sweep_arg(&req.get_ref().sweep_id)?;
+        let d = self.sched.call(move |st, now, _| st.sweep_detail(&id, now)).await.map_err(status)?;
+        Ok(Response::new(v1::SweepStatus {
+            summary: Some(convert::summary(&d.view)),
+            jobs: d.jobs.iter().map(convert::job).collect(),
+            notice: d.notice,
+        }))
+    }
+
+    async fn cancel(&self, req: Request<v1::CancelRequest>) -> Result<Response<v1::CancelReply>, Status> {
+        self.auth(&req)?;
+        let id = sweep_arg(&req.get_ref().sweep_id)?;
+        let n = self.sched.call(move |st, now, b| st.cancel(&id, now, b)).await.map_err(status)?;
+        Ok(Response::new(v1::CancelReply { cancelled: n }))
+    }
+
+    async fn resubmit_failed(&self, req: Request<v1::ResubmitFailedRequest>) -> Result<Response<v1::ResubmitFailedReply>, Status> {
+        self.auth(&req)?;
+        let id = sweep_arg(&req.get_ref().sweep_id)?;
+        let n = self.sched.call(move |st, _, b| st.resubmit_failed(&id, b)).await.map_err(status)?;
+        Ok(Response::new(v1::ResubmitFailedReply { requeued: n }))
+    }
+
+    type WatchStream = EventStream;
+
+    async fn watch(&self, req: Request<v1::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+        self.auth(&req)?;
+        let id = sweep_arg(&req.get_ref().sweep_id)?;
+        // Subscribe before the snapshot so nothing falls between them.
+        let mut rx = self.sched.subscribe();
+        let sid = id.clone();
+        let detail = self.sched.call(move |st, now, _| st.sweep_detail(&sid, now)).await.map_err(status)?;
+        let (tx, out) = tokio::sync::mpsc::channel(256);
+        tokio::spawn(async move {
+            for j in &detail.jobs {
+                let e = v1::JobEvent {
+                    sweep_id: id.clone(),
+                    job_id: j.job.id.clone(),
+                    state: convert::job_state(j.job.state) as i32,
+                    attempt: j.job.attempt,
+                    progress: j.progress.as_ref().map(convert::progress_out),
+                    message: if j.pending_reason.is_empty() { j.job.last_error.clone() } else { j.pending_reason.clone() },
+                };
+                if tx.send(Ok(e)).await.is_err() {
+                    return;
+                }
+            }
+            loop {
+                match rx.recv().await {
+                    Ok(e) if e.sweep == id => {
+                        if tx.send(Ok(convert::event(&e))).await.is_err() {
+                            return;
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        let _ = tx.send(Err(Status::data_loss(format!("watcher fell {n} events behind; watch again")))).await;
+                        return;
+                    }
+                    Err(_) => return,
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(out))))
+    }
+
+    async fn list_workers(&self, req: Request<v1::ListWorkersRequest>) -> Result<Response<v1::ListWorkersReply>, Status> {
+        self.auth(&req)?;
+        let v = self.sched.call(|st, now, _| Ok(st.list_workers(now))).await.map_err(status)?;
+        Ok(Response::new(v1::ListWorkersReply { workers: v.iter().map(convert::worker).collect() }))
+    }
+}

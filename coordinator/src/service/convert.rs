@@ -1,0 +1,147 @@
+//! Conversions between scheduler types and `ausweep.v1` messages.
+
+use crate::sched::{self, Event, JobView, SweepView, WorkerView};
+use crate::store::records::{AuScoreRecord, DeviceRecord, JobState, ResultRecord};
+use ausweep_proto::v1;
+
+pub(crate) fn job_state(s: JobState) -> v1::JobState {
+    match s {
+        JobState::Pending => v1::JobState::Pending,
+        JobState::Leased => v1::JobState::Leased,
+        JobState::Succeeded => v1::JobState::Succeeded,
+        JobState::Failed => v1::JobState::Failed,
+        JobState::Cancelled => v1::JobState::Cancelled,
+    }
+}
+
+pub(crate) fn device_in(d: &v1::Device) -> DeviceRecord {
+    DeviceRecord {
+        index: d.index,
+        cuda: d.kind() == v1::DeviceKind::Cuda,
+        memory_mib: d.memory_mib,
+        name: d.name.chars().take(128).collect(),
+        healthy: d.healthy,
+    }
+}
+
+pub(crate) fn device_out(d: &DeviceRecord) -> v1::Device {
+    v1::Device {
+        index: d.index,
+        kind: if d.cuda { v1::DeviceKind::Cuda } else { v1::DeviceKind::Cpu } as i32,
+        memory_mib: d.memory_mib,
+        name: d.name.clone(),
+        healthy: d.healthy,
+    }
+}
+
+pub(crate) fn progress_in(p: v1::Progress) -> sched::Progress {
+    sched::Progress {
+        epoch: p.epoch,
+        step: p.step,
+        loss: p.loss,
+        images_per_sec: p.images_per_sec,
+        val_f1: p.val_f1.into_iter().take(64).collect(),
+    }
+}
+
+pub(crate) fn progress_out(p: &sched::Progress) -> v1::Progress {
+    v1::Progress {
+        epoch: p.epoch,
+        step: p.step,
+        loss: p.loss,
+        images_per_sec: p.images_per_sec,
+        val_f1: p.val_f1.clone().into_iter().collect(),
+    }
+}
+
+pub(crate) fn result_in(r: v1::JobResult) -> sched::JobResult {
+    sched::JobResult {
+        aus: r
+            .aus
+            .into_iter()
+            .take(64)
+            .map(|a| AuScoreRecord { au: a.au, f1: a.f1, precision: a.precision, recall: a.recall, threshold: a.threshold })
+            .collect(),
+        avg_f1: r.avg_f1,
+        params_total: r.params_total,
+        params_trainable: r.params_trainable,
+        train_seconds: r.train_seconds,
+        images_per_sec: r.images_per_sec,
+        checkpoint: r.checkpoint_sha256,
+    }
+}
+
+pub(crate) fn result_out(r: &ResultRecord) -> v1::JobResult {
+    v1::JobResult {
+        aus: r
+            .aus
+            .iter()
+            .map(|a| v1::AuScore { au: a.au, f1: a.f1, precision: a.precision, recall: a.recall, threshold: a.threshold })
+            .collect(),
+        avg_f1: r.avg_f1,
+        params_total: r.params_total,
+        params_trainable: r.params_trainable,
+        train_seconds: r.train_seconds,
+        images_per_sec: r.images_per_sec,
+        checkpoint_sha256: r.checkpoint.clone(),
+    }
+}
+
+pub(crate) fn summary(v: &SweepView) -> v1::SweepSummary {
+    v1::SweepSummary {
+        sweep_id: v.sweep.id.clone(),
+        name: v.sweep.name.clone(),
+        version: v.sweep.version,
+        created_unix_ms: v.sweep.created_ms,
+        cancelled: v.sweep.cancelled,
+        total: v.counts.total,
+        pending: v.counts.pending,
+        leased: v.counts.leased,
+        succeeded: v.counts.succeeded,
+        failed: v.counts.failed,
+        cancelled_jobs: v.counts.cancelled,
+    }
+}
+
+pub(crate) fn job(v: &JobView) -> v1::JobStatus {
+    let j = &v.job;
+    v1::JobStatus {
+        job_id: j.id.clone(),
+        backbone: j.key.backbone.to_string(),
+        fold: j.key.fold,
+        stage: j.key.stage as u32,
+        grid_point: j.grid_label.clone(),
+        state: job_state(j.state) as i32,
+        attempt: j.attempt,
+        max_attempts: j.max_attempts,
+        worker_id: j.lease.as_ref().map(|l| l.worker.clone()).unwrap_or_default(),
+        pending_reason: v.pending_reason.clone(),
+        last_error: j.last_error.clone(),
+        depends_on: j.depends_on.clone(),
+        progress: v.progress.as_ref().map(progress_out),
+        result: v.result.as_ref().map(result_out),
+        newest_checkpoint_sha256: j.newest_checkpoint.clone().unwrap_or_default(),
+    }
+}
+
+pub(crate) fn event(e: &Event) -> v1::JobEvent {
+    v1::JobEvent {
+        sweep_id: e.sweep.clone(),
+        job_id: e.job.clone(),
+        state: job_state(e.state) as i32,
+        attempt: e.attempt,
+        progress: e.progress.as_ref().map(progress_out),
+        message: e.message.clone(),
+    }
+}
+
+pub(crate) fn worker(w: &WorkerView) -> v1::WorkerInfo {
+    v1::WorkerInfo {
+        worker_id: w.worker.id.clone(),
+        hostname: w.worker.hostname.clone(),
+        devices: w.worker.devices.iter().map(device_out).collect(),
+        last_heartbeat_unix_ms: w.last_seen_ms,
+        alive: w.alive,
+        leased_jobs: w.leased.clone(),
+    }
+}
