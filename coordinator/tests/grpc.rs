@@ -22,6 +22,10 @@ async fn start(dir: Option<std::path::PathBuf>) -> (ausweep_coordinator::Handle,
 }
 
 async fn register(ch: &tonic::transport::Channel, name: &str) -> client::Worker {
+    register_with_token(ch, name).await.0
+}
+
+async fn register_with_token(ch: &tonic::transport::Channel, name: &str) -> (client::Worker, String) {
     let mut w = client::worker(ch.clone(), None, JOIN).unwrap();
     let r = w
         .register(v1::RegisterRequest {
@@ -32,7 +36,7 @@ async fn register(ch: &tonic::transport::Channel, name: &str) -> client::Worker 
         .await
         .unwrap()
         .into_inner();
-    client::worker(ch.clone(), Some(&r.worker_id), &r.session_token).unwrap()
+    (client::worker(ch.clone(), Some(&r.worker_id), &r.session_token).unwrap(), r.session_token)
 }
 
 async fn upload(w: &mut client::Worker, a: &v1::Assignment, data: &[u8]) -> String {
@@ -207,7 +211,7 @@ async fn kill_and_restart_loses_nothing() {
     let (h, ch) = start(Some(dir.path().to_path_buf())).await;
     let mut admin = client::admin(ch.clone(), ADMIN).unwrap();
     let s = admin.submit(v1::SubmitRequest { manifest_yaml: demo(), file_name: String::new() }).await.unwrap().into_inner();
-    let mut w = register(&ch, "survivor").await;
+    let (mut w, session) = register_with_token(&ch, "survivor").await;
     let a = w.lease(v1::LeaseRequest { device_index: 0 }).await.unwrap().into_inner().assignment.unwrap();
     let sha = upload(&mut w, &a, b"checkpoint").await;
     h.kill().await;
@@ -221,9 +225,20 @@ async fn kill_and_restart_loses_nothing() {
     assert_eq!(leased.len(), 1);
     assert_eq!(leased[0].newest_checkpoint_sha256, sha);
     // The worker's session survived; it carries on with its lease and completes.
-    let h2 = &h;
-    let mut w = client::worker(ch.clone(), Some("survivor"), "not-the-session").unwrap();
-    assert_eq!(w.lease(v1::LeaseRequest { device_index: 0 }).await.unwrap_err().code(), Code::Unauthenticated);
-    let _ = h2;
+    let mut bad = client::worker(ch.clone(), Some("survivor"), "not-the-session").unwrap();
+    assert_eq!(bad.lease(v1::LeaseRequest { device_index: 0 }).await.unwrap_err().code(), Code::Unauthenticated);
+    let mut w = client::worker(ch.clone(), Some("survivor"), &session).unwrap();
+    let hb = w
+        .heartbeat(v1::HeartbeatRequest { leases: vec![v1::ActiveLease { job_id: a.job_id.clone(), fencing_token: a.fencing_token }], ..Default::default() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(hb.abort_job_ids.is_empty() && !hb.reregister);
+    let c = w.complete(v1::CompleteRequest { job_id: a.job_id.clone(), fencing_token: a.fencing_token, result: Some(result(&sha)) }).await.unwrap().into_inner();
+    assert!(c.accepted);
+    // The next lease does not reuse a fencing token.
+    let b = w.lease(v1::LeaseRequest { device_index: 0 }).await.unwrap().into_inner().assignment.unwrap();
+    assert!(b.fencing_token > a.fencing_token);
+    assert_eq!(b.init_checkpoint_sha256, sha);
     h.shutdown().await;
 }

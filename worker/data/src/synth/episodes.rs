@@ -110,11 +110,13 @@ pub(crate) fn intensity_track(seed: u64, subject: u32, frames: u32) -> Vec<[u8; 
         .map(|k| k.1 * rng.random_range(0.5..1.5))
         .collect();
     let total: f64 = weights.iter().sum();
-    let gap_scale = rng.random_range(0.7..1.4);
-    let mut t = rng.random_range(0..40usize);
+    // Short clips get proportionally shorter pauses, so even a few dozen frames show expressions.
+    let span = (n as f64 / 300.0).clamp(0.15, 1.0);
+    let gap_scale = rng.random_range(0.7..1.4) * span;
+    let mut t = rng.random_range(0..((40.0 * span) as usize).max(1));
     while t < n {
         // A pause, sometimes with a weak (intensity 1, i.e. absent) twitch in it.
-        let gap = (rng.random_range(8.0..70.0) * gap_scale) as usize;
+        let gap = ((rng.random_range(8.0..70.0) * gap_scale) as usize).max(4);
         if gap > 12 && rng.random_bool(0.35) {
             let s = t + rng.random_range(0..gap / 2);
             let len = rng.random_range(6..=gap / 2);

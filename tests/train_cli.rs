@@ -1,0 +1,199 @@
+//! `ausweep train` as a user runs it: a real child process, JSON lines on stdout.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+fn ausweep() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_ausweep"))
+}
+
+fn write_job(dir: &Path, name: &str, body: &str) -> std::path::PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, body).unwrap();
+    p
+}
+
+const DATA: &str = "data:\n  source: {kind: synthetic, subjects: 27, frames: 60, seed: 1}\n  input_size: 48\n  val_subjects: 2\n";
+
+fn result(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("result.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn two_stages_learn_and_fine_tuning_beats_the_frozen_backbone() {
+    let d = tempfile::tempdir().unwrap();
+    let s1 = write_job(
+        d.path(),
+        "s1.yaml",
+        &format!("backbone: mobilenet_v2\nweights: imagenet\nstage: 1\nfold: 1\nseed: 7\n{DATA}train: {{epochs: 4, batch_size: 32, lr: 0.003}}\nloss: lsep_bce\nthresholds: tuned\naugment: {{flip: 0}}\n"),
+    );
+    let s2 = write_job(
+        d.path(),
+        "s2.yaml",
+        &format!("backbone: mobilenet_v2\nstage: 2\nfold: 1\nseed: 7\n{DATA}train: {{epochs: 8, batch_size: 32, lr: 0.001, backbone_lr: 0.002}}\nloss: lsep_bce\nthresholds: tuned\naugment: {{flip: 0.5}}\n"),
+    );
+    let o1 = d.path().join("o1");
+    let out = ausweep()
+        .arg("train")
+        .arg(&s1)
+        .arg("--out")
+        .arg(&o1)
+        .args(["--device", "cpu"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every stdout line is a JSON event; the stream starts with `start` and ends with `done`.
+    let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    assert_eq!(events.first().unwrap()["event"], "start");
+    assert_eq!(events.last().unwrap()["event"], "done");
+    assert_eq!(
+        events.iter().filter(|e| e["event"] == "checkpoint").count(),
+        4
+    );
+    let o2 = d.path().join("o2");
+    let out = ausweep()
+        .arg("train")
+        .arg(&s2)
+        .arg("--out")
+        .arg(&o2)
+        .arg("--init-checkpoint")
+        .arg(o1.join("final.safetensors"))
+        .args(["--device", "cpu", "--summary"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("AU26"),
+        "summary table on stderr"
+    );
+    let (r1, r2) = (result(&o1), result(&o2));
+    let (f1, f2) = (
+        r1["test"]["avg_f1"].as_f64().unwrap(),
+        r2["test"]["avg_f1"].as_f64().unwrap(),
+    );
+    println!("stage 1 F1 {f1:.3}, stage 2 F1 {f2:.3}");
+    assert!(
+        f2 > 0.4,
+        "stage 2 should clearly learn the synthetic AUs: {f2}"
+    );
+    assert!(f2 > f1 + 0.1, "stage 2 ({f2}) should beat stage 1 ({f1})");
+    assert!(r2["params_trainable"].as_i64() > r1["params_trainable"].as_i64());
+}
+
+#[test]
+fn a_killed_run_resumes_from_its_newest_checkpoint() {
+    let d = tempfile::tempdir().unwrap();
+    let job = write_job(
+        d.path(),
+        "j.yaml",
+        &format!("backbone: mobilenet_v2\nweights: none\nstage: 1\nfold: 3\nseed: 1\n{DATA}train: {{epochs: 40, batch_size: 16, lr: 0.003, cache_features: false}}\naugment: {{flip: 0.5}}\n"),
+    );
+    let out_dir = d.path().join("o");
+    let mut child = ausweep()
+        .arg("train")
+        .arg(&job)
+        .arg("--out")
+        .arg(&out_dir)
+        .args(["--device", "cpu", "--log-every", "0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    for line in BufReader::new(stdout).lines() {
+        let v: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if v["event"] == "checkpoint" && v["epoch"] == 2 {
+            child.kill().unwrap(); // SIGKILL mid-training
+            break;
+        }
+    }
+    child.wait().unwrap();
+    assert!(!out_dir.join("result.json").exists());
+    // Shorten the rest by letting the rerun see the same job: it must continue after epoch 2.
+    let mut rerun = ausweep()
+        .arg("train")
+        .arg(&job)
+        .arg("--out")
+        .arg(&out_dir)
+        .args(["--device", "cpu", "--log-every", "0"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let first: serde_json::Value = {
+        let mut lines = BufReader::new(rerun.stdout.take().unwrap()).lines();
+        serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap()
+    };
+    let _ = rerun.kill();
+    let _ = rerun.wait();
+    assert_eq!(first["event"], "resume", "{first}");
+    assert!(first["epoch"].as_u64().unwrap() >= 2, "{first}");
+}
+
+#[test]
+fn bad_job_files_name_the_field() {
+    let d = tempfile::tempdir().unwrap();
+    let cases = [
+        ("backbone: resnet50\nstage: 1\nfold: 1\n", "backbone"),
+        (
+            &*format!("backbone: mobilenet_v2\nstage: 1\nfold: 1\n{DATA}train: {{epochs: 0}}\n"),
+            "train.epochs",
+        ),
+        (
+            &*format!("backbone: mobilenet_v2\nstage: 1\nfold: 1\n{DATA}trian: {{epochs: 1}}\n"),
+            "trian",
+        ),
+        (
+            &*format!("backbone: mobilenet_v2\nstage: 2\nfold: 1\n{DATA}"),
+            "init_checkpoint",
+        ),
+    ];
+    for (i, (body, field)) in cases.iter().enumerate() {
+        let job = write_job(d.path(), &format!("bad{i}.yaml"), body);
+        let out = ausweep()
+            .arg("train")
+            .arg(&job)
+            .arg("--out")
+            .arg(d.path().join("o"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains(field) && err.contains(&format!("bad{i}.yaml")),
+            "case {i}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+    }
+}
+
+#[test]
+fn weights_check_recognises_the_cat() {
+    let out = ausweep()
+        .args(["weights", "check", "mobilenet_v2"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let top1 = text.lines().nth(1).unwrap_or("");
+    assert!(
+        ["tabby", "tiger cat", "Egyptian cat"]
+            .iter()
+            .any(|c| top1.contains(c)),
+        "top-1 should be a cat: {text}"
+    );
+}
