@@ -35,6 +35,21 @@ pub enum BenchCmd {
         #[arg(long)]
         no_reference: bool,
     },
+    /// Loader images/s: decoding frames each epoch vs the packed cache, next to what training consumes.
+    Loader {
+        /// Subjects of the synthetic DISFA written to disk.
+        #[arg(long, default_value_t = 27)]
+        subjects: u32,
+        /// Frames per subject.
+        #[arg(long, default_value_t = 100)]
+        frames: u32,
+        /// Frame side in pixels.
+        #[arg(long, default_value_t = 64)]
+        size: u32,
+        /// Batch size.
+        #[arg(long, default_value_t = 32)]
+        batch: usize,
+    },
 }
 
 /// Runs a benchmark.
@@ -75,7 +90,95 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
             }
             Ok(())
         }
+        BenchCmd::Loader {
+            subjects,
+            frames,
+            size,
+            batch,
+        } => loader(subjects, frames, size, batch),
     }
+}
+
+fn loader(subjects: u32, frames: u32, size: u32, batch: usize) -> Result<()> {
+    use ausweep_data::{disfa, pack, synth};
+    use ausweep_proto::job::AugmentSpec;
+    use ausweep_worker::train::batch::{BatchMaker, Prefetch};
+    use rand::SeedableRng;
+    let dir = tempfile::tempdir()?;
+    let cfg = synth::SynthConfig {
+        subjects,
+        frames,
+        size,
+        seed: 0,
+    };
+    synth::write_disfa(dir.path(), &cfg)?;
+    let layout = disfa::DisfaLayout::new(dir.path(), dir.path());
+    let opts = disfa::ReadOptions {
+        size,
+        ..Default::default()
+    };
+    let n = (subjects * frames) as f64;
+    println!(
+        "{subjects} subjects x {frames} frames, {size} px PNG, batch {batch}, {} threads",
+        rayon::current_num_threads()
+    );
+    let t = Instant::now();
+    let (samples, _) = disfa::read(&layout, &opts)?;
+    let decode = n / t.elapsed().as_secs_f64();
+    let cache = dir.path().join("cache.pack");
+    pack::write(&cache, &samples, "bench")?;
+    let t = Instant::now();
+    let packed = pack::PackedCache::open(&cache)?.to_samples();
+    let open = n / t.elapsed().as_secs_f64();
+    let s = size as i64;
+    let labels = packed.presence(2);
+    let images = Tensor::from_slice(&packed.pixels).view([packed.len() as i64, 3, s, s]);
+    let y = Tensor::from_slice(&labels)
+        .view([packed.len() as i64, 8])
+        .to_kind(Kind::Float);
+    let bm = BatchMaker::new(images, y, packed.subjects.clone(), &packed.aus, Device::Cpu);
+    let all: Vec<usize> = (0..packed.len()).collect();
+    let batches: Vec<Vec<usize>> = all.chunks(batch).map(<[usize]>::to_vec).collect();
+    let aug = AugmentSpec {
+        flip: 0.5,
+        crop: 0.1,
+        jitter: 0.2,
+        splice_upper_lower: 0.2,
+        splice_left_right: 0.0,
+    };
+    let t = Instant::now();
+    let count: usize = Prefetch::start(
+        bm.shallow_clone(),
+        batches,
+        all.clone(),
+        aug,
+        rand_chacha::ChaCha8Rng::seed_from_u64(0),
+        3,
+    )
+    .map(|(x, _)| x.size()[0] as usize)
+    .sum();
+    let batches_rate = count as f64 / t.elapsed().as_secs_f64();
+    println!("{:44} {:>12}", "stage", "images/s");
+    println!(
+        "{:44} {decode:>12.0}",
+        "decode PNG frames (every epoch without cache)"
+    );
+    println!("{:44} {open:>12.0}", "open packed cache (mmap) into memory");
+    println!(
+        "{:44} {batches_rate:>12.0}",
+        "augmented batches from memory (prefetch)"
+    );
+    for name in ["mobilenet_v2", "densenet121"] {
+        let kind = Backbone::parse(name).map_err(anyhow::Error::msg)?;
+        let consume = train_step_rate(kind, batch, size as i64, 3, 2);
+        println!(
+            "{:44} {consume:>12.1}  loader/decode headroom x{:.1} / x{:.1}",
+            format!("{name} stage-2 training consumes"),
+            batches_rate / consume,
+            decode / consume
+        );
+    }
+    Ok(())
 }
 
 fn train_step_rate(kind: Backbone, batch: usize, size: i64, steps: usize, stage: u8) -> f64 {

@@ -28,6 +28,19 @@ pub enum DatasetCmd {
         #[arg(long)]
         preview: Option<PathBuf>,
     },
+    /// Extract frames from DISFA's videos with ffmpeg into `FRAMES_ROOT/SNxxx/<frame-1>.png`.
+    Ingest {
+        /// Folder of the videos (e.g. `Videos_LeftCamera`).
+        videos: PathBuf,
+        /// Where the frame folders go.
+        frames_root: PathBuf,
+        /// png or jpg.
+        #[arg(long, default_value = "png")]
+        ext: String,
+        /// Re-extract subjects that already have frames.
+        #[arg(long)]
+        force: bool,
+    },
     /// Read a DISFA-layout tree and print its subjects, frames and AU positive rates.
     Stats {
         /// Folder holding ActionUnit_Labels/ (or that folder itself).
@@ -72,6 +85,23 @@ pub fn run(cmd: DatasetCmd) -> Result<()> {
                 let idx = synth::showcase_indices(&samples);
                 synth::save_preview(&samples, &idx, idx.len() as u32, &p)?;
                 println!("preview: {}", p.display());
+            }
+            Ok(())
+        }
+        DatasetCmd::Ingest {
+            videos,
+            frames_root,
+            ext,
+            force,
+        } => {
+            for r in ausweep_data::ingest::ingest(&videos, &frames_root, &ext, force)? {
+                let what = if r.skipped { "kept" } else { "extracted" };
+                println!(
+                    "{}: {what} {} frames ({})",
+                    r.subject,
+                    r.frames,
+                    r.video.display()
+                );
             }
             Ok(())
         }

@@ -63,7 +63,10 @@ pub fn require(meta: &MetadataMap, hash: &TokenHash, what: &str) -> Result<(), S
 
 /// Whether an id (worker, sweep, job) is safe: 1-200 of letters, digits, `.`, `_`, `-`.
 pub fn valid_id(s: &str, max: usize) -> bool {
-    !s.is_empty() && s.len() <= max && s.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    !s.is_empty()
+        && s.len() <= max
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
 }
 
 #[cfg(test)]

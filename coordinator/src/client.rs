@@ -1,7 +1,9 @@
 //! Client helpers: channels (optionally TLS) and clients that attach ausweep's metadata.
 
 use ausweep_proto::v1::{admin_client::AdminClient, worker_client::WorkerClient};
-use ausweep_proto::wire::{bearer, AUTH_HEADER, MAX_MESSAGE_BYTES, PROTOCOL_HEADER, PROTOCOL_VERSION, WORKER_HEADER};
+use ausweep_proto::wire::{
+    bearer, AUTH_HEADER, MAX_MESSAGE_BYTES, PROTOCOL_HEADER, PROTOCOL_VERSION, WORKER_HEADER,
+};
 use std::path::PathBuf;
 use tonic::metadata::{AsciiMetadataValue, MetadataKey};
 use tonic::service::interceptor::InterceptedService;
@@ -16,14 +18,16 @@ pub struct Meta(Vec<(&'static str, AsciiMetadataValue)>);
 impl Interceptor for Meta {
     fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
         for (k, v) in &self.0 {
-            req.metadata_mut().insert(MetadataKey::from_static(k), v.clone());
+            req.metadata_mut()
+                .insert(MetadataKey::from_static(k), v.clone());
         }
         Ok(req)
     }
 }
 
 fn value(s: &str) -> Result<AsciiMetadataValue, Status> {
-    s.parse().map_err(|_| Status::invalid_argument("token or id is not ASCII"))
+    s.parse()
+        .map_err(|_| Status::invalid_argument("token or id is not ASCII"))
 }
 
 /// An admin client.
@@ -43,7 +47,10 @@ pub struct ClientTls {
 }
 
 /// Connects to a coordinator (`http://host:port` or `https://...`).
-pub async fn connect(url: &str, tls: Option<&ClientTls>) -> Result<Channel, Box<dyn std::error::Error + Send + Sync>> {
+pub async fn connect(
+    url: &str,
+    tls: Option<&ClientTls>,
+) -> Result<Channel, Box<dyn std::error::Error + Send + Sync>> {
     let mut ep = Endpoint::from_shared(url.to_string())?.tcp_nodelay(true);
     if let Some(t) = tls {
         let mut c = ClientTlsConfig::new().with_enabled_roots();
@@ -51,7 +58,10 @@ pub async fn connect(url: &str, tls: Option<&ClientTls>) -> Result<Channel, Box<
             c = c.ca_certificate(Certificate::from_pem(std::fs::read(ca)?));
         }
         if let Some((cert, key)) = &t.identity {
-            c = c.identity(Identity::from_pem(std::fs::read(cert)?, std::fs::read(key)?));
+            c = c.identity(Identity::from_pem(
+                std::fs::read(cert)?,
+                std::fs::read(key)?,
+            ));
         }
         if let Some(d) = &t.domain {
             c = c.domain_name(d.clone());
@@ -76,5 +86,8 @@ pub fn worker(ch: Channel, worker_id: Option<&str>, token: &str) -> Result<Worke
     if let Some(id) = worker_id {
         pairs.push((WORKER_HEADER, value(id)?));
     }
-    Ok(WorkerClient::with_interceptor(ch, Meta(pairs)).max_decoding_message_size(MAX_MESSAGE_BYTES))
+    Ok(
+        WorkerClient::with_interceptor(ch, Meta(pairs))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES),
+    )
 }

@@ -1,6 +1,7 @@
 //! ausweep's coordinator: manifests, plan, scheduler, store, gRPC services, auth, metrics, report.
 
 pub mod auth;
+pub mod cli;
 pub mod client;
 pub mod manifest;
 pub mod plan;

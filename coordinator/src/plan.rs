@@ -22,7 +22,10 @@ pub struct JobKey {
 impl JobKey {
     /// The key's part of a job id: `mobilenet_v2.f1.s2.g0`.
     pub fn slug(&self) -> String {
-        format!("{}.f{}.s{}.g{}", self.backbone, self.fold, self.stage, self.grid)
+        format!(
+            "{}.f{}.s{}.g{}",
+            self.backbone, self.fold, self.stage, self.grid
+        )
     }
 }
 
@@ -71,11 +74,22 @@ pub fn expand(sweep_id: &str, m: &Manifest) -> Result<Vec<PlannedJob>, PlanError
         for &backbone in &m.backbones {
             for fold in manifest::folds(m) {
                 for stage in 1..=m.stages.len() as u8 {
-                    let key = JobKey { backbone, fold, stage, grid: grid.index };
+                    let key = JobKey {
+                        backbone,
+                        fold,
+                        stage,
+                        grid: grid.index,
+                    };
                     let spec = manifest::job_spec(m, backbone, fold, stage, &grid)
                         .map_err(|(field, message)| PlanError { field, message })?;
                     let depends_on = if stage > 1 {
-                        vec![job_id(sweep_id, &JobKey { stage: stage - 1, ..key.clone() })]
+                        vec![job_id(
+                            sweep_id,
+                            &JobKey {
+                                stage: stage - 1,
+                                ..key.clone()
+                            },
+                        )]
                     } else {
                         Vec::new()
                     };
@@ -122,7 +136,10 @@ mod tests {
             } else {
                 assert_eq!(j.depends_on.len(), 1);
                 let dep = by_id[&j.depends_on[0]];
-                assert_eq!((dep.key.backbone, dep.key.fold, dep.key.stage), (j.key.backbone, j.key.fold, 1));
+                assert_eq!(
+                    (dep.key.backbone, dep.key.fold, dep.key.stage),
+                    (j.key.backbone, j.key.fold, 1)
+                );
                 assert_eq!(j.spec.train.lr, 1e-5);
             }
         }
@@ -131,6 +148,9 @@ mod tests {
     #[test]
     fn expansion_is_idempotent() {
         let p = paper();
-        assert_eq!(expand(&p.sweep_id, &p.manifest).unwrap(), expand(&p.sweep_id, &p.manifest).unwrap());
+        assert_eq!(
+            expand(&p.sweep_id, &p.manifest).unwrap(),
+            expand(&p.sweep_id, &p.manifest).unwrap()
+        );
     }
 }

@@ -7,7 +7,9 @@ use crate::service::admin::AdminSvc;
 use crate::service::worker::{Sessions, WorkerSvc};
 use crate::store::blobs::Blobs;
 use crate::store::{MemStore, SledStore, Store};
-use ausweep_proto::v1::{admin_server::AdminServer, worker_server::WorkerServer, FILE_DESCRIPTOR_SET};
+use ausweep_proto::v1::{
+    admin_server::AdminServer, worker_server::WorkerServer, FILE_DESCRIPTOR_SET,
+};
 use ausweep_proto::wire::MAX_MESSAGE_BYTES;
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -95,12 +97,18 @@ pub struct Handle {
 }
 
 impl Handle {
-    /// Stops accepting calls and waits for the server to finish.
+    /// Stops accepting calls and waits (at most 5 s) for open calls to finish.
     pub async fn shutdown(mut self) {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
-        let _ = (&mut self.server).await;
+        if tokio::time::timeout(Duration::from_secs(5), &mut self.server)
+            .await
+            .is_err()
+        {
+            self.server.abort();
+            let _ = (&mut self.server).await;
+        }
         self.sched.abort();
         let _ = (&mut self.sched).await;
     }
@@ -116,7 +124,9 @@ impl Handle {
 
     /// Waits until the server stops.
     pub async fn wait(self) -> Result<(), ServeError> {
-        self.server.await.map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))??;
+        self.server
+            .await
+            .map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))??;
         Ok(())
     }
 }
@@ -124,10 +134,14 @@ impl Handle {
 /// Starts a coordinator: loads (recovers) the store, binds, serves.
 pub async fn serve(config: Config) -> Result<Handle, ServeError> {
     if config.admin_token.len() < 16 || config.join_token.len() < 16 {
-        return Err(ServeError::Config("admin and join tokens need at least 16 characters".into()));
+        return Err(ServeError::Config(
+            "admin and join tokens need at least 16 characters".into(),
+        ));
     }
     if config.timing.lease_ms < 3 * config.timing.heartbeat_ms {
-        return Err(ServeError::Config("the lease must last at least 3 heartbeats".into()));
+        return Err(ServeError::Config(
+            "the lease must last at least 3 heartbeats".into(),
+        ));
     }
     let (store, blob_dir): (Arc<dyn Store>, PathBuf) = match &config.data_dir {
         Some(dir) => {
@@ -137,7 +151,10 @@ pub async fn serve(config: Config) -> Result<Handle, ServeError> {
                 .map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))??;
             (Arc::new(s), dir.join("checkpoints"))
         }
-        None => (Arc::new(MemStore::new()), std::env::temp_dir().join(format!("ausweep-blobs-{:016x}", rand::random::<u64>()))),
+        None => (
+            Arc::new(MemStore::new()),
+            std::env::temp_dir().join(format!("ausweep-blobs-{:016x}", rand::random::<u64>())),
+        ),
     };
     let blobs = Blobs::open(&blob_dir, config.max_checkpoint_bytes)?;
     let (sched, sched_task) = Scheduler::start(store, config.timing, config.expiry_every)?;
@@ -153,9 +170,12 @@ pub async fn serve(config: Config) -> Result<Handle, ServeError> {
             }
         }
     }
-    let admin = AdminServer::new(AdminSvc::new(sched.clone(), TokenHash::of(&config.admin_token)))
-        .max_decoding_message_size(MAX_MESSAGE_BYTES)
-        .max_encoding_message_size(64 << 20);
+    let admin = AdminServer::new(AdminSvc::new(
+        sched.clone(),
+        TokenHash::of(&config.admin_token),
+    ))
+    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    .max_encoding_message_size(64 << 20);
     let worker = WorkerServer::new(WorkerSvc::new(
         sched.clone(),
         TokenHash::of(&config.join_token),
@@ -188,12 +208,21 @@ pub async fn serve(config: Config) -> Result<Handle, ServeError> {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let (tx, rx) = oneshot::channel::<()>();
-    let router = builder.add_service(health).add_service(reflection).add_service(admin).add_service(worker);
+    let router = builder
+        .add_service(health)
+        .add_service(reflection)
+        .add_service(admin)
+        .add_service(worker);
     let server = tokio::spawn(router.serve_with_incoming_shutdown(
         tokio_stream::wrappers::TcpListenerStream::new(listener),
         async {
             let _ = rx.await;
         },
     ));
-    Ok(Handle { addr, shutdown: Some(tx), server, sched: sched_task })
+    Ok(Handle {
+        addr,
+        shutdown: Some(tx),
+        server,
+        sched: sched_task,
+    })
 }

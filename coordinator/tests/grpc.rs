@@ -12,12 +12,20 @@ const ADMIN: &str = "admin-token-0123456789";
 const JOIN: &str = "join-token-0123456789";
 
 fn demo() -> String {
-    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../experiments/demo.yaml")).unwrap()
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../experiments/demo.yaml"
+    ))
+    .unwrap()
 }
 
-async fn start(dir: Option<std::path::PathBuf>) -> (ausweep_coordinator::Handle, tonic::transport::Channel) {
+async fn start(
+    dir: Option<std::path::PathBuf>,
+) -> (ausweep_coordinator::Handle, tonic::transport::Channel) {
     let h = serve(Config::local(ADMIN, JOIN, dir)).await.unwrap();
-    let ch = client::connect(&format!("http://{}", h.addr), None).await.unwrap();
+    let ch = client::connect(&format!("http://{}", h.addr), None)
+        .await
+        .unwrap();
     (h, ch)
 }
 
@@ -25,18 +33,30 @@ async fn register(ch: &tonic::transport::Channel, name: &str) -> client::Worker 
     register_with_token(ch, name).await.0
 }
 
-async fn register_with_token(ch: &tonic::transport::Channel, name: &str) -> (client::Worker, String) {
+async fn register_with_token(
+    ch: &tonic::transport::Channel,
+    name: &str,
+) -> (client::Worker, String) {
     let mut w = client::worker(ch.clone(), None, JOIN).unwrap();
     let r = w
         .register(v1::RegisterRequest {
             worker_name: name.into(),
             hostname: "node1".into(),
-            devices: vec![v1::Device { index: 0, kind: v1::DeviceKind::Cpu as i32, memory_mib: 0, name: "cpu".into(), healthy: true }],
+            devices: vec![v1::Device {
+                index: 0,
+                kind: v1::DeviceKind::Cpu as i32,
+                memory_mib: 0,
+                name: "cpu".into(),
+                healthy: true,
+            }],
         })
         .await
         .unwrap()
         .into_inner();
-    (client::worker(ch.clone(), Some(&r.worker_id), &r.session_token).unwrap(), r.session_token)
+    (
+        client::worker(ch.clone(), Some(&r.worker_id), &r.session_token).unwrap(),
+        r.session_token,
+    )
 }
 
 async fn upload(w: &mut client::Worker, a: &v1::Assignment, data: &[u8]) -> String {
@@ -51,16 +71,28 @@ async fn upload(w: &mut client::Worker, a: &v1::Assignment, data: &[u8]) -> Stri
         })),
     }];
     for c in data.chunks(7) {
-        chunks.push(v1::CheckpointChunk { part: Some(v1::checkpoint_chunk::Part::Data(c.to_vec())) });
+        chunks.push(v1::CheckpointChunk {
+            part: Some(v1::checkpoint_chunk::Part::Data(c.to_vec())),
+        });
     }
-    let r = w.upload_checkpoint(tokio_stream::iter(chunks)).await.unwrap().into_inner();
+    let r = w
+        .upload_checkpoint(tokio_stream::iter(chunks))
+        .await
+        .unwrap()
+        .into_inner();
     assert!(r.accepted);
     sha
 }
 
 fn result(sha: &str) -> v1::JobResult {
     v1::JobResult {
-        aus: vec![v1::AuScore { au: 1, f1: 0.5, precision: 0.5, recall: 0.5, threshold: 0.5 }],
+        aus: vec![v1::AuScore {
+            au: 1,
+            f1: 0.5,
+            precision: 0.5,
+            recall: 0.5,
+            threshold: 0.5,
+        }],
         avg_f1: 0.5,
         params_total: 100,
         params_trainable: 10,
@@ -74,47 +106,127 @@ fn result(sha: &str) -> v1::JobResult {
 async fn lifecycle_over_loopback() {
     let (h, ch) = start(None).await;
     let mut admin = client::admin(ch.clone(), ADMIN).unwrap();
-    let s = admin.submit(v1::SubmitRequest { manifest_yaml: demo(), file_name: "demo.yaml".into() }).await.unwrap().into_inner();
+    let s = admin
+        .submit(v1::SubmitRequest {
+            manifest_yaml: demo(),
+            file_name: "demo.yaml".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!((s.jobs, s.version, s.created), (12, 1, true));
-    let again = admin.submit(v1::SubmitRequest { manifest_yaml: demo(), file_name: "demo.yaml".into() }).await.unwrap().into_inner();
-    assert_eq!((again.sweep_id.as_str(), again.created), (s.sweep_id.as_str(), false));
-    let mut watch = admin.watch(v1::WatchRequest { sweep_id: s.sweep_id.clone() }).await.unwrap().into_inner();
+    let again = admin
+        .submit(v1::SubmitRequest {
+            manifest_yaml: demo(),
+            file_name: "demo.yaml".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (again.sweep_id.as_str(), again.created),
+        (s.sweep_id.as_str(), false)
+    );
+    let mut watch = admin
+        .watch(v1::WatchRequest {
+            sweep_id: s.sweep_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     for _ in 0..12 {
         watch.next().await.unwrap().unwrap();
     }
-    let st = admin.get_sweep(v1::GetSweepRequest { sweep_id: s.sweep_id.clone() }).await.unwrap().into_inner();
+    let st = admin
+        .get_sweep(v1::GetSweepRequest {
+            sweep_id: s.sweep_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(st.notice, "no worker connected yet");
 
     let mut w = register(&ch, "w1").await;
-    let a = w.lease(v1::LeaseRequest { device_index: 0 }).await.unwrap().into_inner().assignment.unwrap();
+    let a = w
+        .lease(v1::LeaseRequest { device_index: 0 })
+        .await
+        .unwrap()
+        .into_inner()
+        .assignment
+        .unwrap();
     let spec: ausweep_proto::JobSpec = serde_json::from_str(&a.job_spec_json).unwrap();
     assert_eq!(spec.stage, 1);
     let ev = watch.next().await.unwrap().unwrap();
-    assert_eq!((ev.job_id.as_str(), ev.state()), (a.job_id.as_str(), v1::JobState::Leased));
+    assert_eq!(
+        (ev.job_id.as_str(), ev.state()),
+        (a.job_id.as_str(), v1::JobState::Leased)
+    );
     let p = w
-        .report_progress(v1::ProgressRequest { job_id: a.job_id.clone(), fencing_token: a.fencing_token, progress: Some(v1::Progress { epoch: 1, step: 3, loss: 0.7, ..Default::default() }) })
+        .report_progress(v1::ProgressRequest {
+            job_id: a.job_id.clone(),
+            fencing_token: a.fencing_token,
+            progress: Some(v1::Progress {
+                epoch: 1,
+                step: 3,
+                loss: 0.7,
+                ..Default::default()
+            }),
+        })
         .await
         .unwrap()
         .into_inner();
     assert!(!p.abort);
     let hb = w
-        .heartbeat(v1::HeartbeatRequest { leases: vec![v1::ActiveLease { job_id: a.job_id.clone(), fencing_token: a.fencing_token }], ..Default::default() })
+        .heartbeat(v1::HeartbeatRequest {
+            leases: vec![v1::ActiveLease {
+                job_id: a.job_id.clone(),
+                fencing_token: a.fencing_token,
+            }],
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
     assert!(hb.abort_job_ids.is_empty() && !hb.reregister);
     // Completing before uploading the checkpoint is refused.
-    let e = w.complete(v1::CompleteRequest { job_id: a.job_id.clone(), fencing_token: a.fencing_token, result: Some(result(&"0".repeat(64))) }).await.unwrap_err();
+    let e = w
+        .complete(v1::CompleteRequest {
+            job_id: a.job_id.clone(),
+            fencing_token: a.fencing_token,
+            result: Some(result(&"0".repeat(64))),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);
     let data = b"pretend safetensors bytes".repeat(10);
     let sha = upload(&mut w, &a, &data).await;
-    let c = w.complete(v1::CompleteRequest { job_id: a.job_id.clone(), fencing_token: a.fencing_token, result: Some(result(&sha)) }).await.unwrap().into_inner();
+    let c = w
+        .complete(v1::CompleteRequest {
+            job_id: a.job_id.clone(),
+            fencing_token: a.fencing_token,
+            result: Some(result(&sha)),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert!(c.accepted);
     // Stage 2 of the same element comes next with the dependency's checkpoint.
-    let b = w.lease(v1::LeaseRequest { device_index: 0 }).await.unwrap().into_inner().assignment.unwrap();
+    let b = w
+        .lease(v1::LeaseRequest { device_index: 0 })
+        .await
+        .unwrap()
+        .into_inner()
+        .assignment
+        .unwrap();
     assert_eq!(b.job_id, a.job_id.replace(".s1.", ".s2."));
     assert_eq!(b.init_checkpoint_sha256, sha);
-    let mut dl = w.download_checkpoint(v1::DownloadRequest { sha256: sha.clone() }).await.unwrap().into_inner();
+    let mut dl = w
+        .download_checkpoint(v1::DownloadRequest {
+            sha256: sha.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     let mut got = Vec::new();
     while let Some(c) = dl.next().await {
         if let Some(v1::checkpoint_chunk::Part::Data(d)) = c.unwrap().part {
@@ -122,20 +234,77 @@ async fn lifecycle_over_loopback() {
         }
     }
     assert_eq!(got, data);
-    let f = w.fail(v1::FailRequest { job_id: b.job_id.clone(), fencing_token: b.fencing_token, kind: v1::FailureKind::BadConfig as i32, reason: "nope".into() }).await.unwrap().into_inner();
+    let f = w
+        .fail(v1::FailRequest {
+            job_id: b.job_id.clone(),
+            fencing_token: b.fencing_token,
+            kind: v1::FailureKind::BadConfig as i32,
+            reason: "nope".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert!(f.accepted && !f.will_retry);
     // A stale completion is acknowledged, not an error.
-    let c = w.complete(v1::CompleteRequest { job_id: b.job_id.clone(), fencing_token: b.fencing_token, result: Some(result(&sha)) }).await.unwrap().into_inner();
+    let c = w
+        .complete(v1::CompleteRequest {
+            job_id: b.job_id.clone(),
+            fencing_token: b.fencing_token,
+            result: Some(result(&sha)),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert!(!c.accepted);
-    let st = admin.get_sweep(v1::GetSweepRequest { sweep_id: s.sweep_id.clone() }).await.unwrap().into_inner();
+    let st = admin
+        .get_sweep(v1::GetSweepRequest {
+            sweep_id: s.sweep_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     let sum = st.summary.unwrap();
     assert_eq!((sum.succeeded, sum.failed), (1, 1));
-    let workers = admin.list_workers(v1::ListWorkersRequest {}).await.unwrap().into_inner().workers;
+    let workers = admin
+        .list_workers(v1::ListWorkersRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .workers;
     assert_eq!(workers.len(), 1);
     assert!(workers[0].alive);
-    assert_eq!(admin.resubmit_failed(v1::ResubmitFailedRequest { sweep_id: s.sweep_id.clone() }).await.unwrap().into_inner().requeued, 1);
-    assert_eq!(admin.cancel(v1::CancelRequest { sweep_id: s.sweep_id.clone() }).await.unwrap().into_inner().cancelled, 11);
-    assert_eq!(admin.list_sweeps(v1::ListSweepsRequest {}).await.unwrap().into_inner().sweeps.len(), 1);
+    assert_eq!(
+        admin
+            .resubmit_failed(v1::ResubmitFailedRequest {
+                sweep_id: s.sweep_id.clone()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .requeued,
+        1
+    );
+    assert_eq!(
+        admin
+            .cancel(v1::CancelRequest {
+                sweep_id: s.sweep_id.clone()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .cancelled,
+        11
+    );
+    assert_eq!(
+        admin
+            .list_sweeps(v1::ListSweepsRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .sweeps
+            .len(),
+        1
+    );
     h.shutdown().await;
 }
 
@@ -144,44 +313,104 @@ async fn every_rpc_rejects_bad_credentials() {
     let (h, ch) = start(None).await;
     let mut bad = client::admin(ch.clone(), "wrong-admin-token-xxxx").unwrap();
     let codes = [
-        bad.submit(v1::SubmitRequest { manifest_yaml: demo(), file_name: String::new() }).await.map(|_| ()),
+        bad.submit(v1::SubmitRequest {
+            manifest_yaml: demo(),
+            file_name: String::new(),
+        })
+        .await
+        .map(|_| ()),
         bad.list_sweeps(v1::ListSweepsRequest {}).await.map(|_| ()),
-        bad.get_sweep(v1::GetSweepRequest { sweep_id: "x".into() }).await.map(|_| ()),
-        bad.cancel(v1::CancelRequest { sweep_id: "x".into() }).await.map(|_| ()),
-        bad.resubmit_failed(v1::ResubmitFailedRequest { sweep_id: "x".into() }).await.map(|_| ()),
-        bad.watch(v1::WatchRequest { sweep_id: "x".into() }).await.map(|_| ()),
-        bad.list_workers(v1::ListWorkersRequest {}).await.map(|_| ()),
+        bad.get_sweep(v1::GetSweepRequest {
+            sweep_id: "x".into(),
+        })
+        .await
+        .map(|_| ()),
+        bad.cancel(v1::CancelRequest {
+            sweep_id: "x".into(),
+        })
+        .await
+        .map(|_| ()),
+        bad.resubmit_failed(v1::ResubmitFailedRequest {
+            sweep_id: "x".into(),
+        })
+        .await
+        .map(|_| ()),
+        bad.watch(v1::WatchRequest {
+            sweep_id: "x".into(),
+        })
+        .await
+        .map(|_| ()),
+        bad.list_workers(v1::ListWorkersRequest {})
+            .await
+            .map(|_| ()),
     ];
     for (i, c) in codes.into_iter().enumerate() {
-        assert_eq!(c.unwrap_err().code(), Code::Unauthenticated, "admin rpc {i}");
+        assert_eq!(
+            c.unwrap_err().code(),
+            Code::Unauthenticated,
+            "admin rpc {i}"
+        );
     }
     // The admin token does not open the worker service, nor a join token a session.
     let _ok = register(&ch, "real").await;
     for (who, token) in [("real", ADMIN), ("real", JOIN), ("real", "")] {
         let mut w = client::worker(ch.clone(), Some(who), token).unwrap();
         let codes = [
-            w.heartbeat(v1::HeartbeatRequest::default()).await.map(|_| ()),
-            w.lease(v1::LeaseRequest { device_index: 0 }).await.map(|_| ()),
-            w.report_progress(v1::ProgressRequest::default()).await.map(|_| ()),
+            w.heartbeat(v1::HeartbeatRequest::default())
+                .await
+                .map(|_| ()),
+            w.lease(v1::LeaseRequest { device_index: 0 })
+                .await
+                .map(|_| ()),
+            w.report_progress(v1::ProgressRequest::default())
+                .await
+                .map(|_| ()),
             w.complete(v1::CompleteRequest::default()).await.map(|_| ()),
             w.fail(v1::FailRequest::default()).await.map(|_| ()),
-            w.upload_checkpoint(tokio_stream::iter(Vec::<v1::CheckpointChunk>::new())).await.map(|_| ()),
-            w.download_checkpoint(v1::DownloadRequest { sha256: "a".repeat(64) }).await.map(|_| ()),
+            w.upload_checkpoint(tokio_stream::iter(Vec::<v1::CheckpointChunk>::new()))
+                .await
+                .map(|_| ()),
+            w.download_checkpoint(v1::DownloadRequest {
+                sha256: "a".repeat(64),
+            })
+            .await
+            .map(|_| ()),
         ];
         for (i, c) in codes.into_iter().enumerate() {
-            assert_eq!(c.unwrap_err().code(), Code::Unauthenticated, "worker rpc {i} with {token:?}");
+            assert_eq!(
+                c.unwrap_err().code(),
+                Code::Unauthenticated,
+                "worker rpc {i} with {token:?}"
+            );
         }
     }
     let mut w = client::worker(ch.clone(), None, ADMIN).unwrap();
-    let e = w.register(v1::RegisterRequest { worker_name: "x".into(), ..Default::default() }).await.unwrap_err();
+    let e = w
+        .register(v1::RegisterRequest {
+            worker_name: "x".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::Unauthenticated);
     // Another protocol version is refused with a clear message.
-    let mut old = ausweep_proto::v1::worker_client::WorkerClient::with_interceptor(ch.clone(), |mut r: tonic::Request<()>| {
-        r.metadata_mut().insert("x-ausweep-protocol", "0".parse().unwrap());
-        r.metadata_mut().insert("authorization", format!("Bearer {JOIN}").parse().unwrap());
-        Ok(r)
-    });
-    let e = old.register(v1::RegisterRequest { worker_name: "x".into(), ..Default::default() }).await.unwrap_err();
+    let mut old = ausweep_proto::v1::worker_client::WorkerClient::with_interceptor(
+        ch.clone(),
+        |mut r: tonic::Request<()>| {
+            r.metadata_mut()
+                .insert("x-ausweep-protocol", "0".parse().unwrap());
+            r.metadata_mut()
+                .insert("authorization", format!("Bearer {JOIN}").parse().unwrap());
+            Ok(r)
+        },
+    );
+    let e = old
+        .register(v1::RegisterRequest {
+            worker_name: "x".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::FailedPrecondition);
     assert!(e.message().contains("protocol 0"), "{}", e.message());
     h.shutdown().await;
@@ -192,16 +421,39 @@ async fn manifest_errors_and_health() {
     let (h, ch) = start(None).await;
     let mut admin = client::admin(ch.clone(), ADMIN).unwrap();
     let e = admin
-        .submit(v1::SubmitRequest { manifest_yaml: demo().replace("mobilenet_v1]", "resnet50]"), file_name: "demo.yaml".into() })
+        .submit(v1::SubmitRequest {
+            manifest_yaml: demo().replace("mobilenet_v1]", "resnet50]"),
+            file_name: "demo.yaml".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
-    assert!(e.message().starts_with("demo.yaml:11: field `backbones[1]`"), "{}", e.message());
-    let e = admin.submit(v1::SubmitRequest { manifest_yaml: "x".repeat(5 << 20), file_name: String::new() }).await.unwrap_err();
+    assert!(
+        e.message()
+            .starts_with("demo.yaml:11: field `backbones[1]`"),
+        "{}",
+        e.message()
+    );
+    let e = admin
+        .submit(v1::SubmitRequest {
+            manifest_yaml: "x".repeat(5 << 20),
+            file_name: String::new(),
+        })
+        .await
+        .unwrap_err();
     assert_eq!(e.code(), Code::OutOfRange, "{e:?}");
     let mut health = tonic_health::pb::health_client::HealthClient::new(ch.clone());
-    let r = health.check(tonic_health::pb::HealthCheckRequest { service: "ausweep.v1.Worker".into() }).await.unwrap().into_inner();
-    assert_eq!(r.status(), tonic_health::pb::health_check_response::ServingStatus::Serving);
+    let r = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "ausweep.v1.Worker".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        r.status(),
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
     h.shutdown().await;
 }
 
@@ -210,34 +462,83 @@ async fn kill_and_restart_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let (h, ch) = start(Some(dir.path().to_path_buf())).await;
     let mut admin = client::admin(ch.clone(), ADMIN).unwrap();
-    let s = admin.submit(v1::SubmitRequest { manifest_yaml: demo(), file_name: String::new() }).await.unwrap().into_inner();
+    let s = admin
+        .submit(v1::SubmitRequest {
+            manifest_yaml: demo(),
+            file_name: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     let (mut w, session) = register_with_token(&ch, "survivor").await;
-    let a = w.lease(v1::LeaseRequest { device_index: 0 }).await.unwrap().into_inner().assignment.unwrap();
+    let a = w
+        .lease(v1::LeaseRequest { device_index: 0 })
+        .await
+        .unwrap()
+        .into_inner()
+        .assignment
+        .unwrap();
     let sha = upload(&mut w, &a, b"checkpoint").await;
     h.kill().await;
     drop(w);
 
     let (h, ch) = start(Some(dir.path().to_path_buf())).await;
     let mut admin = client::admin(ch.clone(), ADMIN).unwrap();
-    let st = admin.get_sweep(v1::GetSweepRequest { sweep_id: s.sweep_id.clone() }).await.unwrap().into_inner();
+    let st = admin
+        .get_sweep(v1::GetSweepRequest {
+            sweep_id: s.sweep_id.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(st.jobs.len(), 12);
-    let leased: Vec<_> = st.jobs.iter().filter(|j| j.state() == v1::JobState::Leased).collect();
+    let leased: Vec<_> = st
+        .jobs
+        .iter()
+        .filter(|j| j.state() == v1::JobState::Leased)
+        .collect();
     assert_eq!(leased.len(), 1);
     assert_eq!(leased[0].newest_checkpoint_sha256, sha);
     // The worker's session survived; it carries on with its lease and completes.
     let mut bad = client::worker(ch.clone(), Some("survivor"), "not-the-session").unwrap();
-    assert_eq!(bad.lease(v1::LeaseRequest { device_index: 0 }).await.unwrap_err().code(), Code::Unauthenticated);
+    assert_eq!(
+        bad.lease(v1::LeaseRequest { device_index: 0 })
+            .await
+            .unwrap_err()
+            .code(),
+        Code::Unauthenticated
+    );
     let mut w = client::worker(ch.clone(), Some("survivor"), &session).unwrap();
     let hb = w
-        .heartbeat(v1::HeartbeatRequest { leases: vec![v1::ActiveLease { job_id: a.job_id.clone(), fencing_token: a.fencing_token }], ..Default::default() })
+        .heartbeat(v1::HeartbeatRequest {
+            leases: vec![v1::ActiveLease {
+                job_id: a.job_id.clone(),
+                fencing_token: a.fencing_token,
+            }],
+            ..Default::default()
+        })
         .await
         .unwrap()
         .into_inner();
     assert!(hb.abort_job_ids.is_empty() && !hb.reregister);
-    let c = w.complete(v1::CompleteRequest { job_id: a.job_id.clone(), fencing_token: a.fencing_token, result: Some(result(&sha)) }).await.unwrap().into_inner();
+    let c = w
+        .complete(v1::CompleteRequest {
+            job_id: a.job_id.clone(),
+            fencing_token: a.fencing_token,
+            result: Some(result(&sha)),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert!(c.accepted);
     // The next lease does not reuse a fencing token.
-    let b = w.lease(v1::LeaseRequest { device_index: 0 }).await.unwrap().into_inner().assignment.unwrap();
+    let b = w
+        .lease(v1::LeaseRequest { device_index: 0 })
+        .await
+        .unwrap()
+        .into_inner()
+        .assignment
+        .unwrap();
     assert!(b.fencing_token > a.fencing_token);
     assert_eq!(b.init_checkpoint_sha256, sha);
     h.shutdown().await;

@@ -450,10 +450,16 @@ impl JobSpec {
             FoldsSpec::Kfold { k, .. } => *k,
         };
         if k < 2 {
-            return bad("data.folds.kfold.k", format!("need at least 2 folds, got {k}"));
+            return bad(
+                "data.folds.kfold.k",
+                format!("need at least 2 folds, got {k}"),
+            );
         }
         if self.fold > k {
-            return bad("fold", format!("the fold scheme has {k} folds, got fold {}", self.fold));
+            return bad(
+                "fold",
+                format!("the fold scheme has {k} folds, got fold {}", self.fold),
+            );
         }
         if self.data.aus.is_empty() {
             return bad("data.aus", "list at least one AU".into());
@@ -476,9 +482,15 @@ impl JobSpec {
                 format!("must be 16-1024 pixels, got {}", self.data.input_size),
             );
         }
-        if let DataSource::Synthetic { subjects, frames, .. } = &self.data.source {
+        if let DataSource::Synthetic {
+            subjects, frames, ..
+        } = &self.data.source
+        {
             if *subjects < 2 {
-                return bad("data.source.subjects", format!("need at least 2, got {subjects}"));
+                return bad(
+                    "data.source.subjects",
+                    format!("need at least 2, got {subjects}"),
+                );
             }
             if *frames == 0 {
                 return bad("data.source.frames", "must be positive".into());
@@ -491,7 +503,10 @@ impl JobSpec {
         if t.batch_size < 2 {
             return bad(
                 "train.batch_size",
-                format!("must be at least 2 (BatchNorm needs it), got {}", t.batch_size),
+                format!(
+                    "must be at least 2 (BatchNorm needs it), got {}",
+                    t.batch_size
+                ),
             );
         }
         for (field, v) in [("train.lr", t.lr), ("train.backbone_lr", t.backbone_lr)] {
@@ -500,7 +515,10 @@ impl JobSpec {
             }
         }
         if !(t.weight_decay.is_finite() && t.weight_decay >= 0.0) {
-            return bad("train.weight_decay", format!("must be >= 0, got {}", t.weight_decay));
+            return bad(
+                "train.weight_decay",
+                format!("must be >= 0, got {}", t.weight_decay),
+            );
         }
         let a = &self.augment;
         for (field, v) in [

@@ -95,13 +95,21 @@ fn find_key(
         let t = line.trim_start();
         // A list item `- key: v` opens its mapping at the dash's indentation + 2.
         let (t, ind) = match t.strip_prefix("- ") {
-            Some(rest) => (rest.trim_start(), ind + (t.len() - rest.trim_start().len()) as isize),
+            Some(rest) => (
+                rest.trim_start(),
+                ind + (t.len() - rest.trim_start().len()) as isize,
+            ),
             None => (t, ind),
         };
         if ind <= parent_indent && i > start.saturating_sub(1) && parent_line.is_some() {
             return None;
         }
-        let name = t.split(':').next().unwrap_or("").trim().trim_matches(['"', '\'']);
+        let name = t
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .trim_matches(['"', '\'']);
         if name == key && t.contains(':') {
             return Some((i, ind as usize));
         }
@@ -109,7 +117,12 @@ fn find_key(
     None
 }
 
-fn find_item(lines: &[&str], start: usize, parent_indent: isize, n: usize) -> Option<(usize, usize)> {
+fn find_item(
+    lines: &[&str],
+    start: usize,
+    parent_indent: isize,
+    n: usize,
+) -> Option<(usize, usize)> {
     // Flow sequence on the parent line: `backbones: [a, b]`.
     if start > 0 && lines[start - 1].contains('[') {
         return Some((start - 1, indent(lines[start - 1])));
@@ -121,7 +134,9 @@ fn find_item(lines: &[&str], start: usize, parent_indent: isize, n: usize) -> Op
             continue;
         }
         let ind = indent(line);
-        if (ind as isize) < parent_indent || (ind as isize == parent_indent && !line.trim_start().starts_with('-')) {
+        if (ind as isize) < parent_indent
+            || (ind as isize == parent_indent && !line.trim_start().starts_with('-'))
+        {
             return None;
         }
         if line.trim_start().starts_with('-') {
@@ -154,6 +169,9 @@ mod tests {
         assert_eq!(line_of(DOC, "backbones[1]"), Some(11));
         assert_eq!(line_of(DOC, "dataset.missing"), Some(3));
         assert_eq!(line_of(DOC, "stages[1].freeze"), Some(9));
-        assert_eq!(line_of("a: 1\ngrid:\n  train.lr: [1]\n", "grid.train.lr"), Some(3));
+        assert_eq!(
+            line_of("a: 1\ngrid:\n  train.lr: [1]\n", "grid.train.lr"),
+            Some(3)
+        );
     }
 }

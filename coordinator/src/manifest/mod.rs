@@ -33,7 +33,11 @@ pub struct ManifestError {
 impl fmt::Display for ManifestError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self.line {
-            Some(l) => write!(f, "{}:{}: field `{}`: {}", self.file, l, self.field, self.message)?,
+            Some(l) => write!(
+                f,
+                "{}:{}: field `{}`: {}",
+                self.file, l, self.field, self.message
+            )?,
             None => write!(f, "{}: field `{}`: {}", self.file, self.field, self.message)?,
         }
         if let Some(h) = &self.hint {
@@ -69,14 +73,21 @@ pub fn parse(text: &str, file: &str) -> Result<Parsed, ManifestError> {
     if text.len() > MAX_MANIFEST_BYTES {
         return Err(err(
             "(top level)",
-            format!("manifest is {} bytes, the limit is {MAX_MANIFEST_BYTES}", text.len()),
+            format!(
+                "manifest is {} bytes, the limit is {MAX_MANIFEST_BYTES}",
+                text.len()
+            ),
             None,
         ));
     }
     let de = serde_yaml::Deserializer::from_str(text);
     let manifest: Manifest = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();
-        let field = if path == "." || path.is_empty() { "(top level)".to_string() } else { path };
+        let field = if path == "." || path.is_empty() {
+            "(top level)".to_string()
+        } else {
+            path
+        };
         let inner = e.into_inner();
         let line = inner.location().map(|l| l.line());
         let message = strip_location(&inner.to_string())
@@ -98,9 +109,14 @@ pub fn parse(text: &str, file: &str) -> Result<Parsed, ManifestError> {
         }
     })?;
     validate(&manifest).map_err(|(field, message, hint)| err(&field, message, hint))?;
-    let canonical = serde_json::to_string(&manifest).map_err(|e| err("(top level)", e.to_string(), None))?;
+    let canonical =
+        serde_json::to_string(&manifest).map_err(|e| err("(top level)", e.to_string(), None))?;
     let sweep_id = hex::encode(&Sha256::digest(canonical.as_bytes())[..8]);
-    Ok(Parsed { manifest, canonical, sweep_id })
+    Ok(Parsed {
+        manifest,
+        canonical,
+        sweep_id,
+    })
 }
 
 /// Parses a canonical manifest stored earlier (already validated).
@@ -117,23 +133,41 @@ fn strip_location(msg: &str) -> String {
 
 type Invalid = (String, String, Option<String>);
 
-fn bad(field: impl Into<String>, message: impl Into<String>, hint: Option<&str>) -> Result<(), Invalid> {
+fn bad(
+    field: impl Into<String>,
+    message: impl Into<String>,
+    hint: Option<&str>,
+) -> Result<(), Invalid> {
     Err((field.into(), message.into(), hint.map(str::to_string)))
 }
 
 fn validate(m: &Manifest) -> Result<(), Invalid> {
     let name_ok = !m.name.is_empty()
         && m.name.len() <= 64
-        && m.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        && m.name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
     if !name_ok {
-        return bad("name", format!("`{}` is not a valid sweep name", m.name), Some("1-64 letters, digits, `-`, `_`, `.`"));
+        return bad(
+            "name",
+            format!("`{}` is not a valid sweep name", m.name),
+            Some("1-64 letters, digits, `-`, `_`, `.`"),
+        );
     }
     if m.backbones.is_empty() {
-        return bad("backbones", "list at least one backbone", Some(&format!("valid: {}", Backbone::names())));
+        return bad(
+            "backbones",
+            "list at least one backbone",
+            Some(&format!("valid: {}", Backbone::names())),
+        );
     }
     for (i, b) in m.backbones.iter().enumerate() {
         if m.backbones[..i].contains(b) {
-            return bad(format!("backbones[{i}]"), format!("`{b}` is listed twice"), None);
+            return bad(
+                format!("backbones[{i}]"),
+                format!("`{b}` is listed twice"),
+                None,
+            );
         }
     }
     let k = match &m.dataset.folds {
@@ -141,40 +175,84 @@ fn validate(m: &Manifest) -> Result<(), Invalid> {
         FoldsSpec::Kfold { k, .. } => *k,
     };
     if !(2..=20).contains(&k) {
-        return bad("dataset.folds", format!("fold count must be 2-20, got {k}"), Some("disfa-3fold, or {kfold: {k: 5}}"));
+        return bad(
+            "dataset.folds",
+            format!("fold count must be 2-20, got {k}"),
+            Some("disfa-3fold, or {kfold: {k: 5}}"),
+        );
     }
     if let Some(run) = &m.run_folds {
         if run.is_empty() {
-            return bad("run_folds", "list at least one fold, or leave it out to run all", None);
+            return bad(
+                "run_folds",
+                "list at least one fold, or leave it out to run all",
+                None,
+            );
         }
         for (i, f) in run.iter().enumerate() {
             if *f == 0 || *f > k {
-                return bad(format!("run_folds[{i}]"), format!("fold {f} does not exist"), Some(&format!("valid: 1-{k}")));
+                return bad(
+                    format!("run_folds[{i}]"),
+                    format!("fold {f} does not exist"),
+                    Some(&format!("valid: 1-{k}")),
+                );
             }
         }
     }
     if m.stages.is_empty() || m.stages.len() > 2 {
-        return bad("stages", format!("give 1 or 2 stages, got {}", m.stages.len()), Some("stage 1 trains the head on a frozen backbone, stage 2 fine-tunes"));
+        return bad(
+            "stages",
+            format!("give 1 or 2 stages, got {}", m.stages.len()),
+            Some("stage 1 trains the head on a frozen backbone, stage 2 fine-tunes"),
+        );
     }
     for (i, s) in m.stages.iter().enumerate() {
         let f = |x: &str| format!("stages[{i}].{x}");
         match (i, &s.freeze) {
             (0, Freeze::Backbone) => {}
-            (0, _) => return bad(f("freeze"), "stage 1 trains the head on a frozen backbone", Some("valid for stage 1: backbone")),
-            (_, Freeze::Backbone) => return bad(f("freeze"), "stage 2 fine-tunes, it cannot freeze the whole backbone", Some("valid for stage 2: none, {train_last: N}")),
-            (_, Freeze::TrainLast(0)) => return bad(f("freeze.train_last"), "must be at least 1 block", None),
+            (0, _) => {
+                return bad(
+                    f("freeze"),
+                    "stage 1 trains the head on a frozen backbone",
+                    Some("valid for stage 1: backbone"),
+                )
+            }
+            (_, Freeze::Backbone) => {
+                return bad(
+                    f("freeze"),
+                    "stage 2 fine-tunes, it cannot freeze the whole backbone",
+                    Some("valid for stage 2: none, {train_last: N}"),
+                )
+            }
+            (_, Freeze::TrainLast(0)) => {
+                return bad(f("freeze.train_last"), "must be at least 1 block", None)
+            }
             _ => {}
         }
         if s.epochs == 0 {
             return bad(f("epochs"), "must be at least 1", None);
         }
         if s.early_stopping > s.epochs {
-            return bad(f("early_stopping"), format!("patience {} exceeds the {} epochs", s.early_stopping, s.epochs), Some("0 disables early stopping"));
+            return bad(
+                f("early_stopping"),
+                format!(
+                    "patience {} exceeds the {} epochs",
+                    s.early_stopping, s.epochs
+                ),
+                Some("0 disables early stopping"),
+            );
         }
-        for (name, v) in [("lr", Some(s.optimizer.lr)), ("backbone_lr", s.optimizer.backbone_lr)] {
+        for (name, v) in [
+            ("lr", Some(s.optimizer.lr)),
+            ("backbone_lr", s.optimizer.backbone_lr),
+        ] {
             if let Some(v) = v {
                 if !(v.is_finite() && v > 0.0 && v < 1.0) {
-                    return bad(f(&format!("optimizer.{name}")), format!("must be in (0, 1), got {v}"), None);
+                    return bad(
+                        f(&format!("optimizer.{name}")),
+                        format!("must be in (0, 1), got {v}"),
+                        None,
+                    );
                 }
             }
         }
@@ -183,19 +261,38 @@ fn validate(m: &Manifest) -> Result<(), Invalid> {
         }
     }
     if m.batch_size < 2 {
-        return bad("batch_size", format!("must be at least 2 (BatchNorm needs it), got {}", m.batch_size), None);
+        return bad(
+            "batch_size",
+            format!(
+                "must be at least 2 (BatchNorm needs it), got {}",
+                m.batch_size
+            ),
+            None,
+        );
     }
     if m.retries > 10 {
         return bad("retries", format!("at most 10, got {}", m.retries), None);
     }
     if let Some(mem) = m.resources.min_gpu_memory_mib {
         if m.resources.device == DeviceReq::Cpu && mem > 0 {
-            return bad("resources.min_gpu_memory_mib", "a CPU job needs no GPU memory", Some("device: cuda or any"));
+            return bad(
+                "resources.min_gpu_memory_mib",
+                "a CPU job needs no GPU memory",
+                Some("device: cuda or any"),
+            );
         }
     }
     for (i, b) in m.baselines.iter().enumerate() {
-        if b.is_empty() || !b.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c)) {
-            return bad(format!("baselines[{i}]"), format!("`{b}` is not a baseline name"), Some("letters, digits, `-`, `_` as in experiments/baselines.yaml"));
+        if b.is_empty()
+            || !b
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+        {
+            return bad(
+                format!("baselines[{i}]"),
+                format!("`{b}` is not a baseline name"),
+                Some("letters, digits, `-`, `_` as in experiments/baselines.yaml"),
+            );
         }
     }
     for (axis, values) in &m.grid {
@@ -204,16 +301,25 @@ fn validate(m: &Manifest) -> Result<(), Invalid> {
             return bad(field, "an axis needs at least one value", None);
         }
         if GRID_FORBIDDEN.contains(&axis.as_str()) {
-            return bad(field, format!("`{axis}` is set by the plan, not a grid axis"), Some("use backbones, run_folds or stages instead"));
+            return bad(
+                field,
+                format!("`{axis}` is set by the plan, not a grid axis"),
+                Some("use backbones, run_folds or stages instead"),
+            );
         }
     }
     if grid_points(m).len() > MAX_GRID_POINTS {
-        return bad("grid", format!("more than {MAX_GRID_POINTS} grid points"), None);
+        return bad(
+            "grid",
+            format!("more than {MAX_GRID_POINTS} grid points"),
+            None,
+        );
     }
     // The backstop: every job the manifest expands to must be a valid job spec.
     for g in grid_points(m) {
         for stage in 1..=m.stages.len() as u8 {
-            let spec = job_spec(m, m.backbones[0], 1, stage, &g).map_err(|(f, msg)| (f, msg, None))?;
+            let spec =
+                job_spec(m, m.backbones[0], 1, stage, &g).map_err(|(f, msg)| (f, msg, None))?;
             let mut check = spec.clone();
             if stage == 2 {
                 check.init_checkpoint = Some("stage1.safetensors".into());
@@ -238,7 +344,11 @@ pub const MAX_GRID_POINTS: usize = 1000;
 
 /// Maps a JobSpec field back to the manifest field that sets it.
 fn manifest_field(job_field: &str, stage: u8, grid: &GridPoint) -> String {
-    if grid.values.iter().any(|(k, _)| job_field.starts_with(k.as_str())) {
+    if grid
+        .values
+        .iter()
+        .any(|(k, _)| job_field.starts_with(k.as_str()))
+    {
         return format!("grid.{job_field}");
     }
     let s = stage as usize - 1;
@@ -267,7 +377,11 @@ pub struct GridPoint {
 impl GridPoint {
     /// A readable label, e.g. `train.lr=0.001,seed=1` (empty without a grid).
     pub fn label(&self) -> String {
-        self.values.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
+        self.values
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 
@@ -288,7 +402,11 @@ pub fn grid_points(m: &Manifest) -> Vec<GridPoint> {
         }
         points = next;
     }
-    points.into_iter().enumerate().map(|(index, values)| GridPoint { index, values }).collect()
+    points
+        .into_iter()
+        .enumerate()
+        .map(|(index, values)| GridPoint { index, values })
+        .collect()
 }
 
 /// The folds a manifest runs, 1-based.
@@ -316,7 +434,18 @@ pub fn job_spec(
     };
     let defaults = TrainSpec::default();
     let spec = JobSpec {
-        name: format!("{}/{}/fold{}/stage{}{}", m.name, backbone, fold, stage, if grid.values.is_empty() { String::new() } else { format!("/g{}", grid.index) }),
+        name: format!(
+            "{}/{}/fold{}/stage{}{}",
+            m.name,
+            backbone,
+            fold,
+            stage,
+            if grid.values.is_empty() {
+                String::new()
+            } else {
+                format!("/g{}", grid.index)
+            }
+        ),
         backbone,
         weights: m.weights.clone(),
         stage,
@@ -343,27 +472,36 @@ pub fn job_spec(
     if grid.values.is_empty() {
         return Ok(spec);
     }
-    let mut doc = serde_json::to_value(&spec).map_err(|e| ("(top level)".to_string(), e.to_string()))?;
+    let mut doc =
+        serde_json::to_value(&spec).map_err(|e| ("(top level)".to_string(), e.to_string()))?;
     for (axis, value) in &grid.values {
         set_path(&mut doc, axis, value.clone()).map_err(|msg| (format!("grid.{axis}"), msg))?;
     }
-    serde_path_to_error::deserialize(doc).map_err(|e| {
-        (format!("grid.{}", e.path()), e.inner().to_string())
-    })
+    serde_path_to_error::deserialize(doc)
+        .map_err(|e| (format!("grid.{}", e.path()), e.inner().to_string()))
 }
 
-fn set_path(doc: &mut serde_json::Value, path: &str, value: serde_json::Value) -> Result<(), String> {
+fn set_path(
+    doc: &mut serde_json::Value,
+    path: &str,
+    value: serde_json::Value,
+) -> Result<(), String> {
     let mut cur = doc;
     let parts: Vec<&str> = path.split('.').collect();
     for (i, part) in parts.iter().enumerate() {
-        let obj = cur.as_object_mut().ok_or_else(|| format!("`{}` is not a section", parts[..i].join(".")))?;
+        let obj = cur
+            .as_object_mut()
+            .ok_or_else(|| format!("`{}` is not a section", parts[..i].join(".")))?;
         if !obj.contains_key(*part) {
             let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
             let hint = match suggest::closest(part, keys.iter().copied()) {
                 Some(c) => format!("; did you mean `{c}`?"),
                 None => String::new(),
             };
-            return Err(format!("unknown job field `{part}`{hint} valid here: {}", keys.join(", ")));
+            return Err(format!(
+                "unknown job field `{part}`{hint} valid here: {}",
+                keys.join(", ")
+            ));
         }
         if i + 1 == parts.len() {
             obj.insert((*part).to_string(), value);

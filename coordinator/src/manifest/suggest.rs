@@ -50,8 +50,8 @@ mod tests {
             Some("densenet121")
         );
         assert_eq!(closest("resnet50", ["vgg19", "mobilenet_v2"]), None);
-        let (w, v) = from_serde_message("unknown field `epochz`, expected one of `epochs`, `seed`")
-            .unwrap();
+        let (w, v) =
+            from_serde_message("unknown field `epochz`, expected one of `epochs`, `seed`").unwrap();
         assert_eq!(w, "epochz");
         assert_eq!(v, vec!["epochs", "seed"]);
     }

@@ -2,7 +2,9 @@ use super::*;
 use std::path::Path;
 
 fn experiments(name: &str) -> String {
-    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments").join(name);
+    let p = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../experiments")
+        .join(name);
     std::fs::read_to_string(&p).unwrap()
 }
 
@@ -25,7 +27,10 @@ fn sweep_id_is_canonical_and_changes_with_content() {
     let text = experiments("demo.yaml");
     let a = parse(&text, "a").unwrap();
     // Comments, key order and spelled-out defaults do not change the id.
-    let reordered = format!("# another comment\nbatch_size: 16\n{}\npriority: 0\n", text.replace("batch_size: 16\n", ""));
+    let reordered = format!(
+        "# another comment\nbatch_size: 16\n{}\npriority: 0\n",
+        text.replace("batch_size: 16\n", "")
+    );
     let b = parse(&reordered, "b").unwrap();
     assert_eq!(a.sweep_id, b.sweep_id);
     assert_eq!(a.sweep_id.len(), 16);
@@ -36,7 +41,10 @@ fn sweep_id_is_canonical_and_changes_with_content() {
 
 #[test]
 fn grid_points_expand_and_apply() {
-    let text = format!("{}grid:\n  train.lr: [0.01, 0.001]\n  seed: [1, 2, 3]\n", experiments("demo.yaml"));
+    let text = format!(
+        "{}grid:\n  train.lr: [0.01, 0.001]\n  seed: [1, 2, 3]\n",
+        experiments("demo.yaml")
+    );
     let p = parse(&text, "g").unwrap();
     let points = grid_points(&p.manifest);
     assert_eq!(points.len(), 6);
@@ -57,7 +65,12 @@ fn bad_manifest_corpus() {
         let path = entry.unwrap().path();
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         let text = std::fs::read_to_string(&path).unwrap();
-        let expect = text.lines().next().unwrap().strip_prefix("# expect: ").unwrap();
+        let expect = text
+            .lines()
+            .next()
+            .unwrap()
+            .strip_prefix("# expect: ")
+            .unwrap();
         let mut wants = expect.split(" | ");
         let field = wants.next().unwrap();
         n += 1;
@@ -75,7 +88,9 @@ fn bad_manifest_corpus() {
             && wants.all(|w| shown.contains(w))
             && (line.is_none() || err.line == line);
         if !ok {
-            failures.push(format!("{name} (want field {field}, line {line:?}): {shown}"));
+            failures.push(format!(
+                "{name} (want field {field}, line {line:?}): {shown}"
+            ));
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

@@ -11,7 +11,9 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
 }
 
 type Responder = Box<dyn FnOnce(Result<(), String>) + Send>;
@@ -96,7 +98,10 @@ async fn run(
         }
         let now = now_ms();
         let mut batch = Batch::new();
-        let responders: Vec<Responder> = round.into_iter().map(|op| op(&mut state, now, &mut batch)).collect();
+        let responders: Vec<Responder> = round
+            .into_iter()
+            .map(|op| op(&mut state, now, &mut batch))
+            .collect();
         if expire {
             // An expiry that fails to encode leaves the state untouched; the next tick retries.
             let _ = state.expire(now, &mut batch);
@@ -121,7 +126,9 @@ async fn run(
         } else {
             // The writes did not land: forget the in-memory changes, reload what is durable.
             let s = store.clone();
-            let reloaded = tokio::task::spawn_blocking(move || State::load(s.as_ref(), timing, now_ms())).await;
+            let reloaded =
+                tokio::task::spawn_blocking(move || State::load(s.as_ref(), timing, now_ms()))
+                    .await;
             match reloaded {
                 Ok(Ok(st)) => state = st,
                 _ => break,

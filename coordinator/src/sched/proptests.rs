@@ -42,11 +42,19 @@ fn check(h: &Harness, running: &Running) {
     let mut busy = HashMap::new();
     for id in h.st.job_ids() {
         let j = h.st.job(id).unwrap();
-        assert_eq!(j.state == JobState::Leased, j.lease.is_some(), "{id}: lease iff leased");
+        assert_eq!(
+            j.state == JobState::Leased,
+            j.lease.is_some(),
+            "{id}: lease iff leased"
+        );
         assert!(j.attempt <= j.max_attempts, "{id}: attempts within budget");
         if matches!(j.state, JobState::Leased | JobState::Succeeded) {
             for d in &j.depends_on {
-                assert_eq!(h.st.job(d).unwrap().state, JobState::Succeeded, "{id} ran before {d}");
+                assert_eq!(
+                    h.st.job(d).unwrap().state,
+                    JobState::Succeeded,
+                    "{id} ran before {d}"
+                );
             }
         }
         if j.state == JobState::Succeeded {
@@ -54,7 +62,11 @@ fn check(h: &Harness, running: &Running) {
         }
         if let Some(l) = &j.lease {
             assert!(l.token < h.st.next_token());
-            assert!(busy.insert((l.worker.clone(), l.device), id.clone()).is_none(), "one job per device");
+            assert!(
+                busy.insert((l.worker.clone(), l.device), id.clone())
+                    .is_none(),
+                "one job per device"
+            );
         }
     }
     // No job runs twice: at most one simulated attempt holds the current token.
@@ -69,7 +81,10 @@ fn check(h: &Harness, running: &Running) {
 }
 
 fn snapshot(h: &Harness) -> Vec<crate::store::records::JobRecord> {
-    let mut v: Vec<_> = h.st.job_ids().map(|id| h.st.job(id).unwrap().clone()).collect();
+    let mut v: Vec<_> =
+        h.st.job_ids()
+            .map(|id| h.st.job(id).unwrap().clone())
+            .collect();
     v.sort_by(|a, b| a.id.cmp(&b.id));
     v
 }
@@ -165,11 +180,11 @@ proptest! {
             h.now += 5_000;
             h.step(|st, now, b| st.expire(now, b)).unwrap();
             let mut progressed = false;
-            for w in 0..3 {
+            for (w, name) in WORKERS.iter().enumerate() {
                 let devices = if w == 0 { 1 } else { 2 };
                 for d in 0..devices {
-                    if let Some(x) = h.lease(WORKERS[w], d) {
-                        prop_assert_eq!(h.complete(WORKERS[w], &x), Fenced::Current);
+                    if let Some(x) = h.lease(name, d) {
+                        prop_assert_eq!(h.complete(name, &x), Fenced::Current);
                         progressed = true;
                     }
                 }

@@ -9,7 +9,12 @@ use crate::store::records::{JobRecord, JobState};
 impl State {
     fn counts(&self, sweep: &str) -> Counts {
         let mut c = Counts::default();
-        for id in self.sweep_jobs.get(sweep).map(Vec::as_slice).unwrap_or_default() {
+        for id in self
+            .sweep_jobs
+            .get(sweep)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+        {
             c.total += 1;
             match self.jobs[id].state {
                 JobState::Pending => c.pending += 1,
@@ -27,15 +32,26 @@ impl State {
         let mut v: Vec<SweepView> = self
             .sweeps
             .values()
-            .map(|s| SweepView { sweep: s.clone(), counts: self.counts(&s.id) })
+            .map(|s| SweepView {
+                sweep: s.clone(),
+                counts: self.counts(&s.id),
+            })
             .collect();
-        v.sort_by(|a, b| b.sweep.created_ms.cmp(&a.sweep.created_ms).then(a.sweep.id.cmp(&b.sweep.id)));
+        v.sort_by(|a, b| {
+            b.sweep
+                .created_ms
+                .cmp(&a.sweep.created_ms)
+                .then(a.sweep.id.cmp(&b.sweep.id))
+        });
         v
     }
 
     /// One sweep with every job and why the pending ones wait.
     pub fn sweep_detail(&self, sweep: &str, now: u64) -> Result<SweepDetail, SchedError> {
-        let s = self.sweeps.get(sweep).ok_or_else(|| SchedError::NoSweep(sweep.to_string()))?;
+        let s = self
+            .sweeps
+            .get(sweep)
+            .ok_or_else(|| SchedError::NoSweep(sweep.to_string()))?;
         let jobs = self
             .sweep_jobs
             .get(sweep)
@@ -46,19 +62,37 @@ impl State {
                 let j = &self.jobs[id];
                 JobView {
                     job: j.clone(),
-                    pending_reason: if j.state == JobState::Pending { self.pending_reason(j, now) } else { String::new() },
+                    pending_reason: if j.state == JobState::Pending {
+                        self.pending_reason(j, now)
+                    } else {
+                        String::new()
+                    },
                     progress: self.progress.get(id).cloned(),
                     result: self.results.get(id).cloned(),
                 }
             })
             .collect();
         let counts = self.counts(sweep);
-        let notice = if counts.pending > 0 { self.no_worker_notice(now).unwrap_or_default() } else { String::new() };
-        Ok(SweepDetail { view: SweepView { sweep: s.clone(), counts }, jobs, notice })
+        let notice = if counts.pending > 0 {
+            self.no_worker_notice(now).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(SweepDetail {
+            view: SweepView {
+                sweep: s.clone(),
+                counts,
+            },
+            jobs,
+            notice,
+        })
     }
 
     fn alive_count(&self, now: u64) -> usize {
-        self.workers.values().filter(|w| self.is_alive(w, now)).count()
+        self.workers
+            .values()
+            .filter(|w| self.is_alive(w, now))
+            .count()
     }
 
     /// Says so when no worker is connected, and whether the grace period has run out.
@@ -88,7 +122,9 @@ impl State {
         for d in &j.depends_on {
             match self.jobs.get(d).map(|x| x.state) {
                 Some(JobState::Succeeded) => {}
-                Some(JobState::Failed) => return format!("dependency {d} failed (resubmit-failed reruns it)"),
+                Some(JobState::Failed) => {
+                    return format!("dependency {d} failed (resubmit-failed reruns it)")
+                }
                 Some(JobState::Cancelled) => return format!("dependency {d} was cancelled"),
                 Some(s) => return format!("waiting on dependency {d} ({s:?})"),
                 None => return format!("dependency {d} is missing"),
@@ -97,15 +133,24 @@ impl State {
         if let Some(n) = self.no_worker_notice(now) {
             return n;
         }
-        let alive: Vec<_> = self.workers.values().filter(|w| self.is_alive(w, now)).collect();
+        let alive: Vec<_> = self
+            .workers
+            .values()
+            .filter(|w| self.is_alive(w, now))
+            .collect();
         let kind_ok = |cuda: bool| match j.device {
             DeviceReq::Cuda => cuda,
             DeviceReq::Cpu => !cuda,
             DeviceReq::Any => true,
         };
-        let kinds: Vec<_> = alive.iter().flat_map(|w| w.rec.devices.iter()).filter(|d| kind_ok(d.cuda) && d.healthy).collect();
+        let kinds: Vec<_> = alive
+            .iter()
+            .flat_map(|w| w.rec.devices.iter())
+            .filter(|d| kind_ok(d.cuda) && d.healthy)
+            .collect();
         if kinds.is_empty() {
-            return format!("no connected worker has a healthy {:?} device", j.device).to_lowercase();
+            return format!("no connected worker has a healthy {:?} device", j.device)
+                .to_lowercase();
         }
         if !kinds.iter().any(|d| fits(j, d)) {
             let largest = kinds.iter().map(|d| d.memory_mib).max().unwrap_or(0);
@@ -122,12 +167,19 @@ impl State {
         if fitting.iter().all(|w| j.avoid_workers.contains(w)) && !j.avoid_workers.is_empty() {
             return format!("only worker {} fits and it failed the last attempt; it gets the job when it asks again", fitting.join(", "));
         }
-        let ahead = self.ready.iter().take_while(|(_, _, id)| *id != j.id).count();
-        format!("waiting for a free {} device ({ahead} ready jobs ahead)", match j.device {
-            DeviceReq::Cuda => "cuda",
-            DeviceReq::Cpu => "cpu",
-            DeviceReq::Any => "",
-        })
+        let ahead = self
+            .ready
+            .iter()
+            .take_while(|(_, _, id)| *id != j.id)
+            .count();
+        format!(
+            "waiting for a free {} device ({ahead} ready jobs ahead)",
+            match j.device {
+                DeviceReq::Cuda => "cuda",
+                DeviceReq::Cpu => "cpu",
+                DeviceReq::Any => "",
+            }
+        )
     }
 
     /// Every worker.
@@ -143,7 +195,12 @@ impl State {
                     .map(|(_, j)| j.clone())
                     .collect();
                 leased.sort();
-                WorkerView { worker: w.rec.clone(), last_seen_ms: w.last_seen_ms, alive: self.is_alive(w, now), leased }
+                WorkerView {
+                    worker: w.rec.clone(),
+                    last_seen_ms: w.last_seen_ms,
+                    alive: self.is_alive(w, now),
+                    leased,
+                }
             })
             .collect();
         v.sort_by(|a, b| a.worker.id.cmp(&b.worker.id));
@@ -154,7 +211,14 @@ impl State {
     pub fn describe_devices(&self, worker: &str) -> String {
         self.workers
             .get(worker)
-            .map(|w| w.rec.devices.iter().map(describe).collect::<Vec<_>>().join("; "))
+            .map(|w| {
+                w.rec
+                    .devices
+                    .iter()
+                    .map(describe)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
             .unwrap_or_default()
     }
 }

@@ -93,7 +93,13 @@ impl State {
             st.sweeps.insert(s.id.clone(), s);
         }
         for w in load_all::<WorkerRecord>(store, Tree::Workers)? {
-            st.workers.insert(w.id.clone(), LiveWorker { rec: w, last_seen_ms: 0 });
+            st.workers.insert(
+                w.id.clone(),
+                LiveWorker {
+                    rec: w,
+                    last_seen_ms: 0,
+                },
+            );
         }
         for c in load_all::<CheckpointRecord>(store, Tree::Checkpoints)? {
             st.checkpoints.insert(c.sha256.clone(), c);
@@ -105,9 +111,15 @@ impl State {
         jobs.sort_by_key(|j| j.seq);
         for j in jobs {
             st.next_seq = st.next_seq.max(j.seq + 1);
-            st.sweep_jobs.entry(j.sweep.clone()).or_default().push(j.id.clone());
+            st.sweep_jobs
+                .entry(j.sweep.clone())
+                .or_default()
+                .push(j.id.clone());
             for d in &j.depends_on {
-                st.dependents.entry(d.clone()).or_default().push(j.id.clone());
+                st.dependents
+                    .entry(d.clone())
+                    .or_default()
+                    .push(j.id.clone());
             }
             if let Some(l) = &j.lease {
                 st.next_token = st.next_token.max(l.token + 1);
@@ -118,7 +130,9 @@ impl State {
             st.jobs.insert(j.id.clone(), j);
         }
         if let Some(v) = store.get(Tree::Meta, META_TOKEN)? {
-            st.next_token = st.next_token.max(crate::store::decode(Tree::Meta, META_TOKEN, &v)?);
+            st.next_token = st
+                .next_token
+                .max(crate::store::decode(Tree::Meta, META_TOKEN, &v)?);
         }
         let ids: Vec<String> = st.jobs.keys().cloned().collect();
         for id in ids {
@@ -144,9 +158,11 @@ impl State {
     }
 
     fn deps_done(&self, j: &JobRecord) -> bool {
-        j.depends_on
-            .iter()
-            .all(|d| self.jobs.get(d).is_some_and(|x| x.state == JobState::Succeeded))
+        j.depends_on.iter().all(|d| {
+            self.jobs
+                .get(d)
+                .is_some_and(|x| x.state == JobState::Succeeded)
+        })
     }
 
     /// Puts a pending job with satisfied dependencies in the ready set (or takes it out).
@@ -166,7 +182,8 @@ impl State {
             batch.put(Tree::Jobs, id, j)?;
             match &j.lease {
                 Some(l) => {
-                    self.persisted_deadline.insert(id.to_string(), l.deadline_ms);
+                    self.persisted_deadline
+                        .insert(id.to_string(), l.deadline_ms);
                 }
                 None => {
                     self.persisted_deadline.remove(id);
@@ -195,7 +212,13 @@ impl State {
             });
         }
         let name = parsed.manifest.name.clone();
-        let version = 1 + self.sweeps.values().filter(|s| s.name == name).map(|s| s.version).max().unwrap_or(0);
+        let version = 1 + self
+            .sweeps
+            .values()
+            .filter(|s| s.name == name)
+            .map(|s| s.version)
+            .max()
+            .unwrap_or(0);
         let sweep = SweepRecord {
             id: parsed.sweep_id.clone(),
             name: name.clone(),
@@ -233,7 +256,10 @@ impl State {
             self.next_seq += 1;
             batch.put(Tree::Jobs, &job.id, &job)?;
             for d in &job.depends_on {
-                self.dependents.entry(d.clone()).or_default().push(job.id.clone());
+                self.dependents
+                    .entry(d.clone())
+                    .or_default()
+                    .push(job.id.clone());
             }
             ids.push(job.id.clone());
             self.event(&job, "submitted");
@@ -244,11 +270,23 @@ impl State {
             self.refresh_ready(id);
         }
         self.sweep_jobs.insert(parsed.sweep_id.clone(), ids);
-        Ok(SubmitOutcome { sweep_id: parsed.sweep_id.clone(), name, version, created: true, jobs: n })
+        Ok(SubmitOutcome {
+            sweep_id: parsed.sweep_id.clone(),
+            name,
+            version,
+            created: true,
+            jobs: n,
+        })
     }
 
     /// Registers (or re-registers) a worker with its session hash.
-    pub fn register(&mut self, reg: Registration, session_hash: String, now: u64, batch: &mut Batch) -> Result<(), SchedError> {
+    pub fn register(
+        &mut self,
+        reg: Registration,
+        session_hash: String,
+        now: u64,
+        batch: &mut Batch,
+    ) -> Result<(), SchedError> {
         let rec = WorkerRecord {
             id: reg.id.clone(),
             hostname: reg.hostname,
@@ -257,18 +295,29 @@ impl State {
             registered_ms: now,
         };
         batch.put(Tree::Workers, &rec.id, &rec)?;
-        self.workers.insert(reg.id, LiveWorker { rec, last_seen_ms: now });
+        self.workers.insert(
+            reg.id,
+            LiveWorker {
+                rec,
+                last_seen_ms: now,
+            },
+        );
         self.last_worker_seen_ms = now;
         Ok(())
     }
 
     /// The stored session hash of a worker.
     pub fn session_hash(&self, worker: &str) -> Option<&str> {
-        self.workers.get(worker).map(|w| w.rec.session_hash.as_str())
+        self.workers
+            .get(worker)
+            .map(|w| w.rec.session_hash.as_str())
     }
 
     fn touch(&mut self, worker: &str, now: u64) -> Result<(), SchedError> {
-        let w = self.workers.get_mut(worker).ok_or_else(|| SchedError::UnknownWorker(worker.to_string()))?;
+        let w = self
+            .workers
+            .get_mut(worker)
+            .ok_or_else(|| SchedError::UnknownWorker(worker.to_string()))?;
         w.last_seen_ms = now;
         self.last_worker_seen_ms = now;
         Ok(())
@@ -285,7 +334,10 @@ impl State {
         batch: &mut Batch,
     ) -> Result<HeartbeatOutcome, SchedError> {
         let Some(w) = self.workers.get_mut(worker) else {
-            return Ok(HeartbeatOutcome { reregister: true, abort: Vec::new() });
+            return Ok(HeartbeatOutcome {
+                reregister: true,
+                abort: Vec::new(),
+            });
         };
         w.last_seen_ms = now;
         self.last_worker_seen_ms = now;
@@ -309,14 +361,30 @@ impl State {
                 abort.push(job.clone());
             }
         }
-        Ok(HeartbeatOutcome { reregister: false, abort })
+        Ok(HeartbeatOutcome {
+            reregister: false,
+            abort,
+        })
     }
 
     /// Extends one lease if (job, token, worker) holds it; persists at most every half lease.
-    fn extend(&mut self, job: &str, token: u64, worker: &str, now: u64, batch: &mut Batch) -> Result<Fenced, SchedError> {
+    fn extend(
+        &mut self,
+        job: &str,
+        token: u64,
+        worker: &str,
+        now: u64,
+        batch: &mut Batch,
+    ) -> Result<Fenced, SchedError> {
         let lease_ms = self.timing.lease_ms;
-        let Some(j) = self.jobs.get_mut(job) else { return Ok(Fenced::Stale) };
-        let Some(l) = j.lease.as_mut().filter(|l| l.token == token && l.worker == worker) else {
+        let Some(j) = self.jobs.get_mut(job) else {
+            return Ok(Fenced::Stale);
+        };
+        let Some(l) = j
+            .lease
+            .as_mut()
+            .filter(|l| l.token == token && l.worker == worker)
+        else {
             return Ok(Fenced::Stale);
         };
         l.deadline_ms = l.deadline_ms.max(now + lease_ms);
@@ -342,7 +410,13 @@ impl State {
     }
 
     /// Hands the best fitting ready job (priority, then age) to a worker's free device.
-    pub fn lease(&mut self, worker: &str, device: u32, now: u64, batch: &mut Batch) -> Result<LeaseOutcome, SchedError> {
+    pub fn lease(
+        &mut self,
+        worker: &str,
+        device: u32,
+        now: u64,
+        batch: &mut Batch,
+    ) -> Result<LeaseOutcome, SchedError> {
         self.touch(worker, now)?;
         let dev = self.workers[worker]
             .rec
@@ -350,13 +424,24 @@ impl State {
             .iter()
             .find(|d| d.index == device)
             .cloned()
-            .ok_or_else(|| SchedError::NoDevice { worker: worker.to_string(), device })?;
+            .ok_or_else(|| SchedError::NoDevice {
+                worker: worker.to_string(),
+                device,
+            })?;
         if !dev.healthy {
-            return Ok(LeaseOutcome::Nothing(format!("device {device} is marked unhealthy")));
+            return Ok(LeaseOutcome::Nothing(format!(
+                "device {device} is marked unhealthy"
+            )));
         }
         // The worker asks for a device we think busy: the attempt there is gone.
         if let Some(old) = self.busy.get(&(worker.to_string(), device)).cloned() {
-            self.end_attempt(&old, "worker re-leased its device; attempt lost", true, now, batch)?;
+            self.end_attempt(
+                &old,
+                "worker re-leased its device; attempt lost",
+                true,
+                now,
+                batch,
+            )?;
         }
         let mut chosen = None;
         for (_, _, id) in &self.ready {
@@ -364,7 +449,8 @@ impl State {
             if !fits(j, &dev) {
                 continue;
             }
-            if j.avoid_workers.iter().any(|w| w == worker) && self.someone_else_fits(j, worker, now) {
+            if j.avoid_workers.iter().any(|w| w == worker) && self.someone_else_fits(j, worker, now)
+            {
                 continue;
             }
             chosen = Some(id.clone());
@@ -382,11 +468,20 @@ impl State {
         self.next_token += 1;
         batch.put(Tree::Meta, META_TOKEN, &self.next_token)?;
         let deadline_ms = now + self.timing.lease_ms;
-        let j = self.jobs.get_mut(&id).ok_or_else(|| SchedError::NoJob(id.clone()))?;
+        let j = self
+            .jobs
+            .get_mut(&id)
+            .ok_or_else(|| SchedError::NoJob(id.clone()))?;
         self.ready.remove(&ready_key(j));
         j.attempt += 1;
         j.state = JobState::Leased;
-        j.lease = Some(Lease { worker: worker.to_string(), device, token, deadline_ms, started_ms: now });
+        j.lease = Some(Lease {
+            worker: worker.to_string(),
+            device,
+            token,
+            deadline_ms,
+            started_ms: now,
+        });
         let attempt = AttemptRecord {
             job: id.clone(),
             attempt: j.attempt,
@@ -404,7 +499,9 @@ impl State {
         })?;
         let dep = j.depends_on.first().cloned();
         let j = j.clone();
-        let init_checkpoint = dep.and_then(|d| self.jobs.get(&d)).and_then(|d| d.final_checkpoint.clone());
+        let init_checkpoint = dep
+            .and_then(|d| self.jobs.get(&d))
+            .and_then(|d| d.final_checkpoint.clone());
         let a = Assignment {
             job_id: id.clone(),
             attempt: j.attempt,
@@ -424,7 +521,10 @@ impl State {
 
     /// Checks a report's fencing token.
     fn fence(&self, job: &str, token: u64) -> Result<Fenced, SchedError> {
-        let j = self.jobs.get(job).ok_or_else(|| SchedError::NoJob(job.to_string()))?;
+        let j = self
+            .jobs
+            .get(job)
+            .ok_or_else(|| SchedError::NoJob(job.to_string()))?;
         Ok(match &j.lease {
             Some(l) if l.token == token && j.state == JobState::Leased => Fenced::Current,
             _ => Fenced::Stale,
@@ -432,7 +532,15 @@ impl State {
     }
 
     /// Records progress (memory only) and extends the lease.
-    pub fn progress(&mut self, worker: &str, job: &str, token: u64, p: Progress, now: u64, batch: &mut Batch) -> Result<Fenced, SchedError> {
+    pub fn progress(
+        &mut self,
+        worker: &str,
+        job: &str,
+        token: u64,
+        p: Progress,
+        now: u64,
+        batch: &mut Batch,
+    ) -> Result<Fenced, SchedError> {
         self.touch(worker, now)?;
         if self.fence(job, token)? == Fenced::Stale {
             return Ok(Fenced::Stale);
@@ -454,10 +562,24 @@ impl State {
     }
 
     /// Registers an uploaded (durable) checkpoint; a current attempt's becomes the resume point.
-    pub fn checkpoint(&mut self, worker: &str, job: &str, token: u64, sha: &str, size: u64, epoch: u32, now: u64, batch: &mut Batch) -> Result<Fenced, SchedError> {
+    #[allow(clippy::too_many_arguments)] // one per field of the upload header
+    pub fn checkpoint(
+        &mut self,
+        worker: &str,
+        job: &str,
+        token: u64,
+        sha: &str,
+        size: u64,
+        epoch: u32,
+        now: u64,
+        batch: &mut Batch,
+    ) -> Result<Fenced, SchedError> {
         self.touch(worker, now)?;
         let fenced = self.fence(job, token)?;
-        let j = self.jobs.get_mut(job).ok_or_else(|| SchedError::NoJob(job.to_string()))?;
+        let j = self
+            .jobs
+            .get_mut(job)
+            .ok_or_else(|| SchedError::NoJob(job.to_string()))?;
         let rec = CheckpointRecord {
             sha256: sha.to_string(),
             size,
@@ -478,7 +600,15 @@ impl State {
     }
 
     /// Completes a job with its result; a stale attempt's result is discarded.
-    pub fn complete(&mut self, worker: &str, job: &str, token: u64, result: JobResult, now: u64, batch: &mut Batch) -> Result<Fenced, SchedError> {
+    pub fn complete(
+        &mut self,
+        worker: &str,
+        job: &str,
+        token: u64,
+        result: JobResult,
+        now: u64,
+        batch: &mut Batch,
+    ) -> Result<Fenced, SchedError> {
         self.touch(worker, now)?;
         if self.fence(job, token)? == Fenced::Stale {
             return Ok(Fenced::Stale);
@@ -486,7 +616,10 @@ impl State {
         if !self.checkpoints.contains_key(&result.checkpoint) {
             return Err(SchedError::MissingCheckpoint(result.checkpoint));
         }
-        let j = self.jobs.get_mut(job).ok_or_else(|| SchedError::NoJob(job.to_string()))?;
+        let j = self
+            .jobs
+            .get_mut(job)
+            .ok_or_else(|| SchedError::NoJob(job.to_string()))?;
         let attempt = j.attempt;
         let rec = ResultRecord {
             job: job.to_string(),
@@ -514,17 +647,39 @@ impl State {
     }
 
     /// Records a failed attempt: retried (elsewhere, or on more memory) or failed for good.
-    pub fn fail(&mut self, worker: &str, job: &str, token: u64, kind: FailureKind, reason: &str, now: u64, batch: &mut Batch) -> Result<FailOutcome, SchedError> {
+    #[allow(clippy::too_many_arguments)] // one per field of the Fail RPC
+    pub fn fail(
+        &mut self,
+        worker: &str,
+        job: &str,
+        token: u64,
+        kind: FailureKind,
+        reason: &str,
+        now: u64,
+        batch: &mut Batch,
+    ) -> Result<FailOutcome, SchedError> {
         self.touch(worker, now)?;
         if self.fence(job, token)? == Fenced::Stale {
-            return Ok(FailOutcome { fenced: Fenced::Stale, will_retry: false });
+            return Ok(FailOutcome {
+                fenced: Fenced::Stale,
+                will_retry: false,
+            });
         }
-        let j = self.jobs.get_mut(job).ok_or_else(|| SchedError::NoJob(job.to_string()))?;
+        let j = self
+            .jobs
+            .get_mut(job)
+            .ok_or_else(|| SchedError::NoJob(job.to_string()))?;
         let retry = match kind {
             FailureKind::BadConfig => false,
             FailureKind::OutOfMemory => {
                 let mem = j.lease.as_ref().and_then(|l| {
-                    self.workers.get(&l.worker)?.rec.devices.iter().find(|d| d.index == l.device).map(|d| d.memory_mib)
+                    self.workers
+                        .get(&l.worker)?
+                        .rec
+                        .devices
+                        .iter()
+                        .find(|d| d.index == l.device)
+                        .map(|d| d.memory_mib)
                 });
                 if let Some(m) = mem {
                     j.min_gpu_memory_mib = j.min_gpu_memory_mib.max(m + 1);
@@ -539,18 +694,39 @@ impl State {
             FailureKind::Transient => "failed",
         };
         let will_retry = self.end_attempt(job, &format!("{label}: {reason}"), retry, now, batch)?;
-        Ok(FailOutcome { fenced: Fenced::Current, will_retry })
+        Ok(FailOutcome {
+            fenced: Fenced::Current,
+            will_retry,
+        })
     }
 
     /// Ends the current attempt: requeue (avoiding its worker) when allowed, else fail.
     /// Returns whether the job was requeued.
-    fn end_attempt(&mut self, job: &str, reason: &str, retry: bool, now: u64, batch: &mut Batch) -> Result<bool, SchedError> {
-        let j = self.jobs.get_mut(job).ok_or_else(|| SchedError::NoJob(job.to_string()))?;
-        let worker = j.lease.as_ref().map(|l| l.worker.clone()).unwrap_or_default();
+    fn end_attempt(
+        &mut self,
+        job: &str,
+        reason: &str,
+        retry: bool,
+        now: u64,
+        batch: &mut Batch,
+    ) -> Result<bool, SchedError> {
+        let j = self
+            .jobs
+            .get_mut(job)
+            .ok_or_else(|| SchedError::NoJob(job.to_string()))?;
+        let worker = j
+            .lease
+            .as_ref()
+            .map(|l| l.worker.clone())
+            .unwrap_or_default();
         let requeue = retry && j.attempt < j.max_attempts;
         j.last_error = format!("attempt {}: {reason}", j.attempt);
         j.avoid_workers = vec![worker];
-        j.state = if requeue { JobState::Pending } else { JobState::Failed };
+        j.state = if requeue {
+            JobState::Pending
+        } else {
+            JobState::Failed
+        };
         if !requeue && retry {
             j.last_error = format!("{} (gave up after {} attempts)", j.last_error, j.attempt);
         }
@@ -562,10 +738,24 @@ impl State {
     }
 
     /// Drops a job's lease, frees its device, closes its attempt record and saves the job.
-    fn release(&mut self, job: &str, outcome: &str, now: u64, batch: &mut Batch) -> Result<(), SchedError> {
-        let j = self.jobs.get_mut(job).ok_or_else(|| SchedError::NoJob(job.to_string()))?;
+    fn release(
+        &mut self,
+        job: &str,
+        outcome: &str,
+        now: u64,
+        batch: &mut Batch,
+    ) -> Result<(), SchedError> {
+        let j = self
+            .jobs
+            .get_mut(job)
+            .ok_or_else(|| SchedError::NoJob(job.to_string()))?;
         if let Some(l) = j.lease.take() {
-            if self.busy.get(&(l.worker.clone(), l.device)).map(String::as_str) == Some(job) {
+            if self
+                .busy
+                .get(&(l.worker.clone(), l.device))
+                .map(String::as_str)
+                == Some(job)
+            {
                 self.busy.remove(&(l.worker.clone(), l.device));
             }
             let rec = AttemptRecord {
@@ -589,7 +779,12 @@ impl State {
         let mut expired: Vec<String> = self
             .leased
             .iter()
-            .filter(|id| self.jobs.get(*id).and_then(|j| j.lease.as_ref()).is_some_and(|l| l.deadline_ms < now))
+            .filter(|id| {
+                self.jobs
+                    .get(*id)
+                    .and_then(|j| j.lease.as_ref())
+                    .is_some_and(|l| l.deadline_ms < now)
+            })
             .cloned()
             .collect();
         expired.sort();
@@ -601,7 +796,10 @@ impl State {
 
     /// Cancels every unfinished job of a sweep; returns how many.
     pub fn cancel(&mut self, sweep: &str, now: u64, batch: &mut Batch) -> Result<u32, SchedError> {
-        let s = self.sweeps.get_mut(sweep).ok_or_else(|| SchedError::NoSweep(sweep.to_string()))?;
+        let s = self
+            .sweeps
+            .get_mut(sweep)
+            .ok_or_else(|| SchedError::NoSweep(sweep.to_string()))?;
         s.cancelled = true;
         batch.put(Tree::Sweeps, sweep, s)?;
         let mut n = 0;
@@ -623,7 +821,10 @@ impl State {
 
     /// Requeues a sweep's failed and cancelled jobs with their stored specs and a fresh budget.
     pub fn resubmit_failed(&mut self, sweep: &str, batch: &mut Batch) -> Result<u32, SchedError> {
-        let s = self.sweeps.get_mut(sweep).ok_or_else(|| SchedError::NoSweep(sweep.to_string()))?;
+        let s = self
+            .sweeps
+            .get_mut(sweep)
+            .ok_or_else(|| SchedError::NoSweep(sweep.to_string()))?;
         if s.cancelled {
             s.cancelled = false;
             batch.put(Tree::Sweeps, sweep, s)?;
@@ -631,7 +832,9 @@ impl State {
         let mut n = 0;
         let ids = self.sweep_jobs.get(sweep).cloned().unwrap_or_default();
         for id in &ids {
-            let Some(j) = self.jobs.get_mut(id) else { continue };
+            let Some(j) = self.jobs.get_mut(id) else {
+                continue;
+            };
             if !matches!(j.state, JobState::Failed | JobState::Cancelled) {
                 continue;
             }

@@ -25,13 +25,25 @@ retries: 1
 /// CPU devices.
 pub fn cpus(n: u32) -> Vec<DeviceRecord> {
     (0..n)
-        .map(|index| DeviceRecord { index, cuda: false, memory_mib: 0, name: "cpu".into(), healthy: true })
+        .map(|index| DeviceRecord {
+            index,
+            cuda: false,
+            memory_mib: 0,
+            name: "cpu".into(),
+            healthy: true,
+        })
         .collect()
 }
 
 /// One GPU of the given memory.
 pub fn gpu(index: u32, memory_mib: u64) -> DeviceRecord {
-    DeviceRecord { index, cuda: true, memory_mib, name: "gpu".into(), healthy: true }
+    DeviceRecord {
+        index,
+        cuda: true,
+        memory_mib,
+        name: "gpu".into(),
+        healthy: true,
+    }
 }
 
 /// A state plus its store, committing after every step like the actor does.
@@ -47,8 +59,16 @@ pub struct Harness {
 impl Harness {
     /// An empty harness.
     pub fn new() -> Self {
-        let timing = Timing { heartbeat_ms: 1_000, lease_ms: 3_000, no_worker_grace_ms: 10_000 };
-        Self { store: MemStore::new(), st: State::new(timing, 1_000), now: 1_000 }
+        let timing = Timing {
+            heartbeat_ms: 1_000,
+            lease_ms: 3_000,
+            no_worker_grace_ms: 10_000,
+        };
+        Self {
+            store: MemStore::new(),
+            st: State::new(timing, 1_000),
+            now: 1_000,
+        }
     }
 
     /// Runs one step and commits its writes.
@@ -68,8 +88,13 @@ impl Harness {
 
     /// Registers a worker.
     pub fn register(&mut self, id: &str, devices: Vec<DeviceRecord>) {
-        let reg = Registration { id: id.into(), hostname: "h".into(), devices };
-        self.step(|st, now, b| st.register(reg, "hash".into(), now, b)).unwrap();
+        let reg = Registration {
+            id: id.into(),
+            hostname: "h".into(),
+            devices,
+        };
+        self.step(|st, now, b| st.register(reg, "hash".into(), now, b))
+            .unwrap();
     }
 
     /// Leases for a device.
@@ -83,7 +108,8 @@ impl Harness {
     /// Uploads a checkpoint record and completes.
     pub fn complete(&mut self, w: &str, a: &Assignment) -> Fenced {
         let sha = format!("{:064x}", a.token);
-        self.step(|st, now, b| st.checkpoint(w, &a.job_id, a.token, &sha, 1, 1, now, b)).unwrap();
+        self.step(|st, now, b| st.checkpoint(w, &a.job_id, a.token, &sha, 1, 1, now, b))
+            .unwrap();
         let r = JobResult {
             aus: vec![],
             avg_f1: 0.5,
@@ -93,7 +119,8 @@ impl Harness {
             images_per_sec: 100.0,
             checkpoint: sha,
         };
-        self.step(|st, now, b| st.complete(w, &a.job_id, a.token, r, now, b)).unwrap()
+        self.step(|st, now, b| st.complete(w, &a.job_id, a.token, r, now, b))
+            .unwrap()
     }
 
     /// Reloads the state from the store, as a restarted coordinator does.

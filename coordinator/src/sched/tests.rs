@@ -18,7 +18,10 @@ fn elementwise_dependencies_release_stage2_as_soon_as_its_stage1_is_done() {
     // with the dependency's checkpoint.
     let b = h.lease("w", 0).unwrap();
     assert_eq!(b.job_id, a.job_id.replace(".s1.", ".s2."));
-    assert_eq!(b.init_checkpoint.as_deref(), Some(format!("{:064x}", a.token).as_str()));
+    assert_eq!(
+        b.init_checkpoint.as_deref(),
+        Some(format!("{:064x}", a.token).as_str())
+    );
     let spec: ausweep_proto::JobSpec = serde_json::from_str(&b.spec_json).unwrap();
     assert_eq!((spec.stage, spec.init_checkpoint), (2, None));
 }
@@ -44,17 +47,32 @@ fn late_result_of_an_expired_attempt_is_acknowledged_and_discarded() {
     h.register("b", cpus(1));
     let first = h.lease("a", 0).unwrap();
     h.now += 4_000;
-    h.step(|st, _, b| st.heartbeat("b", "", None, &[], 5_000, b)).unwrap();
+    h.step(|st, _, b| st.heartbeat("b", "", None, &[], 5_000, b))
+        .unwrap();
     let expired = h.step(|st, now, b| st.expire(now, b)).unwrap();
     assert_eq!(expired, vec![first.job_id.clone()]);
     // b gets the job (a is avoided), attempt 2 with a new token.
     let second = h.lease("b", 0).unwrap();
-    assert_eq!((second.job_id.as_str(), second.attempt), (first.job_id.as_str(), 2));
+    assert_eq!(
+        (second.job_id.as_str(), second.attempt),
+        (first.job_id.as_str(), 2)
+    );
     assert!(second.token > first.token);
     assert_eq!(h.complete("a", &first), Fenced::Stale);
     assert_eq!(h.st.job(&first.job_id).unwrap().state, JobState::Leased);
     // a's heartbeat for the old lease is told to abort.
-    let hb = h.step(|st, now, b| st.heartbeat("a", "", None, &[(first.job_id.clone(), first.token)], now, b)).unwrap();
+    let hb = h
+        .step(|st, now, b| {
+            st.heartbeat(
+                "a",
+                "",
+                None,
+                &[(first.job_id.clone(), first.token)],
+                now,
+                b,
+            )
+        })
+        .unwrap();
     assert_eq!(hb.abort, vec![first.job_id.clone()]);
     assert_eq!(h.complete("b", &second), Fenced::Current);
 }
@@ -66,18 +84,47 @@ fn retries_resume_from_newest_checkpoint_then_give_up() {
     h.register("w", cpus(1));
     let a = h.lease("w", 0).unwrap();
     let sha = "c".repeat(64);
-    h.step(|st, now, b| st.checkpoint("w", &a.job_id, a.token, &sha, 9, 3, now, b)).unwrap();
-    let f = h.step(|st, now, b| st.fail("w", &a.job_id, a.token, FailureKind::Transient, "segfault", now, b)).unwrap();
+    h.step(|st, now, b| st.checkpoint("w", &a.job_id, a.token, &sha, 9, 3, now, b))
+        .unwrap();
+    let f = h
+        .step(|st, now, b| {
+            st.fail(
+                "w",
+                &a.job_id,
+                a.token,
+                FailureKind::Transient,
+                "segfault",
+                now,
+                b,
+            )
+        })
+        .unwrap();
     assert!(f.will_retry);
     // Only worker: the avoid rule relaxes.
     let b2 = h.lease("w", 0).unwrap();
     assert_eq!(b2.job_id, a.job_id);
     assert_eq!(b2.resume_checkpoint.as_deref(), Some(sha.as_str()));
-    let f = h.step(|st, now, b| st.fail("w", &b2.job_id, b2.token, FailureKind::Transient, "again", now, b)).unwrap();
+    let f = h
+        .step(|st, now, b| {
+            st.fail(
+                "w",
+                &b2.job_id,
+                b2.token,
+                FailureKind::Transient,
+                "again",
+                now,
+                b,
+            )
+        })
+        .unwrap();
     assert!(!f.will_retry);
     let j = h.st.job(&a.job_id).unwrap();
     assert_eq!(j.state, JobState::Failed);
-    assert!(j.last_error.contains("gave up after 2 attempts"), "{}", j.last_error);
+    assert!(
+        j.last_error.contains("gave up after 2 attempts"),
+        "{}",
+        j.last_error
+    );
     // Its stage 2 says why it waits; resubmit-failed requeues with a fresh budget.
     let s2 = a.job_id.replace(".s1.", ".s2.");
     let reason = h.st.pending_reason(h.st.job(&s2).unwrap(), h.now);
@@ -93,10 +140,34 @@ fn bad_config_is_not_retried_and_oom_needs_more_memory() {
     h.submit(&SMALL.replace("device: any", "device: cuda"));
     h.register("small", vec![gpu(0, 8_000)]);
     let a = h.lease("small", 0).unwrap();
-    let f = h.step(|st, now, b| st.fail("small", &a.job_id, a.token, FailureKind::BadConfig, "no data", now, b)).unwrap();
+    let f = h
+        .step(|st, now, b| {
+            st.fail(
+                "small",
+                &a.job_id,
+                a.token,
+                FailureKind::BadConfig,
+                "no data",
+                now,
+                b,
+            )
+        })
+        .unwrap();
     assert!(!f.will_retry);
     let b1 = h.lease("small", 0).unwrap();
-    let f = h.step(|st, now, b| st.fail("small", &b1.job_id, b1.token, FailureKind::OutOfMemory, "CUDA OOM", now, b)).unwrap();
+    let f = h
+        .step(|st, now, b| {
+            st.fail(
+                "small",
+                &b1.job_id,
+                b1.token,
+                FailureKind::OutOfMemory,
+                "CUDA OOM",
+                now,
+                b,
+            )
+        })
+        .unwrap();
     assert!(f.will_retry);
     let j = h.st.job(&b1.job_id).unwrap().clone();
     assert_eq!(j.min_gpu_memory_mib, 8_001);
@@ -110,15 +181,33 @@ fn bad_config_is_not_retried_and_oom_needs_more_memory() {
 fn placement_by_kind_memory_then_priority_and_age() {
     let mut h = Harness::new();
     let low = h.submit(&SMALL.replace("device: any", "device: cuda, min_gpu_memory_mib: 20000"));
-    let high = h.submit(&SMALL.replace("name: small", "name: urgent").replace("retries: 1", "retries: 1\npriority: 5"));
+    let high = h.submit(
+        &SMALL
+            .replace("name: small", "name: urgent")
+            .replace("retries: 1", "retries: 1\npriority: 5"),
+    );
     h.register("cpu", cpus(1));
     h.register("gpu", vec![gpu(0, 24_000)]);
-    assert!(h.lease("cpu", 0).unwrap().job_id.starts_with(&high.sweep_id));
+    assert!(h
+        .lease("cpu", 0)
+        .unwrap()
+        .job_id
+        .starts_with(&high.sweep_id));
     let g = h.lease("gpu", 0).unwrap();
-    assert!(g.job_id.starts_with(&high.sweep_id), "priority first: {}", g.job_id);
+    assert!(
+        g.job_id.starts_with(&high.sweep_id),
+        "priority first: {}",
+        g.job_id
+    );
     let detail = h.st.sweep_detail(&low.sweep_id, h.now).unwrap();
-    assert!(detail.jobs.iter().any(|j| j.pending_reason.contains("waiting for a free cuda device")));
-    assert!(detail.jobs.iter().any(|j| j.pending_reason.contains("waiting on dependency")));
+    assert!(detail
+        .jobs
+        .iter()
+        .any(|j| j.pending_reason.contains("waiting for a free cuda device")));
+    assert!(detail
+        .jobs
+        .iter()
+        .any(|j| j.pending_reason.contains("waiting on dependency")));
 }
 
 #[test]
@@ -129,7 +218,11 @@ fn no_worker_grace_is_reported() {
     assert_eq!(d.notice, "no worker connected yet");
     h.now += 11_000;
     let d = h.st.sweep_detail(&s.sweep_id, h.now).unwrap();
-    assert!(d.notice.contains("no worker connected for 11s (grace 10s)"), "{}", d.notice);
+    assert!(
+        d.notice.contains("no worker connected for 11s (grace 10s)"),
+        "{}",
+        d.notice
+    );
 }
 
 #[test]
@@ -143,7 +236,9 @@ fn restart_keeps_leases_results_and_tokens() {
     let before: Vec<_> = {
         let mut v: Vec<_> = h.st.job_ids().cloned().collect();
         v.sort();
-        v.into_iter().map(|id| h.st.job(&id).unwrap().clone()).collect()
+        v.into_iter()
+            .map(|id| h.st.job(&id).unwrap().clone())
+            .collect()
     };
     let token = h.st.next_token();
     h.restart();
@@ -152,11 +247,15 @@ fn restart_keeps_leases_results_and_tokens() {
     }
     assert_eq!(h.st.next_token(), token);
     // The worker carries on with its lease after the restart.
-    let hb = h.step(|st, now, bt| st.heartbeat("w", "", None, &[(b.job_id.clone(), b.token)], now, bt)).unwrap();
+    let hb = h
+        .step(|st, now, bt| st.heartbeat("w", "", None, &[(b.job_id.clone(), b.token)], now, bt))
+        .unwrap();
     assert!(hb.abort.is_empty() && !hb.reregister);
     assert_eq!(h.complete("w", &b), Fenced::Current);
     // An unknown worker is asked to register again.
-    let hb = h.step(|st, now, bt| st.heartbeat("ghost", "", None, &[], now, bt)).unwrap();
+    let hb = h
+        .step(|st, now, bt| st.heartbeat("ghost", "", None, &[], now, bt))
+        .unwrap();
     assert!(hb.reregister);
 }
 
@@ -166,8 +265,13 @@ fn cancel_stops_everything_and_leases_abort() {
     let s = h.submit(SMALL);
     h.register("w", cpus(1));
     let a = h.lease("w", 0).unwrap();
-    assert_eq!(h.step(|st, now, b| st.cancel(&s.sweep_id, now, b)).unwrap(), 8);
-    let hb = h.step(|st, now, b| st.heartbeat("w", "", None, &[(a.job_id.clone(), a.token)], now, b)).unwrap();
+    assert_eq!(
+        h.step(|st, now, b| st.cancel(&s.sweep_id, now, b)).unwrap(),
+        8
+    );
+    let hb = h
+        .step(|st, now, b| st.heartbeat("w", "", None, &[(a.job_id.clone(), a.token)], now, b))
+        .unwrap();
     assert_eq!(hb.abort, vec![a.job_id]);
     assert!(h.lease("w", 0).is_none());
 }

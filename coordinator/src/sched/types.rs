@@ -17,7 +17,11 @@ pub struct Timing {
 
 impl Default for Timing {
     fn default() -> Self {
-        Self { heartbeat_ms: 5_000, lease_ms: 30_000, no_worker_grace_ms: 120_000 }
+        Self {
+            heartbeat_ms: 5_000,
+            lease_ms: 30_000,
+            no_worker_grace_ms: 120_000,
+        }
     }
 }
 

@@ -30,7 +30,9 @@ fn sweep_arg(id: &str) -> Result<String, Status> {
     if auth::valid_id(id, 64) {
         Ok(id.to_string())
     } else {
-        Err(Status::invalid_argument(format!("`{id}` is not a sweep id")))
+        Err(Status::invalid_argument(format!(
+            "`{id}` is not a sweep id"
+        )))
     }
 }
 
@@ -38,13 +40,26 @@ type EventStream = Pin<Box<dyn Stream<Item = Result<v1::JobEvent, Status>> + Sen
 
 #[tonic::async_trait]
 impl Admin for AdminSvc {
-    async fn submit(&self, req: Request<v1::SubmitRequest>) -> Result<Response<v1::SubmitReply>, Status> {
+    async fn submit(
+        &self,
+        req: Request<v1::SubmitRequest>,
+    ) -> Result<Response<v1::SubmitReply>, Status> {
         self.auth(&req)?;
         let r = req.into_inner();
-        let file = if r.file_name.is_empty() { "<manifest>".to_string() } else { r.file_name.chars().take(200).collect() };
-        let parsed = manifest::parse(&r.manifest_yaml, &file).map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let jobs = plan::expand(&parsed.sweep_id, &parsed.manifest).map_err(|e| Status::invalid_argument(format!("{file}: {e}")))?;
-        let out = self.sched.call(move |st, now, b| st.submit(&parsed, jobs, now, b)).await.map_err(status)?;
+        let file = if r.file_name.is_empty() {
+            "<manifest>".to_string()
+        } else {
+            r.file_name.chars().take(200).collect()
+        };
+        let parsed = manifest::parse(&r.manifest_yaml, &file)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let jobs = plan::expand(&parsed.sweep_id, &parsed.manifest)
+            .map_err(|e| Status::invalid_argument(format!("{file}: {e}")))?;
+        let out = self
+            .sched
+            .call(move |st, now, b| st.submit(&parsed, jobs, now, b))
+            .await
+            .map_err(status)?;
         Ok(Response::new(v1::SubmitReply {
             sweep_id: out.sweep_id,
             name: out.name,
@@ -54,16 +69,32 @@ impl Admin for AdminSvc {
         }))
     }
 
-    async fn list_sweeps(&self, req: Request<v1::ListSweepsRequest>) -> Result<Response<v1::ListSweepsReply>, Status> {
+    async fn list_sweeps(
+        &self,
+        req: Request<v1::ListSweepsRequest>,
+    ) -> Result<Response<v1::ListSweepsReply>, Status> {
         self.auth(&req)?;
-        let v = self.sched.call(|st, _, _| Ok(st.list_sweeps())).await.map_err(status)?;
-        Ok(Response::new(v1::ListSweepsReply { sweeps: v.iter().map(convert::summary).collect() }))
+        let v = self
+            .sched
+            .call(|st, _, _| Ok(st.list_sweeps()))
+            .await
+            .map_err(status)?;
+        Ok(Response::new(v1::ListSweepsReply {
+            sweeps: v.iter().map(convert::summary).collect(),
+        }))
     }
 
-    async fn get_sweep(&self, req: Request<v1::GetSweepRequest>) -> Result<Response<v1::SweepStatus>, Status> {
+    async fn get_sweep(
+        &self,
+        req: Request<v1::GetSweepRequest>,
+    ) -> Result<Response<v1::SweepStatus>, Status> {
         self.auth(&req)?;
         let id = sweep_arg(&req.get_ref().sweep_id)?;
-        let d = self.sched.call(move |st, now, _| st.sweep_detail(&id, now)).await.map_err(status)?;
+        let d = self
+            .sched
+            .call(move |st, now, _| st.sweep_detail(&id, now))
+            .await
+            .map_err(status)?;
         Ok(Response::new(v1::SweepStatus {
             summary: Some(convert::summary(&d.view)),
             jobs: d.jobs.iter().map(convert::job).collect(),
@@ -71,29 +102,50 @@ impl Admin for AdminSvc {
         }))
     }
 
-    async fn cancel(&self, req: Request<v1::CancelRequest>) -> Result<Response<v1::CancelReply>, Status> {
+    async fn cancel(
+        &self,
+        req: Request<v1::CancelRequest>,
+    ) -> Result<Response<v1::CancelReply>, Status> {
         self.auth(&req)?;
         let id = sweep_arg(&req.get_ref().sweep_id)?;
-        let n = self.sched.call(move |st, now, b| st.cancel(&id, now, b)).await.map_err(status)?;
+        let n = self
+            .sched
+            .call(move |st, now, b| st.cancel(&id, now, b))
+            .await
+            .map_err(status)?;
         Ok(Response::new(v1::CancelReply { cancelled: n }))
     }
 
-    async fn resubmit_failed(&self, req: Request<v1::ResubmitFailedRequest>) -> Result<Response<v1::ResubmitFailedReply>, Status> {
+    async fn resubmit_failed(
+        &self,
+        req: Request<v1::ResubmitFailedRequest>,
+    ) -> Result<Response<v1::ResubmitFailedReply>, Status> {
         self.auth(&req)?;
         let id = sweep_arg(&req.get_ref().sweep_id)?;
-        let n = self.sched.call(move |st, _, b| st.resubmit_failed(&id, b)).await.map_err(status)?;
+        let n = self
+            .sched
+            .call(move |st, _, b| st.resubmit_failed(&id, b))
+            .await
+            .map_err(status)?;
         Ok(Response::new(v1::ResubmitFailedReply { requeued: n }))
     }
 
     type WatchStream = EventStream;
 
-    async fn watch(&self, req: Request<v1::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+    async fn watch(
+        &self,
+        req: Request<v1::WatchRequest>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
         self.auth(&req)?;
         let id = sweep_arg(&req.get_ref().sweep_id)?;
         // Subscribe before the snapshot so nothing falls between them.
         let mut rx = self.sched.subscribe();
         let sid = id.clone();
-        let detail = self.sched.call(move |st, now, _| st.sweep_detail(&sid, now)).await.map_err(status)?;
+        let detail = self
+            .sched
+            .call(move |st, now, _| st.sweep_detail(&sid, now))
+            .await
+            .map_err(status)?;
         let (tx, out) = tokio::sync::mpsc::channel(256);
         tokio::spawn(async move {
             for j in &detail.jobs {
@@ -103,7 +155,11 @@ impl Admin for AdminSvc {
                     state: convert::job_state(j.job.state) as i32,
                     attempt: j.job.attempt,
                     progress: j.progress.as_ref().map(convert::progress_out),
-                    message: if j.pending_reason.is_empty() { j.job.last_error.clone() } else { j.pending_reason.clone() },
+                    message: if j.pending_reason.is_empty() {
+                        j.job.last_error.clone()
+                    } else {
+                        j.pending_reason.clone()
+                    },
                 };
                 if tx.send(Ok(e)).await.is_err() {
                     return;
@@ -118,19 +174,34 @@ impl Admin for AdminSvc {
                     }
                     Ok(_) => {}
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
-                        let _ = tx.send(Err(Status::data_loss(format!("watcher fell {n} events behind; watch again")))).await;
+                        let _ = tx
+                            .send(Err(Status::data_loss(format!(
+                                "watcher fell {n} events behind; watch again"
+                            ))))
+                            .await;
                         return;
                     }
                     Err(_) => return,
                 }
             }
         });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(out))))
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(out),
+        )))
     }
 
-    async fn list_workers(&self, req: Request<v1::ListWorkersRequest>) -> Result<Response<v1::ListWorkersReply>, Status> {
+    async fn list_workers(
+        &self,
+        req: Request<v1::ListWorkersRequest>,
+    ) -> Result<Response<v1::ListWorkersReply>, Status> {
         self.auth(&req)?;
-        let v = self.sched.call(|st, now, _| Ok(st.list_workers(now))).await.map_err(status)?;
-        Ok(Response::new(v1::ListWorkersReply { workers: v.iter().map(convert::worker).collect() }))
+        let v = self
+            .sched
+            .call(|st, now, _| Ok(st.list_workers(now)))
+            .await
+            .map_err(status)?;
+        Ok(Response::new(v1::ListWorkersReply {
+            workers: v.iter().map(convert::worker).collect(),
+        }))
     }
 }

@@ -27,7 +27,11 @@ pub(crate) fn device_in(d: &v1::Device) -> DeviceRecord {
 pub(crate) fn device_out(d: &DeviceRecord) -> v1::Device {
     v1::Device {
         index: d.index,
-        kind: if d.cuda { v1::DeviceKind::Cuda } else { v1::DeviceKind::Cpu } as i32,
+        kind: if d.cuda {
+            v1::DeviceKind::Cuda
+        } else {
+            v1::DeviceKind::Cpu
+        } as i32,
         memory_mib: d.memory_mib,
         name: d.name.clone(),
         healthy: d.healthy,
@@ -60,7 +64,13 @@ pub(crate) fn result_in(r: v1::JobResult) -> sched::JobResult {
             .aus
             .into_iter()
             .take(64)
-            .map(|a| AuScoreRecord { au: a.au, f1: a.f1, precision: a.precision, recall: a.recall, threshold: a.threshold })
+            .map(|a| AuScoreRecord {
+                au: a.au,
+                f1: a.f1,
+                precision: a.precision,
+                recall: a.recall,
+                threshold: a.threshold,
+            })
             .collect(),
         avg_f1: r.avg_f1,
         params_total: r.params_total,
@@ -76,7 +86,13 @@ pub(crate) fn result_out(r: &ResultRecord) -> v1::JobResult {
         aus: r
             .aus
             .iter()
-            .map(|a| v1::AuScore { au: a.au, f1: a.f1, precision: a.precision, recall: a.recall, threshold: a.threshold })
+            .map(|a| v1::AuScore {
+                au: a.au,
+                f1: a.f1,
+                precision: a.precision,
+                recall: a.recall,
+                threshold: a.threshold,
+            })
             .collect(),
         avg_f1: r.avg_f1,
         params_total: r.params_total,
@@ -114,7 +130,11 @@ pub(crate) fn job(v: &JobView) -> v1::JobStatus {
         state: job_state(j.state) as i32,
         attempt: j.attempt,
         max_attempts: j.max_attempts,
-        worker_id: j.lease.as_ref().map(|l| l.worker.clone()).unwrap_or_default(),
+        worker_id: j
+            .lease
+            .as_ref()
+            .map(|l| l.worker.clone())
+            .unwrap_or_default(),
         pending_reason: v.pending_reason.clone(),
         last_error: j.last_error.clone(),
         depends_on: j.depends_on.clone(),

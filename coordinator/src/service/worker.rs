@@ -32,8 +32,20 @@ const MAX_DEVICES: usize = 64;
 
 impl WorkerSvc {
     /// A service checking registrations against the join token's hash.
-    pub fn new(sched: Scheduler, join: TokenHash, sessions: Sessions, blobs: Blobs, timing: Timing) -> Self {
-        Self { sched, join, sessions, blobs, timing }
+    pub fn new(
+        sched: Scheduler,
+        join: TokenHash,
+        sessions: Sessions,
+        blobs: Blobs,
+        timing: Timing,
+    ) -> Self {
+        Self {
+            sched,
+            join,
+            sessions,
+            blobs,
+            timing,
+        }
     }
 
     /// Checks the protocol version, the worker id and its session token; returns the id.
@@ -46,16 +58,24 @@ impl WorkerSvc {
             .ok_or_else(|| Status::unauthenticated(format!("missing or bad `{WORKER_HEADER}`")))?
             .to_string();
         let token = auth::bearer(meta)?;
-        let sessions = self.sessions.read().map_err(|_| Status::internal("session table poisoned"))?;
+        let sessions = self
+            .sessions
+            .read()
+            .map_err(|_| Status::internal("session table poisoned"))?;
         match sessions.get(&id) {
             Some(h) if h.matches(token) => Ok(id),
-            _ => Err(Status::unauthenticated("bad worker session; register again")),
+            _ => Err(Status::unauthenticated(
+                "bad worker session; register again",
+            )),
         }
     }
 }
 
 fn protocol(meta: &MetadataMap) -> Result<(), Status> {
-    let v = meta.get(PROTOCOL_HEADER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u32>().ok());
+    let v = meta
+        .get(PROTOCOL_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u32>().ok());
     match v {
         Some(PROTOCOL_VERSION) => Ok(()),
         Some(other) => Err(Status::failed_precondition(format!(
@@ -75,7 +95,9 @@ fn job_arg(id: &str) -> Result<String, Status> {
 
 fn devices(list: &[v1::Device]) -> Result<Vec<crate::store::records::DeviceRecord>, Status> {
     if list.len() > MAX_DEVICES {
-        return Err(Status::invalid_argument(format!("at most {MAX_DEVICES} devices")));
+        return Err(Status::invalid_argument(format!(
+            "at most {MAX_DEVICES} devices"
+        )));
     }
     Ok(list.iter().map(convert::device_in).collect())
 }
@@ -84,12 +106,17 @@ type ChunkStream = Pin<Box<dyn Stream<Item = Result<v1::CheckpointChunk, Status>
 
 #[tonic::async_trait]
 impl Worker for WorkerSvc {
-    async fn register(&self, req: Request<v1::RegisterRequest>) -> Result<Response<v1::RegisterReply>, Status> {
+    async fn register(
+        &self,
+        req: Request<v1::RegisterRequest>,
+    ) -> Result<Response<v1::RegisterReply>, Status> {
         protocol(req.metadata())?;
         auth::require(req.metadata(), &self.join, "join")?;
         let r = req.into_inner();
         if !auth::valid_id(&r.worker_name, 64) {
-            return Err(Status::invalid_argument("worker_name: 1-64 letters, digits, `.`, `_`, `-`"));
+            return Err(Status::invalid_argument(
+                "worker_name: 1-64 letters, digits, `.`, `_`, `-`",
+            ));
         }
         let reg = Registration {
             id: r.worker_name.clone(),
@@ -99,7 +126,10 @@ impl Worker for WorkerSvc {
         let token = auth::new_token();
         let hash = TokenHash::of(&token);
         let hex = hash.to_hex();
-        self.sched.call(move |st, now, b| st.register(reg, hex, now, b)).await.map_err(status)?;
+        self.sched
+            .call(move |st, now, b| st.register(reg, hex, now, b))
+            .await
+            .map_err(status)?;
         self.sessions
             .write()
             .map_err(|_| Status::internal("session table poisoned"))?
@@ -112,23 +142,48 @@ impl Worker for WorkerSvc {
         }))
     }
 
-    async fn heartbeat(&self, req: Request<v1::HeartbeatRequest>) -> Result<Response<v1::HeartbeatReply>, Status> {
+    async fn heartbeat(
+        &self,
+        req: Request<v1::HeartbeatRequest>,
+    ) -> Result<Response<v1::HeartbeatReply>, Status> {
         let worker = self.session(req.metadata())?;
         let r = req.into_inner();
-        let devs = if r.devices.is_empty() { None } else { Some(devices(&r.devices)?) };
+        let devs = if r.devices.is_empty() {
+            None
+        } else {
+            Some(devices(&r.devices)?)
+        };
         if r.leases.len() > 1024 {
             return Err(Status::invalid_argument("too many leases"));
         }
-        let leases: Vec<(String, u64)> = r.leases.into_iter().map(|l| (l.job_id, l.fencing_token)).collect();
+        let leases: Vec<(String, u64)> = r
+            .leases
+            .into_iter()
+            .map(|l| (l.job_id, l.fencing_token))
+            .collect();
         let host: String = r.hostname.chars().take(255).collect();
-        let out = self.sched.call(move |st, now, b| st.heartbeat(&worker, &host, devs, &leases, now, b)).await.map_err(status)?;
-        Ok(Response::new(v1::HeartbeatReply { reregister: out.reregister, abort_job_ids: out.abort }))
+        let out = self
+            .sched
+            .call(move |st, now, b| st.heartbeat(&worker, &host, devs, &leases, now, b))
+            .await
+            .map_err(status)?;
+        Ok(Response::new(v1::HeartbeatReply {
+            reregister: out.reregister,
+            abort_job_ids: out.abort,
+        }))
     }
 
-    async fn lease(&self, req: Request<v1::LeaseRequest>) -> Result<Response<v1::LeaseReply>, Status> {
+    async fn lease(
+        &self,
+        req: Request<v1::LeaseRequest>,
+    ) -> Result<Response<v1::LeaseReply>, Status> {
         let worker = self.session(req.metadata())?;
         let device = req.get_ref().device_index;
-        let out = self.sched.call(move |st, now, b| st.lease(&worker, device, now, b)).await.map_err(status)?;
+        let out = self
+            .sched
+            .call(move |st, now, b| st.lease(&worker, device, now, b))
+            .await
+            .map_err(status)?;
         Ok(Response::new(match out {
             LeaseOutcome::Assigned(a) => v1::LeaseReply {
                 assignment: Some(v1::Assignment {
@@ -143,33 +198,63 @@ impl Worker for WorkerSvc {
                 }),
                 reason: String::new(),
             },
-            LeaseOutcome::Nothing(reason) => v1::LeaseReply { assignment: None, reason },
+            LeaseOutcome::Nothing(reason) => v1::LeaseReply {
+                assignment: None,
+                reason,
+            },
         }))
     }
 
-    async fn report_progress(&self, req: Request<v1::ProgressRequest>) -> Result<Response<v1::ProgressReply>, Status> {
+    async fn report_progress(
+        &self,
+        req: Request<v1::ProgressRequest>,
+    ) -> Result<Response<v1::ProgressReply>, Status> {
         let worker = self.session(req.metadata())?;
         let r = req.into_inner();
         let job = job_arg(&r.job_id)?;
         let p = convert::progress_in(r.progress.unwrap_or_default());
         let token = r.fencing_token;
-        let f = self.sched.call(move |st, now, b| st.progress(&worker, &job, token, p, now, b)).await.map_err(status)?;
-        Ok(Response::new(v1::ProgressReply { abort: f == Fenced::Stale }))
+        let f = self
+            .sched
+            .call(move |st, now, b| st.progress(&worker, &job, token, p, now, b))
+            .await
+            .map_err(status)?;
+        Ok(Response::new(v1::ProgressReply {
+            abort: f == Fenced::Stale,
+        }))
     }
 
-    async fn complete(&self, req: Request<v1::CompleteRequest>) -> Result<Response<v1::CompleteReply>, Status> {
+    async fn complete(
+        &self,
+        req: Request<v1::CompleteRequest>,
+    ) -> Result<Response<v1::CompleteReply>, Status> {
         let worker = self.session(req.metadata())?;
         let r = req.into_inner();
         let job = job_arg(&r.job_id)?;
-        let result = convert::result_in(r.result.ok_or_else(|| Status::invalid_argument("result missing"))?);
+        let result = convert::result_in(
+            r.result
+                .ok_or_else(|| Status::invalid_argument("result missing"))?,
+        );
         if !valid_sha256(&result.checkpoint) {
-            return Err(Status::invalid_argument("result.checkpoint_sha256 is not a sha256"));
+            return Err(Status::invalid_argument(
+                "result.checkpoint_sha256 is not a sha256",
+            ));
         }
         let token = r.fencing_token;
-        let f = self.sched.call(move |st, now, b| st.complete(&worker, &job, token, result, now, b)).await.map_err(status)?;
+        let f = self
+            .sched
+            .call(move |st, now, b| st.complete(&worker, &job, token, result, now, b))
+            .await
+            .map_err(status)?;
         Ok(Response::new(match f {
-            Fenced::Current => v1::CompleteReply { accepted: true, message: "completed".into() },
-            Fenced::Stale => v1::CompleteReply { accepted: false, message: "attempt was fenced off; result discarded".into() },
+            Fenced::Current => v1::CompleteReply {
+                accepted: true,
+                message: "completed".into(),
+            },
+            Fenced::Stale => v1::CompleteReply {
+                accepted: false,
+                message: "attempt was fenced off; result discarded".into(),
+            },
         }))
     }
 
@@ -184,30 +269,52 @@ impl Worker for WorkerSvc {
         };
         let reason: String = r.reason.chars().take(4096).collect();
         let token = r.fencing_token;
-        let out = self.sched.call(move |st, now, b| st.fail(&worker, &job, token, kind, &reason, now, b)).await.map_err(status)?;
-        Ok(Response::new(v1::FailReply { accepted: out.fenced == Fenced::Current, will_retry: out.will_retry }))
+        let out = self
+            .sched
+            .call(move |st, now, b| st.fail(&worker, &job, token, kind, &reason, now, b))
+            .await
+            .map_err(status)?;
+        Ok(Response::new(v1::FailReply {
+            accepted: out.fenced == Fenced::Current,
+            will_retry: out.will_retry,
+        }))
     }
 
-    async fn upload_checkpoint(&self, req: Request<Streaming<v1::CheckpointChunk>>) -> Result<Response<v1::UploadReply>, Status> {
+    async fn upload_checkpoint(
+        &self,
+        req: Request<Streaming<v1::CheckpointChunk>>,
+    ) -> Result<Response<v1::UploadReply>, Status> {
         let worker = self.session(req.metadata())?;
         let mut stream = req.into_inner();
         let header = match stream.next().await {
-            Some(Ok(v1::CheckpointChunk { part: Some(v1::checkpoint_chunk::Part::Header(h)) })) => h,
+            Some(Ok(v1::CheckpointChunk {
+                part: Some(v1::checkpoint_chunk::Part::Header(h)),
+            })) => h,
             Some(Err(e)) => return Err(e),
-            _ => return Err(Status::invalid_argument("the first chunk must be the header")),
+            _ => {
+                return Err(Status::invalid_argument(
+                    "the first chunk must be the header",
+                ))
+            }
         };
         let job = job_arg(&header.job_id)?;
         if !valid_sha256(&header.sha256) {
             return Err(Status::invalid_argument("header.sha256 is not a sha256"));
         }
-        let mut w = self.blobs.writer(&header.sha256).map_err(|e| Status::internal(e.to_string()))?;
+        let mut w = self
+            .blobs
+            .writer(&header.sha256)
+            .map_err(|e| Status::internal(e.to_string()))?;
         while let Some(chunk) = stream.next().await {
             match chunk?.part {
                 Some(v1::checkpoint_chunk::Part::Data(d)) => {
                     if d.len() > CHUNK_BYTES {
-                        return Err(Status::invalid_argument(format!("chunks are at most {CHUNK_BYTES} bytes")));
+                        return Err(Status::invalid_argument(format!(
+                            "chunks are at most {CHUNK_BYTES} bytes"
+                        )));
                     }
-                    w.write(&d).map_err(|e| Status::invalid_argument(e.to_string()))?;
+                    w.write(&d)
+                        .map_err(|e| Status::invalid_argument(e.to_string()))?;
                 }
                 _ => return Err(Status::invalid_argument("only one header per upload")),
             }
@@ -217,17 +324,31 @@ impl Worker for WorkerSvc {
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         if header.size != 0 && header.size != size {
-            return Err(Status::invalid_argument(format!("header said {} bytes, got {size}", header.size)));
+            return Err(Status::invalid_argument(format!(
+                "header said {} bytes, got {size}",
+                header.size
+            )));
         }
         let sha = header.sha256.clone();
         let (token, epoch) = (header.fencing_token, header.epoch);
-        let f = self.sched.call(move |st, now, b| st.checkpoint(&worker, &job, token, &sha, size, epoch, now, b)).await.map_err(status)?;
-        Ok(Response::new(v1::UploadReply { sha256: header.sha256, size, accepted: f == Fenced::Current }))
+        let f = self
+            .sched
+            .call(move |st, now, b| st.checkpoint(&worker, &job, token, &sha, size, epoch, now, b))
+            .await
+            .map_err(status)?;
+        Ok(Response::new(v1::UploadReply {
+            sha256: header.sha256,
+            size,
+            accepted: f == Fenced::Current,
+        }))
     }
 
     type DownloadCheckpointStream = ChunkStream;
 
-    async fn download_checkpoint(&self, req: Request<v1::DownloadRequest>) -> Result<Response<Self::DownloadCheckpointStream>, Status> {
+    async fn download_checkpoint(
+        &self,
+        req: Request<v1::DownloadRequest>,
+    ) -> Result<Response<Self::DownloadCheckpointStream>, Status> {
         self.session(req.metadata())?;
         let sha = req.into_inner().sha256;
         let mut file = self.blobs.open_blob(&sha).map_err(|e| match e {
@@ -235,18 +356,29 @@ impl Worker for WorkerSvc {
             crate::store::blobs::BlobError::NotFound(_) => Status::not_found(e.to_string()),
             _ => Status::internal(e.to_string()),
         })?;
-        let size = file.metadata().map_err(|e| Status::internal(e.to_string()))?.len();
+        let size = file
+            .metadata()
+            .map_err(|e| Status::internal(e.to_string()))?
+            .len();
         let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let header = v1::CheckpointHeader { sha256: sha, size, ..Default::default() };
+        let header = v1::CheckpointHeader {
+            sha256: sha,
+            size,
+            ..Default::default()
+        };
         tokio::task::spawn_blocking(move || {
             use std::io::Read;
-            let _ = tx.blocking_send(Ok(v1::CheckpointChunk { part: Some(v1::checkpoint_chunk::Part::Header(header)) }));
+            let _ = tx.blocking_send(Ok(v1::CheckpointChunk {
+                part: Some(v1::checkpoint_chunk::Part::Header(header)),
+            }));
             let mut buf = vec![0u8; CHUNK_BYTES];
             loop {
                 match file.read(&mut buf) {
                     Ok(0) => return,
                     Ok(n) => {
-                        let c = v1::CheckpointChunk { part: Some(v1::checkpoint_chunk::Part::Data(buf[..n].to_vec())) };
+                        let c = v1::CheckpointChunk {
+                            part: Some(v1::checkpoint_chunk::Part::Data(buf[..n].to_vec())),
+                        };
                         if tx.blocking_send(Ok(c)).is_err() {
                             return;
                         }
@@ -258,6 +390,8 @@ impl Worker for WorkerSvc {
                 }
             }
         });
-        Ok(Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 }

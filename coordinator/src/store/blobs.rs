@@ -33,7 +33,9 @@ pub enum BlobError {
 
 /// Whether `s` is a valid blob name.
 pub fn valid_sha256(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 /// The blob directory.
@@ -52,7 +54,10 @@ impl Blobs {
             fs::remove_dir_all(&tmp)?;
         }
         fs::create_dir_all(&tmp)?;
-        Ok(Self { dir: dir.to_path_buf(), max_bytes })
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            max_bytes,
+        })
     }
 
     /// Where a blob lives (the name is validated, so no path escapes the directory).
@@ -80,7 +85,10 @@ impl Blobs {
     /// Starts a new blob; `expected` is the announced sha256.
     pub fn writer(&self, expected: &str) -> Result<BlobWriter, BlobError> {
         let final_path = self.path(expected)?;
-        let tmp = self.dir.join("tmp").join(format!("{expected}.{:016x}", rand::random::<u64>()));
+        let tmp = self
+            .dir
+            .join("tmp")
+            .join(format!("{expected}.{:016x}", rand::random::<u64>()));
         Ok(BlobWriter {
             file: Some(File::create(&tmp)?),
             tmp,
@@ -132,12 +140,21 @@ impl BlobWriter {
     pub fn finish(mut self) -> Result<u64, BlobError> {
         let actual = hex::encode(std::mem::take(&mut self.hasher).finalize());
         if actual != self.expected {
-            return Err(BlobError::Mismatch { expected: self.expected.clone(), actual });
+            return Err(BlobError::Mismatch {
+                expected: self.expected.clone(),
+                actual,
+            });
         }
-        let file = self.file.take().ok_or_else(|| std::io::Error::other("writer finished"))?;
+        let file = self
+            .file
+            .take()
+            .ok_or_else(|| std::io::Error::other("writer finished"))?;
         file.sync_all()?;
         drop(file);
-        let parent = self.final_path.parent().ok_or_else(|| std::io::Error::other("no parent"))?;
+        let parent = self
+            .final_path
+            .parent()
+            .ok_or_else(|| std::io::Error::other("no parent"))?;
         fs::create_dir_all(parent)?;
         fs::rename(&self.tmp, &self.final_path)?;
         File::open(parent)?.sync_all()?;
@@ -166,7 +183,10 @@ mod tests {
         let mut s = String::new();
         std::io::Read::read_to_string(&mut b.open_blob(&sha).unwrap(), &mut s).unwrap();
         assert_eq!(s, "weights");
-        assert!(fs::read_dir(dir.path().join("tmp")).unwrap().next().is_none());
+        assert!(fs::read_dir(dir.path().join("tmp"))
+            .unwrap()
+            .next()
+            .is_none());
     }
 
     #[test]
@@ -181,14 +201,23 @@ mod tests {
         let mut w = b.writer(&fake).unwrap();
         assert!(matches!(w.write(b"too long"), Err(BlobError::TooLarge(4))));
         drop(w);
-        assert!(fs::read_dir(dir.path().join("tmp")).unwrap().next().is_none());
+        assert!(fs::read_dir(dir.path().join("tmp"))
+            .unwrap()
+            .next()
+            .is_none());
     }
 
     #[test]
     fn names_are_validated() {
         let dir = tempfile::tempdir().unwrap();
         let b = Blobs::open(dir.path(), 10).unwrap();
-        for bad in ["../etc/passwd", "", &"A".repeat(64), &"a".repeat(63), &format!("{}/", "a".repeat(63))] {
+        for bad in [
+            "../etc/passwd",
+            "",
+            &"A".repeat(64),
+            &"a".repeat(63),
+            &format!("{}/", "a".repeat(63)),
+        ] {
             assert!(matches!(b.path(bad), Err(BlobError::BadName(_))), "{bad}");
         }
     }

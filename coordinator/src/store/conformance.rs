@@ -69,21 +69,35 @@ fn batch_applies_in_order(s: &dyn Store) {
     b.put(Tree::Jobs, "y", &"second").unwrap();
     s.commit(&b).unwrap();
     assert_eq!(s.get(Tree::Jobs, "x").unwrap(), None);
-    assert_eq!(s.get(Tree::Jobs, "y").unwrap(), Some(b"\"second\"".to_vec()));
+    assert_eq!(
+        s.get(Tree::Jobs, "y").unwrap(),
+        Some(b"\"second\"".to_vec())
+    );
     let mut b = Batch::new();
     b.delete(Tree::Jobs, "y");
     s.commit(&b).unwrap();
 }
 
 fn odd_keys_round_trip(s: &dyn Store) {
-    let keys = ["", "a/b", "ünï", "sweep.mobilenet_v2.f1.s2.g0#3", "\u{10ffff}"];
+    let keys = [
+        "",
+        "a/b",
+        "ünï",
+        "sweep.mobilenet_v2.f1.s2.g0#3",
+        "\u{10ffff}",
+    ];
     let mut b = Batch::new();
     for k in keys {
         b.put(Tree::Attempts, k, &k).unwrap();
     }
     s.commit(&b).unwrap();
     for k in keys {
-        let v: String = super::decode(Tree::Attempts, k, &s.get(Tree::Attempts, k).unwrap().unwrap()).unwrap();
+        let v: String = super::decode(
+            Tree::Attempts,
+            k,
+            &s.get(Tree::Attempts, k).unwrap().unwrap(),
+        )
+        .unwrap();
         assert_eq!(v, k);
     }
     assert_eq!(s.scan(Tree::Attempts).unwrap().len(), keys.len());

@@ -3,12 +3,14 @@
 
 use super::{Batch, Op, Store, StoreError, Tree};
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+type Data = BTreeMap<(Tree, String), Vec<u8>>;
 
 /// A store held in memory.
 #[derive(Debug, Clone, Default)]
 pub struct MemStore {
-    data: Arc<Mutex<BTreeMap<(Tree, String), Vec<u8>>>>,
+    data: Arc<Mutex<Data>>,
 }
 
 impl MemStore {
@@ -17,8 +19,10 @@ impl MemStore {
         Self::default()
     }
 
-    fn lock(&self) -> Result<std::sync::MutexGuard<'_, BTreeMap<(Tree, String), Vec<u8>>>, StoreError> {
-        self.data.lock().map_err(|_| StoreError::Backend("memory store lock poisoned".into()))
+    fn lock(&self) -> Result<MutexGuard<'_, Data>, StoreError> {
+        self.data
+            .lock()
+            .map_err(|_| StoreError::Backend("memory store lock poisoned".into()))
     }
 }
 

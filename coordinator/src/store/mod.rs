@@ -97,7 +97,12 @@ impl Batch {
     }
 
     /// Adds a JSON-encoded record.
-    pub fn put<T: Serialize>(&mut self, tree: Tree, key: &str, value: &T) -> Result<(), StoreError> {
+    pub fn put<T: Serialize>(
+        &mut self,
+        tree: Tree,
+        key: &str,
+        value: &T,
+    ) -> Result<(), StoreError> {
         let bytes = serde_json::to_vec(value).map_err(|e| StoreError::Codec {
             tree,
             key: key.to_string(),

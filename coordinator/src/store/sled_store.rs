@@ -58,7 +58,11 @@ impl Store for SledStore {
     }
 
     fn get(&self, tree: Tree, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.tree.get(full_key(tree, key)).map_err(backend)?.map(|v| v.to_vec()))
+        Ok(self
+            .tree
+            .get(full_key(tree, key))
+            .map_err(backend)?
+            .map(|v| v.to_vec()))
     }
 
     fn scan(&self, tree: Tree) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
@@ -94,6 +98,9 @@ mod tests {
             s.commit(&b).unwrap();
         }
         let s = SledStore::open(dir.path()).unwrap();
-        assert_eq!(s.get(Tree::Jobs, "j1").unwrap(), Some(b"\"hello\"".to_vec()));
+        assert_eq!(
+            s.get(Tree::Jobs, "j1").unwrap(),
+            Some(b"\"hello\"".to_vec())
+        );
     }
 }

@@ -56,6 +56,19 @@ impl BatchMaker {
         }
     }
 
+    /// A second handle on the same frames (shares storage), for a prefetch thread.
+    pub fn shallow_clone(&self) -> Self {
+        BatchMaker {
+            images: self.images.shallow_clone(),
+            labels: self.labels.shallow_clone(),
+            subjects: self.subjects.clone(),
+            upper: self.upper.shallow_clone(),
+            device: self.device,
+            mean: self.mean.shallow_clone(),
+            std: self.std.shallow_clone(),
+        }
+    }
+
     /// Number of frames.
     pub fn len(&self) -> usize {
         self.subjects.len()
@@ -161,6 +174,57 @@ impl BatchMaker {
             }
         }
         log
+    }
+}
+
+/// Training batches prepared on a background thread, `depth` ahead of the consumer, in the
+/// same order and with the same random draws as preparing them inline.
+pub struct Prefetch {
+    rx: std::sync::mpsc::Receiver<(Tensor, Tensor)>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Prefetch {
+    /// Starts preparing `batches` (frame indices) with `aug`, drawing from `rng`.
+    pub fn start<R: RngCore + Send + 'static>(
+        bm: BatchMaker,
+        batches: Vec<Vec<usize>>,
+        pool: Vec<usize>,
+        aug: AugmentSpec,
+        mut rng: R,
+        depth: usize,
+    ) -> Self {
+        let (tx, rx) = std::sync::mpsc::sync_channel(depth.max(1));
+        let handle = std::thread::spawn(move || {
+            for idx in batches {
+                let (x, y, _) = bm.augmented(&idx, &pool, &aug, &mut rng);
+                if tx.send((x, y)).is_err() {
+                    break;
+                }
+            }
+        });
+        Prefetch {
+            rx,
+            handle: Some(handle),
+        }
+    }
+}
+
+impl Iterator for Prefetch {
+    type Item = (Tensor, Tensor);
+    fn next(&mut self) -> Option<Self::Item> {
+        self.rx.recv().ok()
+    }
+}
+
+impl Drop for Prefetch {
+    fn drop(&mut self) {
+        // Unblock the producer (its send fails once the receiver is gone), then wait for it.
+        let (_, dead) = std::sync::mpsc::sync_channel(1);
+        drop(std::mem::replace(&mut self.rx, dead));
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
     }
 }
 
@@ -277,6 +341,51 @@ mod tests {
         // Frames 2 and 3 share a subject: no partner, no splice.
         let (_, _, log) = m.augmented(&[2], &[3], &aug, &mut rng);
         assert!(log.left_right.is_empty());
+    }
+
+    #[test]
+    fn prefetched_batches_equal_inline_ones() {
+        let m = maker();
+        let aug = AugmentSpec {
+            flip: 0.5,
+            crop: 0.25,
+            jitter: 0.3,
+            splice_upper_lower: 0.5,
+            splice_left_right: 0.0,
+        };
+        let batches = vec![vec![0, 1], vec![2, 3], vec![3, 0]];
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let inline: Vec<(Tensor, Tensor)> = batches
+            .iter()
+            .map(|b| {
+                let (x, y, _) = m.augmented(b, &[0, 1, 2, 3], &aug, &mut rng);
+                (x, y)
+            })
+            .collect();
+        let pre: Vec<(Tensor, Tensor)> = Prefetch::start(
+            m.shallow_clone(),
+            batches,
+            vec![0, 1, 2, 3],
+            aug,
+            ChaCha8Rng::seed_from_u64(4),
+            2,
+        )
+        .collect();
+        assert_eq!(pre.len(), 3);
+        for (a, b) in inline.iter().zip(&pre) {
+            assert!(a.0.equal(&b.0) && a.1.equal(&b.1));
+        }
+        // Dropping a half-consumed prefetch must not hang.
+        let mut p = Prefetch::start(
+            m.shallow_clone(),
+            vec![vec![0, 1]; 50],
+            vec![0, 1],
+            AugmentSpec::none(),
+            ChaCha8Rng::seed_from_u64(1),
+            1,
+        );
+        assert!(p.next().is_some());
+        drop(p);
     }
 
     #[test]

@@ -84,9 +84,11 @@ pub enum Event {
     },
 }
 
-/// Prints an event as one JSON line on stdout.
+/// Prints an event as one JSON line on stdout (a closed stdout is ignored: training goes on).
 pub fn print(e: &Event) {
+    use std::io::Write;
     if let Ok(s) = serde_json::to_string(e) {
-        println!("{s}");
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{s}").and_then(|_| out.flush());
     }
 }

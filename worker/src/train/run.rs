@@ -2,7 +2,7 @@
 //! the newest checkpoint, tunes thresholds, scores the test fold and writes `result.json`.
 
 use super::backbone::BackboneNet;
-use super::batch::BatchMaker;
+use super::batch::{BatchMaker, Prefetch};
 use super::checkpoint::{self, CheckpointMeta};
 use super::dataset::{self, SplitData};
 use super::error::TrainError;
@@ -361,35 +361,56 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<JobResult, TrainError> {
         tch::manual_seed(spec.seed.wrapping_add(epoch as u64) as i64);
         let mut order: Vec<usize> = (0..train.len()).collect();
         order.shuffle(&mut rng);
-        let mut batches: Vec<&[usize]> = order.chunks(bs).filter(|c| c.len() >= 2).collect();
+        let mut batches: Vec<Vec<usize>> = order
+            .chunks(bs)
+            .filter(|c| c.len() >= 2)
+            .map(<[usize]>::to_vec)
+            .collect();
         if spec.train.max_steps_per_epoch > 0 {
             batches.truncate(spec.train.max_steps_per_epoch);
         }
         let steps = batches.len();
         let (mut loss_sum, mut seen) = (0.0, 0usize);
-        for (si, pos) in batches.into_iter().enumerate() {
-            let idx: Vec<usize> = pos.iter().map(|&p| train[p]).collect();
-            let (logits, y) = match &features {
-                Some(f) => {
+        // Cached stage 1 indexes pooled features; otherwise frames are prepared a few batches
+        // ahead on a background thread (same order and random draws as inline).
+        let mut feed: Box<dyn Iterator<Item = (Tensor, Tensor)>> = match &features {
+            Some(f) => {
+                let f = f.shallow_clone();
+                let (bm2, train2) = (bm.shallow_clone(), train.clone());
+                Box::new(batches.clone().into_iter().map(move |pos| {
                     let p: Vec<i64> = pos.iter().map(|&p| p as i64).collect();
+                    let idx: Vec<usize> = pos.iter().map(|&p| train2[p]).collect();
                     let feats = f.index_select(0, &Tensor::from_slice(&p).to_device(device));
-                    (
-                        model.head.forward_t(&feats, true),
-                        bm.labels(&idx).to_device(device),
-                    )
-                }
-                None => {
-                    let (x, y, _) = bm.augmented(&idx, &train, &spec.augment, &mut rng);
-                    let logits = tch::autocast(spec.amp && device.is_cuda(), || {
-                        let pooled = if spec.stage == 1 {
-                            tch::no_grad(|| model.backbone.pooled(&x, false, usize::MAX))
-                        } else {
-                            model.backbone.pooled(&x, true, first_train_block)
-                        };
-                        model.head.forward_t(&pooled, true)
-                    });
-                    (logits.to_kind(Kind::Float), y)
-                }
+                    (feats, bm2.labels(&idx).to_device(device))
+                }))
+            }
+            None => Box::new(Prefetch::start(
+                bm.shallow_clone(),
+                batches
+                    .iter()
+                    .map(|pos| pos.iter().map(|&p| train[p]).collect())
+                    .collect(),
+                train.clone(),
+                spec.augment.clone(),
+                rng,
+                3,
+            )),
+        };
+        for si in 0..steps {
+            let Some((input, y)) = feed.next() else { break };
+            let n = input.size()[0] as usize;
+            let logits = if features.is_some() {
+                model.head.forward_t(&input, true)
+            } else {
+                tch::autocast(spec.amp && device.is_cuda(), || {
+                    let pooled = if spec.stage == 1 {
+                        tch::no_grad(|| model.backbone.pooled(&input, false, usize::MAX))
+                    } else {
+                        model.backbone.pooled(&input, true, first_train_block)
+                    };
+                    model.head.forward_t(&pooled, true)
+                })
+                .to_kind(Kind::Float)
             };
             let l = loss::compute(spec.loss, &logits, &y, &pos_weight);
             opt.zero_grad();
@@ -402,8 +423,8 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<JobResult, TrainError> {
                     si + 1
                 )));
             }
-            loss_sum += lv * idx.len() as f64;
-            seen += idx.len();
+            loss_sum += lv * n as f64;
+            seen += n;
             if opts.log_every > 0 && (si + 1) % opts.log_every == 0 {
                 emit(Event::Step {
                     epoch,

@@ -1,0 +1,447 @@
+//! The admin CLI as a library: `ausweep coordinator|submit|status|watch|cancel|resubmit-failed|workers`.
+
+use crate::client::{self, ClientTls};
+use crate::sched::Timing;
+use crate::server::{self, Config, TlsFiles};
+use anyhow::{bail, Context, Result};
+use ausweep_proto::v1;
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio_stream::StreamExt;
+
+/// The coordinator's subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Run the coordinator (config file, then flags and environment override it).
+    Coordinator(ServeArgs),
+    /// Submit a sweep manifest (idempotent: the same file gives the same sweep).
+    Submit {
+        /// Manifest file.
+        file: PathBuf,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Show all sweeps, or one sweep's jobs with why they are pending.
+    Status {
+        /// Sweep id.
+        sweep: Option<String>,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Follow a sweep's job changes and progress live.
+    Watch {
+        /// Sweep id.
+        sweep: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Cancel every unfinished job of a sweep.
+    Cancel {
+        /// Sweep id.
+        sweep: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Requeue a sweep's failed and cancelled jobs.
+    ResubmitFailed {
+        /// Sweep id.
+        sweep: String,
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// List registered workers.
+    Workers {
+        #[command(flatten)]
+        conn: Conn,
+    },
+}
+
+/// How admin commands reach the coordinator.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Conn {
+    /// Coordinator URL.
+    #[arg(
+        long,
+        env = "AUSWEEP_COORDINATOR",
+        default_value = "http://127.0.0.1:7077"
+    )]
+    pub coordinator: String,
+    /// Admin token.
+    #[arg(long, env = "AUSWEEP_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: String,
+    /// CA certificate for an https coordinator.
+    #[arg(long, env = "AUSWEEP_CA")]
+    pub ca: Option<PathBuf>,
+}
+
+/// `ausweep coordinator` options.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServeArgs {
+    /// YAML config file (keys as the flags, with `_`).
+    #[arg(long, env = "AUSWEEP_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Listen address.
+    #[arg(long, env = "AUSWEEP_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// State directory (sled db and checkpoints).
+    #[arg(long, env = "AUSWEEP_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Admin token.
+    #[arg(long, env = "AUSWEEP_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// Worker join token.
+    #[arg(long, env = "AUSWEEP_JOIN_TOKEN", hide_env_values = true)]
+    pub join_token: Option<String>,
+    /// TLS certificate (PEM).
+    #[arg(long, env = "AUSWEEP_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS key (PEM).
+    #[arg(long, env = "AUSWEEP_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// CA for client certificates (enables mutual TLS).
+    #[arg(long, env = "AUSWEEP_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// Heartbeat interval, ms.
+    #[arg(long)]
+    pub heartbeat_ms: Option<u64>,
+    /// Lease length, ms.
+    #[arg(long)]
+    pub lease_ms: Option<u64>,
+    /// Seconds without any worker before pending jobs say so.
+    #[arg(long)]
+    pub no_worker_grace_s: Option<u64>,
+}
+
+/// The config file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    admin_token_file: Option<PathBuf>,
+    join_token_file: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    tls_client_ca: Option<PathBuf>,
+    heartbeat_ms: Option<u64>,
+    lease_ms: Option<u64>,
+    no_worker_grace_s: Option<u64>,
+    max_checkpoint_mib: Option<u64>,
+}
+
+fn read_token(p: &Path) -> Result<String> {
+    Ok(std::fs::read_to_string(p)
+        .with_context(|| format!("reading {}", p.display()))?
+        .trim()
+        .to_string())
+}
+
+/// Builds the server config: flags and environment over the file over defaults.
+pub fn config(a: &ServeArgs) -> Result<Config> {
+    let f: FileConfig = match &a.config {
+        Some(p) => serde_yaml::from_str(
+            &std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+        )
+        .with_context(|| format!("{}", p.display()))?,
+        None => FileConfig::default(),
+    };
+    let admin = match (&a.admin_token, &f.admin_token_file) {
+        (Some(t), _) => t.clone(),
+        (None, Some(p)) => read_token(p)?,
+        _ => bail!("give an admin token (--admin-token, AUSWEEP_ADMIN_TOKEN or admin_token_file)"),
+    };
+    let join = match (&a.join_token, &f.join_token_file) {
+        (Some(t), _) => t.clone(),
+        (None, Some(p)) => read_token(p)?,
+        _ => bail!("give a join token (--join-token, AUSWEEP_JOIN_TOKEN or join_token_file)"),
+    };
+    let d = Timing::default();
+    let timing = Timing {
+        heartbeat_ms: a.heartbeat_ms.or(f.heartbeat_ms).unwrap_or(d.heartbeat_ms),
+        lease_ms: a.lease_ms.or(f.lease_ms).unwrap_or(d.lease_ms),
+        no_worker_grace_ms: a
+            .no_worker_grace_s
+            .or(f.no_worker_grace_s)
+            .map_or(d.no_worker_grace_ms, |s| s * 1000),
+    };
+    let tls = match (
+        a.tls_cert.clone().or(f.tls_cert),
+        a.tls_key.clone().or(f.tls_key),
+    ) {
+        (Some(cert), Some(key)) => Some(TlsFiles {
+            cert,
+            key,
+            client_ca: a.tls_client_ca.clone().or(f.tls_client_ca),
+        }),
+        (None, None) => None,
+        _ => bail!("TLS needs both a certificate and a key"),
+    };
+    Ok(Config {
+        listen: a
+            .listen
+            .or(f.listen)
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 7077))),
+        data_dir: Some(
+            a.data_dir
+                .clone()
+                .or(f.data_dir)
+                .unwrap_or_else(|| PathBuf::from("ausweep-data")),
+        ),
+        admin_token: admin,
+        join_token: join,
+        timing,
+        expiry_every: Duration::from_secs(1),
+        max_checkpoint_bytes: f.max_checkpoint_mib.unwrap_or(8 << 10) << 20,
+        tls,
+    })
+}
+
+async fn admin(c: &Conn) -> Result<client::Admin> {
+    let tls = c.ca.as_ref().map(|ca| ClientTls {
+        ca: Some(ca.clone()),
+        ..Default::default()
+    });
+    let ch = client::connect(&c.coordinator, tls.as_ref())
+        .await
+        .map_err(|e| anyhow::anyhow!("connecting to {}: {e}", c.coordinator))?;
+    Ok(client::admin(ch, &c.admin_token)?)
+}
+
+fn state_name(s: i32) -> &'static str {
+    match v1::JobState::try_from(s).unwrap_or_default() {
+        v1::JobState::Pending => "pending",
+        v1::JobState::Leased => "running",
+        v1::JobState::Succeeded => "done",
+        v1::JobState::Failed => "FAILED",
+        v1::JobState::Cancelled => "cancelled",
+        v1::JobState::Unspecified => "?",
+    }
+}
+
+/// Runs one subcommand.
+pub async fn run(cmd: Command) -> Result<()> {
+    match cmd {
+        Command::Coordinator(a) => {
+            let cfg = config(&a)?;
+            let h = server::serve(cfg).await?;
+            eprintln!("ausweep coordinator listening on {}", h.addr);
+            tokio::select! {
+                r = h.wait() => r?,
+                _ = tokio::signal::ctrl_c() => eprintln!("stopping"),
+            }
+        }
+        Command::Submit { file, conn } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let name = file.display().to_string();
+            // Validate locally first: the same errors, without a round trip.
+            crate::manifest::parse(&text, &name)?;
+            let r = admin(&conn)
+                .await?
+                .submit(v1::SubmitRequest {
+                    manifest_yaml: text,
+                    file_name: name,
+                })
+                .await?
+                .into_inner();
+            let what = if r.created {
+                "submitted"
+            } else {
+                "already submitted"
+            };
+            println!(
+                "{what}: sweep {} ({} v{}, {} jobs)",
+                r.sweep_id, r.name, r.version, r.jobs
+            );
+        }
+        Command::Status { sweep: None, conn } => {
+            let r = admin(&conn)
+                .await?
+                .list_sweeps(v1::ListSweepsRequest {})
+                .await?
+                .into_inner();
+            println!(
+                "{:<18} {:<16} {:>3} {:>6} {:>8} {:>8} {:>5} {:>7}",
+                "SWEEP", "NAME", "V", "TOTAL", "PENDING", "RUNNING", "DONE", "FAILED"
+            );
+            for s in r.sweeps {
+                println!(
+                    "{:<18} {:<16} {:>3} {:>6} {:>8} {:>8} {:>5} {:>7}{}",
+                    s.sweep_id,
+                    s.name,
+                    s.version,
+                    s.total,
+                    s.pending,
+                    s.leased,
+                    s.succeeded,
+                    s.failed,
+                    if s.cancelled { " (cancelled)" } else { "" }
+                );
+            }
+        }
+        Command::Status {
+            sweep: Some(id),
+            conn,
+        } => {
+            let r = admin(&conn)
+                .await?
+                .get_sweep(v1::GetSweepRequest { sweep_id: id })
+                .await?
+                .into_inner();
+            if !r.notice.is_empty() {
+                println!("note: {}", r.notice);
+            }
+            println!(
+                "{:<14} {:>4} {:>5} {:<9} {:>7} {:<12} DETAIL",
+                "BACKBONE", "FOLD", "STAGE", "STATE", "ATTEMPT", "WORKER"
+            );
+            for j in r.jobs {
+                let detail = match (&j.result, &j.progress) {
+                    (Some(res), _) => format!("avg F1 {:.3}", res.avg_f1),
+                    (None, Some(p)) => {
+                        format!("epoch {} step {} loss {:.4}", p.epoch, p.step, p.loss)
+                    }
+                    _ if !j.pending_reason.is_empty() => j.pending_reason.clone(),
+                    _ => j.last_error.clone(),
+                };
+                println!(
+                    "{:<14} {:>4} {:>5} {:<9} {:>3}/{:<3} {:<12} {}{}",
+                    j.backbone,
+                    j.fold,
+                    j.stage,
+                    state_name(j.state),
+                    j.attempt,
+                    j.max_attempts,
+                    j.worker_id,
+                    detail,
+                    if j.grid_point.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" [{}]", j.grid_point)
+                    }
+                );
+            }
+        }
+        Command::Watch { sweep, conn } => {
+            let mut s = admin(&conn)
+                .await?
+                .watch(v1::WatchRequest { sweep_id: sweep })
+                .await?
+                .into_inner();
+            while let Some(e) = s.next().await {
+                let e = e?;
+                let job = e
+                    .job_id
+                    .split_once('.')
+                    .map_or(e.job_id.as_str(), |(_, k)| k);
+                match e.progress {
+                    Some(p) => println!(
+                        "{job:<28} epoch {:>3} step {:>6} loss {:.4} {:.0} img/s",
+                        p.epoch, p.step, p.loss, p.images_per_sec
+                    ),
+                    None => println!(
+                        "{job:<28} {:<9} attempt {} {}",
+                        state_name(e.state),
+                        e.attempt,
+                        e.message
+                    ),
+                }
+            }
+        }
+        Command::Cancel { sweep, conn } => {
+            let r = admin(&conn)
+                .await?
+                .cancel(v1::CancelRequest { sweep_id: sweep })
+                .await?
+                .into_inner();
+            println!("cancelled {} jobs", r.cancelled);
+        }
+        Command::ResubmitFailed { sweep, conn } => {
+            let r = admin(&conn)
+                .await?
+                .resubmit_failed(v1::ResubmitFailedRequest { sweep_id: sweep })
+                .await?
+                .into_inner();
+            println!("requeued {} jobs", r.requeued);
+        }
+        Command::Workers { conn } => {
+            let r = admin(&conn)
+                .await?
+                .list_workers(v1::ListWorkersRequest {})
+                .await?
+                .into_inner();
+            println!(
+                "{:<20} {:<16} {:<6} {:<40} JOBS",
+                "WORKER", "HOST", "ALIVE", "DEVICES"
+            );
+            for w in r.workers {
+                let devs: Vec<String> = w
+                    .devices
+                    .iter()
+                    .map(|d| {
+                        if d.kind() == v1::DeviceKind::Cuda {
+                            format!("cuda{}:{}MiB", d.index, d.memory_mib)
+                        } else {
+                            format!("cpu{}", d.index)
+                        }
+                    })
+                    .collect();
+                println!(
+                    "{:<20} {:<16} {:<6} {:<40} {}",
+                    w.worker_id,
+                    w.hostname,
+                    if w.alive { "yes" } else { "no" },
+                    devs.join(","),
+                    w.leased_jobs.len()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        cmd: Command,
+    }
+
+    #[test]
+    fn flags_override_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.yaml");
+        std::fs::write(
+            &file,
+            "listen: 127.0.0.1:9000\nlease_ms: 60000\nheartbeat_ms: 10000\n",
+        )
+        .unwrap();
+        let cli = Cli::try_parse_from([
+            "x",
+            "coordinator",
+            "--config",
+            file.to_str().unwrap(),
+            "--lease-ms",
+            "45000",
+            "--admin-token",
+            "a",
+            "--join-token",
+            "j",
+        ])
+        .unwrap();
+        let Command::Coordinator(a) = cli.cmd else {
+            panic!()
+        };
+        let c = config(&a).unwrap();
+        assert_eq!(c.listen.port(), 9000);
+        assert_eq!((c.timing.lease_ms, c.timing.heartbeat_ms), (45_000, 10_000));
+        std::fs::write(&file, "lisen: 1\n").unwrap();
+        assert!(config(&a).unwrap_err().to_string().contains("c.yaml"));
+    }
+}
