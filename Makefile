@@ -24,6 +24,8 @@ test: setup
 
 bench: build
 	$(BIN) bench train
+	$(BIN) bench loader
+	$(CARGO) bench -p ausweep-coordinator
 
 fmt:
 	$(CARGO) fmt --all

@@ -33,6 +33,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: dataset_cmd::DatasetCmd,
     },
+    #[command(flatten)]
+    Cluster(ausweep_coordinator::cli::Command),
     /// Benchmarks (measured next to PyTorch eager in the same run).
     Bench {
         #[command(subcommand)]
@@ -67,6 +69,9 @@ fn main() {
         Cmd::Weights { cmd } => weights(cmd),
         Cmd::Dataset { cmd } => dataset_cmd::run(cmd),
         Cmd::Bench { cmd } => bench::run(cmd),
+        Cmd::Cluster(cmd) => tokio::runtime::Runtime::new()
+            .map_err(anyhow::Error::from)
+            .and_then(|rt| rt.block_on(ausweep_coordinator::cli::run(cmd))),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");
