@@ -33,6 +33,8 @@ enum Cmd {
         #[command(subcommand)]
         cmd: dataset_cmd::DatasetCmd,
     },
+    /// Run the worker agent: register devices, lease jobs, supervise one trainer per device.
+    Worker(ausweep_worker::agent::WorkerArgs),
     #[command(flatten)]
     Cluster(ausweep_coordinator::cli::Command),
     /// Benchmarks (measured next to PyTorch eager in the same run).
@@ -69,6 +71,7 @@ fn main() {
         Cmd::Weights { cmd } => weights(cmd),
         Cmd::Dataset { cmd } => dataset_cmd::run(cmd),
         Cmd::Bench { cmd } => bench::run(cmd),
+        Cmd::Worker(args) => ausweep_worker::agent::run(args),
         Cmd::Cluster(cmd) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(ausweep_coordinator::cli::run(cmd))),

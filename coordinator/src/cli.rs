@@ -56,6 +56,10 @@ pub enum Command {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Report a sweep's results next to the published baselines (tables and the Fig. 5 chart).
+    Report(crate::report::cmd::ReportArgs),
+    /// Score any prediction CSV against labels with the paper's F1 protocol.
+    Score(crate::report::cmd::ScoreArgs),
 }
 
 /// How admin commands reach the coordinator.
@@ -112,6 +116,9 @@ pub struct ServeArgs {
     /// Seconds without any worker before pending jobs say so.
     #[arg(long)]
     pub no_worker_grace_s: Option<u64>,
+    /// Serve Prometheus `/metrics` on this address (e.g. 0.0.0.0:9477).
+    #[arg(long, env = "AUSWEEP_METRICS_LISTEN")]
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// The config file.
@@ -129,6 +136,7 @@ struct FileConfig {
     lease_ms: Option<u64>,
     no_worker_grace_s: Option<u64>,
     max_checkpoint_mib: Option<u64>,
+    metrics_listen: Option<SocketAddr>,
 }
 
 fn read_token(p: &Path) -> Result<String> {
@@ -195,6 +203,7 @@ pub fn config(a: &ServeArgs) -> Result<Config> {
         expiry_every: Duration::from_secs(1),
         max_checkpoint_bytes: f.max_checkpoint_mib.unwrap_or(8 << 10) << 20,
         tls,
+        metrics_listen: a.metrics_listen.or(f.metrics_listen),
     })
 }
 
@@ -227,6 +236,9 @@ pub async fn run(cmd: Command) -> Result<()> {
             let cfg = config(&a)?;
             let h = server::serve(cfg).await?;
             eprintln!("ausweep coordinator listening on {}", h.addr);
+            if let Some(m) = h.metrics_addr {
+                eprintln!("ausweep coordinator metrics on http://{m}/metrics");
+            }
             tokio::select! {
                 r = h.wait() => r?,
                 _ = tokio::signal::ctrl_c() => eprintln!("stopping"),
@@ -325,28 +337,22 @@ pub async fn run(cmd: Command) -> Result<()> {
             }
         }
         Command::Watch { sweep, conn } => {
-            let mut s = admin(&conn)
+            let mut client = admin(&conn).await?;
+            let status = client
+                .get_sweep(v1::GetSweepRequest {
+                    sweep_id: sweep.clone(),
+                })
                 .await?
+                .into_inner();
+            let mut bars = crate::watch::Bars::new(&status);
+            let mut s = client
                 .watch(v1::WatchRequest { sweep_id: sweep })
                 .await?
                 .into_inner();
             while let Some(e) = s.next().await {
-                let e = e?;
-                let job = e
-                    .job_id
-                    .split_once('.')
-                    .map_or(e.job_id.as_str(), |(_, k)| k);
-                match e.progress {
-                    Some(p) => println!(
-                        "{job:<28} epoch {:>3} step {:>6} loss {:.4} {:.0} img/s",
-                        p.epoch, p.step, p.loss, p.images_per_sec
-                    ),
-                    None => println!(
-                        "{job:<28} {:<9} attempt {} {}",
-                        state_name(e.state),
-                        e.attempt,
-                        e.message
-                    ),
+                bars.apply(&e?);
+                if bars.all_finished() {
+                    break;
                 }
             }
         }
@@ -366,6 +372,8 @@ pub async fn run(cmd: Command) -> Result<()> {
                 .into_inner();
             println!("requeued {} jobs", r.requeued);
         }
+        Command::Report(a) => print!("{}", crate::report::cmd::run_report(&a).await?),
+        Command::Score(a) => print!("{}", crate::report::cmd::run_score(&a)?),
         Command::Workers { conn } => {
             let r = admin(&conn)
                 .await?

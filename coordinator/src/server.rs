@@ -2,6 +2,7 @@
 //! size bounds, optional (mutual) TLS, health and reflection.
 
 use crate::auth::TokenHash;
+use crate::metrics::{rpc::RpcLayer, Metrics};
 use crate::sched::{Scheduler, Timing};
 use crate::service::admin::AdminSvc;
 use crate::service::worker::{Sessions, WorkerSvc};
@@ -49,6 +50,8 @@ pub struct Config {
     pub max_checkpoint_bytes: u64,
     /// TLS; plaintext when absent.
     pub tls: Option<TlsFiles>,
+    /// Where to serve Prometheus `/metrics` (plain HTTP); none when absent.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 impl Config {
@@ -63,6 +66,7 @@ impl Config {
             expiry_every: Duration::from_secs(1),
             max_checkpoint_bytes: 8 << 30,
             tls: None,
+            metrics_listen: None,
         }
     }
 }
@@ -91,6 +95,9 @@ pub enum ServeError {
 pub struct Handle {
     /// The bound address.
     pub addr: SocketAddr,
+    /// The bound `/metrics` address, when serving metrics.
+    pub metrics_addr: Option<SocketAddr>,
+    metrics_task: Option<JoinHandle<()>>,
     shutdown: Option<oneshot::Sender<()>>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
     sched: JoinHandle<()>,
@@ -111,11 +118,17 @@ impl Handle {
         }
         self.sched.abort();
         let _ = (&mut self.sched).await;
+        if let Some(t) = self.metrics_task.take() {
+            t.abort();
+        }
     }
 
     /// Stops abruptly, as a killed process would (no graceful drain); waits until the store
     /// is released.
     pub async fn kill(self) {
+        if let Some(t) = &self.metrics_task {
+            t.abort();
+        }
         self.server.abort();
         self.sched.abort();
         let _ = self.server.await;
@@ -158,6 +171,21 @@ pub async fn serve(config: Config) -> Result<Handle, ServeError> {
     };
     let blobs = Blobs::open(&blob_dir, config.max_checkpoint_bytes)?;
     let (sched, sched_task) = Scheduler::start(store, config.timing, config.expiry_every)?;
+    let baselines = crate::report::baselines::Baselines::embedded().ok();
+    let metrics = Arc::new(
+        Metrics::new(baselines.as_ref()).map_err(|e| ServeError::Config(e.to_string()))?,
+    );
+    let mut events = sched.subscribe();
+    let observer = metrics.clone();
+    let observe = async move {
+        loop {
+            match events.recv().await {
+                Ok(e) => observer.observe_event(&e),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(_) => return,
+            }
+        }
+    };
     let sessions: Sessions = Default::default();
     let known = sched
         .call(|st, now, _| Ok(st.list_workers(now)))
@@ -182,6 +210,7 @@ pub async fn serve(config: Config) -> Result<Handle, ServeError> {
         sessions,
         blobs,
         config.timing,
+        metrics.clone(),
     ))
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(MAX_MESSAGE_BYTES);
@@ -209,6 +238,7 @@ pub async fn serve(config: Config) -> Result<Handle, ServeError> {
     let addr = listener.local_addr()?;
     let (tx, rx) = oneshot::channel::<()>();
     let router = builder
+        .layer(RpcLayer(metrics.clone()))
         .add_service(health)
         .add_service(reflection)
         .add_service(admin)
@@ -219,8 +249,21 @@ pub async fn serve(config: Config) -> Result<Handle, ServeError> {
             let _ = rx.await;
         },
     ));
+    // One task runs the event observer and, when asked for, the `/metrics` endpoint.
+    let (metrics_addr, metrics_task) = match config.metrics_listen {
+        Some(l) => {
+            let (a, http) = crate::metrics::serve_http(l, metrics.clone(), sched.clone()).await?;
+            let t = tokio::spawn(async move {
+                tokio::join!(http, observe);
+            });
+            (Some(a), Some(t))
+        }
+        None => (None, Some(tokio::spawn(observe))),
+    };
     Ok(Handle {
         addr,
+        metrics_addr,
+        metrics_task,
         shutdown: Some(tx),
         server,
         sched: sched_task,

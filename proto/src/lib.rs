@@ -1,6 +1,7 @@
 //! ausweep's wire contract: the job spec a trainer runs (shared by coordinator and worker) and the
 //! gRPC protocol `ausweep.v1` (admin and worker services).
 
+pub mod client;
 pub mod job;
 pub mod wire;
 

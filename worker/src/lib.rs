@@ -1,3 +1,5 @@
-//! ausweep's worker: the trainer (backbones, head, loss, metrics, checkpoints) and, later, the agent.
+//! ausweep's worker: the agent (devices, coordinator session, supervised trainers, checkpoint
+//! transfer, drain) and the trainer (backbones, head, loss, metrics, checkpoints).
 
+pub mod agent;
 pub mod train;

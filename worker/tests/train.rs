@@ -182,3 +182,41 @@ fn imagenet_weights_missing_from_the_directory_is_a_clear_error() {
     let e = train::run(&j, &o).unwrap_err().to_string();
     assert!(e.contains("no ImageNet weights for densenet201"), "{e}");
 }
+
+#[test]
+fn trains_on_disfa_layout_files_through_the_packed_cache() {
+    let _g = serial();
+    let root = tempfile::tempdir().unwrap();
+    let cfg = ausweep_data::synth::SynthConfig {
+        subjects: 27,
+        frames: 6,
+        size: 32,
+        seed: 5,
+    };
+    ausweep_data::synth::write_disfa(root.path(), &cfg).unwrap();
+    let cache = root.path().join("disfa.pack");
+    let mut j = job(1, 1);
+    j.data.source = ausweep_proto::job::DataSource::Disfa {
+        labels_root: root.path().to_path_buf(),
+        frames_root: root.path().to_path_buf(),
+    };
+    j.data.cache = Some(cache.clone());
+    let on_disk = train::run(&j, &opts(tempfile::tempdir().unwrap().path())).unwrap();
+    assert!(cache.is_file(), "the packed cache was written");
+    // The same frames rendered in memory give the same result: the reader and the cache are exact.
+    let in_memory = train::run(&job(1, 1), &opts(tempfile::tempdir().unwrap().path())).unwrap();
+    assert_eq!(on_disk.frames, in_memory.frames);
+    assert!((on_disk.test.avg_f1 - in_memory.test.avg_f1).abs() < 1e-9);
+    // A second run reuses the cache; a changed label file invalidates it.
+    let stamp = || std::fs::metadata(&cache).unwrap().modified().unwrap();
+    let first = stamp();
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    let again = train::run(&j, &opts(tempfile::tempdir().unwrap().path())).unwrap();
+    assert_eq!(stamp(), first, "cache reused");
+    assert!((again.test.avg_f1 - on_disk.test.avg_f1).abs() < 1e-9);
+    let label = root.path().join("ActionUnit_Labels/SN001/SN001_au1.txt");
+    let text = std::fs::read_to_string(&label).unwrap().replacen(",0", ",5", 1);
+    std::fs::write(&label, text).unwrap();
+    train::run(&j, &opts(tempfile::tempdir().unwrap().path())).unwrap();
+    assert_ne!(stamp(), first, "cache rebuilt after the labels changed");
+}

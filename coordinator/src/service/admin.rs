@@ -99,6 +99,7 @@ impl Admin for AdminSvc {
             summary: Some(convert::summary(&d.view)),
             jobs: d.jobs.iter().map(convert::job).collect(),
             notice: d.notice,
+            manifest_json: d.view.sweep.canonical.clone(),
         }))
     }
 

@@ -4,6 +4,7 @@
 
 use super::{convert, status};
 use crate::auth::{self, TokenHash};
+use crate::metrics::Metrics;
 use crate::sched::{FailureKind, Fenced, LeaseOutcome, Registration, Scheduler, Timing};
 use crate::store::blobs::{valid_sha256, Blobs};
 use ausweep_proto::v1::{self, worker_server::Worker};
@@ -25,6 +26,7 @@ pub struct WorkerSvc {
     sessions: Sessions,
     blobs: Blobs,
     timing: Timing,
+    metrics: Arc<Metrics>,
 }
 
 /// Most devices one worker may register.
@@ -38,6 +40,7 @@ impl WorkerSvc {
         sessions: Sessions,
         blobs: Blobs,
         timing: Timing,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Self {
             sched,
@@ -45,6 +48,7 @@ impl WorkerSvc {
             sessions,
             blobs,
             timing,
+            metrics,
         }
     }
 
@@ -162,11 +166,13 @@ impl Worker for WorkerSvc {
             .map(|l| (l.job_id, l.fencing_token))
             .collect();
         let host: String = r.hostname.chars().take(255).collect();
+        let t = std::time::Instant::now();
         let out = self
             .sched
             .call(move |st, now, b| st.heartbeat(&worker, &host, devs, &leases, now, b))
             .await
             .map_err(status)?;
+        self.metrics.observe_sched("heartbeat", t.elapsed());
         Ok(Response::new(v1::HeartbeatReply {
             reregister: out.reregister,
             abort_job_ids: out.abort,
@@ -179,11 +185,13 @@ impl Worker for WorkerSvc {
     ) -> Result<Response<v1::LeaseReply>, Status> {
         let worker = self.session(req.metadata())?;
         let device = req.get_ref().device_index;
+        let t = std::time::Instant::now();
         let out = self
             .sched
             .call(move |st, now, b| st.lease(&worker, device, now, b))
             .await
             .map_err(status)?;
+        self.metrics.observe_sched("lease", t.elapsed());
         Ok(Response::new(match out {
             LeaseOutcome::Assigned(a) => v1::LeaseReply {
                 assignment: Some(v1::Assignment {
@@ -341,6 +349,44 @@ impl Worker for WorkerSvc {
             size,
             accepted: f == Fenced::Current,
         }))
+    }
+
+    async fn report_device_stats(
+        &self,
+        req: Request<v1::DeviceStatsRequest>,
+    ) -> Result<Response<v1::DeviceStatsReply>, Status> {
+        let worker = self.session(req.metadata())?;
+        let r = req.into_inner();
+        if r.devices.len() > MAX_DEVICES {
+            return Err(Status::invalid_argument(format!(
+                "at most {MAX_DEVICES} devices"
+            )));
+        }
+        // Only devices the worker registered get series (bounded labels).
+        let known: Vec<u32> = self
+            .sched
+            .call({
+                let w = worker.clone();
+                move |st, _, _| {
+                    Ok(st
+                        .workers
+                        .get(&w)
+                        .map(|x| x.rec.devices.iter().map(|d| d.index).collect())
+                        .unwrap_or_default())
+                }
+            })
+            .await
+            .map_err(status)?;
+        for d in r.devices.iter().filter(|d| known.contains(&d.index)) {
+            self.metrics.observe_device(
+                &worker,
+                d.index,
+                d.memory_free_mib,
+                d.utilization,
+                d.temperature_c,
+            );
+        }
+        Ok(Response::new(v1::DeviceStatsReply {}))
     }
 
     type DownloadCheckpointStream = ChunkStream;

@@ -1,7 +1,7 @@
 //! Client helpers: channels (optionally TLS) and clients that attach ausweep's metadata.
 
-use ausweep_proto::v1::{admin_client::AdminClient, worker_client::WorkerClient};
-use ausweep_proto::wire::{
+use crate::v1::{admin_client::AdminClient, worker_client::WorkerClient};
+use crate::wire::{
     bearer, AUTH_HEADER, MAX_MESSAGE_BYTES, PROTOCOL_HEADER, PROTOCOL_VERSION, WORKER_HEADER,
 };
 use std::path::PathBuf;

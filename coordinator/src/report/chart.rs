@@ -1,0 +1,186 @@
+//! The paper's Fig. 5: average F1 against trainable parameters (log x axis), our backbones and
+//! stages next to the published baselines whose parameter count is known. SVG and PNG.
+
+use super::model::Report;
+use plotters::prelude::*;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// Where a TrueType font is looked for (after `$AUSWEEP_FONT`); Debian's `fonts-dejavu-core`
+/// provides the first.
+pub const FONT_PATHS: [&str; 3] = [
+    "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
+    "/usr/share/fonts/TTF/DejaVuSans.ttf",
+    "/usr/share/fonts/dejavu/DejaVuSans.ttf",
+];
+
+/// Image size, pixels.
+pub const SIZE: (u32, u32) = (900, 600);
+
+/// A chart that could not be drawn.
+#[derive(Debug, thiserror::Error)]
+pub enum ChartError {
+    /// No usable font.
+    #[error("no TrueType font found (set AUSWEEP_FONT or install fonts-dejavu-core; looked in {0})")]
+    NoFont(String),
+    /// Drawing failed.
+    #[error("drawing the chart: {0}")]
+    Draw(String),
+    /// Writing the file failed.
+    #[error("{file}: {message}")]
+    Write {
+        /// File.
+        file: String,
+        /// Cause.
+        message: String,
+    },
+}
+
+static FONT: OnceLock<Result<(), String>> = OnceLock::new();
+
+/// Registers a sans-serif font with plotters once per process.
+pub fn ensure_font() -> Result<(), ChartError> {
+    FONT.get_or_init(|| {
+        let mut tried: Vec<PathBuf> = Vec::new();
+        if let Some(p) = std::env::var_os("AUSWEEP_FONT") {
+            tried.push(PathBuf::from(p));
+        }
+        tried.extend(FONT_PATHS.iter().map(PathBuf::from));
+        for p in &tried {
+            if let Ok(bytes) = std::fs::read(p) {
+                let bytes: &'static [u8] = Box::leak(bytes.into_boxed_slice());
+                if plotters::style::register_font("sans-serif", FontStyle::Normal, bytes).is_ok() {
+                    return Ok(());
+                }
+            }
+        }
+        Err(tried
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", "))
+    })
+    .clone()
+    .map_err(ChartError::NoFont)
+}
+
+/// A point of the chart.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    /// Label.
+    pub label: String,
+    /// Trainable parameters.
+    pub params: f64,
+    /// Average F1 %.
+    pub f1: f64,
+    /// Ours (true) or published.
+    pub ours: bool,
+}
+
+/// The points of a report: ours per backbone and stage, and baselines with a parameter count.
+pub fn points(r: &Report) -> Vec<Point> {
+    let mut v: Vec<Point> = r
+        .cells
+        .iter()
+        .filter_map(|c| {
+            let f1 = c.avg_f1?.mean;
+            (c.params_trainable > 0).then(|| Point {
+                label: format!(
+                    "{} s{}{}",
+                    c.backbone,
+                    c.stage,
+                    if c.grid.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" [{}]", c.grid)
+                    }
+                ),
+                params: c.params_trainable as f64,
+                f1,
+                ours: true,
+            })
+        })
+        .collect();
+    v.extend(r.baselines.iter().filter_map(|b| {
+        Some(Point {
+            label: b.name.clone(),
+            params: b.params? as f64,
+            f1: b.average_published,
+            ours: false,
+        })
+    }));
+    v
+}
+
+fn draw<DB: DrawingBackend>(root: DrawingArea<DB, plotters::coord::Shift>, r: &Report) -> Result<(), ChartError>
+where
+    DB::ErrorType: 'static,
+{
+    let e = |x: &dyn std::fmt::Display| ChartError::Draw(x.to_string());
+    let pts = points(r);
+    root.fill(&WHITE).map_err(|x| e(&x))?;
+    let (lo, hi) = pts.iter().fold((1e5f64, 1e9f64), |(lo, hi), p| {
+        (lo.min(p.params / 2.0), hi.max(p.params * 2.0))
+    });
+    let title = format!(
+        "{} v{}: average F1 vs trainable parameters{}",
+        r.name,
+        r.version,
+        if r.partial { " (partial)" } else { "" }
+    );
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(55)
+        .build_cartesian_2d((lo..hi).log_scale(), 0f64..100f64)
+        .map_err(|x| e(&x))?;
+    chart
+        .configure_mesh()
+        .x_desc("trainable parameters (log scale)")
+        .y_desc("average F1 %")
+        .x_label_formatter(&|v| format!("{:.1}M", v / 1e6))
+        .draw()
+        .map_err(|x| e(&x))?;
+    let ours = RGBColor(200, 30, 30);
+    let theirs = RGBColor(30, 60, 200);
+    for p in &pts {
+        let c = if p.ours { ours } else { theirs };
+        chart
+            .draw_series(std::iter::once(Circle::new((p.params, p.f1), 5, c.filled())))
+            .map_err(|x| e(&x))?;
+        chart
+            .draw_series(std::iter::once(Text::new(
+                p.label.clone(),
+                (p.params * 1.08, p.f1 + 1.0),
+                ("sans-serif", 13).into_font().color(&c),
+            )))
+            .map_err(|x| e(&x))?;
+    }
+    root.present().map_err(|x| e(&x))?;
+    Ok(())
+}
+
+/// Writes `fig5.svg` and `fig5.png` into `dir`; returns their paths.
+pub fn write(r: &Report, dir: &Path) -> Result<Vec<PathBuf>, ChartError> {
+    ensure_font()?;
+    let svg_path = dir.join("fig5.svg");
+    let mut svg = String::new();
+    draw(SVGBackend::with_string(&mut svg, SIZE).into_drawing_area(), r)?;
+    let werr = |p: &Path, m: String| ChartError::Write {
+        file: p.display().to_string(),
+        message: m,
+    };
+    std::fs::write(&svg_path, svg).map_err(|x| werr(&svg_path, x.to_string()))?;
+    let png_path = dir.join("fig5.png");
+    let mut buf = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
+    draw(BitMapBackend::with_buffer(&mut buf, SIZE).into_drawing_area(), r)?;
+    let file = std::fs::File::create(&png_path).map_err(|x| werr(&png_path, x.to_string()))?;
+    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), SIZE.0, SIZE.1);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    enc.write_header()
+        .and_then(|mut w| w.write_image_data(&buf))
+        .map_err(|x| werr(&png_path, x.to_string()))?;
+    Ok(vec![svg_path, png_path])
+}

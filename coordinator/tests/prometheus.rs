@@ -1,0 +1,321 @@
+//! A real Prometheus server (Debian's `prometheus` package) scrapes a running coordinator;
+//! every query of the Grafana dashboard must return data through Prometheus's HTTP API, and
+//! `promtool` must accept our exposition, the alert rules and the scrape config.
+
+use ausweep_coordinator::client;
+use ausweep_coordinator::{serve, Config};
+use ausweep_proto::v1;
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ADMIN: &str = "admin-token-0123456789";
+const JOIN: &str = "join-token-0123456789";
+const PROMETHEUS: &str = "/usr/bin/prometheus";
+const PROMTOOL: &str = "/usr/bin/promtool";
+
+fn repo(p: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(p)
+}
+
+/// A plain HTTP/1.0 GET; returns the body of a 200 answer.
+fn get(addr: SocketAddr, path: &str) -> Result<String, String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| e.to_string())?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).map_err(|e| e.to_string())?;
+    let (head, body) = buf.split_once("\r\n\r\n").ok_or("no header end")?;
+    if !head.starts_with("HTTP/1.1 200") && !head.starts_with("HTTP/1.0 200") {
+        return Err(format!("{}: {body}", head.lines().next().unwrap_or("")));
+    }
+    Ok(body.to_string())
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+struct Kill(Child);
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn promtool(args: &[&str], stdin: Option<&str>) {
+    let mut c = Command::new(PROMTOOL)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool (Debian package `prometheus`; scripts/setup.sh installs it)");
+    if let Some(text) = stdin {
+        c.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    }
+    drop(c.stdin.take());
+    let out = c.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool {args:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every PromQL expression of the dashboard (panel targets and template variables).
+fn dashboard_queries() -> Vec<String> {
+    let d: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo("experiments/grafana/ausweep.json")).unwrap())
+            .unwrap();
+    let mut q = Vec::new();
+    for p in d["panels"].as_array().unwrap() {
+        for t in p["targets"].as_array().into_iter().flatten() {
+            q.push(t["expr"].as_str().unwrap().to_string());
+        }
+    }
+    for v in d["templating"]["list"].as_array().unwrap() {
+        if let Some(def) = v["definition"].as_str() {
+            // label_values(metric, label) -> the metric must have series.
+            let inner = def.trim_start_matches("label_values(").trim_end_matches(')');
+            q.push(inner.split(',').next().unwrap().trim().to_string());
+        }
+    }
+    q
+}
+
+async fn drive_a_sweep(addr: SocketAddr) -> String {
+    let ch = client::connect(&format!("http://{addr}"), None).await.unwrap();
+    let mut admin = client::admin(ch.clone(), ADMIN).unwrap();
+    let manifest = std::fs::read_to_string(repo("experiments/demo.yaml")).unwrap();
+    let sweep = admin
+        .submit(v1::SubmitRequest {
+            manifest_yaml: manifest,
+            file_name: "demo.yaml".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sweep_id;
+    let mut w = client::worker(ch.clone(), None, JOIN).unwrap();
+    let r = w
+        .register(v1::RegisterRequest {
+            worker_name: "w1".into(),
+            hostname: "node1".into(),
+            devices: vec![
+                v1::Device {
+                    index: 0,
+                    kind: v1::DeviceKind::Cpu as i32,
+                    memory_mib: 0,
+                    name: "cpu".into(),
+                    healthy: true,
+                },
+                v1::Device {
+                    index: 1,
+                    kind: v1::DeviceKind::Cuda as i32,
+                    memory_mib: 81_559,
+                    name: "H100".into(),
+                    healthy: true,
+                },
+            ],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut w = client::worker(ch, Some(&r.worker_id), &r.session_token).unwrap();
+    w.report_device_stats(v1::DeviceStatsRequest {
+        devices: vec![v1::DeviceStats {
+            index: 1,
+            memory_free_mib: Some(40_000),
+            utilization: Some(0.9),
+            temperature_c: Some(64.0),
+        }],
+    })
+    .await
+    .unwrap();
+    // One job completes (final F1), a second one stays running with progress.
+    let a = w
+        .lease(v1::LeaseRequest { device_index: 0 })
+        .await
+        .unwrap()
+        .into_inner()
+        .assignment
+        .unwrap();
+    let data = b"checkpoint bytes";
+    let sha = hex::encode(Sha256::digest(data));
+    let chunks = vec![
+        v1::CheckpointChunk {
+            part: Some(v1::checkpoint_chunk::Part::Header(v1::CheckpointHeader {
+                job_id: a.job_id.clone(),
+                fencing_token: a.fencing_token,
+                sha256: sha.clone(),
+                size: data.len() as u64,
+                epoch: 1,
+            })),
+        },
+        v1::CheckpointChunk {
+            part: Some(v1::checkpoint_chunk::Part::Data(data.to_vec())),
+        },
+    ];
+    w.upload_checkpoint(tokio_stream::iter(chunks)).await.unwrap();
+    let aus = [1u32, 2, 4, 6, 9, 12, 25, 26]
+        .iter()
+        .map(|&au| v1::AuScore {
+            au,
+            f1: 0.4,
+            precision: 0.4,
+            recall: 0.4,
+            threshold: 0.5,
+        })
+        .collect();
+    let done = w
+        .complete(v1::CompleteRequest {
+            job_id: a.job_id.clone(),
+            fencing_token: a.fencing_token,
+            result: Some(v1::JobResult {
+                aus,
+                avg_f1: 0.4,
+                params_total: 2_000_000,
+                params_trainable: 10_000,
+                train_seconds: 10.0,
+                images_per_sec: 100.0,
+                checkpoint_sha256: sha,
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(done.accepted);
+    let b = w
+        .lease(v1::LeaseRequest { device_index: 0 })
+        .await
+        .unwrap()
+        .into_inner()
+        .assignment
+        .unwrap();
+    w.report_progress(v1::ProgressRequest {
+        job_id: b.job_id.clone(),
+        fencing_token: b.fencing_token,
+        progress: Some(v1::Progress {
+            epoch: 1,
+            step: 10,
+            loss: 0.7,
+            images_per_sec: 80.0,
+            val_f1: [("AU1".to_string(), 0.3), ("AU12".to_string(), 0.6)].into(),
+        }),
+    })
+    .await
+    .unwrap();
+    // An unauthenticated call, so a non-OK code shows up too.
+    let mut bad = client::admin(
+        client::connect(&format!("http://{addr}"), None).await.unwrap(),
+        "wrong-token-0123456789",
+    )
+    .unwrap();
+    assert!(bad.list_sweeps(v1::ListSweepsRequest {}).await.is_err());
+    sweep
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_scrapes_every_dashboard_query() {
+    assert!(
+        Path::new(PROMETHEUS).exists(),
+        "{PROMETHEUS} missing: install the Debian package `prometheus` (scripts/setup.sh does)"
+    );
+    promtool(&["check", "rules", repo("experiments/prometheus/alerts.yml").to_str().unwrap()], None);
+    promtool(&["check", "config", "--syntax-only", repo("experiments/prometheus/prometheus.yml").to_str().unwrap()], None);
+
+    let mut cfg = Config::local(ADMIN, JOIN, None);
+    cfg.metrics_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
+    let h = serve(cfg).await.unwrap();
+    let maddr = h.metrics_addr.unwrap();
+    let sweep = drive_a_sweep(h.addr).await;
+    let body = tokio::task::spawn_blocking(move || get(maddr, "/metrics")).await.unwrap().unwrap();
+    promtool(&["check", "metrics"], Some(&body));
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let conf = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &conf,
+        format!(
+            "global: {{scrape_interval: 1s, evaluation_interval: 1s}}\n\
+             rule_files: [{}]\n\
+             scrape_configs:\n  - job_name: ausweep\n    static_configs: [{{targets: ['{maddr}']}}]\n",
+            repo("experiments/prometheus/alerts.yml").display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new(PROMETHEUS)
+        .arg(format!("--config.file={}", conf.display()))
+        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let _guard = Kill(child);
+    let paddr = SocketAddr::from(([127, 0, 0, 1], port));
+    let queries: Vec<String> = dashboard_queries()
+        .into_iter()
+        .map(|q| {
+            q.replace("$sweep", &sweep)
+                .replace("$baseline", "eac_net|jaa_net|lp_net")
+                .replace("$__rate_interval", "20s")
+        })
+        .collect();
+    assert!(queries.len() >= 20, "{queries:?}");
+    // Keep the worker alive (heartbeat-free: its calls above are recent enough) and poll.
+    let missing = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let started = Instant::now();
+        loop {
+            let mut missing = Vec::new();
+            for q in &queries {
+                let path = format!("/api/v1/query?query={}", urlencode(q));
+                let ok = get(paddr, &path)
+                    .ok()
+                    .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
+                    .is_some_and(|v| {
+                        v["status"] == "success"
+                            && v["data"]["result"].as_array().is_some_and(|r| !r.is_empty())
+                    });
+                if !ok {
+                    missing.push(q.clone());
+                }
+            }
+            // Rates need a few scrapes inside their window.
+            if missing.is_empty() && started.elapsed() > Duration::from_secs(4) {
+                return missing;
+            }
+            if Instant::now() > deadline {
+                return missing;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    })
+    .await
+    .unwrap();
+    assert!(missing.is_empty(), "queries without data: {missing:#?}");
+    h.shutdown().await;
+}

@@ -1,0 +1,302 @@
+//! Checkpoint transfer: a trainer checkpoint (safetensors + its JSON metadata) travels as one
+//! content-addressed bundle, streamed in chunks with its sha256, retried; downloads land in a
+//! local cache so a job's checkpoint is fetched once per node.
+
+use super::session::{Retry, Session};
+use super::AgentError;
+use ausweep_proto::v1::{self, checkpoint_chunk::Part};
+use ausweep_proto::wire::CHUNK_BYTES;
+use sha2::{Digest, Sha256};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+use tokio::io::AsyncReadExt;
+use tokio_stream::StreamExt;
+
+/// First bytes of a bundle.
+const MAGIC: &[u8; 8] = b"AUSWCKB1";
+/// Uploads tried before an upload is given up.
+const UPLOAD_TRIES: u32 = 5;
+
+/// Test hook: corrupt the data of this many uploads (`AUSWEEP_FAULT_CORRUPT_UPLOADS`).
+static CORRUPT_UPLOADS: AtomicU32 = AtomicU32::new(0);
+
+/// Reads the fault-injection setting from the environment (tests only).
+pub fn init_faults() {
+    if let Some(n) = std::env::var("AUSWEEP_FAULT_CORRUPT_UPLOADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        CORRUPT_UPLOADS.store(n, Ordering::Relaxed);
+    }
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AgentError + '_ {
+    move |e| AgentError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    }
+}
+
+/// The local checkpoint cache: `<dir>/<sha256>.ckpt`.
+#[derive(Debug, Clone)]
+pub struct Cache {
+    dir: PathBuf,
+}
+
+impl Cache {
+    /// Opens (creates) the cache directory.
+    pub fn open(dir: PathBuf) -> Result<Self, AgentError> {
+        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        Ok(Self { dir })
+    }
+
+    /// Where bundle `sha` lives.
+    pub fn path(&self, sha: &str) -> PathBuf {
+        self.dir.join(format!("{sha}.ckpt"))
+    }
+
+    /// Packs `file` (`X.safetensors`) and `X.json` into a bundle in the cache; returns its sha256.
+    pub fn pack(&self, file: &Path) -> Result<(String, u64), AgentError> {
+        let json_path = file.with_extension("json");
+        let json = std::fs::read(&json_path).map_err(io(&json_path))?;
+        let tmp = self.dir.join(format!(
+            ".pack-{}-{:016x}.tmp",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        let mut h = Sha256::new();
+        let mut size = 0u64;
+        {
+            let mut out = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+            let mut put = |b: &[u8]| -> Result<(), AgentError> {
+                h.update(b);
+                size += b.len() as u64;
+                out.write_all(b).map_err(io(&tmp))
+            };
+            put(MAGIC)?;
+            put(&(json.len() as u64).to_le_bytes())?;
+            put(&json)?;
+            let mut f = std::fs::File::open(file).map_err(io(file))?;
+            let mut buf = vec![0u8; CHUNK_BYTES];
+            loop {
+                let n = f.read(&mut buf).map_err(io(file))?;
+                if n == 0 {
+                    break;
+                }
+                put(&buf[..n])?;
+            }
+            out.sync_all().map_err(io(&tmp))?;
+        }
+        let sha = hex::encode(h.finalize());
+        let dst = self.path(&sha);
+        std::fs::rename(&tmp, &dst).map_err(io(&dst))?;
+        Ok((sha, size))
+    }
+
+    /// Unpacks bundle `sha` into `<dst_stem>.safetensors` and `<dst_stem>.json`; returns the
+    /// checkpoint's epoch (from its metadata).
+    pub fn unpack(&self, sha: &str, dst_stem: &Path) -> Result<u32, AgentError> {
+        let src = self.path(sha);
+        let bad = |m: &str| AgentError::Checkpoint(format!("{}: {m}", src.display()));
+        let mut f = std::fs::File::open(&src).map_err(io(&src))?;
+        let mut head = [0u8; 16];
+        f.read_exact(&mut head).map_err(|_| bad("too short"))?;
+        if &head[..8] != MAGIC {
+            return Err(bad("not an ausweep checkpoint bundle"));
+        }
+        let mut len = [0u8; 8];
+        len.copy_from_slice(&head[8..]);
+        let len = u64::from_le_bytes(len);
+        if len > 16 << 20 {
+            return Err(bad("metadata too large"));
+        }
+        let mut json = vec![0u8; len as usize];
+        f.read_exact(&mut json).map_err(|_| bad("truncated metadata"))?;
+        let meta: serde_json::Value =
+            serde_json::from_slice(&json).map_err(|e| bad(&format!("metadata: {e}")))?;
+        let epoch = meta
+            .get("epoch")
+            .and_then(|e| e.as_u64())
+            .ok_or_else(|| bad("metadata has no epoch"))? as u32;
+        if let Some(dir) = dst_stem.parent() {
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+        }
+        let tensors = dst_stem.with_extension("safetensors");
+        let mut out = std::fs::File::create(&tensors).map_err(io(&tensors))?;
+        std::io::copy(&mut f, &mut out).map_err(io(&tensors))?;
+        out.sync_all().map_err(io(&tensors))?;
+        // The metadata last: it marks the checkpoint complete for the trainer.
+        let meta_path = dst_stem.with_extension("json");
+        std::fs::write(&meta_path, &json).map_err(io(&meta_path))?;
+        Ok(epoch)
+    }
+
+    /// Makes sure bundle `sha` is in the cache, downloading it (verified) when it is not.
+    pub async fn fetch(&self, session: &Session, sha: &str) -> Result<PathBuf, AgentError> {
+        let dst = self.path(sha);
+        if dst.exists() {
+            return Ok(dst);
+        }
+        let mut last = String::new();
+        for _ in 0..UPLOAD_TRIES {
+            match self.download_once(session, sha).await {
+                Ok(()) => return Ok(dst),
+                Err(e) => {
+                    eprintln!("ausweep worker: download of checkpoint {sha}: {e}; retrying");
+                    last = e.to_string();
+                    tokio::time::sleep(Duration::from_millis(500)).await;
+                }
+            }
+        }
+        Err(AgentError::Checkpoint(format!(
+            "download of {sha} failed: {last}"
+        )))
+    }
+
+    async fn download_once(&self, session: &Session, sha: &str) -> Result<(), AgentError> {
+        let req = v1::DownloadRequest { sha256: sha.into() };
+        let mut stream = session
+            .call(Retry::For(Duration::from_secs(60)), |mut c| {
+                let req = req.clone();
+                async move { c.download_checkpoint(req).await }
+            })
+            .await?;
+        let tmp = self.dir.join(format!(
+            ".dl-{}-{:016x}.tmp",
+            std::process::id(),
+            rand::random::<u64>()
+        ));
+        let mut out = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+        let mut h = Sha256::new();
+        while let Some(chunk) = stream.next().await {
+            if let Some(Part::Data(d)) = chunk?.part {
+                h.update(&d);
+                out.write_all(&d).map_err(io(&tmp))?;
+            }
+        }
+        out.sync_all().map_err(io(&tmp))?;
+        let got = hex::encode(h.finalize());
+        if got != sha {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(AgentError::Checkpoint(format!(
+                "downloaded data has sha256 {got}, expected {sha}"
+            )));
+        }
+        let dst = self.path(sha);
+        std::fs::rename(&tmp, &dst).map_err(io(&dst))?;
+        Ok(())
+    }
+
+    /// Uploads bundle `sha` for an attempt (retried on transport errors and on rejected data).
+    /// Returns whether the coordinator accepted it for the current lease (false: fenced).
+    pub async fn upload(
+        &self,
+        session: &Session,
+        job_id: &str,
+        fencing_token: u64,
+        sha: &str,
+        size: u64,
+        epoch: u32,
+    ) -> Result<bool, AgentError> {
+        let mut last = String::new();
+        for attempt in 1..=UPLOAD_TRIES {
+            let header = v1::CheckpointHeader {
+                job_id: job_id.into(),
+                fencing_token,
+                sha256: sha.into(),
+                size,
+                epoch,
+            };
+            let path = self.path(sha);
+            let r = session
+                .call(Retry::For(Duration::from_secs(120)), |mut c| {
+                    let (header, path) = (header.clone(), path.clone());
+                    async move { c.upload_checkpoint(chunks(header, path)).await }
+                })
+                .await;
+            match r {
+                Ok(reply) => return Ok(reply.accepted),
+                Err(e) => {
+                    eprintln!(
+                        "ausweep worker: upload of checkpoint {sha} (epoch {epoch}) rejected \
+                         (try {attempt}/{UPLOAD_TRIES}): {}",
+                        e.message()
+                    );
+                    last = e.message().to_string();
+                    tokio::time::sleep(Duration::from_millis(200 * attempt as u64)).await;
+                }
+            }
+        }
+        Err(AgentError::Checkpoint(format!(
+            "upload of {sha} failed {UPLOAD_TRIES} times: {last}"
+        )))
+    }
+}
+
+/// The chunk stream of one upload: the header, then the file in [`CHUNK_BYTES`] pieces.
+fn chunks(
+    header: v1::CheckpointHeader,
+    path: PathBuf,
+) -> impl tokio_stream::Stream<Item = v1::CheckpointChunk> {
+    let (tx, rx) = tokio::sync::mpsc::channel::<v1::CheckpointChunk>(4);
+    tokio::spawn(async move {
+        let first = v1::CheckpointChunk {
+            part: Some(Part::Header(header)),
+        };
+        if tx.send(first).await.is_err() {
+            return;
+        }
+        let Ok(mut f) = tokio::fs::File::open(&path).await else {
+            return; // the short upload fails its size check and is retried
+        };
+        let mut corrupt = CORRUPT_UPLOADS
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+            .is_ok();
+        loop {
+            let mut buf = vec![0u8; CHUNK_BYTES];
+            let n = match f.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            buf.truncate(n);
+            if corrupt {
+                buf[n / 2] ^= 0xff;
+                corrupt = false;
+            }
+            let c = v1::CheckpointChunk {
+                part: Some(Part::Data(buf)),
+            };
+            if tx.send(c).await.is_err() {
+                return;
+            }
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bundle_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path().join("cache")).unwrap();
+        let src = dir.path().join("epoch-0002.safetensors");
+        std::fs::write(&src, b"tensor bytes").unwrap();
+        std::fs::write(src.with_extension("json"), br#"{"epoch": 2}"#).unwrap();
+        let (sha, size) = cache.pack(&src).unwrap();
+        assert_eq!(size, std::fs::metadata(cache.path(&sha)).unwrap().len());
+        let dst = dir.path().join("out/epoch-0002");
+        assert_eq!(cache.unpack(&sha, &dst).unwrap(), 2);
+        assert_eq!(
+            std::fs::read(dst.with_extension("safetensors")).unwrap(),
+            b"tensor bytes"
+        );
+        // A damaged bundle is refused.
+        std::fs::write(cache.path("bad"), b"AUSWCKB1").unwrap();
+        assert!(cache.unpack("bad", &dst).is_err());
+    }
+}

@@ -1,0 +1,227 @@
+//! Devices: NVIDIA GPUs through NVML (loaded at run time), else the CPU as one device.
+
+use super::AgentError;
+use ausweep_proto::v1;
+use nvml_wrapper::enum_wrappers::device::{EccCounter, MemoryError, TemperatureSensor};
+use nvml_wrapper::Nvml;
+use std::sync::Arc;
+
+/// Above this GPU temperature (°C) a device is reported unhealthy and gets no new jobs.
+const MAX_TEMPERATURE_C: u32 = 92;
+
+/// What a device is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The host CPU (one slot).
+    Cpu,
+    /// A CUDA GPU.
+    Cuda,
+}
+
+/// One device this worker offers.
+#[derive(Debug, Clone)]
+pub struct Dev {
+    /// NVML index (the coordinator's device index); 0 for the CPU.
+    pub index: u32,
+    /// CPU or CUDA.
+    pub kind: Kind,
+    /// Product name.
+    pub name: String,
+    /// GPU UUID (empty for the CPU).
+    pub uuid: String,
+    /// Total memory, MiB (0 for the CPU).
+    pub memory_mib: u64,
+    /// Compute capability (major, minor).
+    pub compute: Option<(i32, i32)>,
+}
+
+/// Live health of one device.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Health {
+    /// GPU utilisation, percent.
+    pub utilisation: Option<u32>,
+    /// Memory in use, MiB.
+    pub memory_used_mib: Option<u64>,
+    /// Temperature, °C.
+    pub temperature_c: Option<u32>,
+    /// Uncorrected volatile ECC errors.
+    pub ecc_uncorrected: Option<u64>,
+    /// Whether the device may take new jobs.
+    pub healthy: bool,
+}
+
+/// The node's devices and, when present, the NVML handle that reads their health.
+#[derive(Clone)]
+pub struct Devices {
+    nvml: Option<Arc<Nvml>>,
+    /// The devices offered.
+    pub list: Vec<Dev>,
+    /// NVIDIA driver version, when NVML is present.
+    pub driver: Option<String>,
+}
+
+impl Devices {
+    /// Finds the GPUs (restricted to `only` when given); with none, the CPU when `allow_cpu`.
+    pub fn discover(only: Option<&[u32]>, allow_cpu: bool) -> Result<Self, AgentError> {
+        let (nvml, list, driver) = match Nvml::init() {
+            Ok(nvml) => {
+                let n = nvml.device_count().unwrap_or(0);
+                let mut list = Vec::new();
+                for i in 0..n {
+                    if only.is_some_and(|o| !o.contains(&i)) {
+                        continue;
+                    }
+                    let Ok(d) = nvml.device_by_index(i) else {
+                        continue;
+                    };
+                    list.push(Dev {
+                        index: i,
+                        kind: Kind::Cuda,
+                        name: d.name().unwrap_or_else(|_| "NVIDIA GPU".into()),
+                        uuid: d.uuid().unwrap_or_default(),
+                        memory_mib: d.memory_info().map(|m| m.total >> 20).unwrap_or(0),
+                        compute: d
+                            .cuda_compute_capability()
+                            .ok()
+                            .map(|c| (c.major, c.minor)),
+                    });
+                }
+                let driver = nvml.sys_driver_version().ok();
+                (Some(Arc::new(nvml)), list, driver)
+            }
+            Err(e) => {
+                eprintln!("ausweep worker: no NVML ({e}); no GPUs found");
+                (None, Vec::new(), None)
+            }
+        };
+        if let Some(o) = only {
+            if let Some(missing) = o.iter().find(|i| !list.iter().any(|d| d.index == **i)) {
+                if !(list.is_empty() && allow_cpu) {
+                    return Err(AgentError::Devices(format!(
+                        "--devices names GPU {missing}, which NVML does not list"
+                    )));
+                }
+            }
+        }
+        if list.is_empty() {
+            if !allow_cpu {
+                return Err(AgentError::Devices(
+                    "no GPU found; pass --allow-cpu to offer the CPU".into(),
+                ));
+            }
+            return Ok(Self::cpu());
+        }
+        Ok(Self { nvml, list, driver })
+    }
+
+    /// The CPU as the only device.
+    pub fn cpu() -> Self {
+        Self {
+            nvml: None,
+            list: vec![Dev {
+                index: 0,
+                kind: Kind::Cpu,
+                name: "cpu".into(),
+                uuid: String::new(),
+                memory_mib: 0,
+                compute: None,
+            }],
+            driver: None,
+        }
+    }
+
+    /// Reads the health of device `index` (the CPU is always healthy).
+    pub fn health(&self, index: u32) -> Health {
+        let Some(nvml) = &self.nvml else {
+            return Health {
+                healthy: true,
+                ..Default::default()
+            };
+        };
+        let Ok(d) = nvml.device_by_index(index) else {
+            return Health::default();
+        };
+        let temperature_c = d.temperature(TemperatureSensor::Gpu).ok();
+        let ecc_uncorrected = d
+            .total_ecc_errors(MemoryError::Uncorrected, EccCounter::Volatile)
+            .ok();
+        Health {
+            utilisation: d.utilization_rates().ok().map(|u| u.gpu),
+            memory_used_mib: d.memory_info().ok().map(|m| m.used >> 20),
+            temperature_c,
+            ecc_uncorrected,
+            healthy: temperature_c.is_none_or(|t| t < MAX_TEMPERATURE_C)
+                && ecc_uncorrected.is_none_or(|e| e == 0),
+        }
+    }
+
+    /// The devices as the protocol describes them, with current health.
+    pub fn to_proto(&self) -> Vec<v1::Device> {
+        self.list
+            .iter()
+            .map(|d| v1::Device {
+                index: d.index,
+                kind: match d.kind {
+                    Kind::Cpu => v1::DeviceKind::Cpu,
+                    Kind::Cuda => v1::DeviceKind::Cuda,
+                } as i32,
+                memory_mib: d.memory_mib,
+                name: d.name.clone(),
+                healthy: self.health(d.index).healthy,
+            })
+            .collect()
+    }
+
+    /// One line per device for the log.
+    pub fn describe(&self) -> Vec<String> {
+        self.list
+            .iter()
+            .map(|d| match d.kind {
+                Kind::Cpu => "device 0: cpu".to_string(),
+                Kind::Cuda => format!(
+                    "device {}: {} {} ({} MiB, compute {}, driver {})",
+                    d.index,
+                    d.name,
+                    d.uuid,
+                    d.memory_mib,
+                    d.compute
+                        .map(|(a, b)| format!("{a}.{b}"))
+                        .unwrap_or_else(|| "?".into()),
+                    self.driver.as_deref().unwrap_or("?")
+                ),
+            })
+            .collect()
+    }
+}
+
+/// Parses `--devices 0,2`.
+pub fn parse_list(s: &str) -> Result<Vec<u32>, String> {
+    s.split(',')
+        .filter(|p| !p.trim().is_empty())
+        .map(|p| {
+            p.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("`{p}` is not a GPU index"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_list_parses() {
+        assert_eq!(parse_list("0,2").unwrap(), vec![0, 2]);
+        assert!(parse_list("0,x").is_err());
+    }
+
+    #[test]
+    fn cpu_fallback_is_one_healthy_device() {
+        let d = Devices::cpu();
+        let p = d.to_proto();
+        assert_eq!(p.len(), 1);
+        assert_eq!(p[0].kind, v1::DeviceKind::Cpu as i32);
+        assert!(p[0].healthy);
+    }
+}

@@ -1,0 +1,412 @@
+//! One attempt of one job: prepare its directory (resume and init checkpoints), run the
+//! trainer, relay progress, upload checkpoints, then complete or fail the attempt.
+
+use super::checkpoints::Cache;
+use super::devices::Dev;
+use super::session::{Retry, Session};
+use super::supervisor::{self, Line, TrainerCmd};
+use super::AgentError;
+use crate::train::progress::Event;
+use crate::train::JobResult;
+use ausweep_proto::job::DataSource;
+use ausweep_proto::v1::{self, FailureKind};
+use ausweep_proto::JobSpec;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// What the agent wants from a running attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Keep going.
+    Run,
+    /// Stop at the next checkpoint (or at the deadline), report, end.
+    Drain,
+    /// The lease is gone: kill the trainer, report nothing.
+    Abort,
+}
+
+/// What an attempt needs from the agent.
+pub struct Ctx {
+    /// The coordinator session.
+    pub session: Arc<Session>,
+    /// The checkpoint cache.
+    pub cache: Cache,
+    /// Where attempts get their directories.
+    pub jobs_dir: PathBuf,
+    /// The trainer command.
+    pub trainer: TrainerCmd,
+    /// Longest wait for a draining attempt to reach its next checkpoint.
+    pub drain_timeout: Duration,
+}
+
+/// How long reports that must arrive (complete, fail, checkpoints) keep retrying.
+const REPORT_RETRY: Duration = Duration::from_secs(300);
+
+/// A job id as a directory name.
+pub fn dir_name(job_id: &str) -> String {
+    job_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Dataset paths of a spec that must exist on this worker.
+fn data_paths(spec: &JobSpec) -> Vec<&Path> {
+    match &spec.data.source {
+        DataSource::Synthetic { .. } => vec![],
+        DataSource::Disfa {
+            labels_root,
+            frames_root,
+        } => vec![labels_root, frames_root],
+        DataSource::List {
+            paths,
+            labels,
+            images_root,
+        } => vec![paths, labels, images_root],
+    }
+}
+
+enum Outcome {
+    /// Report this failure.
+    Fail(FailureKind, String),
+    /// The lease is gone; nothing to report.
+    Aborted,
+    /// Completed (reported).
+    Done,
+}
+
+/// Runs one attempt to its end and reports it. Never panics on outside data.
+pub async fn run(ctx: Arc<Ctx>, a: v1::Assignment, dev: Dev, control: watch::Receiver<Control>) {
+    let label = format!("{} #{}", a.job_id, a.attempt);
+    let outcome = match attempt(&ctx, &a, &dev, control).await {
+        Ok(o) => o,
+        Err(e) => Outcome::Fail(e.failure_kind(), e.to_string()),
+    };
+    match outcome {
+        Outcome::Done => eprintln!("ausweep worker: {label} completed"),
+        Outcome::Aborted => eprintln!("ausweep worker: {label} aborted (lease no longer valid)"),
+        Outcome::Fail(kind, reason) => {
+            eprintln!("ausweep worker: {label} failed ({kind:?}): {reason}");
+            let req = v1::FailRequest {
+                job_id: a.job_id.clone(),
+                fencing_token: a.fencing_token,
+                kind: kind as i32,
+                reason: truncate(&reason, 4000),
+            };
+            let r = ctx
+                .session
+                .call(Retry::For(REPORT_RETRY), |mut c| {
+                    let req = req.clone();
+                    async move { c.fail(req).await }
+                })
+                .await;
+            match r {
+                Ok(r) => eprintln!(
+                    "ausweep worker: {label} failure reported (accepted {}, will retry {})",
+                    r.accepted, r.will_retry
+                ),
+                Err(e) => eprintln!("ausweep worker: {label}: could not report failure: {e}"),
+            }
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut start = s.len() - max;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("…{}", &s[start..])
+}
+
+async fn attempt(
+    ctx: &Ctx,
+    a: &v1::Assignment,
+    dev: &Dev,
+    mut control: watch::Receiver<Control>,
+) -> Result<Outcome, AgentError> {
+    let mut spec: JobSpec = serde_json::from_str(&a.job_spec_json)
+        .map_err(|e| AgentError::BadJob(format!("job spec: {e}")))?;
+    if let Some(p) = data_paths(&spec).into_iter().find(|p| !p.exists()) {
+        return Err(AgentError::BadJob(format!(
+            "dataset path {} does not exist on this worker (is the shared filesystem mounted?)",
+            p.display()
+        )));
+    }
+    let dir = ctx
+        .jobs_dir
+        .join(dir_name(&a.job_id))
+        .join(format!("attempt-{}", a.attempt));
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).map_err(|e| AgentError::Io {
+            path: dir.clone(),
+            source: e,
+        })?;
+    }
+    let ckpt_dir = dir.join("out").join("checkpoints");
+    std::fs::create_dir_all(&ckpt_dir).map_err(|e| AgentError::Io {
+        path: ckpt_dir.clone(),
+        source: e,
+    })?;
+    if !a.resume_checkpoint_sha256.is_empty() {
+        let sha = &a.resume_checkpoint_sha256;
+        ctx.cache.fetch(&ctx.session, sha).await?;
+        // The bundle's metadata names the epoch; unpack under a scratch name, then rename.
+        let scratch = dir.join("resume");
+        let epoch = ctx.cache.unpack(sha, &scratch)?;
+        let stem = ckpt_dir.join(crate::train::checkpoint::epoch_stem(epoch));
+        for ext in ["safetensors", "json"] {
+            std::fs::rename(scratch.with_extension(ext), stem.with_extension(ext)).map_err(
+                |e| AgentError::Io {
+                    path: stem.clone(),
+                    source: e,
+                },
+            )?;
+        }
+        eprintln!(
+            "ausweep worker: {} resumes from epoch {epoch} ({sha})",
+            a.job_id
+        );
+    }
+    // Stage 2: the stage-1 checkpoint at a path relative to the attempt directory, so the job
+    // (and its digest, which resume checks) is the same on every worker and attempt.
+    let init = if a.init_checkpoint_sha256.is_empty() {
+        None
+    } else {
+        ctx.cache
+            .fetch(&ctx.session, &a.init_checkpoint_sha256)
+            .await?;
+        ctx.cache
+            .unpack(&a.init_checkpoint_sha256, &dir.join("init").join("stage1"))?;
+        let rel = "init/stage1.safetensors".to_string();
+        spec.init_checkpoint = Some(PathBuf::from(&rel));
+        Some(rel)
+    };
+    let job_file = dir.join("job.json");
+    let text = serde_json::to_vec_pretty(&spec)
+        .map_err(|e| AgentError::BadJob(format!("job spec: {e}")))?;
+    std::fs::write(&job_file, text).map_err(|e| AgentError::Io {
+        path: job_file.clone(),
+        source: e,
+    })?;
+
+    let label = format!("{} #{}", a.job_id, a.attempt);
+    let mut child = supervisor::spawn(&ctx.trainer, &dir, dev, init.as_deref(), label)?;
+    let pid_file = dir.join("trainer.pid");
+    let _ = std::fs::write(&pid_file, child.pid.to_string());
+
+    let mut drain_deadline: Option<Instant> = None;
+    let mut stop: Option<Outcome> = None;
+    let mut last_progress = Instant::now() - Duration::from_secs(10);
+    loop {
+        let deadline = drain_deadline.map(tokio::time::Instant::from_std);
+        let line = tokio::select! {
+            l = child.next_line() => l,
+            changed = control.changed(), if stop.is_none() => {
+                let c = if changed.is_ok() { *control.borrow() } else { Control::Abort };
+                match c {
+                    Control::Abort => {
+                        child.kill().await;
+                        stop = Some(Outcome::Aborted);
+                    }
+                    Control::Drain if drain_deadline.is_none() => {
+                        drain_deadline = Some(Instant::now() + ctx.drain_timeout);
+                    }
+                    _ => {}
+                }
+                continue;
+            }
+            _ = sleep_until(deadline), if stop.is_none() && deadline.is_some() => {
+                child.kill().await;
+                stop = Some(Outcome::Fail(
+                    FailureKind::Transient,
+                    "worker drained before the next checkpoint".into(),
+                ));
+                continue;
+            }
+        };
+        let Some(line) = line else { break };
+        let Line::Event(ev) = line else { continue };
+        if stop.is_some() && !matches!(*ev, Event::Checkpoint { .. }) {
+            continue;
+        }
+        match *ev {
+            Event::Step {
+                epoch,
+                step,
+                steps,
+                loss,
+                images_per_sec,
+            } => {
+                if last_progress.elapsed() >= Duration::from_secs(1) || step == steps {
+                    last_progress = Instant::now();
+                    let p = v1::Progress {
+                        epoch,
+                        step: step as u64,
+                        loss,
+                        images_per_sec,
+                        ..Default::default()
+                    };
+                    if report(ctx, a, p).await {
+                        child.kill().await;
+                        stop = Some(Outcome::Aborted);
+                    }
+                }
+            }
+            Event::Epoch {
+                epoch,
+                loss,
+                val_per_au,
+                images_per_sec,
+                ..
+            } => {
+                let p = v1::Progress {
+                    epoch,
+                    loss,
+                    images_per_sec,
+                    val_f1: val_per_au
+                        .iter()
+                        .map(|s| (format!("AU{}", s.au), s.f1))
+                        .collect(),
+                    ..Default::default()
+                };
+                if report(ctx, a, p).await {
+                    child.kill().await;
+                    stop = Some(Outcome::Aborted);
+                }
+            }
+            Event::Checkpoint { epoch, path, .. } => {
+                // Relative to the attempt directory (an absolute path stays as it is).
+                let file = dir.join(&path);
+                if file.file_name().is_some_and(|n| n == "final.safetensors") {
+                    continue; // uploaded with the result
+                }
+                let (sha, size) = ctx.cache.pack(&file)?;
+                let accepted = ctx
+                    .cache
+                    .upload(&ctx.session, &a.job_id, a.fencing_token, &sha, size, epoch)
+                    .await?;
+                if !accepted {
+                    child.kill().await;
+                    stop = Some(Outcome::Aborted);
+                } else if drain_deadline.is_some() && stop.is_none() {
+                    child.kill().await;
+                    stop = Some(Outcome::Fail(
+                        FailureKind::Transient,
+                        format!("worker drained after checkpoint of epoch {epoch}"),
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    let (status, tail) = child.wait().await;
+    if let Some(o) = stop {
+        return Ok(o);
+    }
+    let ok = status.as_ref().is_ok_and(|s| s.success());
+    if !ok {
+        let (kind, reason) = supervisor::classify(&status, &tail);
+        return Ok(Outcome::Fail(kind, reason));
+    }
+    complete(ctx, a, &dir).await
+}
+
+async fn sleep_until(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Relays progress; true when the coordinator says the lease is gone.
+async fn report(ctx: &Ctx, a: &v1::Assignment, p: v1::Progress) -> bool {
+    let req = v1::ProgressRequest {
+        job_id: a.job_id.clone(),
+        fencing_token: a.fencing_token,
+        progress: Some(p),
+    };
+    match ctx
+        .session
+        .call(Retry::Once, |mut c| {
+            let req = req.clone();
+            async move { c.report_progress(req).await }
+        })
+        .await
+    {
+        Ok(r) => r.abort,
+        Err(_) => false, // progress is best effort; the heartbeat keeps the lease
+    }
+}
+
+/// Uploads the final checkpoint and completes the job with the trainer's result.
+async fn complete(ctx: &Ctx, a: &v1::Assignment, dir: &Path) -> Result<Outcome, AgentError> {
+    let result_file = dir.join("out").join("result.json");
+    let text = std::fs::read_to_string(&result_file).map_err(|e| AgentError::Io {
+        path: result_file.clone(),
+        source: e,
+    })?;
+    let r: JobResult = serde_json::from_str(&text)
+        .map_err(|e| AgentError::Checkpoint(format!("{}: {e}", result_file.display())))?;
+    let final_file = dir.join("out").join("final.safetensors");
+    let (sha, size) = ctx.cache.pack(&final_file)?;
+    let accepted = ctx
+        .cache
+        .upload(&ctx.session, &a.job_id, a.fencing_token, &sha, size, r.epochs)
+        .await?;
+    if !accepted {
+        return Ok(Outcome::Aborted);
+    }
+    let result = v1::JobResult {
+        aus: r
+            .test
+            .per_au
+            .iter()
+            .zip(r.thresholds.iter().chain(std::iter::repeat(&0.5)))
+            .map(|(s, t)| v1::AuScore {
+                au: s.au,
+                f1: s.f1,
+                precision: s.precision,
+                recall: s.recall,
+                threshold: *t,
+            })
+            .collect(),
+        avg_f1: r.test.avg_f1,
+        params_total: r.params_total.max(0) as u64,
+        params_trainable: r.params_trainable.max(0) as u64,
+        train_seconds: r.train_seconds,
+        images_per_sec: r.images_per_sec,
+        checkpoint_sha256: sha,
+    };
+    let req = v1::CompleteRequest {
+        job_id: a.job_id.clone(),
+        fencing_token: a.fencing_token,
+        result: Some(result),
+    };
+    let reply = ctx
+        .session
+        .call(Retry::For(REPORT_RETRY), |mut c| {
+            let req = req.clone();
+            async move { c.complete(req).await }
+        })
+        .await?;
+    if !reply.accepted {
+        eprintln!(
+            "ausweep worker: {} result discarded by the coordinator: {}",
+            a.job_id, reply.message
+        );
+        return Ok(Outcome::Aborted);
+    }
+    Ok(Outcome::Done)
+}

@@ -1,0 +1,343 @@
+//! The worker agent (`ausweep worker`): finds its devices, registers with the coordinator,
+//! leases one job per free device, runs each as a supervised child trainer, relays progress,
+//! transfers checkpoints, heartbeats, and drains on SIGTERM.
+
+pub mod checkpoints;
+pub mod devices;
+pub mod job;
+pub mod session;
+pub mod supervisor;
+
+use ausweep_proto::client::ClientTls;
+use ausweep_proto::v1;
+use checkpoints::Cache;
+use devices::Devices;
+use job::{Control, Ctx};
+use session::{Retry, Session};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use supervisor::TrainerCmd;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+/// Flags of `ausweep worker`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct WorkerArgs {
+    /// Coordinator URL (`http://host:port`, or `https://` with TLS).
+    #[arg(long, env = "AUSWEEP_COORDINATOR")]
+    pub coordinator: String,
+    /// File holding the worker join token.
+    #[arg(long, env = "AUSWEEP_JOIN_TOKEN_FILE")]
+    pub join_token_file: PathBuf,
+    /// GPU indices to offer (default: all NVML lists), e.g. `0,2`.
+    #[arg(long, value_parser = parse_devices)]
+    pub devices: Option<DeviceList>,
+    /// Offer the CPU as one device when no GPU is found.
+    #[arg(long)]
+    pub allow_cpu: bool,
+    /// Working directory: attempt directories and the checkpoint cache.
+    #[arg(long, default_value = "ausweep-worker")]
+    pub work_dir: PathBuf,
+    /// Most jobs run at once (default: one per device).
+    #[arg(long)]
+    pub max_jobs: Option<usize>,
+    /// Worker name, unique per node (default: the host name).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// CA certificate (PEM) that signed the coordinator's certificate; enables TLS.
+    #[arg(long)]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Client key (PEM) for mutual TLS.
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// Server name to verify in the coordinator's certificate.
+    #[arg(long)]
+    pub tls_domain: Option<String>,
+    /// Heartbeat interval in ms (default: what the coordinator asks for).
+    #[arg(long)]
+    pub heartbeat_ms: Option<u64>,
+    /// Longest wait, seconds, for running jobs to reach their next checkpoint on SIGTERM.
+    #[arg(long, default_value_t = 120)]
+    pub drain_timeout_s: u64,
+    /// How long to keep trying to reach the coordinator at start, seconds.
+    #[arg(long, default_value_t = 300)]
+    pub connect_timeout_s: u64,
+    /// Trainer executable (default: this binary's `train`); for tests and wrappers.
+    #[arg(long, env = "AUSWEEP_TRAINER", hide = true)]
+    pub trainer: Option<PathBuf>,
+}
+
+/// A parsed `--devices` list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceList(pub Vec<u32>);
+
+fn parse_devices(s: &str) -> Result<DeviceList, String> {
+    devices::parse_list(s).map(DeviceList)
+}
+
+/// Why the agent or one attempt failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// No usable device.
+    #[error("devices: {0}")]
+    Devices(String),
+    /// Bad flags or files.
+    #[error("config: {0}")]
+    Config(String),
+    /// The job cannot run here or anywhere (never retried).
+    #[error("{0}")]
+    BadJob(String),
+    /// A file operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A checkpoint could not be packed, transferred or unpacked.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    /// The coordinator refused or could not be reached.
+    #[error("coordinator: {}", .0.message())]
+    Rpc(#[from] tonic::Status),
+}
+
+impl AgentError {
+    /// How a failed attempt is reported.
+    pub fn failure_kind(&self) -> v1::FailureKind {
+        match self {
+            AgentError::BadJob(_) => v1::FailureKind::BadConfig,
+            _ => v1::FailureKind::Transient,
+        }
+    }
+}
+
+struct Running {
+    fencing_token: u64,
+    device: u32,
+    control: watch::Sender<Control>,
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+/// Runs the agent until SIGTERM/SIGINT (then drains and returns `Ok`).
+pub fn run(args: WorkerArgs) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(agent(args))?;
+    Ok(())
+}
+
+async fn agent(args: WorkerArgs) -> Result<(), AgentError> {
+    checkpoints::init_faults();
+    let join_token = std::fs::read_to_string(&args.join_token_file)
+        .map_err(|e| AgentError::Io {
+            path: args.join_token_file.clone(),
+            source: e,
+        })?
+        .trim()
+        .to_string();
+    let devices = Devices::discover(args.devices.as_ref().map(|d| d.0.as_slice()), args.allow_cpu)?;
+    for line in devices.describe() {
+        eprintln!("ausweep worker: {line}");
+    }
+    let work_dir = std::path::absolute(&args.work_dir).map_err(|e| AgentError::Io {
+        path: args.work_dir.clone(),
+        source: e,
+    })?;
+    let cache = Cache::open(work_dir.join("cache"))?;
+    let trainer = match &args.trainer {
+        Some(p) => TrainerCmd {
+            program: p.clone(),
+            prefix: vec!["train".into()],
+        },
+        None => TrainerCmd {
+            program: std::env::current_exe().map_err(|e| AgentError::Io {
+                path: "current_exe".into(),
+                source: e,
+            })?,
+            prefix: vec!["train".into()],
+        },
+    };
+    let tls = (args.tls_ca.is_some() || args.coordinator.starts_with("https")).then(|| {
+        ClientTls {
+            ca: args.tls_ca.clone(),
+            identity: args.tls_cert.clone().zip(args.tls_key.clone()),
+            domain: args.tls_domain.clone(),
+        }
+    });
+    let host = hostname();
+    let request = v1::RegisterRequest {
+        worker_name: args.name.clone().unwrap_or_else(|| host.clone()),
+        hostname: host,
+        devices: devices.to_proto(),
+    };
+    let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .map_err(|e| AgentError::Config(format!("SIGTERM handler: {e}")))?;
+    let session = tokio::select! {
+        s = Session::open(
+            &args.coordinator,
+            tls.as_ref(),
+            join_token,
+            request,
+            Duration::from_secs(args.connect_timeout_s),
+        ) => Arc::new(s?),
+        _ = sigterm.recv() => return Ok(()),
+    };
+    let ctx = Arc::new(Ctx {
+        session: session.clone(),
+        cache,
+        jobs_dir: work_dir.join("jobs"),
+        trainer,
+        drain_timeout: Duration::from_secs(args.drain_timeout_s),
+    });
+    let max_jobs = args.max_jobs.unwrap_or(usize::MAX).max(1);
+    let heartbeat_every = args
+        .heartbeat_ms
+        .map(Duration::from_millis)
+        .unwrap_or_else(|| session.heartbeat_interval());
+    let mut heartbeat = tokio::time::interval(heartbeat_every);
+    let mut lease_poll = tokio::time::interval(Duration::from_millis(500));
+    let mut running: HashMap<String, Running> = HashMap::new();
+    let mut tasks: JoinSet<String> = JoinSet::new();
+    let mut draining = false;
+    let mut last_reason = String::new();
+    loop {
+        tokio::select! {
+            _ = sigterm.recv(), if !draining => {
+                eprintln!(
+                    "ausweep worker: SIGTERM: draining {} running job(s) (at most {} s)",
+                    running.len(),
+                    args.drain_timeout_s
+                );
+                draining = true;
+                for r in running.values() {
+                    let _ = r.control.send(Control::Drain);
+                }
+            }
+            _ = tokio::signal::ctrl_c(), if !draining => {
+                draining = true;
+                for r in running.values() {
+                    let _ = r.control.send(Control::Drain);
+                }
+            }
+            done = tasks.join_next(), if !tasks.is_empty() => {
+                if let Some(Ok(job_id)) = done {
+                    running.remove(&job_id);
+                }
+                lease_poll.reset_immediately();
+            }
+            _ = heartbeat.tick() => {
+                beat(&session, &devices, &running).await;
+            }
+            _ = lease_poll.tick(), if !draining => {
+                for dev in &devices.list {
+                    if running.len() >= max_jobs {
+                        break;
+                    }
+                    if running.values().any(|r| r.device == dev.index)
+                        || !devices.health(dev.index).healthy
+                    {
+                        continue;
+                    }
+                    let req = v1::LeaseRequest { device_index: dev.index };
+                    let reply = session
+                        .call(Retry::Once, |mut c| async move { c.lease(req).await })
+                        .await;
+                    let reply = match reply {
+                        Ok(r) => r,
+                        Err(e) => {
+                            if e.message() != last_reason {
+                                eprintln!("ausweep worker: lease: {}", e.message());
+                                last_reason = e.message().to_string();
+                            }
+                            break;
+                        }
+                    };
+                    let Some(a) = reply.assignment else {
+                        if reply.reason != last_reason {
+                            eprintln!("ausweep worker: no job for device {}: {}", dev.index, reply.reason);
+                            last_reason = reply.reason;
+                        }
+                        continue;
+                    };
+                    last_reason.clear();
+                    eprintln!(
+                        "ausweep worker: leased {} attempt {} on device {}",
+                        a.job_id, a.attempt, dev.index
+                    );
+                    let (tx, rx) = watch::channel(Control::Run);
+                    running.insert(a.job_id.clone(), Running {
+                        fencing_token: a.fencing_token,
+                        device: dev.index,
+                        control: tx,
+                    });
+                    let (ctx, dev, id) = (ctx.clone(), dev.clone(), a.job_id.clone());
+                    tasks.spawn(async move {
+                        job::run(ctx, a, dev, rx).await;
+                        id
+                    });
+                }
+            }
+        }
+        if draining && running.is_empty() && tasks.is_empty() {
+            break;
+        }
+    }
+    // One last heartbeat so the coordinator sees no lease left.
+    beat(&session, &devices, &running).await;
+    eprintln!("ausweep worker: drained; exiting");
+    Ok(())
+}
+
+/// Sends one heartbeat; re-registers when asked; aborts attempts whose lease is gone.
+async fn beat(session: &Session, devices: &Devices, running: &HashMap<String, Running>) {
+    let mut reg = session.registration().await;
+    reg.devices = devices.to_proto();
+    session.set_devices(reg.devices.clone()).await;
+    let req = v1::HeartbeatRequest {
+        hostname: reg.hostname,
+        devices: reg.devices,
+        leases: running
+            .iter()
+            .map(|(id, r)| v1::ActiveLease {
+                job_id: id.clone(),
+                fencing_token: r.fencing_token,
+            })
+            .collect(),
+    };
+    match session
+        .call(Retry::Once, |mut c| {
+            let req = req.clone();
+            async move { c.heartbeat(req).await }
+        })
+        .await
+    {
+        Ok(r) => {
+            if r.reregister {
+                if let Err(e) = session.reregister().await {
+                    eprintln!("ausweep worker: re-registration failed: {}", e.message());
+                }
+            }
+            for id in r.abort_job_ids {
+                if let Some(run) = running.get(&id) {
+                    eprintln!("ausweep worker: coordinator aborts {id}");
+                    let _ = run.control.send(Control::Abort);
+                }
+            }
+        }
+        Err(e) => eprintln!("ausweep worker: heartbeat failed: {}", e.message()),
+    }
+}
