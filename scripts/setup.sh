@@ -29,7 +29,7 @@ if [ ! -f "$WEIGHTS/mobilenet_v2.safetensors" ]; then
 fi
 
 need=()
-for pkg in ffmpeg prometheus; do
+for pkg in ffmpeg prometheus fonts-dejavu-core; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -62,16 +62,23 @@ impl Worker {
         std::fs::create_dir_all(&dir).unwrap();
         let log = root.join(format!("{name}.log"));
         let mut c = Command::new(env!("CARGO_BIN_EXE_ausweep"));
-        c.args(["worker", "--allow-cpu", "--coordinator", url, "--name", name])
-            .arg("--join-token-file")
-            .arg(&token)
-            .arg("--work-dir")
-            .arg(&dir)
-            .args(["--drain-timeout-s", "60"])
-            .env("CUDA_VISIBLE_DEVICES", "")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
+        c.args([
+            "worker",
+            "--allow-cpu",
+            "--coordinator",
+            url,
+            "--name",
+            name,
+        ])
+        .arg("--join-token-file")
+        .arg(&token)
+        .arg("--work-dir")
+        .arg(&dir)
+        .args(["--drain-timeout-s", "60"])
+        .env("CUDA_VISIBLE_DEVICES", "")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
         for (k, v) in env {
             c.env(k, v);
         }
@@ -204,11 +211,7 @@ async fn wait_sweep(
 }
 
 fn all_succeeded(st: &v1::SweepStatus) -> bool {
-    !st.jobs.is_empty()
-        && st
-            .jobs
-            .iter()
-            .all(|j| j.state() == v1::JobState::Succeeded)
+    !st.jobs.is_empty() && st.jobs.iter().all(|j| j.state() == v1::JobState::Succeeded)
 }
 
 /// The trainer's result.json of `job_id`'s attempt `n`, on whichever worker ran it.
@@ -301,7 +304,10 @@ async fn two_workers_finish_a_sweep_through_a_killed_trainer_and_a_corrupted_upl
     .await;
     assert_eq!(st.jobs.len(), 4);
     for j in &st.jobs {
-        let r = j.result.as_ref().unwrap_or_else(|| panic!("{} has no result", j.job_id));
+        let r = j
+            .result
+            .as_ref()
+            .unwrap_or_else(|| panic!("{} has no result", j.job_id));
         assert_eq!(r.aus.len(), 8, "{}", j.job_id);
         assert_eq!(r.checkpoint_sha256.len(), 64, "{}", j.job_id);
     }
@@ -384,15 +390,19 @@ async fn sigkilled_worker_is_replaced_and_sigterm_drains_at_a_checkpoint() {
         "worker c to run stage 2",
         &[&c],
         |st| {
-            st.jobs.iter().any(|j| {
-                j.stage == 2
-                    && j.state() == v1::JobState::Leased
-                    && j.progress.is_some()
-            })
+            st.jobs
+                .iter()
+                .any(|j| j.stage == 2 && j.state() == v1::JobState::Leased && j.progress.is_some())
         },
     )
     .await;
-    let job = st.jobs.iter().find(|j| j.stage == 2).unwrap().job_id.clone();
+    let job = st
+        .jobs
+        .iter()
+        .find(|j| j.stage == 2)
+        .unwrap()
+        .job_id
+        .clone();
     c.signal("-TERM");
     let code = c.wait_exit(Duration::from_secs(90)).await;
     let log_c = c.log();
@@ -415,7 +425,10 @@ async fn sigkilled_worker_is_replaced_and_sigterm_drains_at_a_checkpoint() {
     .await;
     let j = st.jobs.iter().find(|j| j.job_id == job).unwrap();
     let r = result_json(&[&d], &job, j.attempt).expect("result.json of the resumed attempt");
-    assert!(r["resumed_from_epoch"].as_u64().is_some_and(|e| e >= 1), "{r}");
+    assert!(
+        r["resumed_from_epoch"].as_u64().is_some_and(|e| e >= 1),
+        "{r}"
+    );
     drop(d);
     h.shutdown().await;
     eprintln!("kill/drain test: {:.1} s", t0.elapsed().as_secs_f64());

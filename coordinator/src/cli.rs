@@ -449,7 +449,54 @@ mod tests {
         let c = config(&a).unwrap();
         assert_eq!(c.listen.port(), 9000);
         assert_eq!((c.timing.lease_ms, c.timing.heartbeat_ms), (45_000, 10_000));
+        assert_eq!(c.metrics_listen, None);
+        std::fs::write(&file, "metrics_listen: 127.0.0.1:9477\n").unwrap();
+        assert_eq!(config(&a).unwrap().metrics_listen.unwrap().port(), 9477);
         std::fs::write(&file, "lisen: 1\n").unwrap();
         assert!(config(&a).unwrap_err().to_string().contains("c.yaml"));
+    }
+
+    #[test]
+    fn report_score_and_metrics_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "x", "score", "--pred", "p.csv", "--labels", "l.csv", "--aus", "1,2,26",
+        ])
+        .unwrap();
+        let Command::Score(s) = cli.cmd else { panic!() };
+        assert_eq!(s.aus, [1, 2, 26]);
+        let cli = Cli::try_parse_from([
+            "x",
+            "report",
+            "abc",
+            "--format",
+            "csv",
+            "--store",
+            "d",
+            "--baselines",
+            "eac_net,jaa_net",
+        ])
+        .unwrap();
+        let Command::Report(r) = cli.cmd else {
+            panic!()
+        };
+        assert_eq!(r.sweep, "abc");
+        assert_eq!(r.format, crate::report::cmd::Format::Csv);
+        assert_eq!(r.baselines.unwrap(), ["eac_net", "jaa_net"]);
+        assert!(Cli::try_parse_from(["x", "report", "abc", "--format", "pdf"]).is_err());
+        let cli = Cli::try_parse_from([
+            "x",
+            "coordinator",
+            "--metrics-listen",
+            "0.0.0.0:9477",
+            "--admin-token",
+            "a",
+            "--join-token",
+            "j",
+        ])
+        .unwrap();
+        let Command::Coordinator(a) = cli.cmd else {
+            panic!()
+        };
+        assert_eq!(config(&a).unwrap().metrics_listen.unwrap().port(), 9477);
     }
 }

@@ -172,9 +172,8 @@ pub async fn serve(config: Config) -> Result<Handle, ServeError> {
     let blobs = Blobs::open(&blob_dir, config.max_checkpoint_bytes)?;
     let (sched, sched_task) = Scheduler::start(store, config.timing, config.expiry_every)?;
     let baselines = crate::report::baselines::Baselines::embedded().ok();
-    let metrics = Arc::new(
-        Metrics::new(baselines.as_ref()).map_err(|e| ServeError::Config(e.to_string()))?,
-    );
+    let metrics =
+        Arc::new(Metrics::new(baselines.as_ref()).map_err(|e| ServeError::Config(e.to_string()))?);
     let mut events = sched.subscribe();
     let observer = metrics.clone();
     let observe = async move {

@@ -36,9 +36,10 @@ impl Bars {
     /// Bars drawn to `target` (tests use a hidden one).
     pub fn with_target(status: &v1::SweepStatus, target: ProgressDrawTarget) -> Self {
         let multi = MultiProgress::with_draw_target(target);
-        let style = ProgressStyle::with_template("{prefix:<28} [{bar:24}] {pos:>3}/{len:3} epochs  {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> ");
+        let style =
+            ProgressStyle::with_template("{prefix:<28} [{bar:24}] {pos:>3}/{len:3} epochs  {msg}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
         let mut me = Bars {
             multi,
             bars: BTreeMap::new(),

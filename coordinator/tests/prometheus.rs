@@ -23,7 +23,8 @@ fn repo(p: &str) -> PathBuf {
 
 /// A plain HTTP/1.0 GET; returns the body of a 200 answer.
 fn get(addr: SocketAddr, path: &str) -> Result<String, String> {
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    let mut s =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(10))).ok();
     write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").map_err(|e| e.to_string())?;
     let mut buf = String::new();
@@ -85,19 +86,32 @@ fn promtool(args: &[&str], stdin: Option<&str>) {
 
 /// Every PromQL expression of the dashboard (panel targets and template variables).
 fn dashboard_queries() -> Vec<String> {
-    let d: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(repo("experiments/grafana/ausweep.json")).unwrap())
-            .unwrap();
+    let d: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(repo("experiments/grafana/ausweep.json")).unwrap(),
+    )
+    .unwrap();
     let mut q = Vec::new();
     for p in d["panels"].as_array().unwrap() {
         for t in p["targets"].as_array().into_iter().flatten() {
             q.push(t["expr"].as_str().unwrap().to_string());
         }
     }
+    let vars: Vec<&str> = d["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v["name"].as_str())
+        .collect();
+    assert!(
+        vars.contains(&"sweep") && vars.contains(&"baseline"),
+        "{vars:?}"
+    );
     for v in d["templating"]["list"].as_array().unwrap() {
         if let Some(def) = v["definition"].as_str() {
             // label_values(metric, label) -> the metric must have series.
-            let inner = def.trim_start_matches("label_values(").trim_end_matches(')');
+            let inner = def
+                .trim_start_matches("label_values(")
+                .trim_end_matches(')');
             q.push(inner.split(',').next().unwrap().trim().to_string());
         }
     }
@@ -105,7 +119,9 @@ fn dashboard_queries() -> Vec<String> {
 }
 
 async fn drive_a_sweep(addr: SocketAddr) -> String {
-    let ch = client::connect(&format!("http://{addr}"), None).await.unwrap();
+    let ch = client::connect(&format!("http://{addr}"), None)
+        .await
+        .unwrap();
     let mut admin = client::admin(ch.clone(), ADMIN).unwrap();
     let manifest = std::fs::read_to_string(repo("experiments/demo.yaml")).unwrap();
     let sweep = admin
@@ -177,7 +193,9 @@ async fn drive_a_sweep(addr: SocketAddr) -> String {
             part: Some(v1::checkpoint_chunk::Part::Data(data.to_vec())),
         },
     ];
-    w.upload_checkpoint(tokio_stream::iter(chunks)).await.unwrap();
+    w.upload_checkpoint(tokio_stream::iter(chunks))
+        .await
+        .unwrap();
     let aus = [1u32, 2, 4, 6, 9, 12, 25, 26]
         .iter()
         .map(|&au| v1::AuScore {
@@ -228,7 +246,9 @@ async fn drive_a_sweep(addr: SocketAddr) -> String {
     .unwrap();
     // An unauthenticated call, so a non-OK code shows up too.
     let mut bad = client::admin(
-        client::connect(&format!("http://{addr}"), None).await.unwrap(),
+        client::connect(&format!("http://{addr}"), None)
+            .await
+            .unwrap(),
         "wrong-token-0123456789",
     )
     .unwrap();
@@ -242,15 +262,35 @@ async fn prometheus_scrapes_every_dashboard_query() {
         Path::new(PROMETHEUS).exists(),
         "{PROMETHEUS} missing: install the Debian package `prometheus` (scripts/setup.sh does)"
     );
-    promtool(&["check", "rules", repo("experiments/prometheus/alerts.yml").to_str().unwrap()], None);
-    promtool(&["check", "config", "--syntax-only", repo("experiments/prometheus/prometheus.yml").to_str().unwrap()], None);
+    promtool(
+        &[
+            "check",
+            "rules",
+            repo("experiments/prometheus/alerts.yml").to_str().unwrap(),
+        ],
+        None,
+    );
+    promtool(
+        &[
+            "check",
+            "config",
+            "--syntax-only",
+            repo("experiments/prometheus/prometheus.yml")
+                .to_str()
+                .unwrap(),
+        ],
+        None,
+    );
 
     let mut cfg = Config::local(ADMIN, JOIN, None);
     cfg.metrics_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
     let h = serve(cfg).await.unwrap();
     let maddr = h.metrics_addr.unwrap();
     let sweep = drive_a_sweep(h.addr).await;
-    let body = tokio::task::spawn_blocking(move || get(maddr, "/metrics")).await.unwrap().unwrap();
+    let body = tokio::task::spawn_blocking(move || get(maddr, "/metrics"))
+        .await
+        .unwrap()
+        .unwrap();
     promtool(&["check", "metrics"], Some(&body));
 
     let dir = tempfile::tempdir().unwrap();
@@ -268,7 +308,10 @@ async fn prometheus_scrapes_every_dashboard_query() {
     .unwrap();
     let child = Command::new(PROMETHEUS)
         .arg(format!("--config.file={}", conf.display()))
-        .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.path().join("data").display()
+        ))
         .arg(format!("--web.listen-address=127.0.0.1:{port}"))
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -298,7 +341,9 @@ async fn prometheus_scrapes_every_dashboard_query() {
                     .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
                     .is_some_and(|v| {
                         v["status"] == "success"
-                            && v["data"]["result"].as_array().is_some_and(|r| !r.is_empty())
+                            && v["data"]["result"]
+                                .as_array()
+                                .is_some_and(|r| !r.is_empty())
                     });
                 if !ok {
                     missing.push(q.clone());

@@ -83,7 +83,9 @@ async fn tls_serves_clients_that_trust_its_ca_and_refuses_plaintext() {
     };
     assert_eq!(list(&url, Some(&trusting)).await, Ok(0));
     // Plaintext against a TLS port gets no answer.
-    assert!(list(&format!("http://127.0.0.1:{}", h.addr.port()), None).await.is_err());
+    assert!(list(&format!("http://127.0.0.1:{}", h.addr.port()), None)
+        .await
+        .is_err());
     // A client that does not trust the server's CA refuses the handshake.
     let distrusting = ClientTls {
         ca: Some(p.stranger.0.clone()),
@@ -111,9 +113,14 @@ async fn mutual_tls_requires_a_client_certificate_from_the_ca() {
         domain: Some("localhost".into()),
     };
     assert_eq!(list(&url, Some(&with(Some(p.client.clone())))).await, Ok(0));
-    assert!(list(&url, Some(&with(None))).await.is_err(), "no client certificate");
     assert!(
-        list(&url, Some(&with(Some(p.stranger.clone())))).await.is_err(),
+        list(&url, Some(&with(None))).await.is_err(),
+        "no client certificate"
+    );
+    assert!(
+        list(&url, Some(&with(Some(p.stranger.clone()))))
+            .await
+            .is_err(),
         "certificate from another CA"
     );
     h.kill().await;

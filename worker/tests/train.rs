@@ -215,7 +215,9 @@ fn trains_on_disfa_layout_files_through_the_packed_cache() {
     assert_eq!(stamp(), first, "cache reused");
     assert!((again.test.avg_f1 - on_disk.test.avg_f1).abs() < 1e-9);
     let label = root.path().join("ActionUnit_Labels/SN001/SN001_au1.txt");
-    let text = std::fs::read_to_string(&label).unwrap().replacen(",0", ",5", 1);
+    let text = std::fs::read_to_string(&label)
+        .unwrap()
+        .replacen(",0", ",5", 1);
     std::fs::write(&label, text).unwrap();
     train::run(&j, &opts(tempfile::tempdir().unwrap().path())).unwrap();
     assert_ne!(stamp(), first, "cache rebuilt after the labels changed");

@@ -23,7 +23,10 @@ pub async fn serve(
             "/metrics",
             get(move || scrape(metrics.clone(), sched.clone())),
         )
-        .route("/", get(|| async { "ausweep coordinator metrics: /metrics\n" }));
+        .route(
+            "/",
+            get(|| async { "ausweep coordinator metrics: /metrics\n" }),
+        );
     Ok((addr, async move {
         let _ = axum::serve(listener, app).await;
     }))
@@ -44,7 +47,10 @@ async fn scrape(metrics: Arc<Metrics>, sched: Scheduler) -> impl IntoResponse {
     }
     match metrics.encode() {
         Ok(body) => (
-            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
             body,
         )
             .into_response(),

@@ -21,6 +21,7 @@ use prometheus::{
     Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry, TextEncoder,
 };
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -58,6 +59,8 @@ pub struct Metrics {
     pub(crate) final_f1: GaugeVec,
     baseline_f1: GaugeVec,
     scrape: Mutex<()>,
+    /// AU labels each running job's validation F1 series carry (to remove them at its end).
+    val_aus: Mutex<HashMap<String, BTreeSet<String>>>,
 }
 
 const JOB_LABELS: [&str; 5] = ["sweep", "backbone", "fold", "stage", "grid"];
@@ -154,6 +157,7 @@ impl Metrics {
             final_f1: gauge(&r, "ausweep_final_f1", "Test F1 % per AU (au=\"avg\": average), mean over the folds done.", &["sweep", "backbone", "stage", "au"])?,
             baseline_f1: gauge(&r, "ausweep_baseline_f1", "Published DISFA F1 % per AU (au=\"avg\": published average).", &["method", "au"])?,
             scrape: Mutex::new(()),
+            val_aus: Mutex::new(HashMap::new()),
             registry: r,
         };
         if let Some(b) = baselines {
@@ -212,8 +216,10 @@ impl Metrics {
         }
     }
 
-    fn set_progress(&self, l: &[String; 5], p: &Progress) {
+    fn set_progress(&self, job: &str, l: &[String; 5], p: &Progress) {
         let l: Vec<&str> = l.iter().map(String::as_str).collect();
+        let mut seen = self.val_aus.lock().unwrap_or_else(|e| e.into_inner());
+        let seen = seen.entry(job.to_string()).or_default();
         self.job_epoch.with_label_values(&l).set(f64::from(p.epoch));
         self.job_loss.with_label_values(&l).set(p.loss);
         self.job_ips.with_label_values(&l).set(p.images_per_sec);
@@ -226,21 +232,33 @@ impl Metrics {
             let mut v = l.clone();
             v.push(au);
             self.job_val_f1.with_label_values(&v).set(*f1);
+            seen.insert(au.to_string());
         }
     }
 
-    fn clear_progress(&self, l: &[String; 5]) {
+    fn clear_progress(&self, job: &str, l: &[String; 5]) {
         let l: Vec<&str> = l.iter().map(String::as_str).collect();
         let _ = self.job_epoch.remove_label_values(&l);
         let _ = self.job_loss.remove_label_values(&l);
         let _ = self.job_ips.remove_label_values(&l);
+        let aus = self
+            .val_aus
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(job)
+            .unwrap_or_default();
+        for au in &aus {
+            let mut v = l.clone();
+            v.push(au);
+            let _ = self.job_val_f1.remove_label_values(&v);
+        }
     }
 
     /// Updates counters and progress series from one scheduler event.
     pub fn observe_event(&self, e: &Event) {
         let Some(l) = job_labels(&e.job) else { return };
         if let Some(p) = &e.progress {
-            self.set_progress(&l, p);
+            self.set_progress(&e.job, &l, p);
             return;
         }
         let sweep = [e.sweep.as_str()];
@@ -256,7 +274,7 @@ impl Metrics {
             }
         }
         if e.state.is_terminal() || ended {
-            self.clear_progress(&l);
+            self.clear_progress(&e.job, &l);
         }
     }
 

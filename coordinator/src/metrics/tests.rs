@@ -18,12 +18,27 @@ fn pending_reasons_fall_into_fixed_classes() {
     for (r, c) in [
         ("sweep cancelled", "sweep_cancelled"),
         ("waiting on dependency x (Leased)", "dependency"),
-        ("dependency x failed (resubmit-failed reruns it)", "dependency"),
+        (
+            "dependency x failed (resubmit-failed reruns it)",
+            "dependency",
+        ),
         ("no worker connected yet", "no_worker"),
-        ("no connected worker has a healthy cuda device", "no_device_kind"),
-        ("no connected device has >= 9000 MiB GPU memory (largest: 8000 MiB)", "insufficient_gpu_memory"),
-        ("only worker w1 fits and it failed the last attempt; ...", "avoiding_failed_worker"),
-        ("waiting for a free cuda device (0 ready jobs ahead)", "waiting_for_device"),
+        (
+            "no connected worker has a healthy cuda device",
+            "no_device_kind",
+        ),
+        (
+            "no connected device has >= 9000 MiB GPU memory (largest: 8000 MiB)",
+            "insufficient_gpu_memory",
+        ),
+        (
+            "only worker w1 fits and it failed the last attempt; ...",
+            "avoiding_failed_worker",
+        ),
+        (
+            "waiting for a free cuda device (0 ready jobs ahead)",
+            "waiting_for_device",
+        ),
         ("something new", "other"),
     ] {
         assert_eq!(reason_class(r), c, "{r}");
@@ -60,14 +75,31 @@ fn events_drive_counters_and_progress_series() {
     ), "{text}");
     assert!(text.contains("au=\"AU12\""));
     assert!(!text.contains("bogus"));
-    m.observe_event(&ev(job, JobState::Pending, "attempt 1: lease expired (no heartbeat)", None));
-    m.observe_event(&ev(job, JobState::Failed, "attempt 2: failed: boom (gave up after 2 attempts)", None));
+    m.observe_event(&ev(
+        job,
+        JobState::Pending,
+        "attempt 1: lease expired (no heartbeat)",
+        None,
+    ));
+    m.observe_event(&ev(
+        job,
+        JobState::Failed,
+        "attempt 2: failed: boom (gave up after 2 attempts)",
+        None,
+    ));
     m.observe_event(&ev(job, JobState::Pending, "resubmitted", None));
     let text = m.encode().unwrap();
-    assert!(text.contains("ausweep_lease_expiries_total{sweep=\"s1\"} 1"), "{text}");
+    assert!(
+        text.contains("ausweep_lease_expiries_total{sweep=\"s1\"} 1"),
+        "{text}"
+    );
     assert!(text.contains("ausweep_retries_total{sweep=\"s1\"} 1"));
     assert!(text.contains("ausweep_attempt_failures_total{sweep=\"s1\"} 2"));
-    assert!(!text.contains("ausweep_job_epoch{"), "progress cleared when the attempt ended");
+    assert!(
+        !text.contains("ausweep_job_epoch{"),
+        "progress cleared when the attempt ended"
+    );
+    assert!(!text.contains("ausweep_job_val_f1{"), "{text}");
     assert!(text.contains("ausweep_baseline_f1{au=\"avg\",method=\"eac_net\"} 48.5"));
     assert!(text.contains("ausweep_baseline_f1{au=\"AU26\",method=\"jaa_net\"} 58.4"));
 }
@@ -102,14 +134,27 @@ fn refresh_counts_jobs_reasons_workers_and_gpus() {
     m.refresh(&st, now);
     let t = m.encode().unwrap();
     let sid = &parsed.sweep_id;
-    assert!(t.contains(&format!("ausweep_jobs{{state=\"pending\",sweep=\"{sid}\"}} 23")), "{t}");
-    assert!(t.contains(&format!("ausweep_jobs{{state=\"running\",sweep=\"{sid}\"}} 1")));
+    assert!(
+        t.contains(&format!(
+            "ausweep_jobs{{state=\"pending\",sweep=\"{sid}\"}} 23"
+        )),
+        "{t}"
+    );
+    assert!(t.contains(&format!(
+        "ausweep_jobs{{state=\"running\",sweep=\"{sid}\"}} 1"
+    )));
     // 12 stage-2 jobs wait on stage 1; 11 stage-1 jobs wait for a free device.
-    assert!(t.contains("ausweep_pending_jobs{reason=\"dependency\"} 12"), "{t}");
+    assert!(
+        t.contains("ausweep_pending_jobs{reason=\"dependency\"} 12"),
+        "{t}"
+    );
     assert!(t.contains("ausweep_pending_jobs{reason=\"waiting_for_device\"} 11"));
     assert!(t.contains("ausweep_queue_depth 11"));
     assert!(t.contains("ausweep_workers{state=\"alive\"} 1"));
-    assert!(t.contains("ausweep_gpus{state=\"busy\"} 1") && t.contains("ausweep_gpus{state=\"free\"} 1"));
+    assert!(
+        t.contains("ausweep_gpus{state=\"busy\"} 1")
+            && t.contains("ausweep_gpus{state=\"free\"} 1")
+    );
     assert!(t.contains("ausweep_gpu_busy{gpu=\"0\",worker=\"w1\"} 1"));
     m.observe_device("w1", 0, Some(1024), Some(0.5), Some(71.0));
     let t = m.encode().unwrap();
@@ -119,13 +164,22 @@ fn refresh_counts_jobs_reasons_workers_and_gpus() {
     m.refresh(&st, now + 10 * 60_000);
     let t = m.encode().unwrap();
     assert!(t.contains("ausweep_workers{state=\"dead\"} 1"));
-    assert!(t.contains("ausweep_pending_jobs{reason=\"no_worker\"} 11"), "{t}");
+    assert!(
+        t.contains("ausweep_pending_jobs{reason=\"no_worker\"} 11"),
+        "{t}"
+    );
 }
 
 #[test]
 fn rpc_labels_are_bounded() {
-    assert_eq!(rpc::labels("/ausweep.v1.Admin/Submit"), ("admin", "Submit".into()));
-    assert_eq!(rpc::labels("/ausweep.v1.Worker/x.y"), ("worker", "other".into()));
+    assert_eq!(
+        rpc::labels("/ausweep.v1.Admin/Submit"),
+        ("admin", "Submit".into())
+    );
+    assert_eq!(
+        rpc::labels("/ausweep.v1.Worker/x.y"),
+        ("worker", "other".into())
+    );
     assert_eq!(rpc::labels("/evil/path"), ("other", "other".into()));
     assert_eq!(rpc::code_name("16"), "Unauthenticated");
     assert_eq!(rpc::code_name("99"), "Unknown");

@@ -145,11 +145,7 @@ impl Baselines {
             if m.f1.len() != self.aus.len() {
                 return Err(bad(
                     &m.id,
-                    format!(
-                        "`f1` has {} values for {} AUs",
-                        m.f1.len(),
-                        self.aus.len()
-                    ),
+                    format!("`f1` has {} values for {} AUs", m.f1.len(), self.aus.len()),
                 ));
             }
             for (v, au) in m.f1.iter().zip(&self.aus) {
@@ -158,7 +154,10 @@ impl Baselines {
                 }
             }
             if !(0.0..=100.0).contains(&m.average) {
-                return Err(bad(&m.id, format!("average {} is not a percentage", m.average)));
+                return Err(bad(
+                    &m.id,
+                    format!("average {} is not a percentage", m.average),
+                ));
             }
             let disagrees = (m.per_au_mean() - m.average).abs() > ROUNDING_TOLERANCE;
             if disagrees != m.average_disagrees {
@@ -261,8 +260,13 @@ mod tests {
             "average: 48.5\n    average_disagrees: false",
             1,
         );
-        let e = Baselines::parse(&bad_flag, "b.yaml").unwrap_err().to_string();
-        assert!(e.contains("b.yaml") && e.contains("eac_net") && e.contains("57.41"), "{e}");
+        let e = Baselines::parse(&bad_flag, "b.yaml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("b.yaml") && e.contains("eac_net") && e.contains("57.41"),
+            "{e}"
+        );
         let short = EMBEDDED.replacen("[17.3, 17.7, ", "[17.3, ", 1);
         let e = Baselines::parse(&short, "b.yaml").unwrap_err().to_string();
         assert!(e.contains("drml") && e.contains("7 values"), "{e}");

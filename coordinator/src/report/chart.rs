@@ -21,7 +21,9 @@ pub const SIZE: (u32, u32) = (900, 600);
 #[derive(Debug, thiserror::Error)]
 pub enum ChartError {
     /// No usable font.
-    #[error("no TrueType font found (set AUSWEEP_FONT or install fonts-dejavu-core; looked in {0})")]
+    #[error(
+        "no TrueType font found (set AUSWEEP_FONT or install fonts-dejavu-core; looked in {0})"
+    )]
     NoFont(String),
     /// Drawing failed.
     #[error("drawing the chart: {0}")]
@@ -112,7 +114,10 @@ pub fn points(r: &Report) -> Vec<Point> {
     v
 }
 
-fn draw<DB: DrawingBackend>(root: DrawingArea<DB, plotters::coord::Shift>, r: &Report) -> Result<(), ChartError>
+fn draw<DB: DrawingBackend>(
+    root: DrawingArea<DB, plotters::coord::Shift>,
+    r: &Report,
+) -> Result<(), ChartError>
 where
     DB::ErrorType: 'static,
 {
@@ -139,20 +144,32 @@ where
         .configure_mesh()
         .x_desc("trainable parameters (log scale)")
         .y_desc("average F1 %")
-        .x_label_formatter(&|v| format!("{:.1}M", v / 1e6))
+        .x_label_formatter(&|v| si(*v))
         .draw()
         .map_err(|x| e(&x))?;
     let ours = RGBColor(200, 30, 30);
     let theirs = RGBColor(30, 60, 200);
+    let mut placed: Vec<(f64, f64)> = Vec::new();
     for p in &pts {
         let c = if p.ours { ours } else { theirs };
+        // Labels of points close together are stacked instead of overprinted.
+        let near = placed
+            .iter()
+            .filter(|(x, y)| (x / p.params).ln().abs() < 0.3 && (y - p.f1).abs() < 3.0)
+            .count();
+        placed.push((p.params, p.f1));
+        let label_y = p.f1 + 1.0 - 3.5 * near as f64;
         chart
-            .draw_series(std::iter::once(Circle::new((p.params, p.f1), 5, c.filled())))
+            .draw_series(std::iter::once(Circle::new(
+                (p.params, p.f1),
+                5,
+                c.filled(),
+            )))
             .map_err(|x| e(&x))?;
         chart
             .draw_series(std::iter::once(Text::new(
                 p.label.clone(),
-                (p.params * 1.08, p.f1 + 1.0),
+                (p.params * 1.08, label_y),
                 ("sans-serif", 13).into_font().color(&c),
             )))
             .map_err(|x| e(&x))?;
@@ -161,12 +178,34 @@ where
     Ok(())
 }
 
+/// A parameter count as 10k, 2.5M, 1G.
+pub fn si(v: f64) -> String {
+    let (d, u) = if v >= 1e9 {
+        (1e9, "G")
+    } else if v >= 1e6 {
+        (1e6, "M")
+    } else if v >= 1e3 {
+        (1e3, "k")
+    } else {
+        (1.0, "")
+    };
+    let x = v / d;
+    if (x - x.round()).abs() < 0.05 {
+        format!("{:.0}{u}", x)
+    } else {
+        format!("{x:.1}{u}")
+    }
+}
+
 /// Writes `fig5.svg` and `fig5.png` into `dir`; returns their paths.
 pub fn write(r: &Report, dir: &Path) -> Result<Vec<PathBuf>, ChartError> {
     ensure_font()?;
     let svg_path = dir.join("fig5.svg");
     let mut svg = String::new();
-    draw(SVGBackend::with_string(&mut svg, SIZE).into_drawing_area(), r)?;
+    draw(
+        SVGBackend::with_string(&mut svg, SIZE).into_drawing_area(),
+        r,
+    )?;
     let werr = |p: &Path, m: String| ChartError::Write {
         file: p.display().to_string(),
         message: m,
@@ -174,7 +213,10 @@ pub fn write(r: &Report, dir: &Path) -> Result<Vec<PathBuf>, ChartError> {
     std::fs::write(&svg_path, svg).map_err(|x| werr(&svg_path, x.to_string()))?;
     let png_path = dir.join("fig5.png");
     let mut buf = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
-    draw(BitMapBackend::with_buffer(&mut buf, SIZE).into_drawing_area(), r)?;
+    draw(
+        BitMapBackend::with_buffer(&mut buf, SIZE).into_drawing_area(),
+        r,
+    )?;
     let file = std::fs::File::create(&png_path).map_err(|x| werr(&png_path, x.to_string()))?;
     let mut enc = png::Encoder::new(std::io::BufWriter::new(file), SIZE.0, SIZE.1);
     enc.set_color(png::ColorType::Rgb);

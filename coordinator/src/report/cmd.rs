@@ -22,7 +22,7 @@ pub enum Format {
 pub struct ReportArgs {
     /// Sweep id (or, with --store, a sweep name: its newest version).
     pub sweep: String,
-    /// Output format (stdout, or report.<ext> under --out).
+    /// Output format on stdout (with --out, every format and the charts are written).
     #[arg(long, value_enum, default_value = "md")]
     pub format: Format,
     /// Write report.md, report.csv, folds.csv, report.json, fig5.svg and fig5.png here.
@@ -92,8 +92,9 @@ async fn input(a: &ReportArgs) -> Result<super::SweepInput> {
         if !db.is_dir() {
             bail!("{}: no such store directory", db.display());
         }
-        let store = crate::store::SledStore::open(&db)
-            .with_context(|| format!("opening {} (is a coordinator running on it?)", db.display()))?;
+        let store = crate::store::SledStore::open(&db).with_context(|| {
+            format!("opening {} (is a coordinator running on it?)", db.display())
+        })?;
         return Ok(source::from_store(&store, &a.sweep)?);
     }
     let Some(token) = &a.admin_token else {
@@ -122,7 +123,10 @@ pub async fn run_report(a: &ReportArgs) -> Result<String> {
         Some(p) => Baselines::load(p)?,
         None => Baselines::embedded()?,
     };
-    let ids = a.baselines.clone().unwrap_or_else(|| input.baselines.clone());
+    let ids = a
+        .baselines
+        .clone()
+        .unwrap_or_else(|| input.baselines.clone());
     let chosen = file.select(&ids)?;
     let r = build(&input, &file, &chosen);
     let text = match a.format {
@@ -194,7 +198,10 @@ mod tests {
             ca: None,
         };
         let msg = run_report(&args).await.unwrap();
-        assert!(msg.contains("report.json") && msg.contains("partial sweep (5 of 24"), "{msg}");
+        assert!(
+            msg.contains("report.json") && msg.contains("partial sweep (5 of 24"),
+            "{msg}"
+        );
         let csv = std::fs::read_to_string(out.join("report.csv")).unwrap();
         assert!(csv.contains("published,jaa_net,") && !csv.contains("eac_net"));
         let mut a = args.clone();
@@ -227,6 +234,9 @@ mod tests {
             aus: vec![],
             json: false,
         };
-        assert!(run_score(&missing).unwrap_err().to_string().contains("nope.csv"));
+        assert!(run_score(&missing)
+            .unwrap_err()
+            .to_string()
+            .contains("nope.csv"));
     }
 }

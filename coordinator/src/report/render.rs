@@ -74,11 +74,20 @@ pub fn markdown(r: &Report) -> String {
             .map(|k| b.f1.get(k).map_or("–".into(), |v| format!("{v:.1}")))
             .collect();
         let avg = if b.average_disagrees {
-            format!("{:.1} (per-AU mean {:.1})", b.average_published, b.average_per_au)
+            format!(
+                "{:.1} (per-AU mean {:.1})",
+                b.average_published, b.average_per_au
+            )
         } else {
             format!("{:.1}", b.average_published)
         };
-        let _ = writeln!(s, "| {} (published) | {} | {} |", b.name, cols.join(" | "), avg);
+        let _ = writeln!(
+            s,
+            "| {} (published) | {} | {} |",
+            b.name,
+            cols.join(" | "),
+            avg
+        );
     }
     let _ = writeln!(s, "\n## Per fold and resources\n");
     let _ = writeln!(

@@ -84,7 +84,10 @@ impl AuTable {
         for (i, n) in names.iter().enumerate() {
             if let Some(au) = au_of(n) {
                 if aus.contains(&au) {
-                    return Err(bad(hline, format!("column {}: AU{au} appears twice", i + 1)));
+                    return Err(bad(
+                        hline,
+                        format!("column {}: AU{au} appears twice", i + 1),
+                    ));
                 }
                 cols.push(i);
                 aus.push(au);
@@ -108,14 +111,16 @@ impl AuTable {
             }
             let mut row = Vec::with_capacity(cols.len());
             for (&c, au) in cols.iter().zip(&aus) {
-                let v: f64 = cells[c].parse().ok().filter(|v: &f64| v.is_finite()).ok_or_else(
-                    || {
+                let v: f64 = cells[c]
+                    .parse()
+                    .ok()
+                    .filter(|v: &f64| v.is_finite())
+                    .ok_or_else(|| {
                         bad(
                             ln,
                             format!("column {} (AU{au}): `{}` is not a number", c + 1, cells[c]),
                         )
-                    },
-                )?;
+                    })?;
                 row.push(v);
             }
             rows.push(row);
@@ -228,21 +233,19 @@ pub fn score(pred: &AuTable, labels: &AuTable, aus: &[u32]) -> Result<ScoreRepor
                 return Err(ScoreError::Bad {
                     file: pred.file.clone(),
                     line: pred.lines[i],
-                    message: format!(
-                        "column AU{au}: {p} is neither a probability nor 0/1"
-                    ),
+                    message: format!("column AU{au}: {p} is neither a probability nor 0/1"),
                 });
             }
-            let truth = match l {
-                x if x == 0.0 => false,
-                x if x == 1.0 => true,
-                x => {
-                    return Err(ScoreError::Bad {
-                        file: labels.file.clone(),
-                        line: labels.lines[i],
-                        message: format!("column AU{au}: label {x} is not 0 or 1"),
-                    })
-                }
+            let truth = if l == 1.0 {
+                true
+            } else if l == 0.0 {
+                false
+            } else {
+                return Err(ScoreError::Bad {
+                    file: labels.file.clone(),
+                    line: labels.lines[i],
+                    message: format!("column AU{au}: label {l} is not 0 or 1"),
+                });
             };
             match (p >= THRESHOLD, truth) {
                 (true, true) => tp += 1,
@@ -311,7 +314,8 @@ mod tests {
     // AU1: pred+ on frames 1,3,5 -> tp 2 (1,5), fp 1 (3), fn 1 (2): P=2/3 R=2/3 F1=2/3.
     // AU2: pred+ on 2 only -> tp 1, fp 0, fn 1 (3): P=1 R=1/2 F1=2/3.
     // AU4: no positive prediction -> tp 0, fn 1: F1 = 0.
-    const PRED: &str = "frame,AU1,AU2,AU4\n1,0.9,0.1,0\n2,0.49,0.5,0.2\n3,0.7,0.3,0\n4,0,0,0\n5,1,0,0.4999\n";
+    const PRED: &str =
+        "frame,AU1,AU2,AU4\n1,0.9,0.1,0\n2,0.49,0.5,0.2\n3,0.7,0.3,0\n4,0,0,0\n5,1,0,0.4999\n";
 
     fn t(text: &str, f: &str) -> AuTable {
         AuTable::parse(text, f).unwrap()
@@ -340,11 +344,17 @@ mod tests {
 
     #[test]
     fn errors_name_file_line_and_column() {
-        let e = AuTable::parse("AU1,AU2\n1,0\n0,x\n", "p.csv").unwrap_err().to_string();
+        let e = AuTable::parse("AU1,AU2\n1,0\n0,x\n", "p.csv")
+            .unwrap_err()
+            .to_string();
         assert_eq!(e, "p.csv:3: column 2 (AU2): `x` is not a number");
-        let e = AuTable::parse("AU1,AU2\n1\n", "p.csv").unwrap_err().to_string();
+        let e = AuTable::parse("AU1,AU2\n1\n", "p.csv")
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("p.csv:2: 1 cells"), "{e}");
-        let e = AuTable::parse("frame,path\n", "p.csv").unwrap_err().to_string();
+        let e = AuTable::parse("frame,path\n", "p.csv")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("p.csv:1: no AU columns"), "{e}");
         let bad_label = LABELS.replace("5,1,0,1", "5,2,0,1");
         let e = score(&t(PRED, "p.csv"), &t(&bad_label, "l.csv"), &[])

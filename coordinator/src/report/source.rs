@@ -50,7 +50,11 @@ pub fn from_store(store: &dyn Store, sweep: &str) -> Result<SweepInput, SourceEr
     let mut rows = Vec::with_capacity(jobs.len());
     for j in jobs {
         let result = match store.get(Tree::Results, &j.id)? {
-            Some(b) => Some(crate::store::decode::<ResultRecord>(Tree::Results, &j.id, &b)?),
+            Some(b) => Some(crate::store::decode::<ResultRecord>(
+                Tree::Results,
+                &j.id,
+                &b,
+            )?),
             None => None,
         };
         rows.push(JobRow {

@@ -53,12 +53,20 @@ pub(super) fn fixture() -> (MemStore, String) {
         (2, 0.20, 0.50, 110.0, 60.0),
         (3, 0.30, 0.60, 120.0, 70.0),
     ] {
-        b.put(Tree::Results, &j(f, 1), &result(&j(f, 1), au1, rest, 10_248, secs, ips))
-            .unwrap();
+        b.put(
+            Tree::Results,
+            &j(f, 1),
+            &result(&j(f, 1), au1, rest, 10_248, secs, ips),
+        )
+        .unwrap();
     }
     for (f, v) in [(1, 0.6), (2, 0.7)] {
-        b.put(Tree::Results, &j(f, 2), &result(&j(f, 2), v, v, 2_234_568, 500.0, 20.0))
-            .unwrap();
+        b.put(
+            Tree::Results,
+            &j(f, 2),
+            &result(&j(f, 2), v, v, 2_234_568, 500.0, 20.0),
+        )
+        .unwrap();
     }
     store.commit(&b).unwrap();
     let mut b = Batch::new();
@@ -119,7 +127,11 @@ fn numbers_recomputed_by_hand() {
     // 60 and 70 -> 65 ± sqrt(50) = 7.0711.
     let a = s2.avg_f1.unwrap();
     assert!(close(a.mean, 65.0) && close(a.std, 50f64.sqrt()));
-    let dn = r.cells.iter().find(|c| c.backbone == "densenet121").unwrap();
+    let dn = r
+        .cells
+        .iter()
+        .find(|c| c.backbone == "densenet121")
+        .unwrap();
     assert!(dn.partial && dn.avg_f1.is_none() && dn.folds_done == 0);
     let eac = &r.baselines[0];
     assert_eq!(eac.name, "EAC-Net");
@@ -131,9 +143,15 @@ fn numbers_recomputed_by_hand() {
 fn markdown_marks_partial_rows_and_flags() {
     let md = render::markdown(&report());
     assert!(md.contains("**Partial:** 5 of 24 jobs"), "{md}");
-    assert!(md.contains("| mobilenet_v2 stage 1 | 20.0 ± 10.0 | 50.0 ± 10.0 |"), "{md}");
+    assert!(
+        md.contains("| mobilenet_v2 stage 1 | 20.0 ± 10.0 | 50.0 ± 10.0 |"),
+        "{md}"
+    );
     assert!(md.contains("| mobilenet_v2 stage 2 * |"), "{md}");
-    assert!(md.contains("| 46.2 ± 10.0 |") || md.contains("| 46.3 ± 10.0 |"), "{md}");
+    assert!(
+        md.contains("| 46.2 ± 10.0 |") || md.contains("| 46.3 ± 10.0 |"),
+        "{md}"
+    );
     assert!(md.contains("48.5 (per-AU mean 57.4)"), "{md}");
     assert!(md.contains("1 of 3 folds missing"), "{md}");
 }
@@ -147,8 +165,12 @@ fn csv_schemas_are_stable() {
         lines.next().unwrap(),
         "source,method,backbone,stage,grid,au,f1_mean,f1_std,folds,partial,params_total,params_trainable"
     );
-    assert!(csv.contains("\nours,mobilenet_v2,mobilenet_v2,1,,AU1,20.0000,10.0000,3,false,2234568,10248\n"));
-    assert!(csv.contains("\nours,mobilenet_v2,mobilenet_v2,1,,avg,46.2500,10.0000,3,false,2234568,10248\n"));
+    assert!(csv.contains(
+        "\nours,mobilenet_v2,mobilenet_v2,1,,AU1,20.0000,10.0000,3,false,2234568,10248\n"
+    ));
+    assert!(csv.contains(
+        "\nours,mobilenet_v2,mobilenet_v2,1,,avg,46.2500,10.0000,3,false,2234568,10248\n"
+    ));
     assert!(csv.contains("\npublished,eac_net,,,,avg,48.5000,,,false,150000000,150000000\n"));
     let cols = 12;
     for l in csv.lines() {
@@ -174,7 +196,14 @@ fn json_schema_is_stable() {
     assert_eq!(
         keys(&v),
         [
-            "aus", "baselines", "cells", "jobs_done", "jobs_total", "name", "partial", "sweep_id",
+            "aus",
+            "baselines",
+            "cells",
+            "jobs_done",
+            "jobs_total",
+            "name",
+            "partial",
+            "sweep_id",
             "version"
         ]
     );
@@ -234,13 +263,23 @@ fn json_schema_is_stable() {
 fn chart_has_ours_and_baselines() {
     let r = report();
     let pts = chart::points(&r);
-    assert!(pts.iter().any(|p| p.ours && p.label == "mobilenet_v2 s1" && p.params == 10_248.0));
-    assert!(pts.iter().any(|p| !p.ours && p.label == "EAC-Net" && close(p.f1, 48.5)));
+    assert!(pts
+        .iter()
+        .any(|p| p.ours && p.label == "mobilenet_v2 s1" && p.params == 10_248.0));
+    assert!(pts
+        .iter()
+        .any(|p| !p.ours && p.label == "EAC-Net" && close(p.f1, 48.5)));
+    assert_eq!(
+        [1e4, 2.5e6, 1.5e8, 1e9].map(chart::si),
+        ["10k", "2.5M", "150M", "1G"].map(String::from)
+    );
     let dir = tempfile::tempdir().unwrap();
     match chart::write(&r, dir.path()) {
         Ok(files) => {
             let svg = std::fs::read_to_string(&files[0]).unwrap();
-            assert!(svg.contains("<svg") && svg.contains("EAC-Net") && svg.contains("mobilenet_v2 s2"));
+            assert!(
+                svg.contains("<svg") && svg.contains("EAC-Net") && svg.contains("mobilenet_v2 s2")
+            );
             assert!(svg.contains("(partial)"));
             let png = std::fs::read(&files[1]).unwrap();
             assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");

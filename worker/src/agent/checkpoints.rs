@@ -113,7 +113,8 @@ impl Cache {
             return Err(bad("metadata too large"));
         }
         let mut json = vec![0u8; len as usize];
-        f.read_exact(&mut json).map_err(|_| bad("truncated metadata"))?;
+        f.read_exact(&mut json)
+            .map_err(|_| bad("truncated metadata"))?;
         let meta: serde_json::Value =
             serde_json::from_slice(&json).map_err(|e| bad(&format!("metadata: {e}")))?;
         let epoch = meta

@@ -80,10 +80,7 @@ impl Devices {
                         name: d.name().unwrap_or_else(|_| "NVIDIA GPU".into()),
                         uuid: d.uuid().unwrap_or_default(),
                         memory_mib: d.memory_info().map(|m| m.total >> 20).unwrap_or(0),
-                        compute: d
-                            .cuda_compute_capability()
-                            .ok()
-                            .map(|c| (c.major, c.minor)),
+                        compute: d.cuda_compute_capability().ok().map(|c| (c.major, c.minor)),
                     });
                 }
                 let driver = nvml.sys_driver_version().ok();

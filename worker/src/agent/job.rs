@@ -363,7 +363,14 @@ async fn complete(ctx: &Ctx, a: &v1::Assignment, dir: &Path) -> Result<Outcome, 
     let (sha, size) = ctx.cache.pack(&final_file)?;
     let accepted = ctx
         .cache
-        .upload(&ctx.session, &a.job_id, a.fencing_token, &sha, size, r.epochs)
+        .upload(
+            &ctx.session,
+            &a.job_id,
+            a.fencing_token,
+            &sha,
+            size,
+            r.epochs,
+        )
         .await?;
     if !accepted {
         return Ok(Outcome::Aborted);

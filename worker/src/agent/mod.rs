@@ -149,7 +149,10 @@ async fn agent(args: WorkerArgs) -> Result<(), AgentError> {
         })?
         .trim()
         .to_string();
-    let devices = Devices::discover(args.devices.as_ref().map(|d| d.0.as_slice()), args.allow_cpu)?;
+    let devices = Devices::discover(
+        args.devices.as_ref().map(|d| d.0.as_slice()),
+        args.allow_cpu,
+    )?;
     for line in devices.describe() {
         eprintln!("ausweep worker: {line}");
     }
@@ -171,12 +174,10 @@ async fn agent(args: WorkerArgs) -> Result<(), AgentError> {
             prefix: vec!["train".into()],
         },
     };
-    let tls = (args.tls_ca.is_some() || args.coordinator.starts_with("https")).then(|| {
-        ClientTls {
-            ca: args.tls_ca.clone(),
-            identity: args.tls_cert.clone().zip(args.tls_key.clone()),
-            domain: args.tls_domain.clone(),
-        }
+    let tls = (args.tls_ca.is_some() || args.coordinator.starts_with("https")).then(|| ClientTls {
+        ca: args.tls_ca.clone(),
+        identity: args.tls_cert.clone().zip(args.tls_key.clone()),
+        domain: args.tls_domain.clone(),
     });
     let host = hostname();
     let request = v1::RegisterRequest {

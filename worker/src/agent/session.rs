@@ -127,11 +127,7 @@ impl Session {
         if r.lease_ms > 0 {
             self.lease_ms.store(r.lease_ms, Ordering::Relaxed);
         }
-        let c = client::worker(
-            self.channel.clone(),
-            Some(&r.worker_id),
-            &r.session_token,
-        )?;
+        let c = client::worker(self.channel.clone(), Some(&r.worker_id), &r.session_token)?;
         eprintln!(
             "ausweep worker: registered as {} (heartbeat {} ms, lease {} ms)",
             r.worker_id, r.heartbeat_interval_ms, r.lease_ms

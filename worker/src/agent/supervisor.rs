@@ -132,7 +132,8 @@ impl Trainer {
     /// Waits for the child to exit; returns its status and the tail of its stderr.
     pub async fn wait(mut self) -> (std::io::Result<ExitStatus>, String) {
         let status = self.child.wait().await;
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(5), &mut self.stderr_task).await;
+        let _ =
+            tokio::time::timeout(std::time::Duration::from_secs(5), &mut self.stderr_task).await;
         let tail = self
             .tail
             .lock()

@@ -48,7 +48,7 @@ fn f1_from_counts(tp: u64, fp: u64, fneg: u64) -> (f64, f64, f64) {
 /// Scores probabilities `[n × k]` against 0/1 labels `[n × k]` with per-AU thresholds.
 pub fn score(probs: &[f32], labels: &[u8], aus: &[u32], thresholds: &[f64]) -> Scores {
     let k = aus.len();
-    let n = if k == 0 { 0 } else { labels.len() / k };
+    let n = labels.len().checked_div(k).unwrap_or(0);
     let per_au: Vec<AuScore> = (0..k)
         .map(|j| {
             let (mut tp, mut fp, mut fneg) = (0u64, 0u64, 0u64);
@@ -83,7 +83,7 @@ pub fn score(probs: &[f32], labels: &[u8], aus: &[u32], thresholds: &[f64]) -> S
 /// Per AU, the threshold in 0.05…0.95 that maximises F1 on these (held-out training) frames;
 /// ties go to the one nearest 0.5, and an AU with no positives keeps 0.5.
 pub fn tune_thresholds(probs: &[f32], labels: &[u8], k: usize) -> Vec<f64> {
-    let n = if k == 0 { 0 } else { labels.len() / k };
+    let n = labels.len().checked_div(k).unwrap_or(0);
     (0..k)
         .map(|j| {
             if (0..n).all(|i| labels[i * k + j] == 0) {
