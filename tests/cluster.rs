@@ -195,13 +195,14 @@ async fn wait_sweep(
         if pred(&st) {
             return st;
         }
-        if Instant::now() > until {
+        let failed = st.jobs.iter().any(|j| j.state() == v1::JobState::Failed);
+        if failed || Instant::now() > until {
             let logs: Vec<String> = workers
                 .iter()
                 .map(|w| format!("--- {}\n{}", w.log.display(), w.log()))
                 .collect();
             panic!(
-                "timed out after {limit:?} waiting for {what}; jobs:\n{}\n{}",
+                "gave up (a job failed, or {limit:?} passed) waiting for {what}; jobs:\n{}\n{}",
                 describe(&st),
                 logs.join("\n")
             );
@@ -372,8 +373,9 @@ async fn sigkilled_worker_is_replaced_and_sigterm_drains_at_a_checkpoint() {
     )
     .await;
     for j in st.jobs.iter().filter(|j| lost.contains(&j.job_id)) {
-        assert_eq!(j.worker_id, "b", "{}", describe(&st));
+        // Only `b` was left to run the retry.
         assert!(j.attempt >= 2, "{}", describe(&st));
+        assert!(j.last_error.contains("lease expired"), "{}", describe(&st));
     }
 
     // SIGTERM while a job runs: the worker stops leasing, lets the trainer reach its next

@@ -193,9 +193,8 @@ async fn attempt(
         spec.init_checkpoint = Some(PathBuf::from(&rel));
         Some(rel)
     };
-    let job_file = dir.join("job.json");
-    let text = serde_json::to_vec_pretty(&spec)
-        .map_err(|e| AgentError::BadJob(format!("job spec: {e}")))?;
+    let job_file = dir.join("job.yaml");
+    let text = spec.to_yaml();
     std::fs::write(&job_file, text).map_err(|e| AgentError::Io {
         path: job_file.clone(),
         source: e,
@@ -248,20 +247,18 @@ async fn attempt(
                 steps,
                 loss,
                 images_per_sec,
-            } => {
-                if last_progress.elapsed() >= Duration::from_secs(1) || step == steps {
-                    last_progress = Instant::now();
-                    let p = v1::Progress {
-                        epoch,
-                        step: step as u64,
-                        loss,
-                        images_per_sec,
-                        ..Default::default()
-                    };
-                    if report(ctx, a, p).await {
-                        child.kill().await;
-                        stop = Some(Outcome::Aborted);
-                    }
+            } if last_progress.elapsed() >= Duration::from_secs(1) || step == steps => {
+                last_progress = Instant::now();
+                let p = v1::Progress {
+                    epoch,
+                    step: step as u64,
+                    loss,
+                    images_per_sec,
+                    ..Default::default()
+                };
+                if report(ctx, a, p).await {
+                    child.kill().await;
+                    stop = Some(Outcome::Aborted);
                 }
             }
             Event::Epoch {

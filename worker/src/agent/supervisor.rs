@@ -34,7 +34,7 @@ pub struct Trainer {
     pub pid: u32,
 }
 
-/// Starts `program prefix… job.json --out out --device D [--init-checkpoint F]` in `dir`.
+/// Starts `program prefix… job.yaml --out out --device D [--init-checkpoint F]` in `dir`.
 pub fn spawn(
     cmd: &TrainerCmd,
     dir: &Path,
@@ -44,7 +44,7 @@ pub fn spawn(
 ) -> Result<Trainer, AgentError> {
     let mut c = Command::new(&cmd.program);
     c.args(&cmd.prefix)
-        .args(["job.json", "--out", "out", "--log-every", "5", "--device"])
+        .args(["job.yaml", "--out", "out", "--log-every", "5", "--device"])
         .arg(match dev.kind {
             Kind::Cpu => "cpu",
             Kind::Cuda => "cuda:0",
