@@ -152,6 +152,23 @@ impl Devices {
         }
     }
 
+    /// Telemetry for the coordinator's metrics: free memory, utilisation, temperature per GPU.
+    pub fn stats(&self) -> Vec<v1::DeviceStats> {
+        self.list
+            .iter()
+            .filter(|d| d.kind == Kind::Cuda)
+            .map(|d| {
+                let h = self.health(d.index);
+                v1::DeviceStats {
+                    index: d.index,
+                    memory_free_mib: h.memory_used_mib.map(|u| d.memory_mib.saturating_sub(u)),
+                    utilization: h.utilisation.map(|u| f64::from(u) / 100.0),
+                    temperature_c: h.temperature_c.map(f64::from),
+                }
+            })
+            .collect()
+    }
+
     /// The devices as the protocol describes them, with current health.
     pub fn to_proto(&self) -> Vec<v1::Device> {
         self.list

@@ -341,4 +341,18 @@ async fn beat(session: &Session, devices: &Devices, running: &HashMap<String, Ru
         }
         Err(e) => eprintln!("ausweep worker: heartbeat failed: {}", e.message()),
     }
+    // GPU telemetry for the coordinator's metrics (none for a CPU-only node).
+    let stats = devices.stats();
+    if !stats.is_empty() {
+        let req = v1::DeviceStatsRequest { devices: stats };
+        let sent = session
+            .call(Retry::Once, |mut c| {
+                let req = req.clone();
+                async move { c.report_device_stats(req).await }
+            })
+            .await;
+        if let Err(e) = sent {
+            eprintln!("ausweep worker: device stats not sent: {}", e.message());
+        }
+    }
 }
