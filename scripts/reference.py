@@ -3,7 +3,7 @@
 
   reference.py parity NAME OUT_DIR        torchvision/timm model with a fixed seed: writes
                                           OUT_DIR/weights.safetensors and OUT_DIR/io.safetensors
-  reference.py train-bench NAME BATCH SIZE STEPS STAGE
+  reference.py train-bench NAME BATCH SIZE STEPS STAGE [DEVICE fp32|amp]
                                           images/s of one training step in PyTorch eager (CPU),
                                           same model, head, loss (LSEP) and batch as ausweep
 """
@@ -66,16 +66,20 @@ def lsep(logits, y):
     diff = logits.unsqueeze(2) - logits.unsqueeze(1)
     pair = ((1 - y).unsqueeze(2) * y.unsqueeze(1)) > 0
     masked = diff.masked_fill(~pair, float("-inf")).flatten(1)
-    z = torch.zeros(logits.shape[0], 1)
+    z = torch.zeros(logits.shape[0], 1, device=logits.device)
     return torch.logsumexp(torch.cat([z, masked], 1), 1).mean()
 
 
-def train_bench(name, batch, size, steps, stage):
+def train_bench(name, batch, size, steps, stage, device="cpu", precision="fp32"):
     torch.manual_seed(0)
-    m = build(name)
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    amp = precision == "amp" and dev.type == "cuda"
+    m = build(name).to(dev)
     feat = features(name, m)
     c = {"densenet121": 1024, "densenet201": 1920, "mobilenet_v1": 1024, "mobilenet_v2": 1280, "vgg19": 512}[name]
-    head = Head(c, 8)
+    head = Head(c, 8).to(dev)
     params = list(head.parameters())
     if stage == 1:
         m.eval()
@@ -85,24 +89,33 @@ def train_bench(name, batch, size, steps, stage):
         m.train()
         params += list(m.parameters())
     opt = torch.optim.Adam(params, lr=1e-4)
-    x = torch.randn(batch, 3, size, size)
-    y = (torch.rand(batch, 8) < 0.3).float()
+    x = torch.randn(batch, 3, size, size, device=dev)
+    y = (torch.rand(batch, 8, device=dev) < 0.3).float()
 
     def step():
-        if stage == 1:
-            with torch.no_grad():
+        with torch.autocast(dev.type, enabled=amp):
+            if stage == 1:
+                with torch.no_grad():
+                    f = feat(x).mean((2, 3))
+            else:
                 f = feat(x).mean((2, 3))
-        else:
-            f = feat(x).mean((2, 3))
-        loss = lsep(head(f), y)
+            logits = head(f)
+        loss = lsep(logits.float(), y)
         opt.zero_grad()
         loss.backward()
         opt.step()
 
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize()
+
     step()
+    step()
+    sync()
     t = time.perf_counter()
     for _ in range(steps):
         step()
+    sync()
     dt = time.perf_counter() - t
     print(json.dumps({"images_per_sec": batch * steps / dt, "threads": torch.get_num_threads()}))
 
@@ -111,7 +124,7 @@ if __name__ == "__main__":
     cmd = sys.argv[1] if len(sys.argv) > 1 else ""
     if cmd == "parity" and len(sys.argv) == 4:
         parity(sys.argv[2], sys.argv[3])
-    elif cmd == "train-bench" and len(sys.argv) == 7:
-        train_bench(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
+    elif cmd == "train-bench" and len(sys.argv) in (7, 9):
+        train_bench(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), *sys.argv[7:])
     else:
         sys.exit(__doc__)

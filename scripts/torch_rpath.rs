@@ -19,7 +19,15 @@ fn torch_rpath() {
             .map(|o| std::path::PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
     };
     match lib {
-        Some(dir) => println!("cargo:rustc-link-arg=-Wl,-rpath,{}", dir.display()),
+        Some(dir) => {
+            println!("cargo:rustc-link-arg=-Wl,-rpath,{}", dir.display());
+            // Nothing in our code calls into libtorch_cuda.so, so `--as-needed` drops it and the
+            // CUDA kernels never register ("Could not run 'aten::empty_strided' ... 'CUDA'
+            // backend"). Keep it whenever the torch build has it.
+            if dir.join("libtorch_cuda.so").exists() {
+                println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
+            }
+        }
         None => println!("cargo:warning=torch not found: run `make setup` (binaries will need LD_LIBRARY_PATH)"),
     }
 }

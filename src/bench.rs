@@ -34,6 +34,12 @@ pub enum BenchCmd {
         /// Skip the PyTorch reference.
         #[arg(long)]
         no_reference: bool,
+        /// Device: cpu or cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Mixed precision (autocast) on CUDA, in both ausweep and the reference.
+        #[arg(long)]
+        amp: bool,
     },
     /// Loader images/s: decoding frames each epoch vs the packed cache, next to what training consumes.
     Loader {
@@ -62,9 +68,16 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
             steps,
             stage,
             no_reference,
+            device,
+            amp,
         } => {
+            let dev = ausweep_worker::train::parse_device(&device).map_err(anyhow::Error::msg)?;
+            if dev.is_cuda() {
+                tch::Cuda::cudnn_set_benchmark(true);
+            }
             println!(
-                "training step, stage {stage}, {size}x{size} input, LSEP, Adam, CPU ({} threads)",
+                "training step, stage {stage}, {size}x{size} input, LSEP, Adam, {device}{} ({} CPU threads)",
+                if amp { " amp" } else { "" },
                 tch::get_num_threads()
             );
             println!(
@@ -74,11 +87,11 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
             for name in &backbones {
                 let kind = Backbone::parse(name).map_err(anyhow::Error::msg)?;
                 for &b in &batch {
-                    let ours = train_step_rate(kind, b, size, steps, stage);
+                    let ours = train_step_rate(kind, b, size, steps, stage, dev, amp);
                     let theirs = if no_reference {
                         None
                     } else {
-                        Some(reference(name, b, size, steps, stage)?)
+                        Some(reference(name, b, size, steps, stage, &device, amp)?)
                     };
                     match theirs {
                         Some(t) => {
@@ -170,7 +183,7 @@ fn loader(subjects: u32, frames: u32, size: u32, batch: usize) -> Result<()> {
     );
     for name in ["mobilenet_v2", "densenet121"] {
         let kind = Backbone::parse(name).map_err(anyhow::Error::msg)?;
-        let consume = train_step_rate(kind, batch, size as i64, 3, 2);
+        let consume = train_step_rate(kind, batch, size as i64, 3, 2, Device::Cpu, false);
         println!(
             "{:44} {consume:>12.1}  loader/decode headroom x{:.1} / x{:.1}",
             format!("{name} stage-2 training consumes"),
@@ -181,9 +194,17 @@ fn loader(subjects: u32, frames: u32, size: u32, batch: usize) -> Result<()> {
     Ok(())
 }
 
-fn train_step_rate(kind: Backbone, batch: usize, size: i64, steps: usize, stage: u8) -> f64 {
+fn train_step_rate(
+    kind: Backbone,
+    batch: usize,
+    size: i64,
+    steps: usize,
+    stage: u8,
+    device: Device,
+    amp: bool,
+) -> f64 {
     tch::manual_seed(0);
-    let model = Model::new(kind, 8, Device::Cpu);
+    let model = Model::new(kind, 8, device);
     let mut opt = Adam::new(0.0);
     for (n, t) in model.head_vs.variables() {
         opt.add(n, t, 1e-4);
@@ -199,30 +220,49 @@ fn train_step_rate(kind: Backbone, batch: usize, size: i64, steps: usize, stage:
         }
     }
     let b = batch as i64;
-    let x = Tensor::randn([b, 3, size, size], (Kind::Float, Device::Cpu));
-    let y = Tensor::rand([b, 8], (Kind::Float, Device::Cpu))
+    let x = Tensor::randn([b, 3, size, size], (Kind::Float, device));
+    let y = Tensor::rand([b, 8], (Kind::Float, device))
         .lt(0.3)
         .to_kind(Kind::Float);
     let mut step = || {
-        let pooled = if stage == 1 {
-            tch::no_grad(|| model.backbone.pooled(&x, false, usize::MAX))
-        } else {
-            model.backbone.pooled(&x, true, 0)
-        };
-        let l = loss::lsep(&model.head.forward_t(&pooled, true), &y);
+        let logits = tch::autocast(amp && device.is_cuda(), || {
+            let pooled = if stage == 1 {
+                tch::no_grad(|| model.backbone.pooled(&x, false, usize::MAX))
+            } else {
+                model.backbone.pooled(&x, true, 0)
+            };
+            model.head.forward_t(&pooled, true)
+        });
+        let l = loss::lsep(&logits.to_kind(Kind::Float), &y);
         opt.zero_grad();
         l.backward();
         opt.step();
     };
+    let sync = || {
+        if let Device::Cuda(i) = device {
+            tch::Cuda::synchronize(i as i64);
+        }
+    };
     step();
+    step();
+    sync();
     let t = Instant::now();
     for _ in 0..steps {
         step();
     }
+    sync();
     (batch * steps) as f64 / t.elapsed().as_secs_f64()
 }
 
-fn reference(name: &str, batch: usize, size: i64, steps: usize, stage: u8) -> Result<f64> {
+fn reference(
+    name: &str,
+    batch: usize,
+    size: i64,
+    steps: usize,
+    stage: u8,
+    device: &str,
+    amp: bool,
+) -> Result<f64> {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/reference.py");
     let out = std::process::Command::new(crate::python())
         .arg(script)
@@ -233,6 +273,8 @@ fn reference(name: &str, batch: usize, size: i64, steps: usize, stage: u8) -> Re
             &size.to_string(),
             &steps.to_string(),
             &stage.to_string(),
+            device,
+            if amp { "amp" } else { "fp32" },
         ])
         .output()
         .context("running the PyTorch reference (make setup)")?;

@@ -18,16 +18,34 @@ pub mod weights;
 pub use error::TrainError;
 pub use run::{run, JobResult, Model, RunOptions};
 
-/// Parses a device flag: `cpu`, `cuda`, `cuda:N` or `auto` (CUDA when available).
+/// Parses a device flag: `cpu`, `cuda`, `cuda:N` or `auto` (CUDA when available); a CUDA device
+/// must exist and libtorch's CUDA backend must be loaded.
 pub fn parse_device(s: &str) -> Result<tch::Device, String> {
-    match s {
-        "cpu" => Ok(tch::Device::Cpu),
-        "auto" => Ok(tch::Device::cuda_if_available()),
-        "cuda" => Ok(tch::Device::Cuda(0)),
+    let device = match s {
+        "cpu" => tch::Device::Cpu,
+        "auto" => tch::Device::cuda_if_available(),
+        "cuda" => tch::Device::Cuda(0),
         _ => s
             .strip_prefix("cuda:")
             .and_then(|n| n.parse::<usize>().ok())
             .map(tch::Device::Cuda)
-            .ok_or_else(|| format!("unknown device `{s}`: use cpu, cuda, cuda:N or auto")),
+            .ok_or_else(|| format!("unknown device `{s}`: use cpu, cuda, cuda:N or auto"))?,
+    };
+    if let tch::Device::Cuda(n) = device {
+        check_cuda(n)?;
     }
+    Ok(device)
+}
+
+/// Checks that libtorch can run kernels on CUDA device `n`.
+pub fn check_cuda(n: usize) -> Result<(), String> {
+    let count = tch::Cuda::device_count();
+    if (n as i64) < count {
+        return Ok(());
+    }
+    Err(format!(
+        "cuda:{n} requested, but libtorch sees {count} CUDA device(s): no GPU or driver here, \
+         CUDA_VISIBLE_DEVICES hides it, or the binary did not load libtorch_cuda.so \
+         (see README, troubleshooting)"
+    ))
 }
