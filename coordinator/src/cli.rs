@@ -1,4 +1,4 @@
-//! The admin CLI as a library: `ausweep coordinator|submit|status|watch|cancel|resubmit-failed|workers`.
+//! The admin CLI as a library: `ausweep coordinator|submit|status|watch|cancel|resubmit-failed|workers|drain|report|score`.
 
 use crate::client::{self, ClientTls};
 use crate::sched::Timing;
@@ -53,6 +53,13 @@ pub enum Command {
     },
     /// List registered workers.
     Workers {
+        #[command(flatten)]
+        conn: Conn,
+    },
+    /// Drain a worker: it leases nothing more, checkpoints its running jobs and exits.
+    Drain {
+        /// Worker id (as `ausweep workers` lists it).
+        worker: String,
         #[command(flatten)]
         conn: Conn,
     },
@@ -397,14 +404,31 @@ pub async fn run(cmd: Command) -> Result<()> {
                     })
                     .collect();
                 println!(
-                    "{:<20} {:<16} {:<6} {:<40} {}",
+                    "{:<20} {:<16} {:<6} {:<40} {}{}",
                     w.worker_id,
                     w.hostname,
                     if w.alive { "yes" } else { "no" },
                     devs.join(","),
-                    w.leased_jobs.len()
+                    w.leased_jobs.len(),
+                    if w.draining { " (draining)" } else { "" }
                 );
             }
+        }
+        Command::Drain { worker, conn } => {
+            let r = admin(&conn)
+                .await?
+                .drain_worker(v1::DrainWorkerRequest {
+                    worker_id: worker.clone(),
+                })
+                .await?
+                .into_inner();
+            if !r.found {
+                bail!("no worker `{worker}` (see `ausweep workers`)");
+            }
+            println!(
+                "draining {worker}: {} running job(s) stop at their next checkpoint",
+                r.leased_jobs.len()
+            );
         }
     }
     Ok(())

@@ -293,6 +293,7 @@ impl State {
             devices: reg.devices,
             session_hash,
             registered_ms: now,
+            draining: false,
         };
         batch.put(Tree::Workers, &rec.id, &rec)?;
         self.workers.insert(
@@ -336,7 +337,7 @@ impl State {
         let Some(w) = self.workers.get_mut(worker) else {
             return Ok(HeartbeatOutcome {
                 reregister: true,
-                abort: Vec::new(),
+                ..HeartbeatOutcome::default()
             });
         };
         w.last_seen_ms = now;
@@ -361,10 +362,35 @@ impl State {
                 abort.push(job.clone());
             }
         }
+        let drain = self.workers.get(worker).is_some_and(|w| w.rec.draining);
         Ok(HeartbeatOutcome {
             reregister: false,
             abort,
+            drain,
         })
+    }
+
+    /// Marks a worker's session as draining (persisted); `None` when there is no such worker.
+    pub fn drain(
+        &mut self,
+        worker: &str,
+        batch: &mut Batch,
+    ) -> Result<Option<Vec<String>>, SchedError> {
+        let Some(w) = self.workers.get_mut(worker) else {
+            return Ok(None);
+        };
+        if !w.rec.draining {
+            w.rec.draining = true;
+            batch.put(Tree::Workers, worker, &w.rec)?;
+        }
+        let mut leased: Vec<String> = self
+            .busy
+            .iter()
+            .filter(|((wk, _), _)| wk == worker)
+            .map(|(_, job)| job.clone())
+            .collect();
+        leased.sort();
+        Ok(Some(leased))
     }
 
     /// Extends one lease if (job, token, worker) holds it; persists at most every half lease.
@@ -432,6 +458,9 @@ impl State {
             return Ok(LeaseOutcome::Nothing(format!(
                 "device {device} is marked unhealthy"
             )));
+        }
+        if self.workers[worker].rec.draining {
+            return Ok(LeaseOutcome::Nothing("worker is draining".into()));
         }
         // The worker asks for a device we think busy: the attempt there is gone.
         if let Some(old) = self.busy.get(&(worker.to_string(), device)).cloned() {

@@ -275,3 +275,36 @@ fn cancel_stops_everything_and_leases_abort() {
     assert_eq!(hb.abort, vec![a.job_id]);
     assert!(h.lease("w", 0).is_none());
 }
+
+#[test]
+fn drain_stops_leasing_survives_a_restart_and_ends_with_a_new_registration() {
+    let mut h = Harness::new();
+    h.submit(SMALL);
+    h.register("a", cpus(2));
+    let running = h.lease("a", 0).unwrap();
+    let leased = h.step(|st, _, b| st.drain("a", b)).unwrap();
+    assert_eq!(leased, Some(vec![running.job_id.clone()]));
+    assert_eq!(h.step(|st, _, b| st.drain("nobody", b)).unwrap(), None);
+    // No new work for a draining worker, and the reason says so.
+    match h.step(|st, now, b| st.lease("a", 1, now, b)).unwrap() {
+        LeaseOutcome::Nothing(why) => assert_eq!(why, "worker is draining"),
+        LeaseOutcome::Assigned(a) => panic!("a draining worker got {}", a.job_id),
+    }
+    let beat = |h: &mut Harness| {
+        let lease = [(running.job_id.clone(), running.token)];
+        h.step(|st, now, b| st.heartbeat("a", "", None, &lease, now, b))
+            .unwrap()
+    };
+    let hb = beat(&mut h);
+    assert!(hb.drain && hb.abort.is_empty(), "{hb:?}");
+    // The order is stored: a restarted coordinator still tells the worker to drain.
+    h.restart();
+    assert!(beat(&mut h).drain);
+    assert!(h.st.list_workers(h.now)[0].worker.draining);
+    // Its running attempt still completes normally.
+    assert_eq!(h.complete("a", &running), Fenced::Current);
+    // A new session of the same worker (it drained, exited and was started again) leases again.
+    h.register("a", cpus(2));
+    assert!(!beat(&mut h).drain);
+    assert!(h.lease("a", 0).is_some());
+}

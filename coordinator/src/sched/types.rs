@@ -174,6 +174,8 @@ pub struct HeartbeatOutcome {
     pub reregister: bool,
     /// Leases to stop.
     pub abort: Vec<String>,
+    /// The worker must drain.
+    pub drain: bool,
 }
 
 /// A worker's registration as it arrives.

@@ -205,4 +205,21 @@ impl Admin for AdminSvc {
             workers: v.iter().map(convert::worker).collect(),
         }))
     }
+
+    async fn drain_worker(
+        &self,
+        req: Request<v1::DrainWorkerRequest>,
+    ) -> Result<Response<v1::DrainWorkerReply>, Status> {
+        self.auth(&req)?;
+        let id = req.into_inner().worker_id;
+        let leased = self
+            .sched
+            .call(move |st, _, batch| st.drain(&id, batch))
+            .await
+            .map_err(status)?;
+        Ok(Response::new(v1::DrainWorkerReply {
+            found: leased.is_some(),
+            leased_jobs: leased.unwrap_or_default(),
+        }))
+    }
 }

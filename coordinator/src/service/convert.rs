@@ -164,5 +164,6 @@ pub(crate) fn worker(w: &WorkerView) -> v1::WorkerInfo {
         last_heartbeat_unix_ms: w.last_seen_ms,
         alive: w.alive,
         leased_jobs: w.leased.clone(),
+        draining: w.worker.draining,
     }
 }

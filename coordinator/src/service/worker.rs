@@ -176,6 +176,7 @@ impl Worker for WorkerSvc {
         Ok(Response::new(v1::HeartbeatReply {
             reregister: out.reregister,
             abort_job_ids: out.abort,
+            drain: out.drain,
         }))
     }
 

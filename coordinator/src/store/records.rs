@@ -152,6 +152,9 @@ pub struct WorkerRecord {
     pub session_hash: String,
     /// Registration time, ms.
     pub registered_ms: u64,
+    /// An admin asked this session to drain (cleared when it registers again).
+    #[serde(default)]
+    pub draining: bool,
 }
 
 /// One AU's test scores.

@@ -241,7 +241,17 @@ async fn agent(args: WorkerArgs) -> Result<(), AgentError> {
                 lease_poll.reset_immediately();
             }
             _ = heartbeat.tick() => {
-                beat(&session, &devices, &running).await;
+                if beat(&session, &devices, &running).await && !draining {
+                    eprintln!(
+                        "ausweep worker: coordinator asks to drain {} running job(s) (at most {} s)",
+                        running.len(),
+                        args.drain_timeout_s
+                    );
+                    draining = true;
+                    for r in running.values() {
+                        let _ = r.control.send(Control::Drain);
+                    }
+                }
             }
             _ = lease_poll.tick(), if !draining => {
                 for dev in &devices.list {
@@ -303,8 +313,10 @@ async fn agent(args: WorkerArgs) -> Result<(), AgentError> {
     Ok(())
 }
 
-/// Sends one heartbeat; re-registers when asked; aborts attempts whose lease is gone.
-async fn beat(session: &Session, devices: &Devices, running: &HashMap<String, Running>) {
+/// Sends one heartbeat; re-registers when asked; aborts attempts whose lease is gone. True when
+/// the coordinator asks this worker to drain.
+async fn beat(session: &Session, devices: &Devices, running: &HashMap<String, Running>) -> bool {
+    let mut drain = false;
     let mut reg = session.registration().await;
     reg.devices = devices.to_proto();
     session.set_devices(reg.devices.clone()).await;
@@ -327,6 +339,7 @@ async fn beat(session: &Session, devices: &Devices, running: &HashMap<String, Ru
         .await
     {
         Ok(r) => {
+            drain = r.drain;
             if r.reregister {
                 if let Err(e) = session.reregister().await {
                     eprintln!("ausweep worker: re-registration failed: {}", e.message());
@@ -355,4 +368,5 @@ async fn beat(session: &Session, devices: &Devices, running: &HashMap<String, Ru
             eprintln!("ausweep worker: device stats not sent: {}", e.message());
         }
     }
+    drain
 }
