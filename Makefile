@@ -3,7 +3,7 @@ CARGO ?= cargo
 BIN := target/release/ausweep
 DEMO := target/demo
 
-.PHONY: setup build demo test bench fmt lint clean-demo
+.PHONY: setup build demo test soak bench fmt lint
 
 setup:
 	@bash scripts/setup.sh
@@ -11,16 +11,19 @@ setup:
 build: setup
 	$(CARGO) build --release --bin ausweep
 
-# Until the cluster demo lands: the paper's two stages on the synthetic DISFA, one fold.
+# The embedded default: a coordinator and a local CPU worker run experiments/demo.yaml on the
+# synthetic DISFA, then the report and chart land in target/demo/report.
 demo: build
-	@rm -rf $(DEMO)
-	$(BIN) train experiments/jobs/demo-stage1.yaml --out $(DEMO)/stage1 --summary > $(DEMO).stage1.jsonl
-	$(BIN) train experiments/jobs/demo-stage2.yaml --out $(DEMO)/stage2 --summary \
-		--init-checkpoint $(DEMO)/stage1/final.safetensors > $(DEMO).stage2.jsonl
-	@echo "progress logs: $(DEMO).stage1.jsonl $(DEMO).stage2.jsonl; results: $(DEMO)/stage*/result.json"
+	$(BIN) demo --out $(DEMO)
 
 test: setup
 	$(CARGO) test --workspace --no-fail-fast
+
+# Chaos repeated: every run kills coordinators and workers and cuts a network at random points.
+SOAK_RUNS ?= 20
+soak: setup
+	AUSWEEP_CHAOS_RUNS=$(SOAK_RUNS) AUSWEEP_CHAOS_SEED=$${AUSWEEP_CHAOS_SEED:-100} \
+		$(CARGO) test --release --test chaos -- --nocapture
 
 bench: build
 	$(BIN) bench train

@@ -2,6 +2,7 @@
 
 mod bench;
 mod dataset_cmd;
+mod demo_cmd;
 mod train_cmd;
 
 use anyhow::Result;
@@ -21,6 +22,9 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
+    /// The embedded default: a small synthetic sweep on a local coordinator and worker, then
+    /// the report.
+    Demo(demo_cmd::DemoArgs),
     /// Run one training job from a job file (standalone; JSON-lines progress on stdout).
     Train(train_cmd::TrainArgs),
     /// Inspect the converted ImageNet weights.
@@ -67,6 +71,7 @@ enum WeightsCmd {
 fn main() {
     let cli = Cli::parse();
     let r: Result<()> = match cli.cmd {
+        Cmd::Demo(a) => demo_cmd::run(a),
         Cmd::Train(a) => train_cmd::run(a),
         Cmd::Weights { cmd } => weights(cmd),
         Cmd::Dataset { cmd } => dataset_cmd::run(cmd),

@@ -170,6 +170,13 @@ fn validate(m: &Manifest) -> Result<(), Invalid> {
             );
         }
     }
+    if let Some(b) = m.backbone_weights.keys().find(|b| !m.backbones.contains(b)) {
+        return bad(
+            format!("backbone_weights.{b}"),
+            format!("`{b}` is not in `backbones`"),
+            Some("give weights only for the backbones the sweep trains"),
+        );
+    }
     let k = match &m.dataset.folds {
         FoldsSpec::Disfa3Fold => 3,
         FoldsSpec::Kfold { k, .. } => *k,
@@ -447,7 +454,11 @@ pub fn job_spec(
             }
         ),
         backbone,
-        weights: m.weights.clone(),
+        weights: m
+            .backbone_weights
+            .get(&backbone)
+            .unwrap_or(&m.weights)
+            .clone(),
         stage,
         init_checkpoint: None,
         fold,

@@ -1,4 +1,5 @@
 use super::*;
+use ausweep_proto::job::WeightsSource;
 use std::path::Path;
 
 fn experiments(name: &str) -> String {
@@ -20,6 +21,12 @@ fn paper_and_demo_manifests_are_valid() {
     assert_eq!(demo.manifest.dataset.input_size, 64);
     assert_eq!(folds(&demo.manifest), vec![1, 2, 3]);
     assert_eq!(demo.manifest.resources.device, DeviceReq::Cpu);
+    // The demo trains mobilenet_v2 from its ImageNet weights and mobilenet_v1 from scratch.
+    let g = &grid_points(&demo.manifest)[0];
+    let v2 = job_spec(&demo.manifest, Backbone::MobilenetV2, 1, 1, g).unwrap();
+    let v1 = job_spec(&demo.manifest, Backbone::MobilenetV1, 1, 1, g).unwrap();
+    assert_eq!(v2.weights, WeightsSource::Imagenet);
+    assert_eq!(v1.weights, WeightsSource::None);
 }
 
 #[test]
@@ -28,13 +35,14 @@ fn sweep_id_is_canonical_and_changes_with_content() {
     let a = parse(&text, "a").unwrap();
     // Comments, key order and spelled-out defaults do not change the id.
     let reordered = format!(
-        "# another comment\nbatch_size: 16\n{}\npriority: 0\n",
-        text.replace("batch_size: 16\n", "")
+        "# another comment\nbatch_size: 32\n{}\npriority: 0\n",
+        text.replace("batch_size: 32\n", "")
     );
     let b = parse(&reordered, "b").unwrap();
     assert_eq!(a.sweep_id, b.sweep_id);
     assert_eq!(a.sweep_id.len(), 16);
-    let c = parse(&text.replace("epochs: 2", "epochs: 3"), "c").unwrap();
+    assert!(text.contains("epochs: 4"));
+    let c = parse(&text.replace("epochs: 4", "epochs: 5"), "c").unwrap();
     assert_ne!(a.sweep_id, c.sweep_id);
     assert_eq!(from_canonical(&a.canonical).unwrap(), a.manifest);
 }

@@ -23,6 +23,9 @@ pub struct Manifest {
     /// Initial backbone weights.
     #[serde(default)]
     pub weights: WeightsSource,
+    /// Per-backbone overrides of `weights` (e.g. ImageNet for one, random for another).
+    #[serde(default)]
+    pub backbone_weights: BTreeMap<Backbone, WeightsSource>,
     /// The classifier head.
     #[serde(default)]
     pub head: Head,

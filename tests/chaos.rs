@@ -1,0 +1,391 @@
+//! Chaos, with real processes on loopback: during a sweep the coordinator (a child `ausweep
+//! coordinator` on a sled store) is SIGKILLed at random points and restarted, workers are
+//! SIGKILLed and restarted, and one worker's network (through a TCP proxy) is cut for longer
+//! than its lease. Afterwards every job has exactly one accepted attempt, every checkpoint a
+//! result references is in the store, and the F1 table equals an undisturbed run's.
+//!
+//! `AUSWEEP_CHAOS_RUNS` (default 1) sets the repetitions, `AUSWEEP_CHAOS_SEED` the first seed;
+//! `make soak` runs many.
+
+mod common;
+
+use ausweep_coordinator::client;
+use ausweep_coordinator::store::records::{AttemptRecord, ResultRecord};
+use ausweep_coordinator::store::{blobs::Blobs, load_all, SledStore, Tree};
+use ausweep_proto::v1;
+use common::*;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+const LEASE_MS: u64 = 2_500;
+
+/// The sweep under test: one backbone, 3 folds x 2 stages (6 jobs), stage 2 of 3 epochs.
+fn sweep() -> String {
+    manifest("chaos", &[1, 2, 3], 3)
+}
+
+/// A coordinator child process on a fixed port and data dir; SIGKILLed on drop.
+struct Coordinator {
+    child: Option<Child>,
+    port: u16,
+    data: PathBuf,
+    log: PathBuf,
+}
+
+impl Coordinator {
+    fn start(root: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut c = Coordinator {
+            child: None,
+            port,
+            data: root.join("coord"),
+            log: root.join("coordinator.log"),
+        };
+        c.spawn();
+        c
+    }
+
+    fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_ausweep"))
+            .args([
+                "coordinator",
+                "--listen",
+                &format!("127.0.0.1:{}", self.port),
+            ])
+            .arg("--data-dir")
+            .arg(&self.data)
+            .args(["--heartbeat-ms", "500", "--lease-ms", &LEASE_MS.to_string()])
+            .env("AUSWEEP_ADMIN_TOKEN", ADMIN)
+            .env("AUSWEEP_JOIN_TOKEN", JOIN)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait: the store is closed cleanly.
+    fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let until = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < until {
+                if c.try_wait().unwrap().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// An admin client, once the coordinator answers.
+    async fn admin(&self) -> client::Admin {
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(ch) = client::connect(&self.url(), None).await {
+                let mut a = client::admin(ch, ADMIN).unwrap();
+                if a.list_sweeps(v1::ListSweepsRequest {}).await.is_ok() {
+                    return a;
+                }
+            }
+            assert!(
+                Instant::now() < until,
+                "coordinator did not come up:\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Coordinator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A TCP proxy in front of the coordinator whose link can be cut: open connections are closed
+/// and new ones are dropped at once until it is healed.
+struct Proxy {
+    addr: SocketAddr,
+    cut: watch::Sender<bool>,
+}
+
+impl Proxy {
+    async fn start(upstream: u16) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (cut, rx) = watch::channel(false);
+        let rx = Arc::new(rx);
+        tokio::spawn(async move {
+            while let Ok((mut down, _)) = listener.accept().await {
+                let mut rx = (*rx).clone();
+                if *rx.borrow() {
+                    continue; // dropped: the peer sees a reset
+                }
+                tokio::spawn(async move {
+                    let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut down, &mut up) => {}
+                        _ = rx.wait_for(|c| *c) => {}
+                    }
+                });
+            }
+        });
+        Proxy { addr, cut }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn set_cut(&self, cut: bool) {
+        let _ = self.cut.send(cut);
+    }
+}
+
+/// Per job: (avg F1, per-AU F1) of its accepted result.
+type F1Table = BTreeMap<String, (f64, Vec<(u32, f64)>)>;
+
+async fn wait_done(
+    coord: &Coordinator,
+    id: &str,
+    limit: Duration,
+    workers: &[&Worker],
+) -> v1::SweepStatus {
+    let until = Instant::now() + limit;
+    let mut admin = coord.admin().await;
+    loop {
+        if let Ok(st) = admin
+            .get_sweep(v1::GetSweepRequest {
+                sweep_id: id.into(),
+            })
+            .await
+        {
+            let st = st.into_inner();
+            if all_succeeded(&st) {
+                return st;
+            }
+            let failed = st.jobs.iter().any(|j| j.state() == v1::JobState::Failed);
+            if failed || Instant::now() > until {
+                let logs: Vec<String> = workers
+                    .iter()
+                    .map(|w| format!("--- {}\n{}", w.log.display(), w.log()))
+                    .collect();
+                panic!(
+                    "sweep did not finish (a job failed, or {limit:?} passed):\n{}\n{}",
+                    describe(&st),
+                    logs.join("\n")
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Stops the coordinator and checks its store: one accepted attempt per job, every result's
+/// checkpoint present. Returns the F1 table.
+fn audit(coord: &mut Coordinator, jobs: usize) -> F1Table {
+    coord.stop();
+    let store = SledStore::open(&coord.data.join("db")).unwrap();
+    let blobs = Blobs::open(&coord.data.join("checkpoints"), 8 << 30).unwrap();
+    let attempts: Vec<AttemptRecord> = load_all(&store, Tree::Attempts).unwrap();
+    let results: Vec<ResultRecord> = load_all(&store, Tree::Results).unwrap();
+    assert_eq!(results.len(), jobs, "one result per job");
+    let mut table = F1Table::new();
+    for r in &results {
+        let accepted: Vec<&AttemptRecord> = attempts
+            .iter()
+            .filter(|a| a.job == r.job && a.outcome == "succeeded")
+            .collect();
+        assert_eq!(
+            accepted.len(),
+            1,
+            "{}: accepted attempts {accepted:?} (all: {:?})",
+            r.job,
+            attempts
+                .iter()
+                .filter(|a| a.job == r.job)
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(accepted[0].attempt, r.attempt, "{}", r.job);
+        assert!(
+            blobs.contains(&r.checkpoint),
+            "{}: checkpoint {} is not in the store",
+            r.job,
+            r.checkpoint
+        );
+        table.insert(
+            r.job.clone(),
+            (r.avg_f1, r.aus.iter().map(|a| (a.au, a.f1)).collect()),
+        );
+    }
+    table
+}
+
+fn same_table(a: &F1Table, b: &F1Table) -> Result<(), String> {
+    if a.keys().ne(b.keys()) {
+        return Err(format!("jobs differ: {:?} vs {:?}", a.keys(), b.keys()));
+    }
+    for (job, (fa, aus_a)) in a {
+        let (fb, aus_b) = &b[job];
+        let close = |x: f64, y: f64| (x - y).abs() < 1e-9;
+        if !close(*fa, *fb)
+            || aus_a.len() != aus_b.len()
+            || aus_a
+                .iter()
+                .zip(aus_b)
+                .any(|(x, y)| x.0 != y.0 || !close(x.1, y.1))
+        {
+            return Err(format!("{job}: {fa} {aus_a:?} vs {fb} {aus_b:?}"));
+        }
+    }
+    Ok(())
+}
+
+/// The reference: the same sweep with nothing disturbed.
+async fn undisturbed(root: &Path) -> F1Table {
+    let mut coord = Coordinator::start(root);
+    let mut admin = coord.admin().await;
+    let id = submit(&mut admin, sweep()).await;
+    let a = Worker::start(&coord.url(), root, "a", &[]);
+    let b = Worker::start(&coord.url(), root, "b", &[]);
+    let st = wait_done(&coord, &id, Duration::from_secs(300), &[&a, &b]).await;
+    drop((a, b));
+    audit(&mut coord, st.jobs.len())
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Fault {
+    KillCoordinator,
+    KillWorker(usize),
+    CutNetwork,
+}
+
+async fn chaos_run(root: &Path, seed: u64) -> (F1Table, Vec<String>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut coord = Coordinator::start(root);
+    let mut admin = coord.admin().await;
+    let id = submit(&mut admin, sweep()).await;
+    let proxy = Proxy::start(coord.port).await;
+    // Worker 0 talks to the coordinator directly, worker 1 through the proxy.
+    let urls = [coord.url(), proxy.url()];
+    let names = ["a", "b"];
+    let mut workers: Vec<Worker> = (0..2)
+        .map(|i| Worker::start(&urls[i], root, names[i], &[]))
+        .collect();
+    let mut done_faults = Vec::new();
+    let until = Instant::now() + Duration::from_secs(600);
+    let faults = rng.random_range(3..=5);
+    for _ in 0..faults {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(2_000..8_000))).await;
+        let finished = admin
+            .get_sweep(v1::GetSweepRequest {
+                sweep_id: id.clone(),
+            })
+            .await
+            .map(|s| all_succeeded(&s.into_inner()))
+            .unwrap_or(false);
+        if finished || Instant::now() > until {
+            break;
+        }
+        let fault = match rng.random_range(0..3) {
+            0 => Fault::KillCoordinator,
+            1 => Fault::KillWorker(rng.random_range(0..2)),
+            _ => Fault::CutNetwork,
+        };
+        done_faults.push(format!("{fault:?}"));
+        eprintln!("chaos seed {seed}: {fault:?}");
+        match fault {
+            Fault::KillCoordinator => {
+                coord.kill();
+                tokio::time::sleep(Duration::from_millis(rng.random_range(200..2_000))).await;
+                coord.spawn();
+                admin = coord.admin().await;
+            }
+            Fault::KillWorker(i) => {
+                workers[i].child.kill().unwrap();
+                workers[i].wait_exit(Duration::from_secs(10)).await;
+                tokio::time::sleep(Duration::from_millis(rng.random_range(200..1_500))).await;
+                // The node comes back under the same name and work dir.
+                workers[i] = Worker::start(&urls[i], root, names[i], &[]);
+            }
+            Fault::CutNetwork => {
+                proxy.set_cut(true);
+                // Longer than the lease: the coordinator must hand the job to someone else.
+                tokio::time::sleep(Duration::from_millis(LEASE_MS * 2)).await;
+                proxy.set_cut(false);
+            }
+        }
+    }
+    let refs: Vec<&Worker> = workers.iter().collect();
+    let st = wait_done(&coord, &id, Duration::from_secs(400), &refs).await;
+    drop(workers);
+    (audit(&mut coord, st.jobs.len()), done_faults)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sweeps_survive_killed_coordinators_killed_workers_and_cut_networks() {
+    let runs: u64 = std::env::var("AUSWEEP_CHAOS_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let first: u64 = std::env::var("AUSWEEP_CHAOS_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    let tmp = tempfile::tempdir().unwrap();
+    let t0 = Instant::now();
+    let reference = undisturbed(&tmp.path().join("reference")).await;
+    assert_eq!(reference.len(), 6);
+    // The synthetic AUs are learnable even in this tiny setting: the table is not all zeros.
+    assert!(reference.values().any(|(f1, _)| *f1 > 0.0), "{reference:?}");
+    eprintln!("chaos: reference run {:.1} s", t0.elapsed().as_secs_f64());
+    for seed in first..first + runs {
+        let t = Instant::now();
+        let (table, faults) = chaos_run(&tmp.path().join(format!("run-{seed}")), seed).await;
+        if let Err(e) = same_table(&reference, &table) {
+            panic!("seed {seed} (faults {faults:?}): the F1 table differs from the undisturbed run: {e}");
+        }
+        eprintln!(
+            "chaos seed {seed}: {} faults {faults:?}, same F1 table, {:.1} s",
+            faults.len(),
+            t.elapsed().as_secs_f64()
+        );
+    }
+}
