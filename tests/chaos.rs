@@ -14,6 +14,7 @@ use ausweep_coordinator::store::records::{AttemptRecord, ResultRecord};
 use ausweep_coordinator::store::{blobs::Blobs, load_all, SledStore, Tree};
 use ausweep_proto::v1;
 use common::*;
+use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
@@ -27,9 +28,35 @@ use tokio::sync::watch;
 
 const LEASE_MS: u64 = 2_500;
 
-/// The sweep under test: one backbone, 3 folds x 2 stages (6 jobs), stage 2 of 3 epochs.
+/// The sweep under test: MobileNet-v2 from ImageNet weights (so the F1 table is far from zero
+/// and a wrong resume would show), 3 folds x 2 stages (6 jobs), stage 2 of 3 epochs.
 fn sweep() -> String {
-    manifest("chaos", &[1, 2, 3], 3)
+    "name: chaos
+dataset:
+  source: {kind: synthetic, subjects: 27, frames: 16, seed: 5}
+  aus: [1, 2, 4, 6, 9, 12, 25, 26]
+  folds: !kfold {k: 3, seed: 0}
+  input_size: 48
+  val_subjects: 2
+backbones: [mobilenet_v2]
+weights: imagenet
+loss: lsep
+thresholds: tuned
+augment: {flip: 0.0}
+stages:
+  - freeze: backbone
+    optimizer: {lr: 3.0e-3}
+    epochs: 3
+  - freeze: none
+    optimizer: {lr: 1.0e-3, backbone_lr: 2.0e-3}
+    epochs: 3
+batch_size: 16
+seed: 0
+resources:
+  device: cpu
+retries: 5
+"
+    .to_string()
 }
 
 /// A coordinator child process on a fixed port and data dir; SIGKILLed on drop.
@@ -42,6 +69,7 @@ struct Coordinator {
 
 impl Coordinator {
     fn start(root: &Path) -> Self {
+        std::fs::create_dir_all(root).unwrap();
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -311,9 +339,22 @@ async fn chaos_run(root: &Path, seed: u64) -> (F1Table, Vec<String>) {
         .collect();
     let mut done_faults = Vec::new();
     let until = Instant::now() + Duration::from_secs(600);
-    let faults = rng.random_range(3..=5);
-    for _ in 0..faults {
-        tokio::time::sleep(Duration::from_millis(rng.random_range(2_000..8_000))).await;
+    // Every kind of fault at least once per run, plus up to two more, in a random order.
+    let mut plan = vec![
+        Fault::KillCoordinator,
+        Fault::KillWorker(rng.random_range(0..2)),
+        Fault::CutNetwork,
+    ];
+    for _ in 0..rng.random_range(0..=2) {
+        plan.push(match rng.random_range(0..3) {
+            0 => Fault::KillCoordinator,
+            1 => Fault::KillWorker(rng.random_range(0..2)),
+            _ => Fault::CutNetwork,
+        });
+    }
+    plan.shuffle(&mut rng);
+    for fault in plan {
+        tokio::time::sleep(Duration::from_millis(rng.random_range(2_000..6_000))).await;
         let finished = admin
             .get_sweep(v1::GetSweepRequest {
                 sweep_id: id.clone(),
@@ -324,11 +365,6 @@ async fn chaos_run(root: &Path, seed: u64) -> (F1Table, Vec<String>) {
         if finished || Instant::now() > until {
             break;
         }
-        let fault = match rng.random_range(0..3) {
-            0 => Fault::KillCoordinator,
-            1 => Fault::KillWorker(rng.random_range(0..2)),
-            _ => Fault::CutNetwork,
-        };
         done_faults.push(format!("{fault:?}"));
         eprintln!("chaos seed {seed}: {fault:?}");
         match fault {
@@ -373,9 +409,13 @@ async fn sweeps_survive_killed_coordinators_killed_workers_and_cut_networks() {
     let t0 = Instant::now();
     let reference = undisturbed(&tmp.path().join("reference")).await;
     assert_eq!(reference.len(), 6);
-    // The synthetic AUs are learnable even in this tiny setting: the table is not all zeros.
-    assert!(reference.values().any(|(f1, _)| *f1 > 0.0), "{reference:?}");
-    eprintln!("chaos: reference run {:.1} s", t0.elapsed().as_secs_f64());
+    // The synthetic AUs are learnable even in this tiny setting: the table is far from zero.
+    let mean = reference.values().map(|(f1, _)| f1).sum::<f64>() / reference.len() as f64;
+    assert!(mean > 0.2, "mean F1 {mean}: {reference:?}");
+    eprintln!(
+        "chaos: reference run {:.1} s, mean F1 {mean:.3}",
+        t0.elapsed().as_secs_f64()
+    );
     for seed in first..first + runs {
         let t = Instant::now();
         let (table, faults) = chaos_run(&tmp.path().join(format!("run-{seed}")), seed).await;
