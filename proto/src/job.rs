@@ -409,6 +409,11 @@ impl JobSpec {
 
     /// Parses and validates a job document; `origin` names it in errors.
     pub fn from_yaml(text: &str, origin: &str) -> Result<Self, JobError> {
+        crate::yaml::check_bounded(text).map_err(|e| JobError::Parse {
+            origin: origin.to_string(),
+            field: "(top level)".into(),
+            message: e.to_string(),
+        })?;
         let de = serde_yaml::Deserializer::from_str(text);
         let spec: JobSpec = serde_path_to_error::deserialize(de).map_err(|e| JobError::Parse {
             origin: origin.to_string(),
@@ -553,6 +558,22 @@ mod tests {
     use super::*;
 
     const MINIMAL: &str = "backbone: mobilenet_v2\nstage: 1\nfold: 1\ndata:\n  source: {kind: synthetic, subjects: 6, frames: 20}\n";
+
+    #[test]
+    fn alias_bomb_is_refused_before_it_expands() {
+        // `source` is internally tagged, so serde buffers the whole mapping before it sees the
+        // unknown keys: without the bound, 1.8 billion nodes would be built from 42 KB.
+        let mut doc = String::from(
+            "backbone: mobilenet_v2\nstage: 1\nfold: 1\ndata:\n  source:\n    kind: synthetic\n",
+        );
+        doc.push_str(&crate::yaml::wide_bomb_lines(4));
+        let t = std::time::Instant::now();
+        let e = JobSpec::from_yaml(&doc, "bomb.yaml").unwrap_err();
+        assert!(t.elapsed().as_secs() < 5, "took {:?}", t.elapsed());
+        let msg = e.to_string();
+        assert!(msg.starts_with("bomb.yaml: "), "{msg}");
+        assert!(msg.contains("alias") && msg.contains("line "), "{msg}");
+    }
 
     #[test]
     fn minimal_job_gets_defaults() {
