@@ -415,10 +415,28 @@ impl JobSpec {
             message: e.to_string(),
         })?;
         let de = serde_yaml::Deserializer::from_str(text);
-        let spec: JobSpec = serde_path_to_error::deserialize(de).map_err(|e| JobError::Parse {
-            origin: origin.to_string(),
-            field: display_path(&e.path().to_string()),
-            message: e.inner().to_string(),
+        let spec: JobSpec = serde_path_to_error::deserialize(de).map_err(|e| {
+            // The typed pass can stop at a type error (without a position) before the parser
+            // reaches a syntax error further on: the syntax error, with its line, is the cause.
+            // (Aliases are bounded above, so building the generic value is bounded too.)
+            if let Err(syntax) = serde_yaml::from_str::<serde_yaml::Value>(text) {
+                if let Some(at) = syntax.location() {
+                    let mut message = syntax.to_string();
+                    if !message.contains(" at line ") {
+                        message = format!("{message} at line {} column {}", at.line(), at.column());
+                    }
+                    return JobError::Parse {
+                        origin: origin.to_string(),
+                        field: "(top level)".into(),
+                        message,
+                    };
+                }
+            }
+            JobError::Parse {
+                origin: origin.to_string(),
+                field: display_path(&e.path().to_string()),
+                message: e.inner().to_string(),
+            }
         })?;
         spec.validate(origin)?;
         Ok(spec)
@@ -573,6 +591,22 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.starts_with("bomb.yaml: "), "{msg}");
         assert!(msg.contains("alias") && msg.contains("line "), "{msg}");
+    }
+
+    #[test]
+    fn syntax_errors_name_their_line_even_after_a_type_error() {
+        // The typed pass fails first ("expected struct JobSpec"), without a position.
+        for doc in [
+            "[a",
+            "`",
+            "\t",
+            "backbone: vgg19\nstage: [1\n",
+            "a: [1, 2\n",
+        ] {
+            let e = JobSpec::from_yaml(doc, "j.yaml").unwrap_err().to_string();
+            assert!(e.starts_with("j.yaml: "), "{e}");
+            assert!(e.contains(" at line "), "{doc:?}: {e}");
+        }
     }
 
     #[test]

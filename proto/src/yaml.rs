@@ -9,7 +9,7 @@
 //! [`MAX_YAML_NODES`]. Text that does not parse is left to the real parser, which names the
 //! field.
 
-use serde::de::{self, DeserializeSeed, Deserializer as _, Visitor};
+use serde::de::{self, DeserializeSeed, Visitor};
 use std::cell::Cell;
 use std::fmt;
 
@@ -80,15 +80,16 @@ pub fn check_bounded_with(text: &str, limit: usize) -> Result<(), YamlBoundError
 /// The 1-based line of the first alias (`*name` where a node may start), for errors the
 /// parser gives no position.
 fn first_alias_line(text: &str) -> Option<usize> {
-    text.lines().position(|line| {
-        let b = line.as_bytes();
-        (0..b.len()).any(|i| {
-            b[i] == b'*'
-                && (i == 0 || matches!(b[i - 1], b' ' | b'[' | b',' | b'\t' | b'{'))
-                && b.get(i + 1).is_some_and(|c| !c.is_ascii_whitespace())
+    text.lines()
+        .position(|line| {
+            let b = line.as_bytes();
+            (0..b.len()).any(|i| {
+                b[i] == b'*'
+                    && (i == 0 || matches!(b[i - 1], b' ' | b'[' | b',' | b'\t' | b'{'))
+                    && b.get(i + 1).is_some_and(|c| !c.is_ascii_whitespace())
+            })
         })
-    })
-    .map(|i| i + 1)
+        .map(|i| i + 1)
 }
 
 #[doc(hidden)]

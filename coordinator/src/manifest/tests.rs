@@ -101,8 +101,10 @@ fn bad_manifest_corpus() {
 fn alias_bomb_is_refused_with_file_and_line() {
     // 42 KB of aliases that expand to 1.8 billion grid values; without the bound they would
     // be materialised before validation runs (and the parser's own alias guard allows them).
-    let mut text = experiments("demo.yaml");
-    assert!(!text.contains("grid:"));
+    let mut text = String::from(
+        "name: bomb\ndataset:\n  source: {kind: synthetic}\nbackbones: [vgg19]\nstages:\n  - {freeze: backbone, optimizer: {lr: 0.001}, epochs: 1}\n",
+    );
+    parse(&text, "ok.yaml").unwrap();
     text.push_str("grid:\n");
     text.push_str(&ausweep_proto::yaml::wide_bomb_lines(2));
     let t = std::time::Instant::now();
