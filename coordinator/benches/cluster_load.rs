@@ -1,8 +1,8 @@
 //! `make bench-load`: the real `ausweep coordinator` binary (child process, sled store in a temp
 //! dir) under 1,000 simulated workers over 100,000 jobs, all through the real gRPC client.
 //!
-//! Reports: submit time for the jobs (manifests with `grid:` axes), lease -> progress -> complete
-//! lifecycles/s, lease latency p50/p99, saturated heartbeats/s, restart time with the full store,
+//! Reports: submit time for the jobs (manifests with `grid:` axes), lease -> progress -> upload ->
+//! complete lifecycles/s, lease latency p50/p99, saturated heartbeats/s, restart time with the full store,
 //! and the coordinator's RSS (VmRSS/VmHWM from /proc) idle, after submit, peak and after restart.
 //!
 //! Env: AUSWEEP_BIN (default target/release/ausweep), AUSWEEP_LOAD_WORKERS (1000),
@@ -276,7 +276,29 @@ async fn main() {
                         }),
                     })
                     .await;
-                let sha = hex::encode(Sha256::digest(a.job_id.as_bytes()));
+                // The final checkpoint the result names (Complete refuses an unknown one).
+                let data = a.job_id.as_bytes().to_vec();
+                let sha = hex::encode(Sha256::digest(&data));
+                let chunks = vec![
+                    v1::CheckpointChunk {
+                        part: Some(v1::checkpoint_chunk::Part::Header(v1::CheckpointHeader {
+                            job_id: a.job_id.clone(),
+                            fencing_token: a.fencing_token,
+                            sha256: sha.clone(),
+                            size: data.len() as u64,
+                            epoch: 1,
+                        })),
+                    },
+                    v1::CheckpointChunk {
+                        part: Some(v1::checkpoint_chunk::Part::Data(data)),
+                    },
+                ];
+                if w.upload_checkpoint(tokio_stream::iter(chunks))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
                 let ok = w
                     .complete(v1::CompleteRequest {
                         job_id: a.job_id,
@@ -319,7 +341,7 @@ async fn main() {
     row(
         "lifecycles",
         format!(
-            "{n} lease -> progress -> complete in {el:.1} s = {:.0}/s ({} heartbeats on the side)",
+            "{n} lease -> progress -> upload -> complete in {el:.1} s = {:.0}/s ({} heartbeats on the side)",
             n as f64 / el,
             beats.load(Ordering::Relaxed)
         ),

@@ -221,11 +221,11 @@ fn mutate(text: &str, ops: &[Op]) -> String {
 fn op() -> impl Strategy<Value = Op> {
     let u = any::<usize>();
     prop_oneof![
-        1 => (u.clone(), 0usize..40).prop_map(|(i, n)| Op::Delete(i, n)),
-        3 => (u.clone(), any::<usize>()).prop_map(|(i, k)| Op::Insert(i, k)),
-        1 => u.clone().prop_map(Op::DupLine),
-        1 => (u.clone(), any::<usize>()).prop_map(|(i, j)| Op::SwapLines(i, j)),
-        1 => (u.clone(), any::<usize>()).prop_map(|(i, d)| Op::Indent(i, d)),
+        1 => (u, 0usize..40).prop_map(|(i, n)| Op::Delete(i, n)),
+        3 => (u, any::<usize>()).prop_map(|(i, k)| Op::Insert(i, k)),
+        1 => u.prop_map(Op::DupLine),
+        1 => (u, any::<usize>()).prop_map(|(i, j)| Op::SwapLines(i, j)),
+        1 => (u, any::<usize>()).prop_map(|(i, d)| Op::Indent(i, d)),
         1 => u.prop_map(Op::Truncate),
     ]
 }

@@ -504,7 +504,7 @@ fn random_calls_to_every_rpc_never_crash_or_corrupt_the_coordinator() {
         b"keeper".to_vec(),
     ];
     pool.extend(b_jobs.iter().map(|j| j.clone().into_bytes()));
-    pool.push(blob_sha[..63].as_bytes().to_vec());
+    pool.push(blob_sha.as_bytes()[..63].to_vec());
 
     let mut runner = TestRunner::new_with_rng(
         PtConfig {

@@ -102,7 +102,7 @@ fn alias_bomb_is_refused_with_file_and_line() {
     // 42 KB of aliases that expand to 1.8 billion grid values; without the bound they would
     // be materialised before validation runs (and the parser's own alias guard allows them).
     let mut text = String::from(
-        "name: bomb\ndataset:\n  source: {kind: synthetic}\nbackbones: [vgg19]\nstages:\n  - {freeze: backbone, optimizer: {lr: 0.001}, epochs: 1}\n",
+        "name: bomb\ndataset:\n  source: {kind: synthetic, subjects: 9, frames: 20}\nbackbones: [vgg19]\nstages:\n  - {freeze: backbone, optimizer: {lr: 0.001}, epochs: 1}\n",
     );
     parse(&text, "ok.yaml").unwrap();
     text.push_str("grid:\n");
