@@ -30,6 +30,28 @@ bench: build
 	$(BIN) bench loader
 	$(CARGO) bench -p ausweep-coordinator
 
+# The real coordinator binary under 1,000 simulated workers over 100,000 jobs (docs/stress.md).
+# Scale down with AUSWEEP_LOAD_WORKERS=100 AUSWEEP_LOAD_JOBS=10000.
+.PHONY: bench-load
+bench-load: build
+	AUSWEEP_BIN=$${AUSWEEP_BIN:-$${CARGO_TARGET_DIR:-$(CURDIR)/target}/release/ausweep} \
+		$(CARGO) bench -p ausweep-coordinator --features load-bench --bench cluster_load
+
+# cargo-fuzz on the stable toolchain (RUSTC_BOOTSTRAP), each target for FUZZ_SECONDS. New
+# inputs go to FUZZ_WORK; the committed seeds in fuzz/corpus are only read. Crashes land in
+# fuzz/artifacts/<target>/; copy a fixed one into fuzz/regressions/ (tests/parser_fuzz.rs replays it).
+FUZZ_SECONDS ?= 60
+FUZZ_SANITIZER ?= none
+FUZZ_WORK ?= $(CURDIR)/target/fuzz-corpus
+.PHONY: fuzz
+fuzz:
+	@command -v cargo-fuzz >/dev/null || $(CARGO) install cargo-fuzz
+	cd fuzz && for t in manifest job_file; do \
+		mkdir -p $(FUZZ_WORK)/$$t && \
+		RUSTC_BOOTSTRAP=1 $(CARGO) fuzz run -s $(FUZZ_SANITIZER) --fuzz-dir . $$t $(FUZZ_WORK)/$$t corpus/$$t \
+			-- -max_total_time=$(FUZZ_SECONDS) -dict=yaml.dict -max_len=65536 -timeout=10 -rss_limit_mb=2048 || exit 1; \
+	done
+
 fmt:
 	$(CARGO) fmt --all
 

@@ -37,6 +37,9 @@ pub fn run(a: TrainArgs) -> Result<()> {
         std::fs::read_to_string(&a.job).with_context(|| format!("reading {}", a.job.display()))?;
     let mut spec = {
         // Validate after the override, so a stage-2 file may leave init_checkpoint to the flag.
+        // Bound alias expansion first: the generic Value below would materialise a bomb.
+        ausweep_proto::yaml::check_bounded(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", a.job.display()))?;
         let mut doc: serde_yaml::Value = serde_yaml::from_str(&text)
             .with_context(|| format!("{}: not YAML", a.job.display()))?;
         if let (Some(p), Some(map)) = (&a.init_checkpoint, doc.as_mapping_mut()) {

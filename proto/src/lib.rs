@@ -4,6 +4,7 @@
 pub mod client;
 pub mod job;
 pub mod wire;
+pub mod yaml;
 
 pub use job::{JobError, JobSpec};
 

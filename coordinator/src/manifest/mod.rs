@@ -80,6 +80,16 @@ pub fn parse(text: &str, file: &str) -> Result<Parsed, ManifestError> {
             None,
         ));
     }
+    ausweep_proto::yaml::check_bounded(text).map_err(|e| ManifestError {
+        file: file.to_string(),
+        line: e.line,
+        field: "(top level)".to_string(),
+        message: format!(
+            "YAML aliases expand the manifest past {} nodes; refused (an alias bomb?)",
+            e.limit
+        ),
+        hint: None,
+    })?;
     let de = serde_yaml::Deserializer::from_str(text);
     let manifest: Manifest = serde_path_to_error::deserialize(de).map_err(|e| {
         let path = e.path().to_string();

@@ -104,3 +104,22 @@ fn bad_manifest_corpus() {
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     assert!(n >= 20, "only {n} bad manifests");
 }
+
+#[test]
+fn alias_bomb_is_refused_with_file_and_line() {
+    // 42 KB of aliases that expand to 1.8 billion grid values; without the bound they would
+    // be materialised before validation runs (and the parser's own alias guard allows them).
+    let mut text = String::from(
+        "name: bomb\ndataset:\n  source: {kind: synthetic, subjects: 9, frames: 20}\nbackbones: [vgg19]\nstages:\n  - {freeze: backbone, optimizer: {lr: 0.001}, epochs: 1}\n",
+    );
+    parse(&text, "ok.yaml").unwrap();
+    text.push_str("grid:\n");
+    text.push_str(&ausweep_proto::yaml::wide_bomb_lines(2));
+    let t = std::time::Instant::now();
+    let e = parse(&text, "bomb.yaml").unwrap_err();
+    assert!(t.elapsed().as_secs() < 5, "took {:?}", t.elapsed());
+    assert_eq!(e.file, "bomb.yaml");
+    assert!(e.line.is_some(), "{e}");
+    assert!(e.message.contains("alias"), "{e}");
+    assert!(e.to_string().starts_with("bomb.yaml:"), "{e}");
+}

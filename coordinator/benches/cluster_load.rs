@@ -1,0 +1,465 @@
+//! `make bench-load`: the real `ausweep coordinator` binary (child process, sled store in a temp
+//! dir) under 1,000 simulated workers over 100,000 jobs, all through the real gRPC client.
+//!
+//! Reports: submit time for the jobs (manifests with `grid:` axes), lease -> progress -> upload ->
+//! complete lifecycles/s, lease latency p50/p99, saturated heartbeats/s, restart time with the full store,
+//! and the coordinator's RSS (VmRSS/VmHWM from /proc) idle, after submit, peak and after restart.
+//!
+//! Env: AUSWEEP_BIN (default target/release/ausweep), AUSWEEP_LOAD_WORKERS (1000),
+//! AUSWEEP_LOAD_JOBS (100000), AUSWEEP_LOAD_SECS (max seconds of lifecycles, 120),
+//! AUSWEEP_LOAD_HEARTBEAT_SECS (5).
+
+use ausweep_coordinator::client;
+use ausweep_proto::v1;
+use sha2::{Digest, Sha256};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+
+const ADMIN: &str = "load-admin-token-0123456789";
+const JOIN: &str = "load-join-token-0123456789";
+const FOLDS: u64 = 10;
+const BACKBONES: u64 = 5;
+/// Jobs per manifest: 5 backbones x 10 folds x 1 stage x 200 grid points.
+const PER_MANIFEST: u64 = 10_000;
+
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn binary() -> PathBuf {
+    if let Some(p) = std::env::var_os("AUSWEEP_BIN") {
+        return PathBuf::from(p);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target")));
+    target.join("release/ausweep")
+}
+
+/// A manifest of `points` grid points (learning rate x seed) x 5 backbones x 10 folds x 1 stage.
+fn manifest(i: u64, points: u64) -> String {
+    let seeds: Vec<String> = (0..points.div_ceil(2)).map(|s| s.to_string()).collect();
+    let lrs = if points > 1 {
+        "[0.001, 0.002]"
+    } else {
+        "[0.001]"
+    };
+    format!(
+        "name: load-{i}\ndataset:\n  source: {{kind: synthetic, subjects: 40, frames: 4}}\n  folds: !kfold {{k: {FOLDS}}}\n  input_size: 32\n\
+         backbones: [densenet121, densenet201, mobilenet_v1, mobilenet_v2, vgg19]\n\
+         stages:\n  - {{freeze: backbone, optimizer: {{lr: 0.001}}, epochs: 1}}\nbatch_size: 4\nresources: {{device: cpu}}\n\
+         grid:\n  train.lr: {lrs}\n  seed: [{}]\n",
+        seeds.join(", ")
+    )
+}
+
+fn pct(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v.get(((v.len() as f64 - 1.0) * p).round() as usize)
+        .copied()
+        .unwrap_or(0.0)
+}
+
+/// (VmRSS, VmHWM) of a process, MiB.
+fn rss(pid: u32) -> (f64, f64) {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb = |key: &str| {
+        s.lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(0.0)
+            / 1024.0
+    };
+    (kb("VmRSS:"), kb("VmHWM:"))
+}
+
+struct Coordinator {
+    child: Child,
+    url: String,
+}
+
+impl Coordinator {
+    /// Starts the binary and waits until it says where it listens.
+    fn start(data: &std::path::Path) -> Coordinator {
+        let bin = binary();
+        let mut child = Command::new(&bin)
+            .args(["coordinator", "--listen", "127.0.0.1:0", "--heartbeat-ms"])
+            .arg((env("AUSWEEP_LOAD_HEARTBEAT_SECS", 5) * 1000).to_string())
+            .args(["--lease-ms", "600000", "--no-worker-grace-s", "600"])
+            .arg("--data-dir")
+            .arg(data)
+            .env("AUSWEEP_ADMIN_TOKEN", ADMIN)
+            .env("AUSWEEP_JOIN_TOKEN", JOIN)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e} (build it: make build)", bin.display()));
+        let stderr = child.stderr.take().expect("stderr");
+        let mut lines = BufReader::new(stderr).lines();
+        let addr = loop {
+            match lines.next() {
+                Some(Ok(l)) => {
+                    if let Some(a) = l.strip_prefix("ausweep coordinator listening on ") {
+                        break a.trim().to_string();
+                    }
+                }
+                _ => panic!("the coordinator exited before listening"),
+            }
+        };
+        // Keep draining stderr so the child never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Coordinator {
+            child,
+            url: format!("http://{addr}"),
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGINT (the binary stops on it as on ctrl-c), then waits; killed after 20 s.
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let t = Instant::now();
+        while t.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn channels(url: &str, n: usize) -> Vec<Channel> {
+    let mut v = Vec::new();
+    for _ in 0..n {
+        v.push(client::connect(url, None).await.expect("connect"));
+    }
+    v
+}
+
+#[tokio::main(flavor = "multi_thread")]
+async fn main() {
+    let workers = env("AUSWEEP_LOAD_WORKERS", 1000) as usize;
+    let jobs = env("AUSWEEP_LOAD_JOBS", 100_000);
+    let max_secs = env("AUSWEEP_LOAD_SECS", 120);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let mut table: Vec<(String, String)> = Vec::new();
+    let mut row = |k: &str, v: String| {
+        println!("{k}: {v}");
+        table.push((k.to_string(), v));
+    };
+
+    let coord = Coordinator::start(&data);
+    let pid = coord.pid();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (idle, _) = rss(pid);
+    let chans = channels(&coord.url, 16).await;
+    let mut admin = client::admin(chans[0].clone(), ADMIN).expect("admin");
+
+    // Submit: manifests of up to 10,000 jobs each.
+    let t0 = Instant::now();
+    let mut submitted = 0u64;
+    let mut i = 0;
+    while submitted < jobs {
+        let want = (jobs - submitted).min(PER_MANIFEST);
+        let points = want.div_ceil(BACKBONES * FOLDS).max(1);
+        let r = admin
+            .submit(v1::SubmitRequest {
+                manifest_yaml: manifest(i, points),
+                file_name: format!("load-{i}.yaml"),
+            })
+            .await
+            .expect("submit")
+            .into_inner();
+        submitted += r.jobs as u64;
+        i += 1;
+    }
+    let submit_s = t0.elapsed().as_secs_f64();
+    row(
+        "submit",
+        format!(
+            "{submitted} jobs in {i} manifests: {submit_s:.2} s ({:.0} jobs/s)",
+            submitted as f64 / submit_s
+        ),
+    );
+    let (after_submit, _) = rss(pid);
+
+    // Register the workers.
+    let t0 = Instant::now();
+    let mut clients = Vec::new();
+    for w in 0..workers {
+        let ch = chans[w % chans.len()].clone();
+        let mut c = client::worker(ch.clone(), None, JOIN).expect("join");
+        let r = c
+            .register(v1::RegisterRequest {
+                worker_name: format!("load-w{w}"),
+                hostname: format!("node{}", w / 8),
+                devices: vec![v1::Device {
+                    index: 0,
+                    kind: v1::DeviceKind::Cpu as i32,
+                    memory_mib: 0,
+                    name: "cpu".into(),
+                    healthy: true,
+                }],
+            })
+            .await
+            .expect("register")
+            .into_inner();
+        clients.push((
+            client::worker(ch, Some(&r.worker_id), &r.session_token).expect("session"),
+            r.heartbeat_interval_ms,
+        ));
+    }
+    row(
+        "register",
+        format!("{workers} workers in {:.2} s", t0.elapsed().as_secs_f64()),
+    );
+
+    // Lifecycles: every worker heartbeats on its interval and runs lease -> progress -> complete
+    // until the queue is empty or the time is up.
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let beats = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    let t0 = Instant::now();
+    for (w, interval) in clients.clone() {
+        let (stop, done, beats) = (stop.clone(), done.clone(), beats.clone());
+        let mut hb = w.clone();
+        tasks.push(tokio::spawn(async move {
+            let hb_stop = stop.clone();
+            let heart = tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_millis(interval.max(100)));
+                while !hb_stop.load(Ordering::Relaxed) {
+                    tick.tick().await;
+                    if hb.heartbeat(v1::HeartbeatRequest::default()).await.is_ok() {
+                        beats.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+            let mut w = w;
+            let mut lat = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                let t = Instant::now();
+                let Ok(r) = w.lease(v1::LeaseRequest { device_index: 0 }).await else {
+                    break;
+                };
+                lat.push(t.elapsed().as_secs_f64() * 1e3);
+                let Some(a) = r.into_inner().assignment else {
+                    break;
+                };
+                let _ = w
+                    .report_progress(v1::ProgressRequest {
+                        job_id: a.job_id.clone(),
+                        fencing_token: a.fencing_token,
+                        progress: Some(v1::Progress {
+                            epoch: 1,
+                            step: 10,
+                            loss: 0.3,
+                            images_per_sec: 100.0,
+                            ..Default::default()
+                        }),
+                    })
+                    .await;
+                // The final checkpoint the result names (Complete refuses an unknown one).
+                let data = a.job_id.as_bytes().to_vec();
+                let sha = hex::encode(Sha256::digest(&data));
+                let chunks = vec![
+                    v1::CheckpointChunk {
+                        part: Some(v1::checkpoint_chunk::Part::Header(v1::CheckpointHeader {
+                            job_id: a.job_id.clone(),
+                            fencing_token: a.fencing_token,
+                            sha256: sha.clone(),
+                            size: data.len() as u64,
+                            epoch: 1,
+                        })),
+                    },
+                    v1::CheckpointChunk {
+                        part: Some(v1::checkpoint_chunk::Part::Data(data)),
+                    },
+                ];
+                if w.upload_checkpoint(tokio_stream::iter(chunks))
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+                let ok = w
+                    .complete(v1::CompleteRequest {
+                        job_id: a.job_id,
+                        fencing_token: a.fencing_token,
+                        result: Some(v1::JobResult {
+                            avg_f1: 0.5,
+                            checkpoint_sha256: sha,
+                            ..Default::default()
+                        }),
+                    })
+                    .await
+                    .map(|r| r.into_inner().accepted)
+                    .unwrap_or(false);
+                if ok {
+                    done.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            heart.abort();
+            lat
+        }));
+    }
+    let mut peak_live = 0.0f64;
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        peak_live = peak_live.max(rss(pid).0);
+        if done.load(Ordering::Relaxed) >= submitted
+            || t0.elapsed().as_secs() >= max_secs
+            || tasks.iter().all(|t| t.is_finished())
+        {
+            break;
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap_or_default());
+    }
+    let el = t0.elapsed().as_secs_f64();
+    let n = done.load(Ordering::Relaxed);
+    row(
+        "lifecycles",
+        format!(
+            "{n} lease -> progress -> upload -> complete in {el:.1} s = {:.0}/s ({} heartbeats on the side)",
+            n as f64 / el,
+            beats.load(Ordering::Relaxed)
+        ),
+    );
+    row(
+        "lease latency",
+        format!(
+            "p50 {:.2} ms, p99 {:.2} ms ({} leases)",
+            pct(&mut lat, 0.5),
+            pct(&mut lat, 0.99),
+            lat.len()
+        ),
+    );
+
+    // Saturated heartbeats: every worker heartbeats back to back.
+    let stop = Arc::new(AtomicBool::new(false));
+    let beats = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    let t0 = Instant::now();
+    for (mut w, _) in clients.clone() {
+        let (stop, beats) = (stop.clone(), beats.clone());
+        tasks.push(tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                if w.heartbeat(v1::HeartbeatRequest::default()).await.is_err() {
+                    break;
+                }
+                beats.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    row(
+        "heartbeats (saturated)",
+        format!(
+            "{:.0}/s",
+            beats.load(Ordering::Relaxed) as f64 / t0.elapsed().as_secs_f64()
+        ),
+    );
+    let (before_stop, peak) = rss(pid);
+    let sweeps = admin
+        .list_sweeps(v1::ListSweepsRequest {})
+        .await
+        .expect("list")
+        .into_inner()
+        .sweeps;
+    drop((admin, clients, chans));
+    coord.stop();
+
+    // Restart on the full store: spawn until the first answered ListSweeps.
+    let t0 = Instant::now();
+    let coord = Coordinator::start(&data);
+    let ch = client::connect(&coord.url, None).await.expect("connect");
+    let mut admin = client::admin(ch, ADMIN).expect("admin");
+    let after = admin
+        .list_sweeps(v1::ListSweepsRequest {})
+        .await
+        .expect("list after restart")
+        .into_inner()
+        .sweeps;
+    let restart_s = t0.elapsed().as_secs_f64();
+    let total = |s: &[v1::SweepSummary]| s.iter().map(|s| s.total as u64).sum::<u64>();
+    let succeeded = |s: &[v1::SweepSummary]| s.iter().map(|s| s.succeeded as u64).sum::<u64>();
+    assert_eq!(total(&after), total(&sweeps), "jobs lost across restart");
+    assert_eq!(
+        succeeded(&after),
+        succeeded(&sweeps),
+        "results lost across restart"
+    );
+    row(
+        "restart",
+        format!(
+            "{restart_s:.2} s to the first answer with {} jobs ({} done) in the store",
+            total(&after),
+            succeeded(&after)
+        ),
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (restarted, restarted_hwm) = rss(coord.pid());
+    let db_mib = dir_size(&data) as f64 / (1 << 20) as f64;
+    coord.stop();
+    row(
+        "coordinator RSS",
+        format!(
+            "idle {idle:.0} MiB, after submit {after_submit:.0} MiB, under load {peak_live:.0} MiB, peak (VmHWM) {peak:.0} MiB, before stop {before_stop:.0} MiB, after restart {restarted:.0} MiB (VmHWM {restarted_hwm:.0} MiB)"
+        ),
+    );
+    row("store on disk", format!("{db_mib:.0} MiB"));
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    println!(
+        "\n{workers} simulated workers, {submitted} jobs; machine: {cores} cores, {cpu} (bench client on the same cores)\n"
+    );
+    println!("| measure | figure |\n|---|---|");
+    for (k, v) in &table {
+        println!("| {k} | {v} |");
+    }
+}
+
+fn dir_size(p: &std::path::Path) -> u64 {
+    std::fs::read_dir(p)
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => dir_size(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        })
+        .unwrap_or(0)
+}
