@@ -75,6 +75,8 @@ impl Worker {
         .arg(&dir)
         .args(["--drain-timeout-s", "60"])
         .env("CUDA_VISIBLE_DEVICES", "")
+        // Two CPU workers share two cores: one libtorch thread per trainer, not two spinning.
+        .env("OMP_NUM_THREADS", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(
