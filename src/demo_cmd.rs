@@ -279,7 +279,9 @@ async fn demo(a: DemoArgs) -> Result<()> {
         ca: None,
     })
     .await?;
-    println!("{report}");
+    // With an output folder the report says what it wrote; show the tables themselves too.
+    let md = std::fs::read_to_string(report_dir.join("report.md")).unwrap_or_default();
+    println!("{md}\n{report}");
     let chart = ["fig5.png", "fig5.svg"]
         .iter()
         .map(|f| report_dir.join(f))
