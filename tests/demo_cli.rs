@@ -1,0 +1,88 @@
+//! `ausweep demo` as a process: a tiny manifest through the local coordinator and worker to the
+//! report and chart, and a bad manifest refused before anything starts.
+
+use std::path::Path;
+use std::process::Command;
+
+const TINY: &str = "name: tiny-demo
+dataset:
+  source: {kind: synthetic, subjects: 9, frames: 8, seed: 5}
+  aus: [1, 2, 4, 6, 9, 12, 25, 26]
+  folds: !kfold {k: 3, seed: 0}
+  input_size: 32
+  val_subjects: 1
+run_folds: [1]
+backbones: [mobilenet_v2]
+weights: none
+loss: lsep
+augment: {flip: 0.0}
+stages:
+  - freeze: backbone
+    optimizer: {lr: 3.0e-3}
+    epochs: 1
+  - freeze: none
+    optimizer: {lr: 1.0e-3}
+    epochs: 1
+batch_size: 8
+resources:
+  device: cpu
+baselines: [eac_net]
+";
+
+fn demo(manifest: &Path, out: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ausweep"))
+        .arg("demo")
+        .arg("--manifest")
+        .arg(manifest)
+        .arg("--out")
+        .arg(out)
+        .args(["--timeout-min", "5"])
+        .env("OMP_NUM_THREADS", "1")
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn demo_runs_a_sweep_to_the_report_and_stops_its_worker() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = tmp.path().join("tiny.yaml");
+    std::fs::write(&m, TINY).unwrap();
+    let out_dir = tmp.path().join("out");
+    let out = demo(&m, &out_dir);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    // The tables are printed, with our two stages and the baseline the manifest names.
+    assert!(stdout.contains("| mobilenet_v2 stage 1 |"), "{stdout}");
+    assert!(stdout.contains("| mobilenet_v2 stage 2 |"), "{stdout}");
+    assert!(stdout.contains("EAC-Net (published)"), "{stdout}");
+    assert!(stderr.contains("2 jobs trained"), "{stderr}");
+    assert!(stderr.contains("stopped cleanly"), "{stderr}");
+    for f in ["report.md", "report.csv", "report.json", "fig5.svg"] {
+        assert!(out_dir.join("report").join(f).is_file(), "{f} missing");
+    }
+    // Tokens are private to the user.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(out_dir.join("admin-token"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o077, 0, "admin token mode {mode:o}");
+    // The worker drained and said so.
+    let log = std::fs::read_to_string(out_dir.join("worker.log")).unwrap();
+    assert!(log.contains("drained; exiting"), "{log}");
+}
+
+#[test]
+fn a_bad_manifest_is_refused_with_its_line_before_anything_starts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let m = tmp.path().join("bad.yaml");
+    std::fs::write(&m, TINY.replace("mobilenet_v2]", "mobilenet_v3]")).unwrap();
+    let out_dir = tmp.path().join("out");
+    let out = demo(&m, &out_dir);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("bad.yaml:9"), "{stderr}");
+    assert!(stderr.contains("mobilenet_v3"), "{stderr}");
+    assert!(!out_dir.join("state").exists(), "a coordinator was started");
+}
