@@ -428,9 +428,14 @@ async fn manifest_errors_and_health() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::InvalidArgument);
+    let line = demo()
+        .lines()
+        .position(|l| l.starts_with("backbones:"))
+        .unwrap()
+        + 1;
     assert!(
         e.message()
-            .starts_with("demo.yaml:11: field `backbones[1]`"),
+            .starts_with(&format!("demo.yaml:{line}: field `backbones[1]`")),
         "{}",
         e.message()
     );
