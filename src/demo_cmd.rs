@@ -132,11 +132,7 @@ impl Drop for LocalWorker {
 fn token() -> String {
     let mut b = [0u8; 24];
     rand::rng().fill_bytes(&mut b);
-    hex(&b)
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    hex::encode(b)
 }
 
 fn write_secret(path: &Path, text: &str) -> Result<()> {
