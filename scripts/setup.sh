@@ -24,9 +24,25 @@ if [ ! -f "$STAMP" ]; then
 fi
 ln -sfn "$VENV" .venv
 
+# `ausweep predict`: MTCNN weights and the reference detector for the parity test and the bench.
+# facenet-pytorch pins torch<2.3, so it goes in without its dependencies (it needs only requests
+# and tqdm beyond what the venv has).
+PREDICT_STAMP=$VENV/.ausweep-predict-1
+if [ ! -f "$PREDICT_STAMP" ]; then
+  echo "setup: installing facenet-pytorch (MTCNN reference) into $VENV"
+  "$VENV/bin/pip" install -q --no-deps "facenet-pytorch==2.6.0"
+  "$VENV/bin/pip" install -q requests tqdm
+  touch "$PREDICT_STAMP"
+fi
+
 if [ ! -f "$WEIGHTS/mobilenet_v2.safetensors" ]; then
   .venv/bin/python scripts/convert_weights.py "$WEIGHTS" mobilenet_v2
 fi
+for net in pnet rnet onet; do
+  if [ ! -f "$WEIGHTS/mtcnn_$net.safetensors" ]; then
+    .venv/bin/python scripts/convert_weights.py "$WEIGHTS" "mtcnn_$net"
+  fi
+done
 
 need=()
 for pkg in ffmpeg prometheus fonts-dejavu-core; do

@@ -2,4 +2,6 @@
 //! transfer, drain) and the trainer (backbones, head, loss, metrics, checkpoints).
 
 pub mod agent;
+pub mod face;
+pub mod predict;
 pub mod train;
