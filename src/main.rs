@@ -3,6 +3,7 @@
 mod bench;
 mod dataset_cmd;
 mod demo_cmd;
+mod predict;
 mod train_cmd;
 
 use anyhow::Result;
@@ -27,6 +28,9 @@ enum Cmd {
     Demo(demo_cmd::DemoArgs),
     /// Run one training job from a job file (standalone; JSON-lines progress on stdout).
     Train(train_cmd::TrainArgs),
+    /// Run a trained model on photos, folders and videos: faces, per-AU probabilities and
+    /// decisions, emotions (JSON lines or OpenFace-style CSV).
+    Predict(predict::PredictArgs),
     /// Inspect the converted ImageNet weights.
     Weights {
         #[command(subcommand)]
@@ -73,6 +77,7 @@ fn main() {
     let r: Result<()> = match cli.cmd {
         Cmd::Demo(a) => demo_cmd::run(a),
         Cmd::Train(a) => train_cmd::run(a),
+        Cmd::Predict(a) => predict::run(a),
         Cmd::Weights { cmd } => weights(cmd),
         Cmd::Dataset { cmd } => dataset_cmd::run(cmd),
         Cmd::Bench { cmd } => bench::run(cmd),

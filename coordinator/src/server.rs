@@ -200,6 +200,7 @@ pub async fn serve(config: Config) -> Result<Handle, ServeError> {
     let admin = AdminServer::new(AdminSvc::new(
         sched.clone(),
         TokenHash::of(&config.admin_token),
+        blobs.clone(),
     ))
     .max_decoding_message_size(MAX_MESSAGE_BYTES)
     .max_encoding_message_size(64 << 20);

@@ -34,7 +34,7 @@ enum Shape {
     ServerStream,
 }
 
-const RPCS: [(&str, Shape); 17] = [
+const RPCS: [(&str, Shape); 18] = [
     ("/ausweep.v1.Admin/Submit", Shape::Unary),
     ("/ausweep.v1.Admin/ListSweeps", Shape::Unary),
     ("/ausweep.v1.Admin/GetSweep", Shape::Unary),
@@ -43,6 +43,7 @@ const RPCS: [(&str, Shape); 17] = [
     ("/ausweep.v1.Admin/Watch", Shape::ServerStream),
     ("/ausweep.v1.Admin/ListWorkers", Shape::Unary),
     ("/ausweep.v1.Admin/DrainWorker", Shape::Unary),
+    ("/ausweep.v1.Admin/DownloadCheckpoint", Shape::ServerStream),
     ("/ausweep.v1.Worker/Register", Shape::Unary),
     ("/ausweep.v1.Worker/Heartbeat", Shape::Unary),
     ("/ausweep.v1.Worker/Lease", Shape::Unary),

@@ -230,3 +230,19 @@ pub fn attempt_dir(w: &Worker, job_id: &str, n: u32) -> PathBuf {
         .join(ausweep_worker::agent::job::dir_name(job_id))
         .join(format!("attempt-{n}"))
 }
+
+/// A photograph scikit-image ships (`astronaut`: one face; `chelsea`: a cat, no face), written
+/// as PNG by the venv `make setup` builds.
+pub fn photo(dir: &Path, name: &str) -> PathBuf {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = dir.join(format!("{name}.png"));
+    let st = Command::new(repo.join(".venv/bin/python"))
+        .arg(repo.join("scripts/mtcnn_reference.py"))
+        .arg("sample")
+        .arg(&out)
+        .arg(name)
+        .status()
+        .expect("run .venv/bin/python (make setup builds it)");
+    assert!(st.success(), "writing the {name} photo");
+    out
+}

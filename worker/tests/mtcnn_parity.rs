@@ -65,12 +65,20 @@ fn faces_boxes_and_landmarks_match_facenet_pytorch() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let counts: Vec<usize> = want.iter().map(|w| w["boxes"].as_array().unwrap().len()).collect();
+    let counts: Vec<usize> = want
+        .iter()
+        .map(|w| w["boxes"].as_array().unwrap().len())
+        .collect();
     assert_eq!(counts, [1, 0, 2], "the reference itself: {lines}");
     let mut worst = 0.0f64;
     for (file, w) in files.iter().zip(&want) {
         let got = det.detect(&load(file)).unwrap().remove(0);
-        assert_eq!(got.len(), w["boxes"].as_array().unwrap().len(), "{}", file.display());
+        assert_eq!(
+            got.len(),
+            w["boxes"].as_array().unwrap().len(),
+            "{}",
+            file.display()
+        );
         for (i, f) in got.iter().enumerate() {
             for k in 0..4 {
                 let d = (f64::from(f.bbox[k]) - w["boxes"][i][k].as_f64().unwrap()).abs();
@@ -78,12 +86,20 @@ fn faces_boxes_and_landmarks_match_facenet_pytorch() {
             }
             for p in 0..5 {
                 for k in 0..2 {
-                    let d = (f64::from(f.landmarks[p][k]) - w["landmarks"][i][p][k].as_f64().unwrap()).abs();
+                    let d = (f64::from(f.landmarks[p][k])
+                        - w["landmarks"][i][p][k].as_f64().unwrap())
+                    .abs();
                     worst = worst.max(d);
                 }
             }
             let dp = (f64::from(f.confidence) - w["probs"][i].as_f64().unwrap()).abs();
-            assert!(dp < 1e-3, "{}: prob {} vs {}", file.display(), f.confidence, w["probs"][i]);
+            assert!(
+                dp < 1e-3,
+                "{}: prob {} vs {}",
+                file.display(),
+                f.confidence,
+                w["probs"][i]
+            );
         }
     }
     eprintln!("largest box/landmark difference from facenet-pytorch: {worst:.4} px");
@@ -106,7 +122,12 @@ fn a_batch_of_frames_finds_the_same_faces_as_one_at_a_time() {
     // Batched convolutions may round differently in the last bits: same faces within 0.01 px.
     assert_eq!(batch[0].len(), single[0].len());
     for (x, y) in batch[0].iter().zip(&single[0]) {
-        let d = x.bbox.iter().zip(&y.bbox).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        let d = x
+            .bbox
+            .iter()
+            .zip(&y.bbox)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
         assert!(d < 0.01, "{x:?} / {y:?}");
     }
     // The mirrored frame's face is the mirror of the first (within a pixel).

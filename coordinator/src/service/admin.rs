@@ -1,8 +1,10 @@
-//! The admin service: submit, list, get, cancel, resubmit-failed, watch, workers.
+//! The admin service: submit, list, get, cancel, resubmit-failed, watch, workers, drain and
+//! checkpoint download.
 
 use super::{convert, status};
 use crate::auth::{self, TokenHash};
 use crate::sched::Scheduler;
+use crate::store::blobs::Blobs;
 use crate::{manifest, plan};
 use ausweep_proto::v1::{self, admin_server::Admin};
 use std::pin::Pin;
@@ -13,12 +15,17 @@ use tonic::{Request, Response, Status};
 pub struct AdminSvc {
     sched: Scheduler,
     admin: TokenHash,
+    blobs: Blobs,
 }
 
 impl AdminSvc {
-    /// A service checking calls against the admin token's hash.
-    pub fn new(sched: Scheduler, admin: TokenHash) -> Self {
-        Self { sched, admin }
+    /// A service checking calls against the admin token's hash; checkpoints come from `blobs`.
+    pub fn new(sched: Scheduler, admin: TokenHash, blobs: Blobs) -> Self {
+        Self {
+            sched,
+            admin,
+            blobs,
+        }
     }
 
     fn auth<T>(&self, req: &Request<T>) -> Result<(), Status> {
@@ -221,5 +228,16 @@ impl Admin for AdminSvc {
             found: leased.is_some(),
             leased_jobs: leased.unwrap_or_default(),
         }))
+    }
+
+    type DownloadCheckpointStream = super::ChunkStream;
+
+    async fn download_checkpoint(
+        &self,
+        req: Request<v1::DownloadRequest>,
+    ) -> Result<Response<Self::DownloadCheckpointStream>, Status> {
+        self.auth(&req)?;
+        let sha = req.into_inner().sha256;
+        Ok(Response::new(super::blob_stream(&self.blobs, sha)?))
     }
 }

@@ -10,9 +10,8 @@ use crate::store::blobs::{valid_sha256, Blobs};
 use ausweep_proto::v1::{self, worker_server::Worker};
 use ausweep_proto::wire::{CHUNK_BYTES, PROTOCOL_HEADER, PROTOCOL_VERSION, WORKER_HEADER};
 use std::collections::HashMap;
-use std::pin::Pin;
 use std::sync::{Arc, RwLock};
-use tokio_stream::{Stream, StreamExt};
+use tokio_stream::StreamExt;
 use tonic::metadata::MetadataMap;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -106,7 +105,7 @@ fn devices(list: &[v1::Device]) -> Result<Vec<crate::store::records::DeviceRecor
     Ok(list.iter().map(convert::device_in).collect())
 }
 
-type ChunkStream = Pin<Box<dyn Stream<Item = Result<v1::CheckpointChunk, Status>> + Send>>;
+use super::ChunkStream;
 
 #[tonic::async_trait]
 impl Worker for WorkerSvc {
@@ -398,47 +397,6 @@ impl Worker for WorkerSvc {
     ) -> Result<Response<Self::DownloadCheckpointStream>, Status> {
         self.session(req.metadata())?;
         let sha = req.into_inner().sha256;
-        let mut file = self.blobs.open_blob(&sha).map_err(|e| match e {
-            crate::store::blobs::BlobError::BadName(_) => Status::invalid_argument(e.to_string()),
-            crate::store::blobs::BlobError::NotFound(_) => Status::not_found(e.to_string()),
-            _ => Status::internal(e.to_string()),
-        })?;
-        let size = file
-            .metadata()
-            .map_err(|e| Status::internal(e.to_string()))?
-            .len();
-        let (tx, rx) = tokio::sync::mpsc::channel(4);
-        let header = v1::CheckpointHeader {
-            sha256: sha,
-            size,
-            ..Default::default()
-        };
-        tokio::task::spawn_blocking(move || {
-            use std::io::Read;
-            let _ = tx.blocking_send(Ok(v1::CheckpointChunk {
-                part: Some(v1::checkpoint_chunk::Part::Header(header)),
-            }));
-            let mut buf = vec![0u8; CHUNK_BYTES];
-            loop {
-                match file.read(&mut buf) {
-                    Ok(0) => return,
-                    Ok(n) => {
-                        let c = v1::CheckpointChunk {
-                            part: Some(v1::checkpoint_chunk::Part::Data(buf[..n].to_vec())),
-                        };
-                        if tx.blocking_send(Ok(c)).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => {
-                        let _ = tx.blocking_send(Err(Status::internal(e.to_string())));
-                        return;
-                    }
-                }
-            }
-        });
-        Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
-        )))
+        Ok(Response::new(super::blob_stream(&self.blobs, sha)?))
     }
 }

@@ -43,10 +43,7 @@ impl AlignSpec {
         let (dx, dy) = (f64::from(r[0] - l[0]), f64::from(r[1] - l[1]));
         let dist = dx.hypot(dy).max(1.0);
         FaceCrop {
-            centre: [
-                f64::from(l[0] + r[0]) / 2.0,
-                f64::from(l[1] + r[1]) / 2.0,
-            ],
+            centre: [f64::from(l[0] + r[0]) / 2.0, f64::from(l[1] + r[1]) / 2.0],
             side: dist / self.eye_distance,
             angle: dy.atan2(dx),
         }
@@ -72,7 +69,10 @@ impl AlignSpec {
         }
         let (h, w) = (s[2] as f64, s[3] as f64);
         if crops.is_empty() {
-            return Ok(Tensor::zeros([0, 3, size, size], (Kind::Float, imgs.device())));
+            return Ok(Tensor::zeros(
+                [0, 3, size, size],
+                (Kind::Float, imgs.device()),
+            ));
         }
         let mut theta = Vec::with_capacity(crops.len() * 6);
         let mut largest = 1.0f64;
@@ -131,7 +131,11 @@ mod tests {
         let y = Tensor::arange(h, (Kind::Float, Device::Cpu))
             .view([h, 1])
             .expand([h, w], false);
-        Tensor::stack(&[x, y, Tensor::zeros([h, w], (Kind::Float, Device::Cpu))], 0).unsqueeze(0)
+        Tensor::stack(
+            &[x, y, Tensor::zeros([h, w], (Kind::Float, Device::Cpu))],
+            0,
+        )
+        .unsqueeze(0)
     }
 
     #[test]
@@ -165,7 +169,8 @@ mod tests {
         let left = out.double_value(&[0, 1, 12, 4]);
         let right = out.double_value(&[0, 1, 12, 28]);
         assert!(right - left > 100.0, "rows {left} → {right}");
-        let column_drift = (out.double_value(&[0, 0, 12, 28]) - out.double_value(&[0, 0, 12, 4])).abs();
+        let column_drift =
+            (out.double_value(&[0, 0, 12, 28]) - out.double_value(&[0, 0, 12, 4])).abs();
         assert!(column_drift < 1.0, "{column_drift}");
     }
 

@@ -309,12 +309,23 @@ fn rerec(b: Bbox) -> Bbox {
 /// Applies a box regression (`bbreg`, widths with +1).
 fn bbreg(b: Bbox, r: [f32; 4]) -> Bbox {
     let (w, h) = (b[2] - b[0] + 1.0, b[3] - b[1] + 1.0);
-    [b[0] + r[0] * w, b[1] + r[1] * h, b[2] + r[2] * w, b[3] + r[3] * h]
+    [
+        b[0] + r[0] * w,
+        b[1] + r[1] * h,
+        b[2] + r[2] * w,
+        b[3] + r[3] * h,
+    ]
 }
 
 /// The candidates whose clipped box is non-empty, and their crops resized to `side` (area
 /// interpolation) and normalised; `None` when there are none.
-fn crops(imgs: &Tensor, cands: Vec<Cand>, h: i64, w: i64, side: i64) -> (Vec<Cand>, Option<Tensor>) {
+fn crops(
+    imgs: &Tensor,
+    cands: Vec<Cand>,
+    h: i64,
+    w: i64,
+    side: i64,
+) -> (Vec<Cand>, Option<Tensor>) {
     let mut kept = Vec::new();
     let mut tiles = Vec::new();
     for c in cands {

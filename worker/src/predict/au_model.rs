@@ -65,8 +65,12 @@ impl AuModel {
         Ok(AuModel {
             model,
             device,
-            mean: Tensor::from_slice(&MEAN).view([1, 3, 1, 1]).to_device(device),
-            std: Tensor::from_slice(&STD).view([1, 3, 1, 1]).to_device(device),
+            mean: Tensor::from_slice(&MEAN)
+                .view([1, 3, 1, 1])
+                .to_device(device),
+            std: Tensor::from_slice(&STD)
+                .view([1, 3, 1, 1])
+                .to_device(device),
             meta,
         })
     }

@@ -17,12 +17,36 @@ pub struct Rule {
 
 /// The six rules of design.md §1 (5B: AU5 at intensity B or more, i.e. present in DISFA's ≥ 2 sense).
 pub const RULES: [Rule; 6] = [
-    Rule { name: "happiness", text: "6+12", groups: &[&[6], &[12]] },
-    Rule { name: "sadness", text: "1+4+15", groups: &[&[1], &[4], &[15]] },
-    Rule { name: "surprise", text: "1+2+5B+26/27", groups: &[&[1], &[2], &[5], &[26, 27]] },
-    Rule { name: "disgust", text: "9+15+16", groups: &[&[9], &[15], &[16]] },
-    Rule { name: "anger", text: "4+5+7+23", groups: &[&[4], &[5], &[7], &[23]] },
-    Rule { name: "fear", text: "1+2+4+5+20+26", groups: &[&[1], &[2], &[4], &[5], &[20], &[26]] },
+    Rule {
+        name: "happiness",
+        text: "6+12",
+        groups: &[&[6], &[12]],
+    },
+    Rule {
+        name: "sadness",
+        text: "1+4+15",
+        groups: &[&[1], &[4], &[15]],
+    },
+    Rule {
+        name: "surprise",
+        text: "1+2+5B+26/27",
+        groups: &[&[1], &[2], &[5], &[26, 27]],
+    },
+    Rule {
+        name: "disgust",
+        text: "9+15+16",
+        groups: &[&[9], &[15], &[16]],
+    },
+    Rule {
+        name: "anger",
+        text: "4+5+7+23",
+        groups: &[&[4], &[5], &[7], &[23]],
+    },
+    Rule {
+        name: "fear",
+        text: "1+2+4+5+20+26",
+        groups: &[&[1], &[2], &[4], &[5], &[20], &[26]],
+    },
 ];
 
 /// An emotion as the known AUs decide it.
@@ -42,7 +66,11 @@ pub struct EmotionCall {
 
 /// Every emotion for a face whose known AUs are `aus` with decisions `present`.
 pub fn emotions(aus: &[u32], present: &[bool]) -> Vec<EmotionCall> {
-    let on = |au: u32| aus.iter().position(|&a| a == au).map(|i| present.get(i) == Some(&true));
+    let on = |au: u32| {
+        aus.iter()
+            .position(|&a| a == au)
+            .map(|i| present.get(i) == Some(&true))
+    };
     RULES
         .iter()
         .map(|r| {
@@ -78,7 +106,11 @@ mod tests {
     #[test]
     fn with_disfas_aus_only_happiness_is_decidable() {
         let calls = emotions(&DISFA, &[false; 8]);
-        let decidable: Vec<&str> = calls.iter().filter(|c| c.decidable).map(|c| c.name).collect();
+        let decidable: Vec<&str> = calls
+            .iter()
+            .filter(|c| c.decidable)
+            .map(|c| c.name)
+            .collect();
         assert_eq!(decidable, ["happiness"]);
         let sad = calls.iter().find(|c| c.name == "sadness").unwrap();
         assert_eq!((sad.present, sad.missing.clone()), (None, vec![15]));

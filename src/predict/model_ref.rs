@@ -1,0 +1,204 @@
+//! `--model`: a checkpoint file, a training output directory, or `SWEEP:BACKBONE` (the best
+//! fold's final checkpoint of that backbone, downloaded from the coordinator's store).
+
+use anyhow::{anyhow, bail, Context, Result};
+use ausweep_proto::client::{self, ClientTls};
+use ausweep_proto::v1;
+use ausweep_worker::agent::checkpoints::Cache;
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use tokio_stream::StreamExt;
+
+/// How to reach the coordinator for a sweep reference.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Remote {
+    /// Coordinator URL (for `--model SWEEP:BACKBONE`).
+    #[arg(
+        long,
+        env = "AUSWEEP_COORDINATOR",
+        default_value = "http://127.0.0.1:7077"
+    )]
+    pub coordinator: String,
+    /// Admin token (for `--model SWEEP:BACKBONE`).
+    #[arg(long, env = "AUSWEEP_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// CA certificate for an https coordinator.
+    #[arg(long, env = "AUSWEEP_CA")]
+    pub ca: Option<PathBuf>,
+}
+
+/// The checkpoint file `--model` names, and a line saying where it came from.
+pub fn resolve(model: &str, remote: &Remote, cache_dir: &Path) -> Result<(PathBuf, String)> {
+    let p = Path::new(model);
+    if p.is_dir() {
+        let f = p.join("final.safetensors");
+        if f.is_file() {
+            return Ok((f.clone(), format!("{}", f.display())));
+        }
+        bail!(
+            "--model {model}: the directory has no final.safetensors (give the checkpoint file, \
+             or the output directory of `ausweep train`)"
+        );
+    }
+    if p.exists() {
+        let f = if p.extension().is_some_and(|e| e == "json") {
+            p.with_extension("safetensors")
+        } else {
+            p.to_path_buf()
+        };
+        return Ok((f.clone(), format!("{}", f.display())));
+    }
+    let Some((sweep, backbone)) = model
+        .split_once(':')
+        .filter(|(s, b)| !s.is_empty() && !b.is_empty())
+    else {
+        bail!("--model {model}: no such file, and not a SWEEP:BACKBONE reference");
+    };
+    let token = remote.admin_token.as_deref().ok_or_else(|| {
+        anyhow!("--model {model} names a sweep: give --admin-token (or AUSWEEP_ADMIN_TOKEN)")
+    })?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(fetch_best(sweep, backbone, remote, token, cache_dir))
+}
+
+/// The stage and fold a sweep reference picks: among the backbone's succeeded jobs with a
+/// result, the last stage, then the best average test F1 (ties: the lower fold).
+pub fn pick_best<'a>(jobs: &'a [v1::JobStatus], backbone: &str) -> Option<&'a v1::JobStatus> {
+    jobs.iter()
+        .filter(|j| {
+            j.backbone == backbone
+                && j.state() == v1::JobState::Succeeded
+                && j.result
+                    .as_ref()
+                    .is_some_and(|r| !r.checkpoint_sha256.is_empty())
+        })
+        .max_by(|a, b| {
+            let f1 = |j: &v1::JobStatus| j.result.as_ref().map_or(0.0, |r| r.avg_f1);
+            a.stage
+                .cmp(&b.stage)
+                .then(f1(a).total_cmp(&f1(b)))
+                .then(b.fold.cmp(&a.fold))
+        })
+}
+
+async fn fetch_best(
+    sweep: &str,
+    backbone: &str,
+    remote: &Remote,
+    token: &str,
+    cache_dir: &Path,
+) -> Result<(PathBuf, String)> {
+    let tls = remote.ca.as_ref().map(|ca| ClientTls {
+        ca: Some(ca.clone()),
+        ..Default::default()
+    });
+    let ch = client::connect(&remote.coordinator, tls.as_ref())
+        .await
+        .map_err(|e| anyhow!("connecting to {}: {e}", remote.coordinator))?;
+    let mut admin = client::admin(ch, token)?;
+    let st = admin
+        .get_sweep(v1::GetSweepRequest {
+            sweep_id: sweep.into(),
+        })
+        .await
+        .map_err(|e| anyhow!("sweep {sweep}: {}", e.message()))?
+        .into_inner();
+    let job = pick_best(&st.jobs, backbone).ok_or_else(|| {
+        let mut names: Vec<&str> = st.jobs.iter().map(|j| j.backbone.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        anyhow!(
+            "sweep {sweep} has no finished job of backbone `{backbone}` with a checkpoint \
+             (its backbones: {})",
+            names.join(", ")
+        )
+    })?;
+    let result = job.result.clone().unwrap_or_default();
+    let sha = result.checkpoint_sha256.clone();
+    let cache = Cache::open(cache_dir.to_path_buf())?;
+    if !cache.path(&sha).is_file() {
+        download(&mut admin, &cache, &sha).await?;
+    }
+    let stem = cache_dir.join(&sha);
+    if !stem.with_extension("safetensors").is_file() || !stem.with_extension("json").is_file() {
+        cache.unpack(&sha, &stem)?;
+    }
+    let how = format!(
+        "sweep {sweep} {backbone}: job {} (stage {}, fold {}, test F1 {:.1} %), checkpoint {}",
+        job.job_id,
+        job.stage,
+        job.fold,
+        result.avg_f1 * 100.0,
+        &sha[..sha.len().min(12)]
+    );
+    Ok((stem.with_extension("safetensors"), how))
+}
+
+async fn download(admin: &mut client::Admin, cache: &Cache, sha: &str) -> Result<()> {
+    let mut stream = admin
+        .download_checkpoint(v1::DownloadRequest { sha256: sha.into() })
+        .await
+        .map_err(|e| anyhow!("downloading checkpoint {sha}: {}", e.message()))?
+        .into_inner();
+    let dst = cache.path(sha);
+    let tmp = dst.with_extension(format!("{}.tmp", std::process::id()));
+    let mut out = std::fs::File::create(&tmp).with_context(|| format!("{}", tmp.display()))?;
+    let mut h = Sha256::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| anyhow!("downloading checkpoint {sha}: {}", e.message()))?;
+        if let Some(v1::checkpoint_chunk::Part::Data(d)) = chunk.part {
+            h.update(&d);
+            out.write_all(&d)?;
+        }
+    }
+    out.sync_all()?;
+    let got = hex::encode(h.finalize());
+    if got != sha {
+        let _ = std::fs::remove_file(&tmp);
+        bail!("downloaded checkpoint has sha256 {got}, expected {sha}");
+    }
+    std::fs::rename(&tmp, &dst)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(backbone: &str, stage: u32, fold: u32, f1: f64) -> v1::JobStatus {
+        v1::JobStatus {
+            job_id: format!("{backbone}-s{stage}-f{fold}"),
+            backbone: backbone.into(),
+            stage,
+            fold,
+            state: v1::JobState::Succeeded as i32,
+            result: Some(v1::JobResult {
+                avg_f1: f1,
+                checkpoint_sha256: "ab".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_last_stage_and_best_fold_win() {
+        let mut failed = job("mobilenet_v2", 2, 3, 0.9);
+        failed.state = v1::JobState::Failed as i32;
+        let jobs = vec![
+            job("mobilenet_v2", 1, 1, 0.8),
+            job("mobilenet_v2", 2, 1, 0.4),
+            job("mobilenet_v2", 2, 2, 0.5),
+            failed,
+            job("densenet121", 2, 1, 0.7),
+        ];
+        assert_eq!(
+            pick_best(&jobs, "mobilenet_v2").unwrap().job_id,
+            "mobilenet_v2-s2-f2"
+        );
+        assert!(pick_best(&jobs, "vgg19").is_none());
+    }
+}
