@@ -111,6 +111,42 @@ async fn two_workers_finish_a_sweep_through_a_killed_trainer_and_a_corrupted_upl
     let log_a = a.log();
     assert!(log_a.contains("rejected (try 1/5)"), "{log_a}");
 
+    // `ausweep predict --model SWEEP:BACKBONE` downloads the best fold's stage-2 checkpoint
+    // through the admin RPC and runs it on a photograph.
+    let best = st
+        .jobs
+        .iter()
+        .filter(|j| j.stage == 2)
+        .max_by(|x, y| {
+            let f = |j: &v1::JobStatus| j.result.as_ref().map_or(0.0, |r| r.avg_f1);
+            f(x).total_cmp(&f(y)).then(y.fold.cmp(&x.fold))
+        })
+        .unwrap();
+    let photo = photo(tmp.path(), "astronaut");
+    let cache = tmp.path().join("ckpt-cache");
+    let predict = |token: &str| {
+        Command::new(env!("CARGO_BIN_EXE_ausweep"))
+            .args(["predict", "--device", "cpu", "--model"])
+            .arg(format!("{id}:mobilenet_v2"))
+            .args(["--coordinator", &url, "--admin-token", token, "--checkpoint-cache"])
+            .arg(&cache)
+            .arg(&photo)
+            .env("OMP_NUM_THREADS", "1")
+            .output()
+            .unwrap()
+    };
+    let out = predict("wrong-token-0123456789");
+    assert!(!out.status.success());
+    assert!(!cache.exists() || std::fs::read_dir(&cache).unwrap().next().is_none());
+    let out = predict(ADMIN);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains(&best.job_id), "picked another job than {}: {err}", best.job_id);
+    let sha = &best.result.as_ref().unwrap().checkpoint_sha256;
+    assert!(cache.join(format!("{sha}.safetensors")).is_file());
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["faces"][0]["aus"].as_array().unwrap().len(), 8, "{v}");
+
     // Idle workers drain at once and exit 0: `a` told by an admin through its heartbeat, `b` by
     // SIGTERM.
     let (mut a, mut b) = (a, b);
