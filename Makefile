@@ -28,6 +28,7 @@ soak: setup
 bench: build
 	$(BIN) bench train
 	$(BIN) bench loader
+	$(BIN) bench predict
 	$(CARGO) bench -p ausweep-coordinator
 
 # The real coordinator binary under 1,000 simulated workers over 100,000 jobs (docs/stress.md).

@@ -30,8 +30,8 @@ ln -sfn "$VENV" .venv
 PREDICT_STAMP=$VENV/.ausweep-predict-1
 if [ ! -f "$PREDICT_STAMP" ]; then
   echo "setup: installing facenet-pytorch (MTCNN reference) into $VENV"
-  "$VENV/bin/pip" install -q --no-deps "facenet-pytorch==2.6.0"
   "$VENV/bin/pip" install -q requests tqdm
+  "$VENV/bin/pip" install -q --no-deps "facenet-pytorch==2.6.0"
   touch "$PREDICT_STAMP"
 fi
 

@@ -56,11 +56,33 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 32)]
         batch: usize,
     },
+    /// `ausweep predict` faces/s (MTCNN + alignment + AU model) next to facenet-pytorch's MTCNN +
+    /// the same MobileNet-v2 and head in PyTorch eager, on the same photos.
+    Predict {
+        /// The AU model's input side in pixels.
+        #[arg(long, default_value_t = 224)]
+        size: u32,
+        /// Passes over the photos (after one warm-up pass).
+        #[arg(long, default_value_t = 5)]
+        reps: usize,
+        /// Device: cpu or cuda:N (the reference runs on the CPU only).
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Skip the PyTorch reference.
+        #[arg(long)]
+        no_reference: bool,
+    },
 }
 
 /// Runs a benchmark.
 pub fn run(cmd: BenchCmd) -> Result<()> {
     match cmd {
+        BenchCmd::Predict {
+            size,
+            reps,
+            device,
+            no_reference,
+        } => crate::bench_predict::run(size, reps, &device, no_reference),
         BenchCmd::Train {
             backbones,
             batch,

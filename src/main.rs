@@ -1,6 +1,7 @@
 //! `ausweep`: facial action unit transfer-learning sweeps (one binary, many subcommands).
 
 mod bench;
+mod bench_predict;
 mod dataset_cmd;
 mod demo_cmd;
 mod predict;

@@ -128,7 +128,13 @@ async fn two_workers_finish_a_sweep_through_a_killed_trainer_and_a_corrupted_upl
         Command::new(env!("CARGO_BIN_EXE_ausweep"))
             .args(["predict", "--device", "cpu", "--model"])
             .arg(format!("{id}:mobilenet_v2"))
-            .args(["--coordinator", &url, "--admin-token", token, "--checkpoint-cache"])
+            .args([
+                "--coordinator",
+                &url,
+                "--admin-token",
+                token,
+                "--checkpoint-cache",
+            ])
             .arg(&cache)
             .arg(&photo)
             .env("OMP_NUM_THREADS", "1")
@@ -141,7 +147,11 @@ async fn two_workers_finish_a_sweep_through_a_killed_trainer_and_a_corrupted_upl
     let out = predict(ADMIN);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    assert!(err.contains(&best.job_id), "picked another job than {}: {err}", best.job_id);
+    assert!(
+        err.contains(&best.job_id),
+        "picked another job than {}: {err}",
+        best.job_id
+    );
     let sha = &best.result.as_ref().unwrap().checkpoint_sha256;
     assert!(cache.join(format!("{sha}.safetensors")).is_file());
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
