@@ -224,14 +224,14 @@ impl Detector {
                 pts,
             ));
         }
-        for img in 0..b {
+        for (img, out) in faces.iter_mut().enumerate() {
             let these: Vec<&(Cand, [[f32; 2]; 5])> =
                 passed.iter().filter(|(c, _)| c.img == img).collect();
             let boxes: Vec<Bbox> = these.iter().map(|(c, _)| c.b).collect();
             let scores: Vec<f32> = these.iter().map(|(c, _)| c.score).collect();
             for i in nms(&boxes, &scores, 0.7, Overlap::Min) {
                 let (c, pts) = these[i];
-                faces[img].push(Face {
+                out.push(Face {
                     bbox: c.b,
                     confidence: c.score,
                     landmarks: *pts,
@@ -334,7 +334,7 @@ fn crops(
         let y = (c.b[1].trunc() as i64).max(1);
         let ex = (c.b[2].trunc() as i64).min(w);
         let ey = (c.b[3].trunc() as i64).min(h);
-        if ey <= y - 1 || ex <= x - 1 || !c.b.iter().all(|v| v.is_finite()) {
+        if ey < y || ex < x || !c.b.iter().all(|v| v.is_finite()) {
             continue;
         }
         let tile = imgs
