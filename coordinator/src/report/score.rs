@@ -2,9 +2,11 @@
 //! positives and false negatives are pooled over all frames, F1 = 2PR/(P+R) (0 when P+R = 0),
 //! and the figure is the mean over the AUs.
 //!
-//! Files are CSV with a header row. Columns named `AU<n>`, `au<n>` or `<n>` are AU columns;
-//! others (frame, path, ...) are ignored. Rows pair up by order. Predictions are probabilities
-//! (positive at >= 0.5) or 0/1; labels are 0/1.
+//! Files are CSV with a header row. Columns named `AU<n>`, `au<n>` or `<n>` are AU columns, and
+//! so are OpenFace's decision columns `AU<nn>_c` (as `ausweep predict --format csv` writes
+//! them); others (frame, path, OpenFace's `_r` intensities, ausweep's `_prob`) are ignored.
+//! Rows pair up by order. Predictions are probabilities (positive at >= 0.5) or 0/1; labels are
+//! 0/1. Cells may be quoted (`"a,b"`).
 
 use serde::Serialize;
 use std::collections::HashMap;
@@ -59,7 +61,32 @@ fn au_of(name: &str) -> Option<u32> {
         .or_else(|| n.strip_prefix("au"))
         .or_else(|| n.strip_prefix("Au"))
         .unwrap_or(n);
-    digits.parse::<u32>().ok()
+    digits
+        .strip_suffix("_c")
+        .unwrap_or(digits)
+        .parse::<u32>()
+        .ok()
+}
+
+/// The cells of a CSV line, trimmed; a cell in double quotes may hold commas and `""`.
+fn cells(line: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cell = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                cell.push('"');
+                chars.next();
+            }
+            '"' if quoted || cell.trim().is_empty() => quoted = !quoted,
+            ',' if !quoted => out.push(std::mem::take(&mut cell).trim().to_string()),
+            c => cell.push(c),
+        }
+    }
+    out.push(cell.trim().to_string());
+    out
 }
 
 impl AuTable {
@@ -78,7 +105,7 @@ impl AuTable {
         let (hline, header) = lines
             .next()
             .ok_or_else(|| bad(1, "empty file; expected a header row of AU columns".into()))?;
-        let names: Vec<&str> = header.split(',').map(str::trim).collect();
+        let names = cells(header);
         let mut cols = Vec::new();
         let mut aus = Vec::new();
         for (i, n) in names.iter().enumerate() {
@@ -102,7 +129,7 @@ impl AuTable {
         let mut rows = Vec::new();
         let mut at = Vec::new();
         for (ln, l) in lines {
-            let cells: Vec<&str> = l.split(',').map(str::trim).collect();
+            let cells = cells(l);
             if cells.len() != names.len() {
                 return Err(bad(
                     ln,
@@ -340,6 +367,22 @@ mod tests {
         let r = score(&t(pred_swapped, "p.csv"), &t(LABELS, "l.csv"), &[2, 1]).unwrap();
         assert_eq!(r.aus.iter().map(|a| a.au).collect::<Vec<_>>(), [2, 1]);
         assert!((r.avg_f1 - 2.0 / 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn reads_openface_layout_with_quoted_cells() {
+        // `ausweep predict --format csv`: decisions in AUxx_c, probabilities and intensities
+        // ignored, a quoted input path with a comma.
+        let text = "frame, face_id, AU01_c, AU04_c, AU01_prob, AU04_r, input\n\
+                    1, 0, 1.00, 0.00, 0.9100, 2.5, \"a,b.png\"\n\
+                    2, 0, 0.00, 1.00, 0.2000, 0.1, \"say \"\"hi\"\".png\"\n";
+        let p = t(text, "p.csv");
+        assert_eq!(p.aus, [1, 4]);
+        assert_eq!(p.rows, [[1.0, 0.0], [0.0, 1.0]]);
+        assert_eq!(cells("x, \"say \"\"hi\"\"\", y"), ["x", "say \"hi\"", "y"]);
+        let labels = t("AU1,AU4\n1,0\n1,1\n", "l.csv");
+        let r = score(&p, &labels, &[]).unwrap();
+        assert_eq!((r.aus[0].tp, r.aus[0].fn_, r.aus[1].tp), (1, 1, 1));
     }
 
     #[test]
