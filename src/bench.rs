@@ -286,18 +286,26 @@ fn reference(
     amp: bool,
 ) -> Result<f64> {
     let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/reference.py");
-    let out = std::process::Command::new(crate::python())
-        .arg(script)
-        .args([
-            "train-bench",
-            name,
-            &batch.to_string(),
-            &size.to_string(),
-            &steps.to_string(),
-            &stage.to_string(),
-            device,
-            if amp { "amp" } else { "fp32" },
-        ])
+    let mut cmd = std::process::Command::new(crate::python());
+    cmd.arg(script).args([
+        "train-bench",
+        name,
+        &batch.to_string(),
+        &size.to_string(),
+        &steps.to_string(),
+        &stage.to_string(),
+        device,
+        if amp { "amp" } else { "fp32" },
+    ]);
+    let v = reference_json(&mut cmd)?;
+    v["images_per_sec"]
+        .as_f64()
+        .context("reference printed no images_per_sec")
+}
+
+/// Runs a PyTorch reference script and parses the JSON object it prints.
+pub(crate) fn reference_json(cmd: &mut std::process::Command) -> Result<serde_json::Value> {
+    let out = cmd
         .output()
         .context("running the PyTorch reference (make setup)")?;
     anyhow::ensure!(
@@ -305,8 +313,5 @@ fn reference(
         "reference failed: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
-    v["images_per_sec"]
-        .as_f64()
-        .context("reference printed no images_per_sec")
+    Ok(serde_json::from_slice(&out.stdout)?)
 }

@@ -121,22 +121,16 @@ pub fn run(size: u32, reps: usize, device: &str, no_reference: bool) -> Result<(
     if no_reference || dev.is_cuda() {
         return Ok(());
     }
-    let out = Command::new(crate::python())
-        .arg(script())
-        .arg("bench")
-        .arg(&backbone_file)
-        .arg(size.to_string())
-        .arg(AUS.len().to_string())
-        .args(&files)
-        .args(["--reps", &reps.to_string()])
-        .output()
-        .context("running the PyTorch reference (make setup)")?;
-    anyhow::ensure!(
-        out.status.success(),
-        "reference failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let v = crate::bench::reference_json(
+        Command::new(crate::python())
+            .arg(script())
+            .arg("bench")
+            .arg(&backbone_file)
+            .arg(size.to_string())
+            .arg(AUS.len().to_string())
+            .args(&files)
+            .args(["--reps", &reps.to_string()]),
+    )?;
     let theirs = v["faces_per_sec"]
         .as_f64()
         .context("reference printed no faces_per_sec")?;
