@@ -68,6 +68,8 @@ pub fn run(size: u32, reps: usize, device: &str, no_reference: bool) -> Result<(
         sha256: String::new(),
         train_seconds: 0.0,
         job_digest: String::new(),
+        finished: true,
+        early_stop: None,
     };
     let (ckpt, _) = checkpoint::write(tmp.path(), "final", &model.named_tensors(), meta)?;
     let au = AuModel::load(&ckpt, dev)?;

@@ -9,9 +9,6 @@
 
 mod common;
 
-use ausweep_coordinator::client;
-use ausweep_coordinator::store::records::{AttemptRecord, ResultRecord};
-use ausweep_coordinator::store::{blobs::Blobs, load_all, SledStore, Tree};
 use ausweep_proto::v1;
 use common::*;
 use rand::seq::SliceRandom;
@@ -19,8 +16,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
@@ -57,112 +53,6 @@ resources:
 retries: 5
 "
     .to_string()
-}
-
-/// A coordinator child process on a fixed port and data dir; SIGKILLed on drop.
-struct Coordinator {
-    child: Option<Child>,
-    port: u16,
-    data: PathBuf,
-    log: PathBuf,
-}
-
-impl Coordinator {
-    fn start(root: &Path) -> Self {
-        std::fs::create_dir_all(root).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut c = Coordinator {
-            child: None,
-            port,
-            data: root.join("coord"),
-            log: root.join("coordinator.log"),
-        };
-        c.spawn();
-        c
-    }
-
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_ausweep"))
-            .args([
-                "coordinator",
-                "--listen",
-                &format!("127.0.0.1:{}", self.port),
-            ])
-            .arg("--data-dir")
-            .arg(&self.data)
-            .args(["--heartbeat-ms", "500", "--lease-ms", &LEASE_MS.to_string()])
-            .env("AUSWEEP_ADMIN_TOKEN", ADMIN)
-            .env("AUSWEEP_JOIN_TOKEN", JOIN)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-    }
-
-    fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// SIGTERM and wait: the store is closed cleanly.
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            let until = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < until {
-                if c.try_wait().unwrap().is_some() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// An admin client, once the coordinator answers.
-    async fn admin(&self) -> client::Admin {
-        let until = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(ch) = client::connect(&self.url(), None).await {
-                let mut a = client::admin(ch, ADMIN).unwrap();
-                if a.list_sweeps(v1::ListSweepsRequest {}).await.is_ok() {
-                    return a;
-                }
-            }
-            assert!(
-                Instant::now() < until,
-                "coordinator did not come up:\n{}",
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Drop for Coordinator {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 /// A TCP proxy in front of the coordinator whose link can be cut: open connections are closed
@@ -207,90 +97,6 @@ impl Proxy {
     }
 }
 
-/// Per job: (avg F1, per-AU F1) of its accepted result.
-type F1Table = BTreeMap<String, (f64, Vec<(u32, f64)>)>;
-
-/// Per job: the final checkpoint file in the coordinator's blob store.
-type Checkpoints = BTreeMap<String, PathBuf>;
-
-async fn wait_done(
-    coord: &Coordinator,
-    id: &str,
-    limit: Duration,
-    workers: &[&Worker],
-) -> v1::SweepStatus {
-    let until = Instant::now() + limit;
-    let mut admin = coord.admin().await;
-    loop {
-        if let Ok(st) = admin
-            .get_sweep(v1::GetSweepRequest {
-                sweep_id: id.into(),
-            })
-            .await
-        {
-            let st = st.into_inner();
-            if all_succeeded(&st) {
-                return st;
-            }
-            let failed = st.jobs.iter().any(|j| j.state() == v1::JobState::Failed);
-            if failed || Instant::now() > until {
-                let logs: Vec<String> = workers
-                    .iter()
-                    .map(|w| format!("--- {}\n{}", w.log.display(), w.log()))
-                    .collect();
-                panic!(
-                    "sweep did not finish (a job failed, or {limit:?} passed):\n{}\n{}",
-                    describe(&st),
-                    logs.join("\n")
-                );
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-/// Stops the coordinator and checks its store: one accepted attempt per job, every result's
-/// checkpoint present. Returns the F1 table and the final checkpoints.
-fn audit(coord: &mut Coordinator, jobs: usize) -> (F1Table, Checkpoints) {
-    coord.stop();
-    let store = SledStore::open(&coord.data.join("db")).unwrap();
-    let blobs = Blobs::open(&coord.data.join("checkpoints"), 8 << 30).unwrap();
-    let attempts: Vec<AttemptRecord> = load_all(&store, Tree::Attempts).unwrap();
-    let results: Vec<ResultRecord> = load_all(&store, Tree::Results).unwrap();
-    assert_eq!(results.len(), jobs, "one result per job");
-    let mut table = F1Table::new();
-    let mut checkpoints = Checkpoints::new();
-    for r in &results {
-        let accepted: Vec<&AttemptRecord> = attempts
-            .iter()
-            .filter(|a| a.job == r.job && a.outcome == "succeeded")
-            .collect();
-        assert_eq!(
-            accepted.len(),
-            1,
-            "{}: accepted attempts {accepted:?} (all: {:?})",
-            r.job,
-            attempts
-                .iter()
-                .filter(|a| a.job == r.job)
-                .collect::<Vec<_>>()
-        );
-        assert_eq!(accepted[0].attempt, r.attempt, "{}", r.job);
-        assert!(
-            blobs.contains(&r.checkpoint),
-            "{}: checkpoint {} is not in the store",
-            r.job,
-            r.checkpoint
-        );
-        table.insert(
-            r.job.clone(),
-            (r.avg_f1, r.aus.iter().map(|a| (a.au, a.f1)).collect()),
-        );
-        checkpoints.insert(r.job.clone(), blobs.path(&r.checkpoint).unwrap());
-    }
-    (table, checkpoints)
-}
-
 /// Largest absolute difference between the same-named tensors of two checkpoints.
 fn weight_diff(a: &Path, b: &Path) -> f64 {
     // A blob is the agent's bundle: magic (8 bytes), metadata length (u64 LE), the metadata
@@ -320,29 +126,9 @@ fn weight_diff(a: &Path, b: &Path) -> f64 {
         .fold(0.0, f64::max)
 }
 
-fn same_table(a: &F1Table, b: &F1Table) -> Result<(), String> {
-    if a.keys().ne(b.keys()) {
-        return Err(format!("jobs differ: {:?} vs {:?}", a.keys(), b.keys()));
-    }
-    for (job, (fa, aus_a)) in a {
-        let (fb, aus_b) = &b[job];
-        let close = |x: f64, y: f64| (x - y).abs() < 1e-9;
-        if !close(*fa, *fb)
-            || aus_a.len() != aus_b.len()
-            || aus_a
-                .iter()
-                .zip(aus_b)
-                .any(|(x, y)| x.0 != y.0 || !close(x.1, y.1))
-        {
-            return Err(format!("{job}: {fa} {aus_a:?} vs {fb} {aus_b:?}"));
-        }
-    }
-    Ok(())
-}
-
 /// The reference: the same sweep with nothing disturbed.
 async fn undisturbed(root: &Path) -> (F1Table, Checkpoints) {
-    let mut coord = Coordinator::start(root);
+    let mut coord = Coordinator::start(root, LEASE_MS);
     let mut admin = coord.admin().await;
     let id = submit(&mut admin, sweep()).await;
     let a = Worker::start(&coord.url(), root, "a", &[]);
@@ -361,7 +147,7 @@ enum Fault {
 
 async fn chaos_run(root: &Path, seed: u64) -> ((F1Table, Checkpoints), Vec<String>) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let mut coord = Coordinator::start(root);
+    let mut coord = Coordinator::start(root, LEASE_MS);
     let mut admin = coord.admin().await;
     let id = submit(&mut admin, sweep()).await;
     let proxy = Proxy::start(coord.port).await;

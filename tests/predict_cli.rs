@@ -39,6 +39,8 @@ fn checkpoint(dir: &Path, aus: &[u32], head_outputs: usize, thresholds: &[f64]) 
         sha256: String::new(),
         train_seconds: 0.0,
         job_digest: String::new(),
+        finished: true,
+        early_stop: None,
     };
     checkpoint::write(dir, "final", &m.named_tensors(), meta).unwrap();
     dir.to_path_buf()

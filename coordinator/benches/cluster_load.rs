@@ -287,6 +287,7 @@ async fn main() {
                             sha256: sha.clone(),
                             size: data.len() as u64,
                             epoch: 1,
+                            ..Default::default()
                         })),
                     },
                     v1::CheckpointChunk {

@@ -123,6 +123,9 @@ pub struct ServeArgs {
     /// Seconds without any worker before pending jobs say so.
     #[arg(long)]
     pub no_worker_grace_s: Option<u64>,
+    /// Most MiB of checkpoints the store may hold (0: no limit); uploads past it are refused.
+    #[arg(long, env = "AUSWEEP_MAX_STORE_MIB")]
+    pub max_store_mib: Option<u64>,
     /// Serve Prometheus `/metrics` on this address (e.g. 0.0.0.0:9477).
     #[arg(long, env = "AUSWEEP_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
@@ -143,6 +146,7 @@ struct FileConfig {
     lease_ms: Option<u64>,
     no_worker_grace_s: Option<u64>,
     max_checkpoint_mib: Option<u64>,
+    max_store_mib: Option<u64>,
     metrics_listen: Option<SocketAddr>,
 }
 
@@ -209,6 +213,7 @@ pub fn config(a: &ServeArgs) -> Result<Config> {
         timing,
         expiry_every: Duration::from_secs(1),
         max_checkpoint_bytes: f.max_checkpoint_mib.unwrap_or(8 << 10) << 20,
+        max_store_bytes: a.max_store_mib.or(f.max_store_mib).unwrap_or(0) << 20,
         tls,
         metrics_listen: a.metrics_listen.or(f.metrics_listen),
     })
@@ -223,6 +228,10 @@ async fn admin(c: &Conn) -> Result<client::Admin> {
         .await
         .map_err(|e| anyhow::anyhow!("connecting to {}: {e}", c.coordinator))?;
     Ok(client::admin(ch, &c.admin_token)?)
+}
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
 }
 
 fn state_name(s: i32) -> &'static str {
@@ -313,8 +322,8 @@ pub async fn run(cmd: Command) -> Result<()> {
                 println!("note: {}", r.notice);
             }
             println!(
-                "{:<14} {:>4} {:>5} {:<9} {:>7} {:<12} DETAIL",
-                "BACKBONE", "FOLD", "STAGE", "STATE", "ATTEMPT", "WORKER"
+                "{:<14} {:>4} {:>5} {:<9} {:>7} {:>6} {:>4} {:<12} DETAIL",
+                "BACKBONE", "FOLD", "STAGE", "STATE", "ATTEMPT", "FAILED", "LOST", "WORKER"
             );
             for j in r.jobs {
                 let detail = match (&j.result, &j.progress) {
@@ -325,14 +334,17 @@ pub async fn run(cmd: Command) -> Result<()> {
                     _ if !j.pending_reason.is_empty() => j.pending_reason.clone(),
                     _ => j.last_error.clone(),
                 };
+                // Lost attempts do not use up the failure budget (each one extends it).
+                let budget = j.max_attempts.saturating_sub(j.lost_attempts);
                 println!(
-                    "{:<14} {:>4} {:>5} {:<9} {:>3}/{:<3} {:<12} {}{}",
+                    "{:<14} {:>4} {:>5} {:<9} {:>7} {:>6} {:>4} {:<12} {}{}",
                     j.backbone,
                     j.fold,
                     j.stage,
                     state_name(j.state),
                     j.attempt,
-                    j.max_attempts,
+                    format!("{}/{budget}", j.failures),
+                    j.lost_attempts,
                     j.worker_id,
                     detail,
                     if j.grid_point.is_empty() {
@@ -342,6 +354,15 @@ pub async fn run(cmd: Command) -> Result<()> {
                     }
                 );
             }
+            println!(
+                "checkpoint store: {}{}",
+                mib(r.store_checkpoint_bytes),
+                if r.store_limit_bytes > 0 {
+                    format!(" of {} allowed", mib(r.store_limit_bytes))
+                } else {
+                    String::new()
+                }
+            );
         }
         Command::Watch { sweep, conn } => {
             let mut client = admin(&conn).await?;

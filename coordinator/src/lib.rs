@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod gc;
 pub mod manifest;
 pub mod metrics;
 pub mod plan;

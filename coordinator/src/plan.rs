@@ -1,7 +1,7 @@
 //! The job plan: a manifest expanded into jobs keyed by (backbone, fold, stage, grid point), with
 //! element-wise stage dependencies (stage 2 of (b, f, g) waits on stage 1 of (b, f, g) only).
 
-use crate::manifest::{self, DeviceReq, Manifest};
+use crate::manifest::{self, DeviceReq, KeepCheckpoints, Manifest};
 use ausweep_proto::job::Backbone;
 use ausweep_proto::JobSpec;
 use serde::{Deserialize, Serialize};
@@ -53,6 +53,10 @@ pub struct PlannedJob {
     pub min_gpu_memory_mib: u64,
     /// Attempts before the job is failed.
     pub max_attempts: u32,
+    /// Lost attempts in a row without progress before the job is failed.
+    pub max_lost: u32,
+    /// Checkpoint retention once the job succeeded.
+    pub keep: KeepCheckpoints,
     /// Higher first.
     pub priority: i32,
 }
@@ -102,6 +106,8 @@ pub fn expand(sweep_id: &str, m: &Manifest) -> Result<Vec<PlannedJob>, PlanError
                         device: m.resources.device,
                         min_gpu_memory_mib: m.resources.min_gpu_memory_mib.unwrap_or(0),
                         max_attempts: m.retries + 1,
+                        max_lost: m.lost_retries,
+                        keep: m.keep_checkpoints,
                         priority: m.priority,
                     });
                 }

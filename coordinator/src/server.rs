@@ -48,6 +48,9 @@ pub struct Config {
     pub expiry_every: Duration,
     /// Largest checkpoint accepted, bytes.
     pub max_checkpoint_bytes: u64,
+    /// Most bytes of checkpoints the store holds (0: no limit); uploads past it are refused
+    /// with RESOURCE_EXHAUSTED and nothing stored is touched.
+    pub max_store_bytes: u64,
     /// TLS; plaintext when absent.
     pub tls: Option<TlsFiles>,
     /// Where to serve Prometheus `/metrics` (plain HTTP); none when absent.
@@ -65,6 +68,7 @@ impl Config {
             timing: Timing::default(),
             expiry_every: Duration::from_secs(1),
             max_checkpoint_bytes: 8 << 30,
+            max_store_bytes: 0,
             tls: None,
             metrics_listen: None,
         }
@@ -169,8 +173,13 @@ pub async fn serve(config: Config) -> Result<Handle, ServeError> {
             std::env::temp_dir().join(format!("ausweep-blobs-{:016x}", rand::random::<u64>())),
         ),
     };
-    let blobs = Blobs::open(&blob_dir, config.max_checkpoint_bytes)?;
-    let (sched, sched_task) = Scheduler::start(store, config.timing, config.expiry_every)?;
+    let blobs =
+        Blobs::open(&blob_dir, config.max_checkpoint_bytes)?.with_limit(config.max_store_bytes);
+    let (gc_tx, gc_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (sched, sched_task) =
+        Scheduler::start(store, config.timing, config.expiry_every, Some(gc_tx))?;
+    crate::gc::sweep_orphans(&sched, &blobs).await?;
+    tokio::spawn(crate::gc::remove_garbage(gc_rx, blobs.clone()));
     let baselines = crate::report::baselines::Baselines::embedded().ok();
     let metrics =
         Arc::new(Metrics::new(baselines.as_ref()).map_err(|e| ServeError::Config(e.to_string()))?);

@@ -68,6 +68,7 @@ async fn upload(w: &mut client::Worker, a: &v1::Assignment, data: &[u8]) -> Stri
             sha256: sha.clone(),
             size: data.len() as u64,
             epoch: 1,
+            ..Default::default()
         })),
     }];
     for c in data.chunks(7) {

@@ -187,6 +187,7 @@ async fn drive_a_sweep(addr: SocketAddr) -> String {
                 sha256: sha.clone(),
                 size: data.len() as u64,
                 epoch: 1,
+                ..Default::default()
             })),
         },
         v1::CheckpointChunk {

@@ -66,6 +66,7 @@ async fn report_over_the_admin_api_marks_a_partial_sweep() {
                     sha256: sha.clone(),
                     size: data.len() as u64,
                     epoch: 1,
+                    ..Default::default()
                 })),
             },
             v1::CheckpointChunk {

@@ -436,6 +436,7 @@ fn random_calls_to_every_rpc_never_crash_or_corrupt_the_coordinator() {
                     sha256: sha.clone(),
                     size: data.len() as u64,
                     epoch: 1,
+                    ..Default::default()
                 })),
             },
             v1::CheckpointChunk {

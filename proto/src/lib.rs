@@ -2,6 +2,7 @@
 //! gRPC protocol `ausweep.v1` (admin and worker services).
 
 pub mod client;
+pub mod fault;
 pub mod job;
 pub mod wire;
 pub mod yaml;

@@ -3,7 +3,10 @@
 #![allow(dead_code)] // each test crate uses a different part
 
 use ausweep_coordinator::client;
+use ausweep_coordinator::store::records::{AttemptRecord, ResultRecord};
+use ausweep_coordinator::store::{blobs::Blobs, load_all, SledStore, Tree};
 use ausweep_proto::v1;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -245,4 +248,226 @@ pub fn photo(dir: &Path, name: &str) -> PathBuf {
         .expect("run .venv/bin/python (make setup builds it)");
     assert!(st.success(), "writing the {name} photo");
     out
+}
+
+/// A coordinator child process on a fixed port and data dir; SIGKILLed on drop.
+pub struct Coordinator {
+    pub child: Option<Child>,
+    pub port: u16,
+    pub data: PathBuf,
+    pub log: PathBuf,
+    pub lease_ms: u64,
+    /// Extra environment for the next spawn (e.g. a fault to inject).
+    pub env: Vec<(String, String)>,
+}
+
+impl Coordinator {
+    pub fn start(root: &Path, lease_ms: u64) -> Self {
+        std::fs::create_dir_all(root).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut c = Coordinator {
+            child: None,
+            port,
+            data: root.join("coord"),
+            log: root.join("coordinator.log"),
+            lease_ms,
+            env: Vec::new(),
+        };
+        c.spawn();
+        c
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn spawn(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_ausweep"))
+            .args([
+                "coordinator",
+                "--listen",
+                &format!("127.0.0.1:{}", self.port),
+            ])
+            .arg("--data-dir")
+            .arg(&self.data)
+            .args([
+                "--heartbeat-ms",
+                "500",
+                "--lease-ms",
+                &self.lease_ms.to_string(),
+            ])
+            .env("AUSWEEP_ADMIN_TOKEN", ADMIN)
+            .env("AUSWEEP_JOIN_TOKEN", JOIN)
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+    }
+
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGTERM and wait: the store is closed cleanly.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status();
+            let until = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < until {
+                if c.try_wait().unwrap().is_some() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// An admin client, once the coordinator answers.
+    pub async fn admin(&self) -> client::Admin {
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(ch) = client::connect(&self.url(), None).await {
+                let mut a = client::admin(ch, ADMIN).unwrap();
+                if a.list_sweeps(v1::ListSweepsRequest {}).await.is_ok() {
+                    return a;
+                }
+            }
+            assert!(
+                Instant::now() < until,
+                "coordinator did not come up:\n{}",
+                std::fs::read_to_string(&self.log).unwrap_or_default()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Coordinator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Per job: (avg F1, per-AU F1) of its accepted result.
+pub type F1Table = BTreeMap<String, (f64, Vec<(u32, f64)>)>;
+
+/// Per job: the final checkpoint file in the coordinator's blob store.
+pub type Checkpoints = BTreeMap<String, PathBuf>;
+
+pub async fn wait_done(
+    coord: &Coordinator,
+    id: &str,
+    limit: Duration,
+    workers: &[&Worker],
+) -> v1::SweepStatus {
+    let until = Instant::now() + limit;
+    let mut admin = coord.admin().await;
+    loop {
+        if let Ok(st) = admin
+            .get_sweep(v1::GetSweepRequest {
+                sweep_id: id.into(),
+            })
+            .await
+        {
+            let st = st.into_inner();
+            if all_succeeded(&st) {
+                return st;
+            }
+            let failed = st.jobs.iter().any(|j| j.state() == v1::JobState::Failed);
+            if failed || Instant::now() > until {
+                let logs: Vec<String> = workers
+                    .iter()
+                    .map(|w| format!("--- {}\n{}", w.log.display(), w.log()))
+                    .collect();
+                panic!(
+                    "sweep did not finish (a job failed, or {limit:?} passed):\n{}\n{}",
+                    describe(&st),
+                    logs.join("\n")
+                );
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Stops the coordinator and checks its store: one accepted attempt per job, every result's
+/// checkpoint present. Returns the F1 table and the final checkpoints.
+pub fn audit(coord: &mut Coordinator, jobs: usize) -> (F1Table, Checkpoints) {
+    coord.stop();
+    let store = SledStore::open(&coord.data.join("db")).unwrap();
+    let blobs = Blobs::open(&coord.data.join("checkpoints"), 8 << 30).unwrap();
+    let attempts: Vec<AttemptRecord> = load_all(&store, Tree::Attempts).unwrap();
+    let results: Vec<ResultRecord> = load_all(&store, Tree::Results).unwrap();
+    assert_eq!(results.len(), jobs, "one result per job");
+    let mut table = F1Table::new();
+    let mut checkpoints = Checkpoints::new();
+    for r in &results {
+        let accepted: Vec<&AttemptRecord> = attempts
+            .iter()
+            .filter(|a| a.job == r.job && a.outcome == "succeeded")
+            .collect();
+        assert_eq!(
+            accepted.len(),
+            1,
+            "{}: accepted attempts {accepted:?} (all: {:?})",
+            r.job,
+            attempts
+                .iter()
+                .filter(|a| a.job == r.job)
+                .collect::<Vec<_>>()
+        );
+        assert_eq!(accepted[0].attempt, r.attempt, "{}", r.job);
+        assert!(
+            blobs.contains(&r.checkpoint),
+            "{}: checkpoint {} is not in the store",
+            r.job,
+            r.checkpoint
+        );
+        table.insert(
+            r.job.clone(),
+            (r.avg_f1, r.aus.iter().map(|a| (a.au, a.f1)).collect()),
+        );
+        checkpoints.insert(r.job.clone(), blobs.path(&r.checkpoint).unwrap());
+    }
+    (table, checkpoints)
+}
+
+/// Whether two F1 tables are equal to 1e-9 (which job and values differ when not).
+pub fn same_table(a: &F1Table, b: &F1Table) -> Result<(), String> {
+    if a.keys().ne(b.keys()) {
+        return Err(format!("jobs differ: {:?} vs {:?}", a.keys(), b.keys()));
+    }
+    for (job, (fa, aus_a)) in a {
+        let (fb, aus_b) = &b[job];
+        let close = |x: f64, y: f64| (x - y).abs() < 1e-9;
+        if !close(*fa, *fb)
+            || aus_a.len() != aus_b.len()
+            || aus_a
+                .iter()
+                .zip(aus_b)
+                .any(|(x, y)| x.0 != y.0 || !close(x.1, y.1))
+        {
+            return Err(format!("{job}: {fa} {aus_a:?} vs {fb} {aus_b:?}"));
+        }
+    }
+    Ok(())
 }

@@ -136,6 +136,36 @@ fn resumed_run_matches_an_uninterrupted_one() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("another job"), "{e}");
+
+    // Killed after the last epoch's checkpoint (or with the final weights as the resume point,
+    // as a worker once uploaded them): the run evaluates that checkpoint, trains nothing, and
+    // gives the uninterrupted run's result. The final file has no optimiser state.
+    for (src, what) in [
+        ("checkpoints/epoch-0003", "last epoch"),
+        ("final", "final weights"),
+    ] {
+        let late = tempfile::tempdir().unwrap();
+        let ck = late.path().join("checkpoints");
+        std::fs::create_dir_all(&ck).unwrap();
+        for ext in ["safetensors", "json"] {
+            std::fs::copy(
+                full.path().join(format!("{src}.{ext}")),
+                ck.join(format!("epoch-0003.{ext}")),
+            )
+            .unwrap();
+        }
+        let r = train::run(&j, &opts(late.path()))
+            .unwrap_or_else(|e| panic!("resume from the {what}: {e}"));
+        assert_eq!((r.resumed_from_epoch, r.epochs), (Some(3), 3), "{what}");
+        assert_eq!(r.thresholds, r_full.thresholds, "{what}");
+        assert_eq!(r.test, r_full.test, "{what}: test scores");
+        let d = max_diff(
+            &tensors(Path::new(&r_full.checkpoint)),
+            &tensors(Path::new(&r.checkpoint)),
+            "",
+        );
+        assert_eq!(d, 0.0, "{what}: nothing was trained");
+    }
 }
 
 #[test]

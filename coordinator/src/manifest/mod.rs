@@ -290,6 +290,13 @@ fn validate(m: &Manifest) -> Result<(), Invalid> {
     if m.retries > 10 {
         return bad("retries", format!("at most 10, got {}", m.retries), None);
     }
+    if m.lost_retries == 0 || m.lost_retries > 1000 {
+        return bad(
+            "lost_retries",
+            format!("between 1 and 1000, got {}", m.lost_retries),
+            None,
+        );
+    }
     if let Some(mem) = m.resources.min_gpu_memory_mib {
         if m.resources.device == DeviceReq::Cpu && mem > 0 {
             return bad(

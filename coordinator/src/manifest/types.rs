@@ -61,6 +61,15 @@ pub struct Manifest {
     /// Retries after a failed attempt (attempts = retries + 1).
     #[serde(default = "default_retries")]
     pub retries: u32,
+    /// Attempts lost to the infrastructure (worker death, lease expiry, drain) in a row without
+    /// progress (no newer checkpoint) before the job fails. Lost attempts that make progress,
+    /// and all lost attempts up to this cap, do not use up `retries`.
+    #[serde(default = "default_lost_retries")]
+    pub lost_retries: u32,
+    /// Which checkpoints the coordinator keeps once a job has succeeded (while it runs it keeps
+    /// the newest resumable one).
+    #[serde(default)]
+    pub keep_checkpoints: KeepCheckpoints,
     /// Higher runs first.
     #[serde(default)]
     pub priority: i32,
@@ -77,6 +86,22 @@ fn default_batch() -> usize {
 }
 fn default_retries() -> u32 {
     2
+}
+fn default_lost_retries() -> u32 {
+    10
+}
+
+/// Checkpoint retention after a job succeeds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum KeepCheckpoints {
+    /// Only the final weights the result names.
+    #[default]
+    Final,
+    /// The final weights and the epoch checkpoint with the best validation F1.
+    Best,
+    /// Every epoch checkpoint (as before retention existed).
+    All,
 }
 fn yes() -> bool {
     true

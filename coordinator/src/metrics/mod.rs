@@ -38,6 +38,7 @@ pub struct Metrics {
     registry: Registry,
     pub(crate) jobs: IntGaugeVec,
     pub(crate) queue_depth: IntGauge,
+    pub(crate) store_bytes: IntGauge,
     pub(crate) pending: IntGaugeVec,
     pub(crate) workers: IntGaugeVec,
     pub(crate) gpus: IntGaugeVec,
@@ -133,6 +134,11 @@ impl Metrics {
             jobs: igauge(&r, "ausweep_jobs", "Jobs by sweep and state.", &["sweep", "state"])?,
             queue_depth: {
                 let g = IntGauge::new("ausweep_queue_depth", "Jobs ready to run (dependencies met, waiting for a device).")?;
+                r.register(Box::new(g.clone()))?;
+                g
+            },
+            store_bytes: {
+                let g = IntGauge::new("ausweep_checkpoint_store_bytes", "Bytes of the checkpoints the coordinator keeps (after retention).")?;
                 r.register(Box::new(g.clone()))?;
                 g
             },

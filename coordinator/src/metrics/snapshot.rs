@@ -54,6 +54,8 @@ impl Metrics {
         self.final_f1.reset();
         self.gpu_busy.reset();
         self.gpu_memory_total.reset();
+        self.store_bytes
+            .set(i64::try_from(st.checkpoint_bytes()).unwrap_or(i64::MAX));
         let mut reasons: BTreeMap<&'static str, i64> = REASONS.iter().map(|r| (*r, 0)).collect();
         for (sid, ids) in &st.sweep_jobs {
             let Some(s) = st.sweeps.get(sid) else {

@@ -301,6 +301,7 @@ fn grpc_status_converts_like_the_store() {
         jobs: d.jobs.iter().map(crate::service::convert::job).collect(),
         notice: d.notice.clone(),
         manifest_json: d.view.sweep.canonical.clone(),
+        ..Default::default()
     };
     let from_api = source::from_status(&status).unwrap();
     assert_eq!(from_api.baselines, from_store.baselines);

@@ -31,15 +31,26 @@ pub struct Scheduler {
 
 impl Scheduler {
     /// Loads the state from the store and starts the loop; returns the handle and the task.
+    /// Checkpoints whose records a committed round deleted are sent to `garbage` (their blobs
+    /// can go: no record names them any more).
     pub fn start(
         store: Arc<dyn Store>,
         timing: Timing,
         expiry_every: Duration,
+        garbage: Option<mpsc::UnboundedSender<Vec<String>>>,
     ) -> Result<(Self, tokio::task::JoinHandle<()>), StoreError> {
         let state = State::load(store.as_ref(), timing, now_ms())?;
         let (tx, rx) = mpsc::channel(8192);
         let (events, _) = broadcast::channel(4096);
-        let task = tokio::spawn(run(state, store, rx, events.clone(), timing, expiry_every));
+        let task = tokio::spawn(run(
+            state,
+            store,
+            rx,
+            events.clone(),
+            timing,
+            expiry_every,
+            garbage,
+        ));
         Ok((Self { tx, events }, task))
     }
 
@@ -77,6 +88,7 @@ async fn run(
     events: broadcast::Sender<Event>,
     timing: Timing,
     expiry_every: Duration,
+    garbage: Option<mpsc::UnboundedSender<Vec<String>>>,
 ) {
     let mut tick = tokio::time::interval(expiry_every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -122,6 +134,10 @@ async fn run(
         if ok {
             for e in state.drain_events() {
                 let _ = events.send(e);
+            }
+            let gone = state.take_garbage();
+            if let (Some(g), false) = (&garbage, gone.is_empty()) {
+                let _ = g.send(gone);
             }
         } else {
             // The writes did not land: forget the in-memory changes, reload what is durable.

@@ -11,6 +11,8 @@ pub mod state;
 pub mod types;
 
 #[cfg(test)]
+mod attempt_tests;
+#[cfg(test)]
 mod proptests;
 
 pub use actor::Scheduler;

@@ -38,6 +38,12 @@ pub struct State {
     pub(crate) workers: HashMap<String, LiveWorker>,
     pub(crate) busy: HashMap<(String, u32), String>,
     pub(crate) checkpoints: HashMap<String, CheckpointRecord>,
+    /// Checkpoints by the job that uploaded them.
+    job_checkpoints: HashMap<String, Vec<String>>,
+    /// Bytes of all recorded checkpoints.
+    checkpoint_bytes: u64,
+    /// Checkpoints whose records this round deleted: their blobs go once the round commits.
+    garbage: Vec<String>,
     pub(crate) results: HashMap<String, ResultRecord>,
     pub(crate) progress: HashMap<String, Progress>,
     next_token: u64,
@@ -76,6 +82,9 @@ impl State {
             workers: HashMap::new(),
             busy: HashMap::new(),
             checkpoints: HashMap::new(),
+            job_checkpoints: HashMap::new(),
+            checkpoint_bytes: 0,
+            garbage: Vec::new(),
             results: HashMap::new(),
             progress: HashMap::new(),
             next_token: 1,
@@ -102,7 +111,7 @@ impl State {
             );
         }
         for c in load_all::<CheckpointRecord>(store, Tree::Checkpoints)? {
-            st.checkpoints.insert(c.sha256.clone(), c);
+            st.index_checkpoint(c);
         }
         for r in load_all::<ResultRecord>(store, Tree::Results)? {
             st.results.insert(r.job.clone(), r);
@@ -252,6 +261,12 @@ impl State {
                 last_error: String::new(),
                 newest_checkpoint: None,
                 final_checkpoint: None,
+                failures: 0,
+                lost: 0,
+                lost_streak: 0,
+                max_lost: p.max_lost,
+                keep: p.keep,
+                last_failure: String::new(),
             };
             self.next_seq += 1;
             batch.put(Tree::Jobs, &job.id, &job)?;
@@ -467,7 +482,7 @@ impl State {
             self.end_attempt(
                 &old,
                 "worker re-leased its device; attempt lost",
-                true,
+                Cause::Lost,
                 now,
                 batch,
             )?;
@@ -510,6 +525,7 @@ impl State {
             token,
             deadline_ms,
             started_ms: now,
+            resume_from: j.newest_checkpoint.clone(),
         });
         let attempt = AttemptRecord {
             job: id.clone(),
@@ -590,42 +606,145 @@ impl State {
         Ok(fenced)
     }
 
-    /// Registers an uploaded (durable) checkpoint; a current attempt's becomes the resume point.
-    #[allow(clippy::too_many_arguments)] // one per field of the upload header
+    /// Registers an uploaded (durable) checkpoint; a current attempt's epoch checkpoint becomes
+    /// the resume point (and supersedes the one before), a final one only waits for Complete.
     pub fn checkpoint(
         &mut self,
         worker: &str,
         job: &str,
         token: u64,
-        sha: &str,
-        size: u64,
-        epoch: u32,
+        up: Upload,
         now: u64,
         batch: &mut Batch,
     ) -> Result<Fenced, SchedError> {
         self.touch(worker, now)?;
         let fenced = self.fence(job, token)?;
-        let j = self
+        let attempt = self
             .jobs
-            .get_mut(job)
-            .ok_or_else(|| SchedError::NoJob(job.to_string()))?;
-        let rec = CheckpointRecord {
-            sha256: sha.to_string(),
-            size,
-            job: job.to_string(),
-            attempt: j.attempt,
-            epoch,
-            created_ms: now,
-        };
-        if !self.checkpoints.contains_key(sha) {
-            batch.put(Tree::Checkpoints, sha, &rec)?;
-            self.checkpoints.insert(sha.to_string(), rec);
+            .get(job)
+            .ok_or_else(|| SchedError::NoJob(job.to_string()))?
+            .attempt;
+        if !self.checkpoints.contains_key(&up.sha) {
+            let rec = CheckpointRecord {
+                sha256: up.sha.clone(),
+                size: up.size,
+                job: job.to_string(),
+                attempt,
+                epoch: up.epoch,
+                created_ms: now,
+                final_result: up.final_result,
+                bad: false,
+                val_f1: up.val_f1,
+            };
+            batch.put(Tree::Checkpoints, &up.sha, &rec)?;
+            self.index_checkpoint(rec);
         }
-        if fenced == Fenced::Current {
-            j.newest_checkpoint = Some(sha.to_string());
+        if fenced == Fenced::Current && !up.final_result {
+            if let Some(j) = self.jobs.get_mut(job) {
+                j.newest_checkpoint = Some(up.sha.clone());
+            }
             self.save_job(job, batch)?;
         }
+        self.collect(job, batch)?;
         Ok(fenced)
+    }
+
+    fn index_checkpoint(&mut self, c: CheckpointRecord) {
+        self.checkpoint_bytes += c.size;
+        self.job_checkpoints
+            .entry(c.job.clone())
+            .or_default()
+            .push(c.sha256.clone());
+        self.checkpoints.insert(c.sha256.clone(), c);
+    }
+
+    /// Checkpoints a job must keep: its resume point, its final weights and what retention asks.
+    fn kept(&self, job: &str) -> HashSet<String> {
+        let mut keep = HashSet::new();
+        let Some(j) = self.jobs.get(job) else {
+            return keep;
+        };
+        keep.extend(j.newest_checkpoint.iter().cloned());
+        keep.extend(j.final_checkpoint.iter().cloned());
+        let running = j.lease.is_some() && j.state == JobState::Leased;
+        if let Some(l) = &j.lease {
+            // The running attempt may still be downloading its resume point.
+            keep.extend(l.resume_from.iter().cloned());
+        }
+        if let Some(r) = self.results.get(job) {
+            keep.insert(r.checkpoint.clone());
+        }
+        let mine = self.job_checkpoints.get(job).cloned().unwrap_or_default();
+        // The running attempt's final weights wait for its Complete.
+        keep.extend(
+            mine.iter()
+                .filter_map(|s| self.checkpoints.get(s))
+                .filter(|c| running && c.final_result && c.attempt == j.attempt)
+                .map(|c| c.sha256.clone()),
+        );
+        let epochs = mine
+            .iter()
+            .filter_map(|s| self.checkpoints.get(s))
+            .filter(|c| !c.final_result && !c.bad);
+        match j.keep {
+            crate::manifest::KeepCheckpoints::All => {
+                keep.extend(epochs.map(|c| c.sha256.clone()));
+            }
+            crate::manifest::KeepCheckpoints::Best if j.state == JobState::Succeeded => {
+                if let Some(best) = epochs.filter(|c| c.val_f1.is_some()).max_by(|a, b| {
+                    let (x, y) = (a.val_f1.unwrap_or(0.0), b.val_f1.unwrap_or(0.0));
+                    x.total_cmp(&y).then(b.epoch.cmp(&a.epoch))
+                }) {
+                    keep.insert(best.sha256.clone());
+                }
+            }
+            crate::manifest::KeepCheckpoints::Best => {
+                // While running, the best so far is kept too, to be chosen at the end.
+                if let Some(best) = epochs.filter(|c| c.val_f1.is_some()).max_by(|a, b| {
+                    let (x, y) = (a.val_f1.unwrap_or(0.0), b.val_f1.unwrap_or(0.0));
+                    x.total_cmp(&y).then(b.epoch.cmp(&a.epoch))
+                }) {
+                    keep.insert(best.sha256.clone());
+                }
+            }
+            crate::manifest::KeepCheckpoints::Final => {}
+        }
+        keep
+    }
+
+    /// Deletes the records of a job's checkpoints that retention no longer keeps; their blobs
+    /// are removed only after this round's writes are durable (see [`State::take_garbage`]).
+    fn collect(&mut self, job: &str, batch: &mut Batch) -> Result<(), SchedError> {
+        let keep = self.kept(job);
+        let Some(mine) = self.job_checkpoints.get_mut(job) else {
+            return Ok(());
+        };
+        let (kept, gone): (Vec<String>, Vec<String>) =
+            mine.drain(..).partition(|s| keep.contains(s));
+        *mine = kept;
+        for sha in gone {
+            if let Some(c) = self.checkpoints.remove(&sha) {
+                self.checkpoint_bytes = self.checkpoint_bytes.saturating_sub(c.size);
+            }
+            batch.delete(Tree::Checkpoints, &sha);
+            self.garbage.push(sha);
+        }
+        Ok(())
+    }
+
+    /// Blobs whose records are gone (durably, once the current round commits).
+    pub fn take_garbage(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.garbage)
+    }
+
+    /// Bytes of all recorded checkpoints.
+    pub fn checkpoint_bytes(&self) -> u64 {
+        self.checkpoint_bytes
+    }
+
+    /// The names of every recorded checkpoint.
+    pub fn checkpoint_shas(&self) -> HashSet<String> {
+        self.checkpoints.keys().cloned().collect()
     }
 
     /// Completes a job with its result; a stale attempt's result is discarded.
@@ -667,6 +786,7 @@ impl State {
         j.final_checkpoint = Some(result.checkpoint.clone());
         j.newest_checkpoint = Some(result.checkpoint);
         self.release(job, "succeeded", now, batch)?;
+        self.collect(job, batch)?;
         let j = self.jobs[job].clone();
         self.event(&j, "succeeded");
         for d in self.dependents.get(job).cloned().unwrap_or_default() {
@@ -694,10 +814,19 @@ impl State {
                 will_retry: false,
             });
         }
+        if kind == FailureKind::Lost {
+            let will_retry = self.end_attempt(job, reason, Cause::Lost, now, batch)?;
+            return Ok(FailOutcome {
+                fenced: Fenced::Current,
+                will_retry,
+            });
+        }
         let j = self
             .jobs
             .get_mut(job)
             .ok_or_else(|| SchedError::NoJob(job.to_string()))?;
+        let resume_from = j.lease.as_ref().and_then(|l| l.resume_from.clone());
+        let mut reason = reason.to_string();
         let retry = match kind {
             FailureKind::BadConfig => false,
             FailureKind::OutOfMemory => {
@@ -715,14 +844,69 @@ impl State {
                 }
                 true
             }
-            FailureKind::Transient => true,
+            FailureKind::BadCheckpoint | FailureKind::Transient | FailureKind::Lost => true,
         };
-        let label = match kind {
+        let signature = format!("{}|{kind:?}|{reason}", resume_from.as_deref().unwrap_or(""));
+        let repeated = kind == FailureKind::Transient && j.last_failure == signature;
+        j.last_failure = signature;
+        let mut label = match kind {
             FailureKind::BadConfig => "bad config",
             FailureKind::OutOfMemory => "out of memory",
-            FailureKind::Transient => "failed",
+            FailureKind::BadCheckpoint => "bad checkpoint",
+            FailureKind::Transient | FailureKind::Lost => "failed",
         };
-        let will_retry = self.end_attempt(job, &format!("{label}: {reason}"), retry, now, batch)?;
+        let at = |c: &Option<String>, recs: &HashMap<String, CheckpointRecord>| match c {
+            Some(sha) => format!(
+                "checkpoint {}… (epoch {})",
+                sha.get(..12).unwrap_or(sha),
+                recs.get(sha).map_or(0, |r| r.epoch)
+            ),
+            None => "a fresh start".to_string(),
+        };
+        if kind == FailureKind::BadCheckpoint {
+            if let Some(sha) = &resume_from {
+                // Never offer it again: fall back to the newest intact resumable one before it.
+                let desc = at(&resume_from, &self.checkpoints);
+                if let Some(c) = self.checkpoints.get_mut(sha) {
+                    c.bad = true;
+                    batch.put(Tree::Checkpoints, sha, &*c)?;
+                }
+                let bad_epoch = self.checkpoints.get(sha).map_or(u32::MAX, |c| c.epoch);
+                let fallback = self
+                    .job_checkpoints
+                    .get(job)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|s| self.checkpoints.get(s))
+                    .filter(|c| !c.bad && !c.final_result && c.epoch < bad_epoch)
+                    .max_by_key(|c| (c.epoch, c.created_ms))
+                    .map(|c| c.sha256.clone());
+                let next = at(&fallback, &self.checkpoints);
+                if let Some(j) = self.jobs.get_mut(job) {
+                    if j.newest_checkpoint.as_deref() == Some(sha.as_str()) {
+                        j.newest_checkpoint = fallback;
+                    }
+                }
+                reason = format!("{desc} cannot be resumed ({reason}); next attempt from {next}");
+            }
+        }
+        let retry = if repeated {
+            label = "failed twice the same way";
+            reason = format!(
+                "{reason} (from {}; not transient, not retried)",
+                at(&resume_from, &self.checkpoints)
+            );
+            false
+        } else {
+            retry
+        };
+        let will_retry = self.end_attempt(
+            job,
+            &format!("{label}: {reason}"),
+            Cause::Failure { retry },
+            now,
+            batch,
+        )?;
         Ok(FailOutcome {
             fenced: Fenced::Current,
             will_retry,
@@ -730,12 +914,13 @@ impl State {
     }
 
     /// Ends the current attempt: requeue (avoiding its worker) when allowed, else fail.
-    /// Returns whether the job was requeued.
+    /// A failure uses up the job's attempts; a lost attempt does not, while it made progress or
+    /// until `max_lost` lost attempts in a row made none. Returns whether the job was requeued.
     fn end_attempt(
         &mut self,
         job: &str,
         reason: &str,
-        retry: bool,
+        cause: Cause,
         now: u64,
         batch: &mut Batch,
     ) -> Result<bool, SchedError> {
@@ -748,7 +933,23 @@ impl State {
             .as_ref()
             .map(|l| l.worker.clone())
             .unwrap_or_default();
-        let requeue = retry && j.attempt < j.max_attempts;
+        let requeue = match cause {
+            Cause::Failure { retry } => {
+                j.failures += 1;
+                j.lost_streak = 0;
+                retry && j.attempt < j.max_attempts
+            }
+            Cause::Lost => {
+                let started_from = j.lease.as_ref().and_then(|l| l.resume_from.clone());
+                let progressed =
+                    j.newest_checkpoint.is_some() && j.newest_checkpoint != started_from;
+                j.lost += 1;
+                j.lost_streak = if progressed { 0 } else { j.lost_streak + 1 };
+                // The attempt does not count against the failure budget.
+                j.max_attempts += 1;
+                j.lost_streak < j.max_lost
+            }
+        };
         j.last_error = format!("attempt {}: {reason}", j.attempt);
         j.avoid_workers = vec![worker];
         j.state = if requeue {
@@ -756,10 +957,25 @@ impl State {
         } else {
             JobState::Failed
         };
-        if !requeue && retry {
-            j.last_error = format!("{} (gave up after {} attempts)", j.last_error, j.attempt);
+        if !requeue {
+            match cause {
+                Cause::Failure { retry: true } => {
+                    j.last_error = format!(
+                        "{} (gave up after {} failed attempts)",
+                        j.last_error, j.failures
+                    );
+                }
+                Cause::Lost => {
+                    j.last_error = format!(
+                        "{} (gave up: {} attempts lost in a row without progress; lost_retries is {})",
+                        j.last_error, j.lost_streak, j.max_lost
+                    );
+                }
+                Cause::Failure { retry: false } => {}
+            }
         }
         self.release(job, reason, now, batch)?;
+        self.collect(job, batch)?;
         self.refresh_ready(job);
         let j = self.jobs[job].clone();
         self.event(&j, j.last_error.clone());
@@ -818,7 +1034,13 @@ impl State {
             .collect();
         expired.sort();
         for id in &expired {
-            self.end_attempt(id, "lease expired (no heartbeat)", true, now, batch)?;
+            self.end_attempt(
+                id,
+                "lease expired (no heartbeat); attempt lost",
+                Cause::Lost,
+                now,
+                batch,
+            )?;
         }
         Ok(expired)
     }
@@ -895,6 +1117,15 @@ impl State {
     pub fn next_token(&self) -> u64 {
         self.next_token
     }
+}
+
+/// Why an attempt ended without a result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    /// The job's own failure; retried when `retry` and attempts remain.
+    Failure { retry: bool },
+    /// Lost to the infrastructure (worker death, lease expiry, drain, restart).
+    Lost,
 }
 
 /// Attempt record key: `<job>#<attempt, zero-padded>`.

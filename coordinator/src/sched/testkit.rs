@@ -105,11 +105,30 @@ impl Harness {
         }
     }
 
-    /// Uploads a checkpoint record and completes.
+    /// Records an upload (epoch checkpoint, or final weights when `final_result`).
+    pub fn upload(
+        &mut self,
+        w: &str,
+        a: &Assignment,
+        sha: &str,
+        epoch: u32,
+        final_result: bool,
+    ) -> Fenced {
+        let up = Upload {
+            sha: sha.to_string(),
+            size: 1000 + epoch as u64,
+            epoch,
+            final_result,
+            val_f1: Some(epoch as f64 / 10.0),
+        };
+        self.step(|st, now, b| st.checkpoint(w, &a.job_id, a.token, up, now, b))
+            .unwrap()
+    }
+
+    /// Uploads the final weights' record and completes.
     pub fn complete(&mut self, w: &str, a: &Assignment) -> Fenced {
         let sha = format!("{:064x}", a.token);
-        self.step(|st, now, b| st.checkpoint(w, &a.job_id, a.token, &sha, 1, 1, now, b))
-            .unwrap();
+        self.upload(w, a, &sha, 1, true);
         let r = JobResult {
             aus: vec![],
             avg_f1: 0.5,

@@ -84,8 +84,7 @@ fn retries_resume_from_newest_checkpoint_then_give_up() {
     h.register("w", cpus(1));
     let a = h.lease("w", 0).unwrap();
     let sha = "c".repeat(64);
-    h.step(|st, now, b| st.checkpoint("w", &a.job_id, a.token, &sha, 9, 3, now, b))
-        .unwrap();
+    h.upload("w", &a, &sha, 3, false);
     let f = h
         .step(|st, now, b| {
             st.fail(
@@ -121,7 +120,7 @@ fn retries_resume_from_newest_checkpoint_then_give_up() {
     let j = h.st.job(&a.job_id).unwrap();
     assert_eq!(j.state, JobState::Failed);
     assert!(
-        j.last_error.contains("gave up after 2 attempts"),
+        j.last_error.contains("gave up after 2 failed attempts"),
         "{}",
         j.last_error
     );

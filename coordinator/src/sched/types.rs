@@ -68,6 +68,25 @@ pub enum FailureKind {
     OutOfMemory,
     /// Never retry.
     BadConfig,
+    /// The attempt's resume checkpoint cannot be resumed from: drop it, retry from an older one.
+    BadCheckpoint,
+    /// Lost to the infrastructure (drain, preemption): not the job's failure.
+    Lost,
+}
+
+/// An uploaded checkpoint as the scheduler records it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Upload {
+    /// sha256.
+    pub sha: String,
+    /// Bytes.
+    pub size: u64,
+    /// Epoch.
+    pub epoch: u32,
+    /// The final weights of a result, not a resume point.
+    pub final_result: bool,
+    /// Validation mean F1 at this epoch.
+    pub val_f1: Option<f64>,
 }
 
 /// Trainer progress (kept in memory, not durable).

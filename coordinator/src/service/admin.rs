@@ -107,6 +107,8 @@ impl Admin for AdminSvc {
             jobs: d.jobs.iter().map(convert::job).collect(),
             notice: d.notice,
             manifest_json: d.view.sweep.canonical.clone(),
+            store_checkpoint_bytes: self.blobs.usage().0,
+            store_limit_bytes: self.blobs.usage().1,
         }))
     }
 

@@ -142,6 +142,9 @@ pub(crate) fn job(v: &JobView) -> v1::JobStatus {
         result: v.result.as_ref().map(result_out),
         newest_checkpoint_sha256: j.newest_checkpoint.clone().unwrap_or_default(),
         epochs: j.spec.train.epochs,
+        failures: j.failures,
+        lost_attempts: j.lost,
+        lost_without_progress: j.lost_streak,
     }
 }
 

@@ -5,7 +5,7 @@
 use super::{convert, status};
 use crate::auth::{self, TokenHash};
 use crate::metrics::Metrics;
-use crate::sched::{FailureKind, Fenced, LeaseOutcome, Registration, Scheduler, Timing};
+use crate::sched::{FailureKind, Fenced, LeaseOutcome, Registration, Scheduler, Timing, Upload};
 use crate::store::blobs::{valid_sha256, Blobs};
 use ausweep_proto::v1::{self, worker_server::Worker};
 use ausweep_proto::wire::{CHUNK_BYTES, PROTOCOL_HEADER, PROTOCOL_VERSION, WORKER_HEADER};
@@ -191,6 +191,10 @@ impl Worker for WorkerSvc {
             .call(move |st, now, b| st.lease(&worker, device, now, b))
             .await
             .map_err(status)?;
+        // Committed, not yet answered: a crash-window test can kill the coordinator here.
+        if matches!(out, LeaseOutcome::Assigned(_)) {
+            ausweep_proto::fault::point("coordinator-lease");
+        }
         self.metrics.observe_sched("lease", t.elapsed());
         Ok(Response::new(match out {
             LeaseOutcome::Assigned(a) => v1::LeaseReply {
@@ -254,6 +258,8 @@ impl Worker for WorkerSvc {
             .call(move |st, now, b| st.complete(&worker, &job, token, result, now, b))
             .await
             .map_err(status)?;
+        // Committed, not yet answered: a crash-window test can kill the coordinator here.
+        ausweep_proto::fault::point("coordinator-complete");
         Ok(Response::new(match f {
             Fenced::Current => v1::CompleteReply {
                 accepted: true,
@@ -273,6 +279,8 @@ impl Worker for WorkerSvc {
         let kind = match r.kind() {
             v1::FailureKind::OutOfMemory => FailureKind::OutOfMemory,
             v1::FailureKind::BadConfig => FailureKind::BadConfig,
+            v1::FailureKind::BadCheckpoint => FailureKind::BadCheckpoint,
+            v1::FailureKind::Lost => FailureKind::Lost,
             _ => FailureKind::Transient,
         };
         let reason: String = r.reason.chars().take(4096).collect();
@@ -282,6 +290,8 @@ impl Worker for WorkerSvc {
             .call(move |st, now, b| st.fail(&worker, &job, token, kind, &reason, now, b))
             .await
             .map_err(status)?;
+        // Committed, not yet answered: a crash-window test can kill the coordinator here.
+        ausweep_proto::fault::point("coordinator-fail");
         Ok(Response::new(v1::FailReply {
             accepted: out.fenced == Fenced::Current,
             will_retry: out.will_retry,
@@ -309,10 +319,10 @@ impl Worker for WorkerSvc {
         if !valid_sha256(&header.sha256) {
             return Err(Status::invalid_argument("header.sha256 is not a sha256"));
         }
-        let mut w = self
-            .blobs
-            .writer(&header.sha256)
-            .map_err(|e| Status::internal(e.to_string()))?;
+        if let Err(e) = self.blobs.check_room(&header.sha256, header.size) {
+            return Err(blob_status(e));
+        }
+        let mut w = self.blobs.writer(&header.sha256).map_err(blob_status)?;
         while let Some(chunk) = stream.next().await {
             match chunk?.part {
                 Some(v1::checkpoint_chunk::Part::Data(d)) => {
@@ -321,8 +331,7 @@ impl Worker for WorkerSvc {
                             "chunks are at most {CHUNK_BYTES} bytes"
                         )));
                     }
-                    w.write(&d)
-                        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+                    w.write(&d).map_err(blob_status)?;
                 }
                 _ => return Err(Status::invalid_argument("only one header per upload")),
             }
@@ -330,20 +339,28 @@ impl Worker for WorkerSvc {
         let size = tokio::task::spawn_blocking(move || w.finish())
             .await
             .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            .map_err(blob_status)?;
         if header.size != 0 && header.size != size {
             return Err(Status::invalid_argument(format!(
                 "header said {} bytes, got {size}",
                 header.size
             )));
         }
-        let sha = header.sha256.clone();
-        let (token, epoch) = (header.fencing_token, header.epoch);
+        let up = Upload {
+            sha: header.sha256.clone(),
+            size,
+            epoch: header.epoch,
+            final_result: header.kind() == v1::CheckpointKind::Final,
+            val_f1: header.val_f1.filter(|v| v.is_finite()),
+        };
+        let token = header.fencing_token;
         let f = self
             .sched
-            .call(move |st, now, b| st.checkpoint(&worker, &job, token, &sha, size, epoch, now, b))
+            .call(move |st, now, b| st.checkpoint(&worker, &job, token, up, now, b))
             .await
             .map_err(status)?;
+        // Committed, not yet answered: a crash-window test can kill the coordinator here.
+        ausweep_proto::fault::point("coordinator-checkpoint");
         Ok(Response::new(v1::UploadReply {
             sha256: header.sha256,
             size,
@@ -398,5 +415,19 @@ impl Worker for WorkerSvc {
         self.session(req.metadata())?;
         let sha = req.into_inner().sha256;
         Ok(Response::new(super::blob_stream(&self.blobs, sha)?))
+    }
+}
+
+/// A blob error as a gRPC status: a full store is RESOURCE_EXHAUSTED (retry later), bad data is
+/// INVALID_ARGUMENT.
+fn blob_status(e: crate::store::blobs::BlobError) -> Status {
+    use crate::store::blobs::BlobError;
+    match e {
+        BlobError::StoreFull { .. } => Status::resource_exhausted(e.to_string()),
+        BlobError::Io(io) if io.kind() == std::io::ErrorKind::StorageFull => {
+            Status::resource_exhausted(format!("the coordinator's disk is full: {io}"))
+        }
+        BlobError::Io(io) => Status::internal(format!("checkpoint store: {io}")),
+        other => Status::invalid_argument(other.to_string()),
     }
 }

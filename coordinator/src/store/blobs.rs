@@ -5,6 +5,8 @@ use sha2::{Digest, Sha256};
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 /// A blob operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -23,6 +25,19 @@ pub enum BlobError {
     /// More bytes than allowed.
     #[error("blob larger than the {0}-byte limit")]
     TooLarge(u64),
+    /// The store's size limit leaves no room for this blob.
+    #[error(
+        "checkpoint store full: {used} of {limit} bytes used, {need} more needed; raise \
+         max_store_mib or delete old sweeps' checkpoints"
+    )]
+    StoreFull {
+        /// Bytes stored.
+        used: u64,
+        /// The limit.
+        limit: u64,
+        /// Bytes of the refused blob.
+        need: u64,
+    },
     /// No such blob.
     #[error("no checkpoint {0}")]
     NotFound(String),
@@ -43,6 +58,10 @@ pub fn valid_sha256(s: &str) -> bool {
 pub struct Blobs {
     dir: PathBuf,
     max_bytes: u64,
+    /// Bytes of the stored blobs (shared by every clone).
+    used: Arc<AtomicU64>,
+    /// Most bytes the store may hold (0: no limit).
+    limit: u64,
 }
 
 impl Blobs {
@@ -54,10 +73,79 @@ impl Blobs {
             fs::remove_dir_all(&tmp)?;
         }
         fs::create_dir_all(&tmp)?;
+        let mut used = 0;
+        for shard in fs::read_dir(dir.join("sha256"))? {
+            let shard = shard?.path();
+            if shard.is_dir() {
+                for f in fs::read_dir(&shard)? {
+                    used += f?.metadata()?.len();
+                }
+            }
+        }
         Ok(Self {
             dir: dir.to_path_buf(),
             max_bytes,
+            used: Arc::new(AtomicU64::new(used)),
+            limit: 0,
         })
+    }
+
+    /// Sets the most bytes the store may hold (0: no limit).
+    pub fn with_limit(mut self, limit: u64) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// Bytes stored, and the limit (0: none).
+    pub fn usage(&self) -> (u64, u64) {
+        (self.used.load(Ordering::Relaxed), self.limit)
+    }
+
+    /// Refuses a new blob of `size` bytes that would take the store past its limit.
+    pub fn check_room(&self, sha: &str, size: u64) -> Result<(), BlobError> {
+        let used = self.used.load(Ordering::Relaxed);
+        if self.limit > 0 && !self.contains(sha) && used.saturating_add(size) > self.limit {
+            return Err(BlobError::StoreFull {
+                used,
+                limit: self.limit,
+                need: size,
+            });
+        }
+        Ok(())
+    }
+
+    /// Every stored blob's name.
+    pub fn list(&self) -> Result<Vec<String>, BlobError> {
+        let mut out = Vec::new();
+        for shard in fs::read_dir(self.dir.join("sha256"))? {
+            let shard = shard?.path();
+            if shard.is_dir() {
+                for f in fs::read_dir(&shard)? {
+                    let name = f?.file_name().to_string_lossy().into_owned();
+                    if valid_sha256(&name) {
+                        out.push(name);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Deletes a blob (no record may name it any more); a missing one is not an error.
+    pub fn remove(&self, sha: &str) -> Result<(), BlobError> {
+        let p = self.path(sha)?;
+        match fs::metadata(&p) {
+            Ok(m) => {
+                fs::remove_file(&p)?;
+                self.used.fetch_sub(
+                    m.len().min(self.used.load(Ordering::Relaxed)),
+                    Ordering::Relaxed,
+                );
+                Ok(())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Where a blob lives (the name is validated, so no path escapes the directory).
@@ -97,6 +185,7 @@ impl Blobs {
             hasher: Sha256::new(),
             size: 0,
             max_bytes: self.max_bytes,
+            used: self.used.clone(),
         })
     }
 
@@ -120,6 +209,7 @@ pub struct BlobWriter {
     hasher: Sha256,
     size: u64,
     max_bytes: u64,
+    used: Arc<AtomicU64>,
 }
 
 impl BlobWriter {
@@ -156,7 +246,11 @@ impl BlobWriter {
             .parent()
             .ok_or_else(|| std::io::Error::other("no parent"))?;
         fs::create_dir_all(parent)?;
+        let existed = self.final_path.is_file();
         fs::rename(&self.tmp, &self.final_path)?;
+        if !existed {
+            self.used.fetch_add(self.size, Ordering::Relaxed);
+        }
         File::open(parent)?.sync_all()?;
         Ok(self.size)
     }

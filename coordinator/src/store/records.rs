@@ -1,6 +1,6 @@
 //! The records the scheduler keeps in the store (JSON-encoded).
 
-use crate::manifest::DeviceReq;
+use crate::manifest::{DeviceReq, KeepCheckpoints};
 use crate::plan::JobKey;
 use ausweep_proto::JobSpec;
 use serde::{Deserialize, Serialize};
@@ -60,6 +60,9 @@ pub struct Lease {
     pub deadline_ms: u64,
     /// When the attempt started, ms.
     pub started_ms: u64,
+    /// The checkpoint the attempt was told to resume from (progress is a newer one).
+    #[serde(default)]
+    pub resume_from: Option<String>,
 }
 
 /// A job of a sweep.
@@ -103,6 +106,28 @@ pub struct JobRecord {
     pub newest_checkpoint: Option<String>,
     /// The final checkpoint (set on success).
     pub final_checkpoint: Option<String>,
+    /// Attempts that failed (they use up `max_attempts`).
+    #[serde(default)]
+    pub failures: u32,
+    /// Attempts lost to the infrastructure (they do not use up `max_attempts`).
+    #[serde(default)]
+    pub lost: u32,
+    /// Lost attempts in a row without a newer checkpoint.
+    #[serde(default)]
+    pub lost_streak: u32,
+    /// Cap on `lost_streak` before the job fails.
+    #[serde(default = "default_max_lost")]
+    pub max_lost: u32,
+    /// Checkpoint retention once the job succeeded.
+    #[serde(default)]
+    pub keep: KeepCheckpoints,
+    /// The last failure's signature (resume point and reason): the same twice is not transient.
+    #[serde(default)]
+    pub last_failure: String,
+}
+
+fn default_max_lost() -> u32 {
+    10
 }
 
 /// One attempt's history.
@@ -210,4 +235,13 @@ pub struct CheckpointRecord {
     pub epoch: u32,
     /// Time, ms.
     pub created_ms: u64,
+    /// The final weights of a result (never a resume point).
+    #[serde(default)]
+    pub final_result: bool,
+    /// A trainer could not resume from it: never offered again.
+    #[serde(default)]
+    pub bad: bool,
+    /// Validation mean F1 at its epoch, when known (retention `best`).
+    #[serde(default)]
+    pub val_f1: Option<f64>,
 }

@@ -39,6 +39,18 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AgentError + '_ {
     }
 }
 
+/// What an upload is for the coordinator.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum UploadKind {
+    /// An epoch checkpoint with optimiser state (a resume point), with its validation F1.
+    Epoch {
+        /// Validation mean F1 at that epoch.
+        val_f1: Option<f64>,
+    },
+    /// The final weights the result names (never a resume point).
+    Final,
+}
+
 /// The local checkpoint cache: `<dir>/<sha256>.ckpt`.
 #[derive(Debug, Clone)]
 pub struct Cache {
@@ -191,7 +203,9 @@ impl Cache {
     }
 
     /// Uploads bundle `sha` for an attempt (retried on transport errors and on rejected data).
-    /// Returns whether the coordinator accepted it for the current lease (false: fenced).
+    /// Returns whether the coordinator accepted it for the current lease (false: fenced); a
+    /// full coordinator store is [`AgentError::StoreFull`].
+    #[allow(clippy::too_many_arguments)] // one per field of the upload header
     pub async fn upload(
         &self,
         session: &Session,
@@ -200,6 +214,7 @@ impl Cache {
         sha: &str,
         size: u64,
         epoch: u32,
+        kind: UploadKind,
     ) -> Result<bool, AgentError> {
         let mut last = String::new();
         for attempt in 1..=UPLOAD_TRIES {
@@ -209,6 +224,14 @@ impl Cache {
                 sha256: sha.into(),
                 size,
                 epoch,
+                kind: match kind {
+                    UploadKind::Epoch { .. } => v1::CheckpointKind::Epoch,
+                    UploadKind::Final => v1::CheckpointKind::Final,
+                } as i32,
+                val_f1: match kind {
+                    UploadKind::Epoch { val_f1 } => val_f1,
+                    UploadKind::Final => None,
+                },
             };
             let path = self.path(sha);
             let r = session
@@ -219,6 +242,9 @@ impl Cache {
                 .await;
             match r {
                 Ok(reply) => return Ok(reply.accepted),
+                Err(e) if e.code() == tonic::Code::ResourceExhausted => {
+                    return Err(AgentError::StoreFull(e.message().to_string()));
+                }
                 Err(e) => {
                     eprintln!(
                         "ausweep worker: upload of checkpoint {sha} (epoch {epoch}) rejected \

@@ -1,13 +1,14 @@
 //! One attempt of one job: prepare its directory (resume and init checkpoints), run the
 //! trainer, relay progress, upload checkpoints, then complete or fail the attempt.
 
-use super::checkpoints::Cache;
+use super::checkpoints::{Cache, UploadKind};
 use super::devices::Dev;
 use super::session::{Retry, Session};
 use super::supervisor::{self, Line, TrainerCmd};
 use super::AgentError;
 use crate::train::progress::Event;
 use crate::train::JobResult;
+use ausweep_proto::fault;
 use ausweep_proto::job::DataSource;
 use ausweep_proto::v1::{self, FailureKind};
 use ausweep_proto::JobSpec;
@@ -86,10 +87,19 @@ enum Outcome {
 /// Runs one attempt to its end and reports it. Never panics on outside data.
 pub async fn run(ctx: Arc<Ctx>, a: v1::Assignment, dev: Dev, control: watch::Receiver<Control>) {
     let label = format!("{} #{}", a.job_id, a.attempt);
-    let outcome = match attempt(&ctx, &a, &dev, control).await {
+    let mut packed = Vec::new();
+    let outcome = match attempt(&ctx, &a, &dev, control, &mut packed).await {
         Ok(o) => o,
         Err(e) => Outcome::Fail(e.failure_kind(), e.to_string()),
     };
+    // The coordinator holds every uploaded checkpoint: free this attempt's weights here. After a
+    // failure the newest bundle stays in the cache (the next attempt may resume on this node).
+    let attempt_dir = ctx
+        .jobs_dir
+        .join(dir_name(&a.job_id))
+        .join(format!("attempt-{}", a.attempt));
+    let keep_newest = !matches!(outcome, Outcome::Done);
+    cleanup(&ctx.cache, &attempt_dir, &packed, keep_newest);
     match outcome {
         Outcome::Done => eprintln!("ausweep worker: {label} completed"),
         Outcome::Aborted => eprintln!("ausweep worker: {label} aborted (lease no longer valid)"),
@@ -130,12 +140,63 @@ fn truncate(s: &str, max: usize) -> String {
     format!("…{}", &s[start..])
 }
 
+/// Deletes an ended attempt's weight files and the bundles it packed (all, or all but the
+/// newest); logs, `job.yaml` and `result.json` stay.
+fn cleanup(cache: &Cache, dir: &Path, packed: &[String], keep_newest: bool) {
+    let n = packed.len().saturating_sub(usize::from(keep_newest));
+    for sha in &packed[..n] {
+        let _ = std::fs::remove_file(cache.path(sha));
+    }
+    for sub in ["resume.safetensors", "resume.json"] {
+        let _ = std::fs::remove_file(dir.join(sub));
+    }
+    let _ = std::fs::remove_dir_all(dir.join("init"));
+    let _ = std::fs::remove_dir_all(dir.join("out").join("checkpoints"));
+    let _ = std::fs::remove_file(dir.join("out").join("final.safetensors"));
+}
+
+/// Whether a resume failure means the checkpoint itself is unusable (not a network hiccup).
+fn resume_is_bad(e: &AgentError) -> bool {
+    match e {
+        AgentError::Checkpoint(m) => {
+            !m.starts_with("download of") || m.contains("no checkpoint") || m.contains("not found")
+        }
+        AgentError::Rpc(s) => s.code() == tonic::Code::NotFound,
+        _ => false,
+    }
+}
+
+async fn resume_into(
+    ctx: &Ctx,
+    a: &v1::Assignment,
+    dir: &Path,
+    ckpt_dir: &Path,
+) -> Result<u32, AgentError> {
+    let sha = &a.resume_checkpoint_sha256;
+    ctx.cache.fetch(&ctx.session, sha).await?;
+    // The bundle's metadata names the epoch; unpack under a scratch name, then rename.
+    let scratch = dir.join("resume");
+    let epoch = ctx.cache.unpack(sha, &scratch)?;
+    let stem = ckpt_dir.join(crate::train::checkpoint::epoch_stem(epoch));
+    for ext in ["safetensors", "json"] {
+        std::fs::rename(scratch.with_extension(ext), stem.with_extension(ext)).map_err(|e| {
+            AgentError::Io {
+                path: stem.clone(),
+                source: e,
+            }
+        })?;
+    }
+    Ok(epoch)
+}
+
 async fn attempt(
     ctx: &Ctx,
     a: &v1::Assignment,
     dev: &Dev,
     mut control: watch::Receiver<Control>,
+    packed: &mut Vec<String>,
 ) -> Result<Outcome, AgentError> {
+    fault::point("lease");
     let mut spec: JobSpec = serde_json::from_str(&a.job_spec_json)
         .map_err(|e| AgentError::BadJob(format!("job spec: {e}")))?;
     if let Some(p) = data_paths(&spec).into_iter().find(|p| !p.exists()) {
@@ -159,25 +220,25 @@ async fn attempt(
         path: ckpt_dir.clone(),
         source: e,
     })?;
+    let mut resume_epoch = None;
     if !a.resume_checkpoint_sha256.is_empty() {
         let sha = &a.resume_checkpoint_sha256;
-        ctx.cache.fetch(&ctx.session, sha).await?;
-        // The bundle's metadata names the epoch; unpack under a scratch name, then rename.
-        let scratch = dir.join("resume");
-        let epoch = ctx.cache.unpack(sha, &scratch)?;
-        let stem = ckpt_dir.join(crate::train::checkpoint::epoch_stem(epoch));
-        for ext in ["safetensors", "json"] {
-            std::fs::rename(scratch.with_extension(ext), stem.with_extension(ext)).map_err(
-                |e| AgentError::Io {
-                    path: stem.clone(),
-                    source: e,
-                },
-            )?;
+        match resume_into(ctx, a, &dir, &ckpt_dir).await {
+            Ok(epoch) => {
+                eprintln!(
+                    "ausweep worker: {} resumes from epoch {epoch} ({sha})",
+                    a.job_id
+                );
+                resume_epoch = Some(epoch);
+            }
+            Err(e) if resume_is_bad(&e) => {
+                return Ok(Outcome::Fail(
+                    FailureKind::BadCheckpoint,
+                    format!("resume checkpoint {sha}: {e}"),
+                ));
+            }
+            Err(e) => return Err(e),
         }
-        eprintln!(
-            "ausweep worker: {} resumes from epoch {epoch} ({sha})",
-            a.job_id
-        );
     }
     // Stage 2: the stage-1 checkpoint at a path relative to the attempt directory, so the job
     // (and its digest, which resume checks) is the same on every worker and attempt.
@@ -208,6 +269,8 @@ async fn attempt(
     let mut drain_deadline: Option<Instant> = None;
     let mut stop: Option<Outcome> = None;
     let mut last_progress = Instant::now() - Duration::from_secs(10);
+    let mut val_f1 = None;
+    let mut previous: Option<PathBuf> = None;
     loop {
         let deadline = drain_deadline.map(tokio::time::Instant::from_std);
         let line = tokio::select! {
@@ -229,7 +292,7 @@ async fn attempt(
             _ = sleep_until(deadline), if stop.is_none() && deadline.is_some() => {
                 child.kill().await;
                 stop = Some(Outcome::Fail(
-                    FailureKind::Transient,
+                    FailureKind::Lost,
                     "worker drained before the next checkpoint".into(),
                 ));
                 continue;
@@ -248,6 +311,7 @@ async fn attempt(
                 loss,
                 images_per_sec,
             } if last_progress.elapsed() >= Duration::from_secs(1) || step == steps => {
+                fault::point("mid-epoch");
                 last_progress = Instant::now();
                 let p = v1::Progress {
                     epoch,
@@ -264,10 +328,12 @@ async fn attempt(
             Event::Epoch {
                 epoch,
                 loss,
+                val_f1: epoch_val_f1,
                 val_per_au,
                 images_per_sec,
                 ..
             } => {
+                val_f1 = epoch_val_f1;
                 let p = v1::Progress {
                     epoch,
                     loss,
@@ -289,18 +355,55 @@ async fn attempt(
                 if file.file_name().is_some_and(|n| n == "final.safetensors") {
                     continue; // uploaded with the result
                 }
+                fault::point("checkpoint-written");
                 let (sha, size) = ctx.cache.pack(&file)?;
-                let accepted = ctx
+                packed.push(sha.clone());
+                let kind = UploadKind::Epoch { val_f1 };
+                let up = ctx
                     .cache
-                    .upload(&ctx.session, &a.job_id, a.fencing_token, &sha, size, epoch)
-                    .await?;
+                    .upload(
+                        &ctx.session,
+                        &a.job_id,
+                        a.fencing_token,
+                        &sha,
+                        size,
+                        epoch,
+                        kind,
+                    )
+                    .await;
+                let accepted = match up {
+                    Ok(acc) => acc,
+                    Err(AgentError::StoreFull(m)) => {
+                        // Training goes on; a later checkpoint or the result may fit.
+                        eprintln!(
+                            "ausweep worker: {} epoch {epoch} checkpoint not stored: {m}",
+                            a.job_id
+                        );
+                        packed.pop();
+                        let _ = std::fs::remove_file(ctx.cache.path(&sha));
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                if accepted {
+                    fault::point("checkpoint-uploaded");
+                    // The coordinator has it: the epoch before is superseded here too.
+                    if let Some(old) = previous.replace(file.clone()) {
+                        let _ = std::fs::remove_file(&old);
+                        let _ = std::fs::remove_file(old.with_extension("json"));
+                    }
+                    if packed.len() > 1 {
+                        let old = packed.remove(packed.len() - 2);
+                        let _ = std::fs::remove_file(ctx.cache.path(&old));
+                    }
+                }
                 if !accepted {
                     child.kill().await;
                     stop = Some(Outcome::Aborted);
                 } else if drain_deadline.is_some() && stop.is_none() {
                     child.kill().await;
                     stop = Some(Outcome::Fail(
-                        FailureKind::Transient,
+                        FailureKind::Lost,
                         format!("worker drained after checkpoint of epoch {epoch}"),
                     ));
                 }
@@ -314,10 +417,18 @@ async fn attempt(
     }
     let ok = status.as_ref().is_ok_and(|s| s.success());
     if !ok {
-        let (kind, reason) = supervisor::classify(&status, &tail);
+        let (mut kind, reason) = supervisor::classify(&status, &tail);
+        // The trainer refused the checkpoint it was told to resume from.
+        if let Some(e) = resume_epoch {
+            let stem = crate::train::checkpoint::epoch_stem(e);
+            let last = tail.lines().last().unwrap_or("");
+            if last.contains("checkpoint") && last.contains(&stem) {
+                kind = FailureKind::BadCheckpoint;
+            }
+        }
         return Ok(Outcome::Fail(kind, reason));
     }
-    complete(ctx, a, &dir).await
+    complete(ctx, a, &dir, packed).await
 }
 
 async fn sleep_until(t: Option<tokio::time::Instant>) {
@@ -348,7 +459,12 @@ async fn report(ctx: &Ctx, a: &v1::Assignment, p: v1::Progress) -> bool {
 }
 
 /// Uploads the final checkpoint and completes the job with the trainer's result.
-async fn complete(ctx: &Ctx, a: &v1::Assignment, dir: &Path) -> Result<Outcome, AgentError> {
+async fn complete(
+    ctx: &Ctx,
+    a: &v1::Assignment,
+    dir: &Path,
+    packed: &mut Vec<String>,
+) -> Result<Outcome, AgentError> {
     let result_file = dir.join("out").join("result.json");
     let text = std::fs::read_to_string(&result_file).map_err(|e| AgentError::Io {
         path: result_file.clone(),
@@ -358,6 +474,7 @@ async fn complete(ctx: &Ctx, a: &v1::Assignment, dir: &Path) -> Result<Outcome, 
         .map_err(|e| AgentError::Checkpoint(format!("{}: {e}", result_file.display())))?;
     let final_file = dir.join("out").join("final.safetensors");
     let (sha, size) = ctx.cache.pack(&final_file)?;
+    packed.push(sha.clone());
     let accepted = ctx
         .cache
         .upload(
@@ -367,11 +484,13 @@ async fn complete(ctx: &Ctx, a: &v1::Assignment, dir: &Path) -> Result<Outcome, 
             &sha,
             size,
             r.epochs,
+            UploadKind::Final,
         )
         .await?;
     if !accepted {
         return Ok(Outcome::Aborted);
     }
+    fault::point("final-uploaded");
     let result = v1::JobResult {
         aus: r
             .test
@@ -412,5 +531,6 @@ async fn complete(ctx: &Ctx, a: &v1::Assignment, dir: &Path) -> Result<Outcome, 
         );
         return Ok(Outcome::Aborted);
     }
+    fault::point("complete-acked");
     Ok(Outcome::Done)
 }

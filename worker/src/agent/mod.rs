@@ -15,7 +15,7 @@ use devices::Devices;
 use job::{Control, Ctx};
 use session::{Retry, Session};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use supervisor::TrainerCmd;
@@ -64,6 +64,9 @@ pub struct WorkerArgs {
     /// Longest wait, seconds, for running jobs to reach their next checkpoint on SIGTERM.
     #[arg(long, default_value_t = 120)]
     pub drain_timeout_s: u64,
+    /// Lease nothing while the work directory's disk has less free space than this, MiB.
+    #[arg(long, default_value_t = 1024, env = "AUSWEEP_MIN_FREE_DISK_MIB")]
+    pub min_free_disk_mib: u64,
     /// How long to keep trying to reach the coordinator at start, seconds.
     #[arg(long, default_value_t = 300)]
     pub connect_timeout_s: u64,
@@ -100,6 +103,9 @@ pub enum AgentError {
         /// The error.
         source: std::io::Error,
     },
+    /// The coordinator's checkpoint store is full (RESOURCE_EXHAUSTED).
+    #[error("coordinator store full: {0}")]
+    StoreFull(String),
     /// A checkpoint could not be packed, transferred or unpacked.
     #[error("checkpoint: {0}")]
     Checkpoint(String),
@@ -113,6 +119,8 @@ impl AgentError {
     pub fn failure_kind(&self) -> v1::FailureKind {
         match self {
             AgentError::BadJob(_) => v1::FailureKind::BadConfig,
+            // The infrastructure's limit, not the job's fault.
+            AgentError::StoreFull(_) => v1::FailureKind::Lost,
             _ => v1::FailureKind::Transient,
         }
     }
@@ -122,6 +130,18 @@ struct Running {
     fencing_token: u64,
     device: u32,
     control: watch::Sender<Control>,
+}
+
+/// Free space on the filesystem of `dir`, MiB (None when it cannot be read).
+fn free_mib(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    let mut s: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `s` a properly sized out-parameter.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut s) } != 0 {
+        return None;
+    }
+    Some((s.f_bavail as u64).saturating_mul(s.f_frsize as u64) >> 20)
 }
 
 fn hostname() -> String {
@@ -254,6 +274,18 @@ async fn agent(args: WorkerArgs) -> Result<(), AgentError> {
                 }
             }
             _ = lease_poll.tick(), if !draining => {
+                if let Some(free) = free_mib(&work_dir).filter(|&f| f < args.min_free_disk_mib) {
+                    let why = format!(
+                        "not leasing: {free} MiB free on the disk of {}, below --min-free-disk-mib {}",
+                        work_dir.display(),
+                        args.min_free_disk_mib
+                    );
+                    if why != last_reason {
+                        eprintln!("ausweep worker: {why}");
+                        last_reason = why;
+                    }
+                    continue;
+                }
                 for dev in &devices.list {
                     if running.len() >= max_jobs {
                         break;

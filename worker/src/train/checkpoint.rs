@@ -40,6 +40,23 @@ pub struct CheckpointMeta {
     /// sha256 of the job spec that wrote it (resume only continues the same job).
     #[serde(default)]
     pub job_digest: String,
+    /// Training is over at this checkpoint (the last epoch, an early stop, or the final file):
+    /// a resume from it skips training and only tunes thresholds and scores the test fold.
+    #[serde(default)]
+    pub finished: bool,
+    /// Early-stopping state after this epoch (best validation F1, epochs since it), so a
+    /// resumed run stops where an uninterrupted one would.
+    #[serde(default)]
+    pub early_stop: Option<EarlyStopState>,
+}
+
+/// Early-stopping bookkeeping carried across a resume.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EarlyStopState {
+    /// Best validation mean F1 so far.
+    pub best_val: f64,
+    /// Epochs since the best.
+    pub since_best: u32,
 }
 
 /// sha256 of a file, hex.
@@ -170,6 +187,8 @@ mod tests {
             sha256: String::new(),
             train_seconds: 1.0,
             job_digest: "j".into(),
+            finished: false,
+            early_stop: None,
         }
     }
 

@@ -3,7 +3,7 @@
 
 use super::backbone::BackboneNet;
 use super::batch::{BatchMaker, Prefetch};
-use super::checkpoint::{self, CheckpointMeta};
+use super::checkpoint::{self, CheckpointMeta, EarlyStopState};
 use super::dataset::{self, SplitData};
 use super::error::TrainError;
 use super::head::Head;
@@ -300,8 +300,11 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<JobResult, TrainError> {
     // Resume.
     let ckpt_dir = opts.out_dir.join("checkpoints");
     let mut start_epoch = 1;
+    let mut last_epoch = 0;
     let mut resumed_from = None;
     let mut seconds_before = 0.0;
+    let mut best_val = f64::NEG_INFINITY;
+    let mut since_best = 0;
     let digest = job_digest(spec);
     if let Some((file, meta)) = checkpoint::newest(&ckpt_dir) {
         if meta.job_digest != digest {
@@ -314,21 +317,34 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<JobResult, TrainError> {
                 ),
             });
         }
-        {
-            let t = model.load_checkpoint(&file)?;
+        let t = model.load_checkpoint(&file)?;
+        if let Some(e) = meta.early_stop {
+            best_val = e.best_val;
+            since_best = e.since_best;
+        }
+        // Training already ended at this checkpoint: evaluate it, no optimiser needed.
+        let done = meta.finished
+            || meta.epoch >= spec.train.epochs
+            || (spec.train.early_stopping > 0 && since_best >= spec.train.early_stopping);
+        if !done {
             opt.restore(&t, meta.optim_step)
                 .map_err(|message| TrainError::Checkpoint {
                     path: file.clone(),
                     message,
                 })?;
-            start_epoch = meta.epoch + 1;
-            resumed_from = Some(meta.epoch);
-            seconds_before = meta.train_seconds;
-            emit(Event::Resume {
-                epoch: meta.epoch,
-                checkpoint: file.display().to_string(),
-            });
         }
+        start_epoch = if done {
+            spec.train.epochs.max(meta.epoch) + 1
+        } else {
+            meta.epoch + 1
+        };
+        last_epoch = meta.epoch;
+        resumed_from = Some(meta.epoch);
+        seconds_before = meta.train_seconds;
+        emit(Event::Resume {
+            epoch: meta.epoch,
+            checkpoint: file.display().to_string(),
+        });
     }
 
     let cache = spec.stage == 1 && spec.train.cache_features && spec.augment.is_identity();
@@ -343,16 +359,13 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<JobResult, TrainError> {
         device: format!("{device:?}"),
         feature_cache: cache,
     });
-    let features =
-        cache.then(|| pooled_features(&model, &bm, &train, spec.train.batch_size * 2, device));
+    let features = (cache && start_epoch <= spec.train.epochs)
+        .then(|| pooled_features(&model, &bm, &train, spec.train.batch_size * 2, device));
 
     let pos_weight = loss::inverse_frequency_weights(&bm.labels(&train)).to_device(device);
     let bs = spec.train.batch_size;
-    let mut best_val = f64::NEG_INFINITY;
-    let mut since_best = 0;
     let mut trained_images = 0usize;
     let started = Instant::now();
-    let mut last_epoch = start_epoch.saturating_sub(1);
     let val_labels = subset_labels(&labels, &val, k);
     for epoch in start_epoch..=spec.train.epochs {
         let t0 = Instant::now();
@@ -452,6 +465,19 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<JobResult, TrainError> {
             images_per_sec: seen as f64 / secs.max(1e-9),
             seconds: secs,
         });
+        // Early stopping is decided before the checkpoint so the checkpoint records it.
+        let mut stop = false;
+        if spec.train.early_stopping > 0 {
+            if let Some(v) = val_scores.as_ref().map(|s| s.avg_f1) {
+                if v > best_val + 1e-9 {
+                    best_val = v;
+                    since_best = 0;
+                } else {
+                    since_best += 1;
+                    stop = since_best >= spec.train.early_stopping;
+                }
+            }
+        }
         let (tensors, step) = opt.state();
         let mut all = model.named_tensors();
         all.extend(tensors);
@@ -472,6 +498,11 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<JobResult, TrainError> {
                 sha256: String::new(),
                 train_seconds: seconds_before + started.elapsed().as_secs_f64(),
                 job_digest: digest.clone(),
+                finished: stop || epoch >= spec.train.epochs,
+                early_stop: Some(EarlyStopState {
+                    best_val,
+                    since_best,
+                }),
             },
         )?;
         emit(Event::Checkpoint {
@@ -480,19 +511,9 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<JobResult, TrainError> {
             sha256: meta.sha256,
         });
         last_epoch = epoch;
-        if spec.train.early_stopping > 0 {
-            if let Some(v) = val_scores.map(|s| s.avg_f1) {
-                if v > best_val + 1e-9 {
-                    best_val = v;
-                    since_best = 0;
-                } else {
-                    since_best += 1;
-                    if since_best >= spec.train.early_stopping {
-                        emit(Event::EarlyStop { epoch });
-                        break;
-                    }
-                }
-            }
+        if stop {
+            emit(Event::EarlyStop { epoch });
+            break;
         }
     }
     let train_seconds = seconds_before + started.elapsed().as_secs_f64();
@@ -535,6 +556,8 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<JobResult, TrainError> {
             sha256: String::new(),
             train_seconds,
             job_digest: digest.clone(),
+            finished: true,
+            early_stop: None,
         },
     )?;
     let result = JobResult {

@@ -1,0 +1,252 @@
+//! The checkpoint store over loopback gRPC on sled: retention collects superseded checkpoints,
+//! a full store refuses uploads with RESOURCE_EXHAUSTED and loses nothing it holds, and a
+//! restart removes only blobs no record names.
+
+use ausweep_coordinator::client;
+use ausweep_coordinator::store::blobs::Blobs;
+use ausweep_coordinator::{serve, Config};
+use ausweep_proto::v1;
+use sha2::{Digest, Sha256};
+use std::time::{Duration, Instant};
+use tokio_stream::StreamExt;
+use tonic::Code;
+
+const ADMIN: &str = "admin-token-0123456789";
+const JOIN: &str = "join-token-0123456789";
+const LIMIT: u64 = 10_000;
+
+fn demo() -> String {
+    std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../experiments/demo.yaml"
+    ))
+    .unwrap()
+}
+
+async fn start(dir: &std::path::Path) -> (ausweep_coordinator::Handle, client::Admin, String) {
+    let mut cfg = Config::local(ADMIN, JOIN, Some(dir.to_path_buf()));
+    cfg.max_store_bytes = LIMIT;
+    let h = serve(cfg).await.unwrap();
+    let url = format!("http://{}", h.addr);
+    let ch = client::connect(&url, None).await.unwrap();
+    (h, client::admin(ch, ADMIN).unwrap(), url)
+}
+
+async fn worker(url: &str) -> client::Worker {
+    let ch = client::connect(url, None).await.unwrap();
+    let mut w = client::worker(ch.clone(), None, JOIN).unwrap();
+    let r = w
+        .register(v1::RegisterRequest {
+            worker_name: "w".into(),
+            hostname: "node1".into(),
+            devices: vec![v1::Device {
+                index: 0,
+                kind: v1::DeviceKind::Cpu as i32,
+                memory_mib: 0,
+                name: "cpu".into(),
+                healthy: true,
+            }],
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    client::worker(ch, Some(&r.worker_id), &r.session_token).unwrap()
+}
+
+async fn upload(
+    w: &mut client::Worker,
+    a: &v1::Assignment,
+    data: &[u8],
+    epoch: u32,
+    kind: v1::CheckpointKind,
+) -> Result<String, tonic::Status> {
+    let sha = hex::encode(Sha256::digest(data));
+    let mut chunks = vec![v1::CheckpointChunk {
+        part: Some(v1::checkpoint_chunk::Part::Header(v1::CheckpointHeader {
+            job_id: a.job_id.clone(),
+            fencing_token: a.fencing_token,
+            sha256: sha.clone(),
+            size: data.len() as u64,
+            epoch,
+            kind: kind as i32,
+            val_f1: Some(0.5),
+        })),
+    }];
+    for c in data.chunks(1000) {
+        chunks.push(v1::CheckpointChunk {
+            part: Some(v1::checkpoint_chunk::Part::Data(c.to_vec())),
+        });
+    }
+    let r = w
+        .upload_checkpoint(tokio_stream::iter(chunks))
+        .await?
+        .into_inner();
+    assert!(r.accepted, "upload fenced");
+    Ok(sha)
+}
+
+async fn lease(w: &mut client::Worker) -> v1::Assignment {
+    w.lease(v1::LeaseRequest { device_index: 0 })
+        .await
+        .unwrap()
+        .into_inner()
+        .assignment
+        .expect("a job")
+}
+
+async fn download(admin: &mut client::Admin, sha: &str) -> Vec<u8> {
+    let mut s = admin
+        .download_checkpoint(v1::DownloadRequest { sha256: sha.into() })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut got = Vec::new();
+    while let Some(c) = s.next().await {
+        if let Some(v1::checkpoint_chunk::Part::Data(d)) = c.unwrap().part {
+            got.extend(d);
+        }
+    }
+    got
+}
+
+async fn sweep(admin: &mut client::Admin, id: &str) -> v1::SweepStatus {
+    admin
+        .get_sweep(v1::GetSweepRequest {
+            sweep_id: id.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// Polls until the store's reported size is `want` (garbage goes after the commit).
+async fn wait_store_bytes(admin: &mut client::Admin, id: &str, want: u64) {
+    let until = Instant::now() + Duration::from_secs(10);
+    loop {
+        let got = sweep(admin, id).await.store_checkpoint_bytes;
+        if got == want {
+            return;
+        }
+        assert!(
+            Instant::now() < until,
+            "store holds {got} bytes, expected {want}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn bytes(seed: u8, n: usize) -> Vec<u8> {
+    (0..n).map(|i| seed.wrapping_add(i as u8)).collect()
+}
+
+#[tokio::test]
+async fn a_full_store_refuses_uploads_and_loses_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, mut admin, url) = start(dir.path()).await;
+    let id = admin
+        .submit(v1::SubmitRequest {
+            manifest_yaml: demo(),
+            file_name: "demo.yaml".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .sweep_id;
+    let mut w = worker(&url).await;
+
+    // Job A: two epoch checkpoints, the final weights, Complete. Retention keeps the final only.
+    let a = lease(&mut w).await;
+    let a1 = upload(&mut w, &a, &bytes(1, 3000), 1, v1::CheckpointKind::Epoch)
+        .await
+        .unwrap();
+    wait_store_bytes(&mut admin, &id, 3000).await;
+    upload(&mut w, &a, &bytes(2, 3000), 2, v1::CheckpointKind::Epoch)
+        .await
+        .unwrap();
+    // Epoch 2 supersedes epoch 1.
+    wait_store_bytes(&mut admin, &id, 3000).await;
+    let final_data = bytes(3, 4000);
+    let a_final = upload(&mut w, &a, &final_data, 2, v1::CheckpointKind::Final)
+        .await
+        .unwrap();
+    let mut res = v1::JobResult {
+        avg_f1: 0.5,
+        checkpoint_sha256: a_final.clone(),
+        ..Default::default()
+    };
+    res.aus.push(v1::AuScore {
+        au: 1,
+        f1: 0.5,
+        precision: 0.5,
+        recall: 0.5,
+        threshold: 0.5,
+    });
+    let c = w
+        .complete(v1::CompleteRequest {
+            job_id: a.job_id.clone(),
+            fencing_token: a.fencing_token,
+            result: Some(res),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(c.accepted, "{}", c.message);
+    wait_store_bytes(&mut admin, &id, 4000).await;
+    let gone = admin
+        .download_checkpoint(v1::DownloadRequest { sha256: a1 })
+        .await;
+    let gone = match gone {
+        Err(e) => e.code(),
+        Ok(s) => match s.into_inner().next().await {
+            Some(Err(e)) => e.code(),
+            other => panic!("a collected checkpoint is still served: {other:?}"),
+        },
+    };
+    assert_eq!(gone, Code::NotFound);
+
+    // Job B fills the store to its limit; the next upload is refused.
+    let b = lease(&mut w).await;
+    let b1_data = bytes(4, 5000);
+    let b1 = upload(&mut w, &b, &b1_data, 1, v1::CheckpointKind::Epoch)
+        .await
+        .unwrap();
+    wait_store_bytes(&mut admin, &id, 9000).await;
+    let refused = upload(&mut w, &b, &bytes(5, 2000), 2, v1::CheckpointKind::Epoch)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+    assert!(
+        refused.message().contains("checkpoint store full")
+            && refused.message().contains(&LIMIT.to_string()),
+        "{}",
+        refused.message()
+    );
+    // The coordinator keeps serving, and nothing already stored is lost.
+    let st = sweep(&mut admin, &id).await;
+    assert_eq!(
+        (st.store_checkpoint_bytes, st.store_limit_bytes),
+        (9000, LIMIT)
+    );
+    let jb = st.jobs.iter().find(|j| j.job_id == b.job_id).unwrap();
+    assert_eq!(jb.newest_checkpoint_sha256, b1, "B's resume point survives");
+    assert_eq!(download(&mut admin, &a_final).await, final_data);
+    assert_eq!(download(&mut admin, &b1).await, b1_data);
+    let tmp = dir.path().join("checkpoints").join("tmp");
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "a refused upload left files"
+    );
+
+    // A restart removes a blob no record names (a crash between a record's deletion and its
+    // file's) and keeps every named one.
+    h.shutdown().await;
+    let blobs = Blobs::open(&dir.path().join("checkpoints"), 1 << 20).unwrap();
+    let orphan = blobs.put_bytes(b"left behind by a crash").unwrap();
+    drop(blobs);
+    let (_h, mut admin, _) = start(dir.path()).await;
+    let blobs = Blobs::open(&dir.path().join("checkpoints"), 1 << 20).unwrap();
+    assert!(!blobs.contains(&orphan), "the orphan survived the restart");
+    assert!(blobs.contains(&a_final) && blobs.contains(&b1));
+    assert_eq!(download(&mut admin, &b1).await, b1_data);
+}
