@@ -23,7 +23,7 @@ const LEASE_MS: u64 = 4_000;
 fn sweep() -> String {
     "name: windows
 dataset:
-  source: {kind: synthetic, subjects: 27, frames: 16, seed: 5}
+  source: {kind: synthetic, subjects: 27, frames: 32, seed: 5}
   aus: [1, 2, 4, 6, 9, 12, 25, 26]
   folds: !kfold {k: 3, seed: 0}
   input_size: 48

@@ -690,22 +690,13 @@ impl State {
             crate::manifest::KeepCheckpoints::All => {
                 keep.extend(epochs.map(|c| c.sha256.clone()));
             }
-            crate::manifest::KeepCheckpoints::Best if j.state == JobState::Succeeded => {
-                if let Some(best) = epochs.filter(|c| c.val_f1.is_some()).max_by(|a, b| {
-                    let (x, y) = (a.val_f1.unwrap_or(0.0), b.val_f1.unwrap_or(0.0));
-                    x.total_cmp(&y).then(b.epoch.cmp(&a.epoch))
-                }) {
-                    keep.insert(best.sha256.clone());
-                }
-            }
+            // The best so far while running (to be chosen at the end), the best after success.
             crate::manifest::KeepCheckpoints::Best => {
-                // While running, the best so far is kept too, to be chosen at the end.
-                if let Some(best) = epochs.filter(|c| c.val_f1.is_some()).max_by(|a, b| {
+                let best = epochs.filter(|c| c.val_f1.is_some()).max_by(|a, b| {
                     let (x, y) = (a.val_f1.unwrap_or(0.0), b.val_f1.unwrap_or(0.0));
                     x.total_cmp(&y).then(b.epoch.cmp(&a.epoch))
-                }) {
-                    keep.insert(best.sha256.clone());
-                }
+                });
+                keep.extend(best.map(|c| c.sha256.clone()));
             }
             crate::manifest::KeepCheckpoints::Final => {}
         }
