@@ -10,6 +10,7 @@
 
 mod common;
 
+use ausweep_coordinator::store::blobs::Blobs;
 use ausweep_proto::v1;
 use common::*;
 use std::path::Path;
@@ -95,6 +96,23 @@ async fn sweep_text(coord: &Coordinator, id: &str) -> String {
         Ok(st) => describe(&st.into_inner()),
         Err(e) => format!("(status unavailable: {})", e.message()),
     }
+}
+
+/// Files under `dir` whose names end with `suffix`.
+fn files_named(dir: &Path, suffix: &str) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.to_string_lossy().ends_with(suffix) {
+                out.push(p);
+            }
+        }
+    }
+    out
 }
 
 async fn undisturbed(root: &Path) -> F1Table {
@@ -194,8 +212,29 @@ async fn every_crash_window_is_survived_with_the_undisturbed_result() {
         "no attempt resumed from a checkpoint:\n{}",
         w.log()
     );
+    eprintln!(
+        "crash windows: {} worker and {} coordinator kills; lost attempts per job: {:?}",
+        WORKER_WINDOWS.len(),
+        COORDINATOR_WINDOWS.len() + 1,
+        st.jobs
+            .iter()
+            .map(|j| (j.stage, j.lost_attempts, j.attempt))
+            .collect::<Vec<_>>()
+    );
     drop(w);
-    let (table, _) = audit(&mut coord, st.jobs.len());
+    let (table, finals) = audit(&mut coord, st.jobs.len());
+    // Retention: the coordinator keeps exactly the final weights, the worker no weight files.
+    let blobs = Blobs::open(&coord.data.join("checkpoints"), 8 << 30).unwrap();
+    let mut kept = blobs.list().unwrap();
+    kept.sort();
+    let mut want: Vec<String> = finals
+        .values()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    want.sort();
+    assert_eq!(kept, want, "the store holds more than the final checkpoints");
+    let weights = files_named(&root.join("w").join("jobs"), ".safetensors");
+    assert!(weights.is_empty(), "weight files left on the worker: {weights:?}");
     if let Err(e) = same_table(&reference, &table) {
         panic!("the F1 table differs from the undisturbed run's: {e}");
     }
