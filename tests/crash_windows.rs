@@ -195,7 +195,7 @@ async fn every_crash_window_is_survived_with_the_undisturbed_result() {
     }
     coord.env.clear();
     coord.spawn();
-    let w = w.unwrap();
+    let mut w = w.unwrap();
     let st = wait_done(&coord, &id, Duration::from_secs(300), &[&w]).await;
     // Every attempt lost here was lost to the infrastructure: none counted as a failure.
     for j in &st.jobs {
@@ -221,6 +221,10 @@ async fn every_crash_window_is_survived_with_the_undisturbed_result() {
             .map(|j| (j.stage, j.lost_attempts, j.attempt))
             .collect::<Vec<_>>()
     );
+    // A drained worker has ended (and cleaned up) every attempt before it exits.
+    w.signal("-TERM");
+    let code = w.wait_exit(Duration::from_secs(120)).await;
+    assert!(code.success(), "drain exit {code:?}:\n{}", w.log());
     drop(w);
     let (table, finals) = audit(&mut coord, st.jobs.len());
     // Retention: the coordinator keeps exactly the final weights, the worker no weight files.
@@ -232,9 +236,15 @@ async fn every_crash_window_is_survived_with_the_undisturbed_result() {
         .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
     want.sort();
-    assert_eq!(kept, want, "the store holds more than the final checkpoints");
+    assert_eq!(
+        kept, want,
+        "the store holds more than the final checkpoints"
+    );
     let weights = files_named(&root.join("w").join("jobs"), ".safetensors");
-    assert!(weights.is_empty(), "weight files left on the worker: {weights:?}");
+    assert!(
+        weights.is_empty(),
+        "weight files left on the worker: {weights:?}"
+    );
     if let Err(e) = same_table(&reference, &table) {
         panic!("the F1 table differs from the undisturbed run's: {e}");
     }

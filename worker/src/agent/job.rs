@@ -147,6 +147,36 @@ fn cleanup(cache: &Cache, dir: &Path, packed: &[String], keep_newest: bool) {
     for sha in &packed[..n] {
         let _ = std::fs::remove_file(cache.path(sha));
     }
+    remove_weights(dir);
+}
+
+/// At agent start (no attempt runs yet): frees the weight files of attempts a killed agent left
+/// behind; every one of them was uploaded or is lost anyway. Returns how many attempts it freed.
+pub fn purge_stale(jobs_dir: &Path) -> usize {
+    let mut n = 0;
+    for job in std::fs::read_dir(jobs_dir).into_iter().flatten().flatten() {
+        for attempt in std::fs::read_dir(job.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let p = attempt.path();
+            if p.is_dir()
+                && attempt
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("attempt-")
+            {
+                remove_weights(&p);
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+/// Deletes an attempt directory's weight files (resume, init, epoch checkpoints, final).
+fn remove_weights(dir: &Path) {
     for sub in ["resume.safetensors", "resume.json"] {
         let _ = std::fs::remove_file(dir.join(sub));
     }

@@ -181,6 +181,10 @@ async fn agent(args: WorkerArgs) -> Result<(), AgentError> {
         source: e,
     })?;
     let cache = Cache::open(work_dir.join("cache"))?;
+    let freed = job::purge_stale(&work_dir.join("jobs"));
+    if freed > 0 {
+        eprintln!("ausweep worker: freed the weight files of {freed} earlier attempt(s)");
+    }
     let trainer = match &args.trainer {
         Some(p) => TrainerCmd {
             program: p.clone(),
