@@ -72,14 +72,39 @@ fn lost_attempts_that_progress_do_not_use_up_retries() {
         a = h.lease("w", 0).unwrap();
         assert_eq!(a.resume_checkpoint.as_deref(), Some(sha(epoch).as_str()));
     }
-    assert_eq!(h.complete("w", &a), Fenced::Current);
+    // Six lost attempts later the job's own failure budget is whole: one failure is retried...
+    assert!(fail(&mut h, &a, FailureKind::Transient, "segfault").will_retry);
+    let b = h.lease("w", 0).unwrap();
+    assert_eq!(b.job_id, id);
+    assert_eq!(h.complete("w", &b), Fenced::Current);
     let j = h.st.job(&id).unwrap();
     assert_eq!(
         (j.state, j.failures, j.lost, j.attempt),
-        (JobState::Succeeded, 0, 6, 7)
+        (JobState::Succeeded, 1, 6, 8)
     );
-    // A failure of the job itself still counts: a lost attempt never refilled the budget past it.
     assert!(j.attempt <= j.max_attempts);
+}
+
+#[test]
+fn lost_attempts_leave_the_failure_budget_as_it_was() {
+    let mut h = Harness::new();
+    h.submit(SMALL); // retries: 1
+    h.register("w", cpus(1));
+    let a = h.lease("w", 0).unwrap();
+    h.upload("w", &a, &sha(1), 1, false);
+    expire(&mut h);
+    let b = h.lease("w", 0).unwrap();
+    assert!(fail(&mut h, &b, FailureKind::Transient, "one").will_retry);
+    let c = h.lease("w", 0).unwrap();
+    // ...and a second failure ends it, lost attempts or not.
+    assert!(!fail(&mut h, &c, FailureKind::Transient, "two").will_retry);
+    let j = h.st.job(&a.job_id).unwrap();
+    assert_eq!((j.state, j.failures, j.lost), (JobState::Failed, 2, 1));
+    assert!(
+        j.last_error.contains("gave up after 2 failed attempts"),
+        "{}",
+        j.last_error
+    );
 }
 
 #[test]
