@@ -64,6 +64,19 @@ impl Cache {
         Ok(Self { dir })
     }
 
+    /// Empties the cache (at agent start: what a killed agent left is re-downloaded on demand);
+    /// returns the bytes freed.
+    pub fn clear(&self) -> u64 {
+        let mut freed = 0;
+        for e in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            let len = e.metadata().map_or(0, |m| m.len());
+            if e.path().is_file() && std::fs::remove_file(e.path()).is_ok() {
+                freed += len;
+            }
+        }
+        freed
+    }
+
     /// Where bundle `sha` lives.
     pub fn path(&self, sha: &str) -> PathBuf {
         self.dir.join(format!("{sha}.ckpt"))

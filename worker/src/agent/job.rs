@@ -98,8 +98,16 @@ pub async fn run(ctx: Arc<Ctx>, a: v1::Assignment, dev: Dev, control: watch::Rec
         .jobs_dir
         .join(dir_name(&a.job_id))
         .join(format!("attempt-{}", a.attempt));
-    let keep_newest = !matches!(outcome, Outcome::Done);
-    cleanup(&ctx.cache, &attempt_dir, &packed, keep_newest);
+    let done = matches!(outcome, Outcome::Done);
+    if done {
+        // The job is over: its resume point and its dependency's weights are not needed here.
+        for sha in [&a.resume_checkpoint_sha256, &a.init_checkpoint_sha256] {
+            if !sha.is_empty() {
+                packed.insert(0, sha.clone());
+            }
+        }
+    }
+    cleanup(&ctx.cache, &attempt_dir, &packed, !done);
     match outcome {
         Outcome::Done => eprintln!("ausweep worker: {label} completed"),
         Outcome::Aborted => eprintln!("ausweep worker: {label} aborted (lease no longer valid)"),

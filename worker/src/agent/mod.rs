@@ -182,8 +182,12 @@ async fn agent(args: WorkerArgs) -> Result<(), AgentError> {
     })?;
     let cache = Cache::open(work_dir.join("cache"))?;
     let freed = job::purge_stale(&work_dir.join("jobs"));
-    if freed > 0 {
-        eprintln!("ausweep worker: freed the weight files of {freed} earlier attempt(s)");
+    let cached = cache.clear();
+    if freed > 0 || cached > 0 {
+        eprintln!(
+            "ausweep worker: freed the weight files of {freed} earlier attempt(s) and {} MiB of cached checkpoints",
+            cached >> 20
+        );
     }
     let trainer = match &args.trainer {
         Some(p) => TrainerCmd {
