@@ -499,7 +499,8 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<JobResult, TrainError> {
                 train_seconds: seconds_before + started.elapsed().as_secs_f64(),
                 job_digest: digest.clone(),
                 finished: stop || epoch >= spec.train.epochs,
-                early_stop: Some(EarlyStopState {
+                // JSON has no infinity: nothing to carry before a validation score exists.
+                early_stop: best_val.is_finite().then_some(EarlyStopState {
                     best_val,
                     since_best,
                 }),
