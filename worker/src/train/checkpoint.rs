@@ -193,6 +193,21 @@ mod tests {
     }
 
     #[test]
+    fn resume_state_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let t = vec![("a".to_string(), Tensor::from_slice(&[1.0f32]))];
+        let mut m = meta(4);
+        m.finished = true;
+        m.early_stop = Some(EarlyStopState {
+            best_val: 0.25,
+            since_best: 2,
+        });
+        write(dir.path(), &epoch_stem(4), &t, m.clone()).unwrap();
+        let (_, got) = newest(dir.path()).unwrap();
+        assert_eq!((got.finished, got.early_stop), (true, m.early_stop));
+    }
+
+    #[test]
     fn newest_skips_a_corrupted_checkpoint() {
         let dir = tempfile::tempdir().unwrap();
         let t = vec![("a".to_string(), Tensor::from_slice(&[1.0f32, 2.0]))];
