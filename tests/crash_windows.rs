@@ -62,8 +62,9 @@ const WORKER_WINDOWS: [&str; 6] = [
 ];
 
 /// Coordinator windows: the RPC's writes are durable, the answer is never sent.
-const COORDINATOR_WINDOWS: [&str; 3] = [
+const COORDINATOR_WINDOWS: [&str; 4] = [
     "coordinator-lease",
+    "coordinator-upload-stored", // the blob is on disk, its record never written
     "coordinator-checkpoint",
     "coordinator-complete",
 ];
@@ -195,6 +196,11 @@ async fn every_crash_window_is_survived_with_the_undisturbed_result() {
     }
     coord.env.clear();
     coord.spawn();
+    let text = std::fs::read_to_string(&coord.log).unwrap_or_default();
+    assert!(
+        text.contains("checkpoint blob(s) no record names"),
+        "the blob stored without a record was not removed at restart:\n{text}"
+    );
     let mut w = w.unwrap();
     let st = wait_done(&coord, &id, Duration::from_secs(300), &[&w]).await;
     // Every attempt lost here was lost to the infrastructure: none counted as a failure.

@@ -346,6 +346,8 @@ impl Worker for WorkerSvc {
                 header.size
             )));
         }
+        // The blob is durable, its record not yet written: a crash-window test can kill here.
+        ausweep_proto::fault::point("coordinator-upload-stored");
         let up = Upload {
             sha: header.sha256.clone(),
             size,
