@@ -53,6 +53,24 @@ pub fn valid_sha256(s: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
+/// Every file under the shard directories of `root` (`<root>/<2 hex>/<name>`): name and size.
+fn stored(root: &Path) -> std::io::Result<Vec<(String, u64)>> {
+    let mut out = Vec::new();
+    for shard in fs::read_dir(root)? {
+        let shard = shard?.path();
+        if shard.is_dir() {
+            for f in fs::read_dir(&shard)? {
+                let f = f?;
+                out.push((
+                    f.file_name().to_string_lossy().into_owned(),
+                    f.metadata()?.len(),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// The blob directory.
 #[derive(Debug, Clone)]
 pub struct Blobs {
@@ -73,15 +91,10 @@ impl Blobs {
             fs::remove_dir_all(&tmp)?;
         }
         fs::create_dir_all(&tmp)?;
-        let mut used = 0;
-        for shard in fs::read_dir(dir.join("sha256"))? {
-            let shard = shard?.path();
-            if shard.is_dir() {
-                for f in fs::read_dir(&shard)? {
-                    used += f?.metadata()?.len();
-                }
-            }
-        }
+        let used = stored(&dir.join("sha256"))?
+            .iter()
+            .map(|(_, len)| len)
+            .sum();
         Ok(Self {
             dir: dir.to_path_buf(),
             max_bytes,
@@ -116,19 +129,11 @@ impl Blobs {
 
     /// Every stored blob's name.
     pub fn list(&self) -> Result<Vec<String>, BlobError> {
-        let mut out = Vec::new();
-        for shard in fs::read_dir(self.dir.join("sha256"))? {
-            let shard = shard?.path();
-            if shard.is_dir() {
-                for f in fs::read_dir(&shard)? {
-                    let name = f?.file_name().to_string_lossy().into_owned();
-                    if valid_sha256(&name) {
-                        out.push(name);
-                    }
-                }
-            }
-        }
-        Ok(out)
+        Ok(stored(&self.dir.join("sha256"))?
+            .into_iter()
+            .map(|(name, _)| name)
+            .filter(|name| valid_sha256(name))
+            .collect())
     }
 
     /// Deletes a blob (no record may name it any more); a missing one is not an error.
