@@ -53,8 +53,35 @@ fuzz:
 			-- -max_total_time=$(FUZZ_SECONDS) -dict=yaml.dict -max_len=65536 -timeout=10 -rss_limit_mb=2048 || exit 1; \
 	done
 
+# The release binary, its man pages and shell completions under PREFIX (default /usr/local).
+PREFIX ?= /usr/local
+.PHONY: install
+install: build
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/share/man/man1 \
+		$(DESTDIR)$(PREFIX)/share/bash-completion/completions \
+		$(DESTDIR)$(PREFIX)/share/zsh/site-functions $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d
+	install -m 755 $(BIN) $(DESTDIR)$(PREFIX)/bin/ausweep
+	$(BIN) man --out-dir $(DESTDIR)$(PREFIX)/share/man/man1
+	$(BIN) completions bash > $(DESTDIR)$(PREFIX)/share/bash-completion/completions/ausweep
+	$(BIN) completions zsh > $(DESTDIR)$(PREFIX)/share/zsh/site-functions/_ausweep
+	$(BIN) completions fish > $(DESTDIR)$(PREFIX)/share/fish/vendor_completions.d/ausweep.fish
+
 fmt:
 	$(CARGO) fmt --all
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml
+
+# Formatting of every workspace (the main one and fuzz/), without changing anything.
+.PHONY: fmt-check
+fmt-check:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) fmt --manifest-path fuzz/Cargo.toml -- --check
+
+# Compiles what `make test` does not: every bench (cluster_load's feature included; not run)
+# and the fuzz targets (their own workspace, type-checked with their libFuzzer runtime built).
+.PHONY: build-extras
+build-extras: setup
+	$(CARGO) test -p ausweep-coordinator --benches --no-run --features load-bench
+	CARGO_TARGET_DIR=$(CURDIR)/target/fuzz $(CARGO) check --manifest-path fuzz/Cargo.toml --bins
 
 lint: setup
 	$(CARGO) clippy --workspace --all-targets -- -D warnings

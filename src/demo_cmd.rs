@@ -376,6 +376,10 @@ async fn follow(
                 }
             }
             _ = tick.tick() => {
+                // Pending reasons and dependency states change without a job event.
+                if let Ok(st) = admin.get_sweep(v1::GetSweepRequest { sweep_id: sweep.into() }).await {
+                    bars.refresh(&st.into_inner());
+                }
                 if let Some(s) = worker.exited() {
                     bail!("the local worker exited with {s}:\n{}", worker.tail());
                 }

@@ -51,6 +51,42 @@ enum Cmd {
         #[command(subcommand)]
         cmd: bench::BenchCmd,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) to stdout.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) to stdout, or write one page per subcommand into a folder.
+    Man {
+        /// Folder for `ausweep.1` and `ausweep-SUBCOMMAND.1` pages.
+        #[arg(long)]
+        out_dir: Option<PathBuf>,
+    },
+}
+
+/// Shell completions from the clap definitions.
+fn completions(shell: clap_complete::Shell) -> Result<()> {
+    use clap::CommandFactory;
+    let mut cmd = Cli::command();
+    // Into a buffer first: the generator panics on a write error (e.g. `| head`).
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, &mut cmd, "ausweep", &mut buf);
+    std::io::Write::write_all(&mut std::io::stdout(), &buf)?;
+    Ok(())
+}
+
+/// Man pages from the clap definitions.
+fn man(out_dir: Option<PathBuf>) -> Result<()> {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    match out_dir {
+        None => clap_mangen::Man::new(cmd).render(&mut std::io::stdout())?,
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).map_err(|e| anyhow::anyhow!("{}: {e}", dir.display()))?;
+            clap_mangen::generate_to(cmd, &dir)?;
+        }
+    }
+    Ok(())
 }
 
 #[derive(Subcommand)]
@@ -83,6 +119,8 @@ fn main() {
         Cmd::Dataset { cmd } => dataset_cmd::run(cmd),
         Cmd::Bench { cmd } => bench::run(cmd),
         Cmd::Worker(args) => ausweep_worker::agent::run(args),
+        Cmd::Completions { shell } => completions(shell),
+        Cmd::Man { out_dir } => man(out_dir),
         Cmd::Cluster(cmd) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| rt.block_on(ausweep_coordinator::cli::run(cmd))),

@@ -4,27 +4,17 @@
 mod common;
 
 use ausweep_coordinator::client;
-use ausweep_coordinator::sched::Timing;
-use ausweep_coordinator::{serve, Config};
 use ausweep_proto::v1;
 use common::*;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// An in-process coordinator on sled in `dir` with the test timings (a killed worker's job
+/// comes back after one lease).
 async fn coordinator(dir: &Path) -> (ausweep_coordinator::Handle, client::Admin, String) {
-    let mut cfg = Config::local(ADMIN, JOIN, Some(dir.to_path_buf()));
-    // A short lease so a killed worker's job comes back quickly.
-    cfg.timing = Timing {
-        heartbeat_ms: 500,
-        lease_ms: 2_500,
-        no_worker_grace_ms: 60_000,
-    };
-    cfg.expiry_every = Duration::from_millis(200);
-    let h = serve(cfg).await.unwrap();
-    let url = format!("http://{}", h.addr);
-    let ch = client::connect(&url, None).await.unwrap();
-    (h, client::admin(ch, ADMIN).unwrap(), url)
+    let c = rpc::InProcess::start(rpc::config(Some(dir))).await;
+    (c.handle, c.admin, c.url)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -36,13 +26,13 @@ async fn two_workers_finish_a_sweep_through_a_killed_trainer_and_a_corrupted_upl
     let id = submit(&mut admin, manifest("tiny", &[1, 2], 3)).await;
     // Worker `a` corrupts its first checkpoint upload: the coordinator must reject it and the
     // agent must send it again.
-    let a = Worker::start(
+    let a = start_worker(
         &url,
         tmp.path(),
         "a",
         &[("AUSWEEP_FAULT_CORRUPT_UPLOADS", "1")],
     );
-    let b = Worker::start(&url, tmp.path(), "b", &[]);
+    let b = start_worker(&url, tmp.path(), "b", &[]);
 
     // Kill the first stage-2 trainer right after its epoch-1 checkpoint reached the coordinator.
     let st = wait_sweep(
@@ -105,7 +95,9 @@ async fn two_workers_finish_a_sweep_through_a_killed_trainer_and_a_corrupted_upl
     let j = st.jobs.iter().find(|j| j.job_id == victim.job_id).unwrap();
     assert!(j.attempt > victim.attempt, "{}", describe(&st));
     let r = result_json(&[&a, &b], &j.job_id, j.attempt).expect("result.json of the retry");
-    assert_eq!(r["resumed_from_epoch"], 1, "{r}");
+    // Killed after its epoch-1 upload; epoch 2 may have landed before the kill did.
+    let from = r["resumed_from_epoch"].as_u64();
+    assert!(from.is_some_and(|e| (1..3).contains(&e)), "{r}");
     assert_eq!(r["epochs"], 3, "{r}");
     // The corrupted upload was refused by the coordinator and sent again.
     let log_a = a.log();
@@ -142,7 +134,11 @@ async fn two_workers_finish_a_sweep_through_a_killed_trainer_and_a_corrupted_upl
             .unwrap()
     };
     let out = predict("wrong-token-0123456789");
-    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("bad admin token"),
+        "{err}"
+    );
     assert!(!cache.exists() || std::fs::read_dir(&cache).unwrap().next().is_none());
     let out = predict(ADMIN);
     let err = String::from_utf8_lossy(&out.stderr);
@@ -191,8 +187,8 @@ async fn sigkilled_worker_is_replaced_and_sigterm_drains_at_a_checkpoint() {
     let tmp = tempfile::tempdir().unwrap();
     let (h, mut admin, url) = coordinator(&tmp.path().join("coord")).await;
     let id = submit(&mut admin, manifest("kill", &[1, 2], 2)).await;
-    let mut a = Worker::start(&url, tmp.path(), "a", &[]);
-    let b = Worker::start(&url, tmp.path(), "b", &[]);
+    let mut a = start_worker(&url, tmp.path(), "a", &[]);
+    let b = start_worker(&url, tmp.path(), "b", &[]);
     // SIGKILL worker `a` while it holds a lease: its job must come back and `b` finish it.
     let st = wait_sweep(
         &mut admin,
@@ -236,7 +232,7 @@ async fn sigkilled_worker_is_replaced_and_sigterm_drains_at_a_checkpoint() {
     b.signal("-TERM");
     assert!(b.wait_exit(Duration::from_secs(20)).await.success());
     let id2 = submit(&mut admin, manifest("drain", &[3], 3)).await;
-    let mut c = Worker::start(&url, tmp.path(), "c", &[]);
+    let mut c = start_worker(&url, tmp.path(), "c", &[]);
     let st = wait_sweep(
         &mut admin,
         &id2,
@@ -267,7 +263,7 @@ async fn sigkilled_worker_is_replaced_and_sigterm_drains_at_a_checkpoint() {
     assert_eq!(j.state(), v1::JobState::Pending, "{}", describe(&st));
     assert!(!j.newest_checkpoint_sha256.is_empty(), "{}", describe(&st));
     // A fresh worker picks it up and resumes from the drained checkpoint.
-    let d = Worker::start(&url, tmp.path(), "d", &[]);
+    let d = start_worker(&url, tmp.path(), "d", &[]);
     let st = wait_sweep(
         &mut admin,
         &id2,

@@ -16,8 +16,6 @@ use common::*;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-const LEASE_MS: u64 = 4_000;
-
 /// Two jobs: stage 1 (2 epochs on the frozen ImageNet MobileNet-v2) and stage 2 (2 fine-tuning
 /// epochs), so the F1 table is far from zero. No retries: a lost attempt counted as a failure
 /// would end the job.
@@ -117,10 +115,10 @@ fn files_named(dir: &Path, suffix: &str) -> Vec<std::path::PathBuf> {
 }
 
 async fn undisturbed(root: &Path) -> F1Table {
-    let mut coord = Coordinator::start(root, LEASE_MS);
+    let mut coord = start_coordinator(root, LEASE_MS);
     let mut admin = coord.admin().await;
     let id = submit(&mut admin, sweep()).await;
-    let w = Worker::start(&coord.url(), root, "w", &[]);
+    let w = start_worker(&coord.url(), root, "w", &[]);
     let st = wait_done(&coord, &id, Duration::from_secs(300), &[&w]).await;
     drop(w);
     audit(&mut coord, st.jobs.len()).0
@@ -137,13 +135,13 @@ async fn every_crash_window_is_survived_with_the_undisturbed_result() {
     );
 
     let root = tmp.path().join("faults");
-    let mut coord = Coordinator::start(&root, LEASE_MS);
+    let mut coord = start_coordinator(&root, LEASE_MS);
     let mut admin = coord.admin().await;
     let id = submit(&mut admin, sweep()).await;
 
     // Worker windows: one worker process per window, each killed there.
     for window in WORKER_WINDOWS {
-        let mut w = Worker::start(&coord.url(), &root, "w", &[("AUSWEEP_FAULT_AT", window)]);
+        let mut w = start_worker(&coord.url(), &root, "w", &[("AUSWEEP_FAULT_AT", window)]);
         let limit = Duration::from_secs(180);
         let until = Instant::now() + limit;
         loop {
@@ -173,7 +171,7 @@ async fn every_crash_window_is_survived_with_the_undisturbed_result() {
         coord.kill();
         coord.env = vec![("AUSWEEP_FAULT_AT".into(), window.into())];
         coord.spawn();
-        let w = w.get_or_insert_with(|| Worker::start(&coord.url(), &root, "w", &[]));
+        let w = w.get_or_insert_with(|| start_worker(&coord.url(), &root, "w", &[]));
         let log = coord.log.clone();
         let child = coord.child.as_mut().unwrap();
         wait_exit_or(

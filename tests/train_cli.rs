@@ -4,6 +4,15 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
+/// One trainer at a time: the tests of this file run in parallel threads, and each trainer
+/// uses every core.
+static ONE_TRAINER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_trainer() -> std::sync::MutexGuard<'static, ()> {
+    // A test that failed while holding the lock poisons it; the others still run.
+    ONE_TRAINER.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 fn ausweep() -> Command {
     Command::new(env!("CARGO_BIN_EXE_ausweep"))
 }
@@ -22,6 +31,7 @@ fn result(dir: &Path) -> serde_json::Value {
 
 #[test]
 fn two_stages_learn_and_fine_tuning_beats_the_frozen_backbone() {
+    let _one = one_trainer();
     let d = tempfile::tempdir().unwrap();
     let s1 = write_job(
         d.path(),
@@ -94,6 +104,7 @@ fn two_stages_learn_and_fine_tuning_beats_the_frozen_backbone() {
 
 #[test]
 fn a_killed_run_resumes_from_its_newest_checkpoint() {
+    let _one = one_trainer();
     let d = tempfile::tempdir().unwrap();
     let job = write_job(
         d.path(),
@@ -142,6 +153,7 @@ fn a_killed_run_resumes_from_its_newest_checkpoint() {
 
 #[test]
 fn bad_job_files_name_the_field() {
+    let _one = one_trainer();
     let d = tempfile::tempdir().unwrap();
     let cases = [
         ("backbone: resnet50\nstage: 1\nfold: 1\n", "backbone"),
@@ -179,6 +191,7 @@ fn bad_job_files_name_the_field() {
 
 #[test]
 fn weights_check_recognises_the_cat() {
+    let _one = one_trainer();
     let out = ausweep()
         .args(["weights", "check", "mobilenet_v2"])
         .output()

@@ -3,13 +3,13 @@
 use crate::client::{self, ClientTls};
 use crate::sched::Timing;
 use crate::server::{self, Config, TlsFiles};
+use crate::views::{self, Output};
 use anyhow::{bail, Context, Result};
 use ausweep_proto::v1;
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
-use tokio_stream::StreamExt;
 
 /// The coordinator's subcommands.
 #[derive(Debug, clap::Subcommand)]
@@ -20,8 +20,14 @@ pub enum Command {
     Submit {
         /// Manifest file.
         file: PathBuf,
+        /// Largest manifest to send, KiB (the coordinator has its own limit, default 256).
+        #[arg(long, default_value_t = crate::manifest::MAX_MANIFEST_BYTES >> 10)]
+        max_manifest_kib: usize,
         #[command(flatten)]
         conn: Conn,
+        /// Output: table, json (one object), jsonl (watch: one object per event).
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
     },
     /// Show all sweeps, or one sweep's jobs with why they are pending.
     Status {
@@ -29,6 +35,9 @@ pub enum Command {
         sweep: Option<String>,
         #[command(flatten)]
         conn: Conn,
+        /// Output: table, json (one object), jsonl (watch: one object per event).
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
     },
     /// Follow a sweep's job changes and progress live.
     Watch {
@@ -36,6 +45,9 @@ pub enum Command {
         sweep: String,
         #[command(flatten)]
         conn: Conn,
+        /// Output: table, json (one object), jsonl (watch: one object per event).
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
     },
     /// Cancel every unfinished job of a sweep.
     Cancel {
@@ -43,6 +55,9 @@ pub enum Command {
         sweep: String,
         #[command(flatten)]
         conn: Conn,
+        /// Output: table, json (one object), jsonl (watch: one object per event).
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
     },
     /// Requeue a sweep's failed and cancelled jobs.
     ResubmitFailed {
@@ -50,11 +65,17 @@ pub enum Command {
         sweep: String,
         #[command(flatten)]
         conn: Conn,
+        /// Output: table, json (one object), jsonl (watch: one object per event).
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
     },
     /// List registered workers.
     Workers {
         #[command(flatten)]
         conn: Conn,
+        /// Output: table, json (one object), jsonl (watch: one object per event).
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
     },
     /// Drain a worker: it leases nothing more, checkpoints its running jobs and exits.
     Drain {
@@ -62,6 +83,9 @@ pub enum Command {
         worker: String,
         #[command(flatten)]
         conn: Conn,
+        /// Output: table, json (one object), jsonl (watch: one object per event).
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
     },
     /// Report a sweep's results next to the published baselines (tables and the Fig. 5 chart).
     Report(crate::report::cmd::ReportArgs),
@@ -129,6 +153,9 @@ pub struct ServeArgs {
     /// Serve Prometheus `/metrics` on this address (e.g. 0.0.0.0:9477).
     #[arg(long, env = "AUSWEEP_METRICS_LISTEN")]
     pub metrics_listen: Option<SocketAddr>,
+    /// Largest manifest `submit` accepts, KiB (default 256).
+    #[arg(long, env = "AUSWEEP_MAX_MANIFEST_KIB")]
+    pub max_manifest_kib: Option<usize>,
 }
 
 /// The config file.
@@ -148,6 +175,7 @@ struct FileConfig {
     max_checkpoint_mib: Option<u64>,
     max_store_mib: Option<u64>,
     metrics_listen: Option<SocketAddr>,
+    max_manifest_kib: Option<usize>,
 }
 
 fn read_token(p: &Path) -> Result<String> {
@@ -216,6 +244,10 @@ pub fn config(a: &ServeArgs) -> Result<Config> {
         max_store_bytes: a.max_store_mib.or(f.max_store_mib).unwrap_or(0) << 20,
         tls,
         metrics_listen: a.metrics_listen.or(f.metrics_listen),
+        max_manifest_bytes: a
+            .max_manifest_kib
+            .or(f.max_manifest_kib)
+            .map_or(crate::manifest::MAX_MANIFEST_BYTES, |k| k << 10),
     })
 }
 
@@ -260,12 +292,17 @@ pub async fn run(cmd: Command) -> Result<()> {
                 _ = tokio::signal::ctrl_c() => eprintln!("stopping"),
             }
         }
-        Command::Submit { file, conn } => {
+        Command::Submit {
+            file,
+            max_manifest_kib,
+            conn,
+            output,
+        } => {
             let text = std::fs::read_to_string(&file)
                 .with_context(|| format!("reading {}", file.display()))?;
             let name = file.display().to_string();
             // Validate locally first: the same errors, without a round trip.
-            crate::manifest::parse(&text, &name)?;
+            crate::manifest::parse_limited(&text, &name, max_manifest_kib << 10)?;
             let r = admin(&conn)
                 .await?
                 .submit(v1::SubmitRequest {
@@ -274,6 +311,10 @@ pub async fn run(cmd: Command) -> Result<()> {
                 })
                 .await?
                 .into_inner();
+            if output.is_json() {
+                println!("{}", views::submitted(&r));
+                return Ok(());
+            }
             let what = if r.created {
                 "submitted"
             } else {
@@ -284,12 +325,20 @@ pub async fn run(cmd: Command) -> Result<()> {
                 r.sweep_id, r.name, r.version, r.jobs
             );
         }
-        Command::Status { sweep: None, conn } => {
+        Command::Status {
+            sweep: None,
+            conn,
+            output,
+        } => {
             let r = admin(&conn)
                 .await?
                 .list_sweeps(v1::ListSweepsRequest {})
                 .await?
                 .into_inner();
+            if output.is_json() {
+                println!("{}", views::sweeps(&r));
+                return Ok(());
+            }
             println!(
                 "{:<18} {:<16} {:>3} {:>6} {:>8} {:>8} {:>5} {:>7}",
                 "SWEEP", "NAME", "V", "TOTAL", "PENDING", "RUNNING", "DONE", "FAILED"
@@ -312,12 +361,19 @@ pub async fn run(cmd: Command) -> Result<()> {
         Command::Status {
             sweep: Some(id),
             conn,
+            output,
         } => {
             let r = admin(&conn)
                 .await?
-                .get_sweep(v1::GetSweepRequest { sweep_id: id })
+                .get_sweep(v1::GetSweepRequest {
+                    sweep_id: id.clone(),
+                })
                 .await?
                 .into_inner();
+            if output.is_json() {
+                println!("{}", views::sweep(&id, &r));
+                return Ok(());
+            }
             if !r.notice.is_empty() {
                 println!("note: {}", r.notice);
             }
@@ -364,7 +420,11 @@ pub async fn run(cmd: Command) -> Result<()> {
                 }
             );
         }
-        Command::Watch { sweep, conn } => {
+        Command::Watch {
+            sweep,
+            conn,
+            output,
+        } => {
             let mut client = admin(&conn).await?;
             let status = client
                 .get_sweep(v1::GetSweepRequest {
@@ -372,42 +432,56 @@ pub async fn run(cmd: Command) -> Result<()> {
                 })
                 .await?
                 .into_inner();
-            let mut bars = crate::watch::Bars::new(&status);
-            let mut s = client
-                .watch(v1::WatchRequest { sweep_id: sweep })
+            crate::watch::follow(&mut client, &sweep, status, output).await?;
+        }
+        Command::Cancel {
+            sweep,
+            conn,
+            output,
+        } => {
+            let r = admin(&conn)
+                .await?
+                .cancel(v1::CancelRequest {
+                    sweep_id: sweep.clone(),
+                })
                 .await?
                 .into_inner();
-            while let Some(e) = s.next().await {
-                bars.apply(&e?);
-                if bars.all_finished() {
-                    break;
-                }
+            if output.is_json() {
+                println!("{}", views::cancelled(&sweep, r.cancelled));
+            } else {
+                println!("cancelled {} jobs", r.cancelled);
             }
         }
-        Command::Cancel { sweep, conn } => {
+        Command::ResubmitFailed {
+            sweep,
+            conn,
+            output,
+        } => {
             let r = admin(&conn)
                 .await?
-                .cancel(v1::CancelRequest { sweep_id: sweep })
+                .resubmit_failed(v1::ResubmitFailedRequest {
+                    sweep_id: sweep.clone(),
+                })
                 .await?
                 .into_inner();
-            println!("cancelled {} jobs", r.cancelled);
-        }
-        Command::ResubmitFailed { sweep, conn } => {
-            let r = admin(&conn)
-                .await?
-                .resubmit_failed(v1::ResubmitFailedRequest { sweep_id: sweep })
-                .await?
-                .into_inner();
-            println!("requeued {} jobs", r.requeued);
+            if output.is_json() {
+                println!("{}", views::requeued(&sweep, r.requeued));
+            } else {
+                println!("requeued {} jobs", r.requeued);
+            }
         }
         Command::Report(a) => print!("{}", crate::report::cmd::run_report(&a).await?),
         Command::Score(a) => print!("{}", crate::report::cmd::run_score(&a)?),
-        Command::Workers { conn } => {
+        Command::Workers { conn, output } => {
             let r = admin(&conn)
                 .await?
                 .list_workers(v1::ListWorkersRequest {})
                 .await?
                 .into_inner();
+            if output.is_json() {
+                println!("{}", views::workers(&r));
+                return Ok(());
+            }
             println!(
                 "{:<20} {:<16} {:<6} {:<40} JOBS",
                 "WORKER", "HOST", "ALIVE", "DEVICES"
@@ -435,7 +509,11 @@ pub async fn run(cmd: Command) -> Result<()> {
                 );
             }
         }
-        Command::Drain { worker, conn } => {
+        Command::Drain {
+            worker,
+            conn,
+            output,
+        } => {
             let r = admin(&conn)
                 .await?
                 .drain_worker(v1::DrainWorkerRequest {
@@ -445,6 +523,10 @@ pub async fn run(cmd: Command) -> Result<()> {
                 .into_inner();
             if !r.found {
                 bail!("no worker `{worker}` (see `ausweep workers`)");
+            }
+            if output.is_json() {
+                println!("{}", views::drained(&worker, &r));
+                return Ok(());
             }
             println!(
                 "draining {worker}: {} running job(s) stop at their next checkpoint",

@@ -11,6 +11,7 @@ pub mod sched;
 pub mod server;
 pub mod service;
 pub mod store;
+pub mod views;
 pub mod watch;
 
 /// Client helpers (moved to the proto crate so the worker does not depend on the coordinator).

@@ -51,6 +51,8 @@ pub struct Config {
     /// Most bytes of checkpoints the store holds (0: no limit); uploads past it are refused
     /// with RESOURCE_EXHAUSTED and nothing stored is touched.
     pub max_store_bytes: u64,
+    /// Largest manifest `Submit` accepts, bytes (the admin API's message limit follows it).
+    pub max_manifest_bytes: usize,
     /// TLS; plaintext when absent.
     pub tls: Option<TlsFiles>,
     /// Where to serve Prometheus `/metrics` (plain HTTP); none when absent.
@@ -69,6 +71,7 @@ impl Config {
             expiry_every: Duration::from_secs(1),
             max_checkpoint_bytes: 8 << 30,
             max_store_bytes: 0,
+            max_manifest_bytes: crate::manifest::MAX_MANIFEST_BYTES,
             tls: None,
             metrics_listen: None,
         }
@@ -210,8 +213,11 @@ pub async fn serve(config: Config) -> Result<Handle, ServeError> {
         sched.clone(),
         TokenHash::of(&config.admin_token),
         blobs.clone(),
+        config.max_manifest_bytes,
     ))
-    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+    // Room past the manifest limit, so an oversized manifest reaches Submit and is refused
+    // there with its file name and the limit rather than by the transport.
+    .max_decoding_message_size(MAX_MESSAGE_BYTES.max(config.max_manifest_bytes) + (16 << 20))
     .max_encoding_message_size(64 << 20);
     let worker = WorkerServer::new(WorkerSvc::new(
         sched.clone(),

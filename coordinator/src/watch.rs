@@ -1,8 +1,73 @@
 //! `ausweep watch`: one live progress bar per job of a sweep, fed by the Watch stream.
 
+use crate::client;
+use crate::views::{self, Output};
 use ausweep_proto::v1;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// How often the live views re-read the sweep for pending reasons and dependency states.
+pub const REFRESH: Duration = Duration::from_secs(2);
+
+/// `ausweep watch`: follows the sweep until every job has finished, as bars on stderr or, with
+/// `--output json|jsonl`, as one JSON object per event on stdout (pending reasons included
+/// whenever they change).
+pub async fn follow(
+    admin: &mut client::Admin,
+    sweep: &str,
+    status: v1::SweepStatus,
+    output: Output,
+) -> Result<(), tonic::Status> {
+    let mut bars = if output.is_json() {
+        Bars::with_target(&status, ProgressDrawTarget::hidden())
+    } else {
+        Bars::new(&status)
+    };
+    let mut reasons: BTreeMap<String, String> = BTreeMap::new();
+    let mut print_reasons = |st: &v1::SweepStatus| {
+        for j in st
+            .jobs
+            .iter()
+            .filter(|j| j.state == v1::JobState::Pending as i32)
+        {
+            if reasons.get(&j.job_id) != Some(&j.pending_reason) {
+                reasons.insert(j.job_id.clone(), j.pending_reason.clone());
+                if output.is_json() {
+                    println!("{}", views::reason(j));
+                }
+            }
+        }
+    };
+    print_reasons(&status);
+    let mut events = admin
+        .watch(v1::WatchRequest {
+            sweep_id: sweep.into(),
+        })
+        .await?
+        .into_inner();
+    let mut tick = tokio::time::interval(REFRESH);
+    while !bars.all_finished() {
+        tokio::select! {
+            e = events.message() => {
+                let Some(e) = e? else { break };
+                bars.apply(&e);
+                if output.is_json() {
+                    println!("{}", views::event(&e));
+                }
+            }
+            _ = tick.tick() => {
+                let st = admin
+                    .get_sweep(v1::GetSweepRequest { sweep_id: sweep.into() })
+                    .await?
+                    .into_inner();
+                bars.refresh(&st);
+                print_reasons(&st);
+            }
+        }
+    }
+    Ok(())
+}
 
 /// Live bars for the jobs of one sweep.
 pub struct Bars {
@@ -97,6 +162,49 @@ impl Bars {
             }
             None => self.set_state(&e.job_id, e.state, e.attempt, &e.message),
         }
+    }
+
+    /// Brings every job that is not running with progress up to `status` (a fresh GetSweep):
+    /// pending reasons and the dependency states they name change without a job event, so
+    /// the live views call this periodically.
+    pub fn refresh(&mut self, status: &v1::SweepStatus) {
+        for j in &status.jobs {
+            let b = self.bar(&j.job_id, u64::from(j.epochs.max(1)));
+            let live =
+                j.state == v1::JobState::Leased as i32 && b.message().starts_with("running  step");
+            if live {
+                continue; // progress events keep this line current
+            }
+            if let Some(p) = &j.progress {
+                b.set_position(u64::from(p.epoch));
+            }
+            self.set_state(&j.job_id, j.state, j.attempt, &j.pending_reason);
+        }
+    }
+
+    /// The view as plain text: one line per job, as the bars draw it (for logs and docs).
+    pub fn render(&self) -> String {
+        self.bars
+            .iter()
+            .map(|(id, b)| {
+                let len = b.length().unwrap_or(0).max(1);
+                let filled = (b.position().min(len) * 24 / len) as usize;
+                let bar: String = (0..24)
+                    .map(|i| match i.cmp(&filled) {
+                        std::cmp::Ordering::Less => '=',
+                        std::cmp::Ordering::Equal => '>',
+                        std::cmp::Ordering::Greater => ' ',
+                    })
+                    .collect();
+                format!(
+                    "{:<28} [{bar}] {:>3}/{:<3} epochs  {}\n",
+                    short(id),
+                    b.position(),
+                    len,
+                    b.message()
+                )
+            })
+            .collect()
     }
 
     /// (position, length, message) of a job's bar.

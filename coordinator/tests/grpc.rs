@@ -4,20 +4,11 @@
 use ausweep_coordinator::client;
 use ausweep_coordinator::{serve, Config};
 use ausweep_proto::v1;
-use sha2::{Digest, Sha256};
 use tokio_stream::StreamExt;
 use tonic::Code;
 
-const ADMIN: &str = "admin-token-0123456789";
-const JOIN: &str = "join-token-0123456789";
-
-fn demo() -> String {
-    std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../experiments/demo.yaml"
-    ))
-    .unwrap()
-}
+use ausweep_testkit::rpc::{self, Upload};
+use ausweep_testkit::{demo_manifest as demo, ADMIN, JOIN};
 
 async fn start(
     dir: Option<std::path::PathBuf>,
@@ -30,77 +21,28 @@ async fn start(
 }
 
 async fn register(ch: &tonic::transport::Channel, name: &str) -> client::Worker {
-    register_with_token(ch, name).await.0
+    rpc::register(ch, name).await
 }
 
 async fn register_with_token(
     ch: &tonic::transport::Channel,
     name: &str,
 ) -> (client::Worker, String) {
-    let mut w = client::worker(ch.clone(), None, JOIN).unwrap();
-    let r = w
-        .register(v1::RegisterRequest {
-            worker_name: name.into(),
-            hostname: "node1".into(),
-            devices: vec![v1::Device {
-                index: 0,
-                kind: v1::DeviceKind::Cpu as i32,
-                memory_mib: 0,
-                name: "cpu".into(),
-                healthy: true,
-            }],
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    (
-        client::worker(ch.clone(), Some(&r.worker_id), &r.session_token).unwrap(),
-        r.session_token,
-    )
+    let r = rpc::register_with(ch, name, vec![rpc::cpu()]).await;
+    (r.client, r.session)
 }
 
+/// Uploads in 7-byte chunks (many data messages).
 async fn upload(w: &mut client::Worker, a: &v1::Assignment, data: &[u8]) -> String {
-    let sha = hex::encode(Sha256::digest(data));
-    let mut chunks = vec![v1::CheckpointChunk {
-        part: Some(v1::checkpoint_chunk::Part::Header(v1::CheckpointHeader {
-            job_id: a.job_id.clone(),
-            fencing_token: a.fencing_token,
-            sha256: sha.clone(),
-            size: data.len() as u64,
-            epoch: 1,
-            ..Default::default()
-        })),
-    }];
-    for c in data.chunks(7) {
-        chunks.push(v1::CheckpointChunk {
-            part: Some(v1::checkpoint_chunk::Part::Data(c.to_vec())),
-        });
-    }
-    let r = w
-        .upload_checkpoint(tokio_stream::iter(chunks))
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(r.accepted);
-    sha
+    let how = Upload {
+        chunk: 7,
+        ..Upload::default()
+    };
+    rpc::upload(w, a, data, how).await.unwrap()
 }
 
 fn result(sha: &str) -> v1::JobResult {
-    v1::JobResult {
-        aus: vec![v1::AuScore {
-            au: 1,
-            f1: 0.5,
-            precision: 0.5,
-            recall: 0.5,
-            threshold: 0.5,
-        }],
-        avg_f1: 0.5,
-        params_total: 100,
-        params_trainable: 10,
-        train_seconds: 1.0,
-        images_per_sec: 50.0,
-        checkpoint_sha256: sha.into(),
-    }
+    rpc::result(sha, &[1], 0.5)
 }
 
 #[tokio::test]

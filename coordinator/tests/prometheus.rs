@@ -10,10 +10,11 @@ use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-const ADMIN: &str = "admin-token-0123456789";
-const JOIN: &str = "join-token-0123456789";
+use ausweep_testkit::rpc;
+use ausweep_testkit::wait::{self, Seen};
+use ausweep_testkit::{ADMIN, JOIN};
 const PROMETHEUS: &str = "/usr/bin/prometheus";
 const PROMTOOL: &str = "/usr/bin/promtool";
 
@@ -118,7 +119,9 @@ fn dashboard_queries() -> Vec<String> {
     q
 }
 
-async fn drive_a_sweep(addr: SocketAddr) -> String {
+/// Drives a sweep to one finished and one running job; returns the sweep id and a task that
+/// keeps the running job's worker heartbeating (so its lease outlives any wait on Prometheus).
+async fn drive_a_sweep(addr: SocketAddr) -> (String, tokio::task::JoinHandle<()>) {
     let ch = client::connect(&format!("http://{addr}"), None)
         .await
         .unwrap();
@@ -133,32 +136,22 @@ async fn drive_a_sweep(addr: SocketAddr) -> String {
         .unwrap()
         .into_inner()
         .sweep_id;
-    let mut w = client::worker(ch.clone(), None, JOIN).unwrap();
-    let r = w
-        .register(v1::RegisterRequest {
-            worker_name: "w1".into(),
-            hostname: "node1".into(),
-            devices: vec![
-                v1::Device {
-                    index: 0,
-                    kind: v1::DeviceKind::Cpu as i32,
-                    memory_mib: 0,
-                    name: "cpu".into(),
-                    healthy: true,
-                },
-                v1::Device {
-                    index: 1,
-                    kind: v1::DeviceKind::Cuda as i32,
-                    memory_mib: 81_559,
-                    name: "H100".into(),
-                    healthy: true,
-                },
-            ],
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut w = client::worker(ch, Some(&r.worker_id), &r.session_token).unwrap();
+    let mut w = rpc::register_with(
+        &ch,
+        "w1",
+        vec![
+            rpc::cpu(),
+            v1::Device {
+                index: 1,
+                kind: v1::DeviceKind::Cuda as i32,
+                memory_mib: 81_559,
+                name: "H100".into(),
+                healthy: true,
+            },
+        ],
+    )
+    .await
+    .client;
     w.report_device_stats(v1::DeviceStatsRequest {
         devices: vec![v1::DeviceStats {
             index: 1,
@@ -253,8 +246,27 @@ async fn drive_a_sweep(addr: SocketAddr) -> String {
         "wrong-token-0123456789",
     )
     .unwrap();
-    assert!(bad.list_sweeps(v1::ListSweepsRequest {}).await.is_err());
-    sweep
+    let refused = bad.list_sweeps(v1::ListSweepsRequest {}).await.unwrap_err();
+    assert_eq!(refused.code(), tonic::Code::Unauthenticated, "{refused:?}");
+    let beat = tokio::spawn(async move {
+        loop {
+            let r = w
+                .heartbeat(v1::HeartbeatRequest {
+                    hostname: "node1".into(),
+                    devices: vec![],
+                    leases: vec![v1::ActiveLease {
+                        job_id: b.job_id.clone(),
+                        fencing_token: b.fencing_token,
+                    }],
+                })
+                .await;
+            if r.is_err() {
+                return; // the coordinator shut down
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    (sweep, beat)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -287,7 +299,7 @@ async fn prometheus_scrapes_every_dashboard_query() {
     cfg.metrics_listen = Some(SocketAddr::from(([127, 0, 0, 1], 0)));
     let h = serve(cfg).await.unwrap();
     let maddr = h.metrics_addr.unwrap();
-    let sweep = drive_a_sweep(h.addr).await;
+    let (sweep, beat) = drive_a_sweep(h.addr).await;
     let body = tokio::task::spawn_blocking(move || get(maddr, "/metrics"))
         .await
         .unwrap()
@@ -295,7 +307,6 @@ async fn prometheus_scrapes_every_dashboard_query() {
     promtool(&["check", "metrics"], Some(&body));
 
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
     let conf = dir.path().join("prometheus.yml");
     std::fs::write(
         &conf,
@@ -307,18 +318,38 @@ async fn prometheus_scrapes_every_dashboard_query() {
         ),
     )
     .unwrap();
-    let child = Command::new(PROMETHEUS)
-        .arg(format!("--config.file={}", conf.display()))
-        .arg(format!(
-            "--storage.tsdb.path={}",
-            dir.path().join("data").display()
-        ))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let _guard = Kill(child);
+    // Prometheus cannot report a port it picked, so a free one is chosen here; another process
+    // may take it first, so a start that dies without serving is retried on a new port.
+    let (_guard, port) = (0..5)
+        .find_map(|i| {
+            let port = free_port();
+            let mut child = Kill(
+                Command::new(PROMETHEUS)
+                    .arg(format!("--config.file={}", conf.display()))
+                    .arg(format!(
+                        "--storage.tsdb.path={}",
+                        dir.path().join(format!("data-{i}")).display()
+                    ))
+                    .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap(),
+            );
+            let addr = SocketAddr::from(([127, 0, 0, 1], port));
+            let up = wait::until_blocking(
+                "prometheus to serve /-/ready or exit",
+                Duration::from_secs(60),
+                Duration::from_millis(100),
+                || match (get(addr, "/-/ready"), child.0.try_wait()) {
+                    (Ok(_), _) => Seen::Done(true),
+                    (Err(_), Ok(Some(_))) => Seen::Done(false),
+                    (Err(e), _) => Seen::Not(e),
+                },
+            );
+            up.then_some((child, port))
+        })
+        .expect("prometheus did not start on any of 5 ports");
     let paddr = SocketAddr::from(([127, 0, 0, 1], port));
     let queries: Vec<String> = dashboard_queries()
         .into_iter()
@@ -329,39 +360,38 @@ async fn prometheus_scrapes_every_dashboard_query() {
         })
         .collect();
     assert!(queries.len() >= 20, "{queries:?}");
-    // Keep the worker alive (heartbeat-free: its calls above are recent enough) and poll.
-    let missing = tokio::task::spawn_blocking(move || {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let started = Instant::now();
-        loop {
-            let mut missing = Vec::new();
-            for q in &queries {
-                let path = format!("/api/v1/query?query={}", urlencode(q));
-                let ok = get(paddr, &path)
-                    .ok()
-                    .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
-                    .is_some_and(|v| {
-                        v["status"] == "success"
-                            && v["data"]["result"]
-                                .as_array()
-                                .is_some_and(|r| !r.is_empty())
-                    });
-                if !ok {
-                    missing.push(q.clone());
+    // Rates need a few scrapes inside their window: wait until every query has data.
+    tokio::task::spawn_blocking(move || {
+        wait::until_blocking(
+            "every dashboard query to return data",
+            Duration::from_secs(120),
+            Duration::from_millis(500),
+            || {
+                let missing: Vec<&String> = queries
+                    .iter()
+                    .filter(|q| {
+                        let path = format!("/api/v1/query?query={}", urlencode(q));
+                        !get(paddr, &path)
+                            .ok()
+                            .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
+                            .is_some_and(|v| {
+                                v["status"] == "success"
+                                    && v["data"]["result"]
+                                        .as_array()
+                                        .is_some_and(|r| !r.is_empty())
+                            })
+                    })
+                    .collect();
+                if missing.is_empty() {
+                    Seen::Done(())
+                } else {
+                    Seen::Not(format!("queries without data: {missing:#?}"))
                 }
-            }
-            // Rates need a few scrapes inside their window.
-            if missing.is_empty() && started.elapsed() > Duration::from_secs(4) {
-                return missing;
-            }
-            if Instant::now() > deadline {
-                return missing;
-            }
-            std::thread::sleep(Duration::from_millis(500));
-        }
+            },
+        )
     })
     .await
     .unwrap();
-    assert!(missing.is_empty(), "queries without data: {missing:#?}");
+    beat.abort();
     h.shutdown().await;
 }

@@ -4,53 +4,28 @@
 
 use ausweep_coordinator::client;
 use ausweep_coordinator::store::blobs::Blobs;
-use ausweep_coordinator::{serve, Config};
+use ausweep_coordinator::Config;
 use ausweep_proto::v1;
-use sha2::{Digest, Sha256};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio_stream::StreamExt;
 use tonic::Code;
 
-const ADMIN: &str = "admin-token-0123456789";
-const JOIN: &str = "join-token-0123456789";
-const LIMIT: u64 = 10_000;
+use ausweep_testkit::rpc::{self, Upload};
+use ausweep_testkit::wait::{self, Seen};
+use ausweep_testkit::{demo_manifest as demo, ADMIN, JOIN};
 
-fn demo() -> String {
-    std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../experiments/demo.yaml"
-    ))
-    .unwrap()
-}
+const LIMIT: u64 = 10_000;
 
 async fn start(dir: &std::path::Path) -> (ausweep_coordinator::Handle, client::Admin, String) {
     let mut cfg = Config::local(ADMIN, JOIN, Some(dir.to_path_buf()));
     cfg.max_store_bytes = LIMIT;
-    let h = serve(cfg).await.unwrap();
-    let url = format!("http://{}", h.addr);
-    let ch = client::connect(&url, None).await.unwrap();
-    (h, client::admin(ch, ADMIN).unwrap(), url)
+    let c = rpc::InProcess::start(cfg).await;
+    (c.handle, c.admin, c.url)
 }
 
 async fn worker(url: &str) -> client::Worker {
     let ch = client::connect(url, None).await.unwrap();
-    let mut w = client::worker(ch.clone(), None, JOIN).unwrap();
-    let r = w
-        .register(v1::RegisterRequest {
-            worker_name: "w".into(),
-            hostname: "node1".into(),
-            devices: vec![v1::Device {
-                index: 0,
-                kind: v1::DeviceKind::Cpu as i32,
-                memory_mib: 0,
-                name: "cpu".into(),
-                healthy: true,
-            }],
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    client::worker(ch, Some(&r.worker_id), &r.session_token).unwrap()
+    rpc::register(&ch, "w").await
 }
 
 async fn upload(
@@ -60,79 +35,47 @@ async fn upload(
     epoch: u32,
     kind: v1::CheckpointKind,
 ) -> Result<String, tonic::Status> {
-    let sha = hex::encode(Sha256::digest(data));
-    let mut chunks = vec![v1::CheckpointChunk {
-        part: Some(v1::checkpoint_chunk::Part::Header(v1::CheckpointHeader {
-            job_id: a.job_id.clone(),
-            fencing_token: a.fencing_token,
-            sha256: sha.clone(),
-            size: data.len() as u64,
-            epoch,
-            kind: kind as i32,
-            val_f1: Some(0.5),
-        })),
-    }];
-    for c in data.chunks(1000) {
-        chunks.push(v1::CheckpointChunk {
-            part: Some(v1::checkpoint_chunk::Part::Data(c.to_vec())),
-        });
-    }
-    let r = w
-        .upload_checkpoint(tokio_stream::iter(chunks))
-        .await?
-        .into_inner();
-    assert!(r.accepted, "upload fenced");
-    Ok(sha)
+    let how = Upload {
+        epoch,
+        kind,
+        val_f1: Some(0.5),
+        chunk: 1000,
+    };
+    rpc::upload(w, a, data, how).await
 }
 
 async fn lease(w: &mut client::Worker) -> v1::Assignment {
-    w.lease(v1::LeaseRequest { device_index: 0 })
-        .await
-        .unwrap()
-        .into_inner()
-        .assignment
-        .expect("a job")
+    rpc::lease(w).await
 }
 
 async fn download(admin: &mut client::Admin, sha: &str) -> Vec<u8> {
-    let mut s = admin
-        .download_checkpoint(v1::DownloadRequest { sha256: sha.into() })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut got = Vec::new();
-    while let Some(c) = s.next().await {
-        if let Some(v1::checkpoint_chunk::Part::Data(d)) = c.unwrap().part {
-            got.extend(d);
-        }
-    }
-    got
+    rpc::download(admin, sha).await.unwrap()
 }
 
 async fn sweep(admin: &mut client::Admin, id: &str) -> v1::SweepStatus {
-    admin
-        .get_sweep(v1::GetSweepRequest {
-            sweep_id: id.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
+    rpc::sweep(admin, id).await
 }
 
 /// Polls until the store's reported size is `want` (garbage goes after the commit).
 async fn wait_store_bytes(admin: &mut client::Admin, id: &str, want: u64) {
-    let until = Instant::now() + Duration::from_secs(10);
-    loop {
-        let got = sweep(admin, id).await.store_checkpoint_bytes;
-        if got == want {
-            return;
-        }
-        assert!(
-            Instant::now() < until,
-            "store holds {got} bytes, expected {want}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let what = format!("the store to hold {want} bytes");
+    wait::until(
+        &what,
+        Duration::from_secs(30),
+        Duration::from_millis(20),
+        || {
+            let mut admin = admin.clone();
+            async move {
+                let got = sweep(&mut admin, id).await.store_checkpoint_bytes;
+                if got == want {
+                    Seen::Done(())
+                } else {
+                    Seen::Not(format!("{got} bytes"))
+                }
+            }
+        },
+    )
+    .await
 }
 
 fn bytes(seed: u8, n: usize) -> Vec<u8> {

@@ -14,7 +14,8 @@ fuzz_target!(|data: &[u8]| {
             // What was accepted survives the trip the coordinator sends it on (JSON) and YAML.
             let json = serde_json::to_string(&spec).expect("spec serialises");
             let back: JobSpec = serde_json::from_str(&json).expect("spec JSON parses");
-            back.validate("json").expect("round-tripped spec stays valid");
+            back.validate("json")
+                .expect("round-tripped spec stays valid");
             let _ = JobSpec::from_yaml(&spec.to_yaml(), "yaml");
         }
         Err(e) => {

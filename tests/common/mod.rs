@@ -1,6 +1,6 @@
-//! Shared by the end-to-end tests: tokens, a tiny sweep manifest, worker child processes, and
-//! polling the coordinator until a sweep reaches a state.
-#![allow(dead_code)] // each test crate uses a different part
+//! Shared by the root package's end-to-end tests: the `ausweep` binary, a tiny sweep manifest,
+//! store audits and F1 tables, on top of `ausweep-testkit` (processes, RPCs, waits).
+#![allow(dead_code, unused_imports)] // each test crate uses a different part
 
 use ausweep_coordinator::client;
 use ausweep_coordinator::store::records::{AttemptRecord, ResultRecord};
@@ -8,11 +8,11 @@ use ausweep_coordinator::store::{blobs::Blobs, load_all, SledStore, Tree};
 use ausweep_proto::v1;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-pub const ADMIN: &str = "admin-token-0123456789";
-pub const JOIN: &str = "join-token-0123456789";
+pub use ausweep_testkit::procs::{logs, Coordinator, Worker};
+pub use ausweep_testkit::rpc::{self, all_succeeded, describe};
+pub use ausweep_testkit::{ADMIN, HEARTBEAT_MS, JOIN, LEASE_MS};
 
 /// The tests share two cores: one at a time keeps their timings honest.
 pub static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -49,168 +49,6 @@ retries: 3
     )
 }
 
-/// A worker child process; killed on drop so a failing test leaves nothing behind.
-pub struct Worker {
-    pub child: Child,
-    pub dir: PathBuf,
-    pub log: PathBuf,
-}
-
-impl Worker {
-    pub fn start(url: &str, root: &Path, name: &str, env: &[(&str, &str)]) -> Self {
-        let token = root.join("join-token");
-        std::fs::write(&token, JOIN).unwrap();
-        let dir = root.join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        let log = root.join(format!("{name}.log"));
-        let mut c = Command::new(env!("CARGO_BIN_EXE_ausweep"));
-        c.args([
-            "worker",
-            "--allow-cpu",
-            "--coordinator",
-            url,
-            "--name",
-            name,
-        ])
-        .arg("--join-token-file")
-        .arg(&token)
-        .arg("--work-dir")
-        .arg(&dir)
-        .args(["--drain-timeout-s", "60"])
-        .env("CUDA_VISIBLE_DEVICES", "")
-        // Two CPU workers share two cores: one libtorch thread per trainer, not two spinning.
-        .env("OMP_NUM_THREADS", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(
-            // Appended: a restarted worker keeps its earlier log.
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(&log)
-                .unwrap(),
-        );
-        for (k, v) in env {
-            c.env(k, v);
-        }
-        Worker {
-            child: c.spawn().unwrap(),
-            dir,
-            log,
-        }
-    }
-
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill")
-            .args([sig, &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(ok.success(), "kill {sig} failed");
-    }
-
-    /// Waits for the process to exit.
-    pub async fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
-        let until = Instant::now() + limit;
-        loop {
-            if let Some(s) = self.child.try_wait().unwrap() {
-                return s;
-            }
-            assert!(
-                Instant::now() < until,
-                "worker did not exit within {limit:?}; its log:\n{}",
-                self.log()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-pub async fn submit(admin: &mut client::Admin, yaml: String) -> String {
-    admin
-        .submit(v1::SubmitRequest {
-            manifest_yaml: yaml,
-            file_name: "tiny.yaml".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .sweep_id
-}
-
-pub async fn status(admin: &mut client::Admin, id: &str) -> v1::SweepStatus {
-    admin
-        .get_sweep(v1::GetSweepRequest {
-            sweep_id: id.into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-}
-
-pub fn describe(st: &v1::SweepStatus) -> String {
-    st.jobs
-        .iter()
-        .map(|j| {
-            format!(
-                "{} {:?} attempt {} worker {:?} pending {:?} error {:?}",
-                j.job_id,
-                j.state(),
-                j.attempt,
-                j.worker_id,
-                j.pending_reason,
-                j.last_error
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// Polls the sweep until `pred` holds; panics after `limit` with the jobs and worker logs.
-pub async fn wait_sweep(
-    admin: &mut client::Admin,
-    id: &str,
-    limit: Duration,
-    what: &str,
-    workers: &[&Worker],
-    pred: impl Fn(&v1::SweepStatus) -> bool,
-) -> v1::SweepStatus {
-    let until = Instant::now() + limit;
-    loop {
-        let st = status(admin, id).await;
-        if pred(&st) {
-            return st;
-        }
-        let failed = st.jobs.iter().any(|j| j.state() == v1::JobState::Failed);
-        if failed || Instant::now() > until {
-            let logs: Vec<String> = workers
-                .iter()
-                .map(|w| format!("--- {}\n{}", w.log.display(), w.log()))
-                .collect();
-            panic!(
-                "gave up (a job failed, or {limit:?} passed) waiting for {what}; jobs:\n{}\n{}",
-                describe(&st),
-                logs.join("\n")
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-pub fn all_succeeded(st: &v1::SweepStatus) -> bool {
-    !st.jobs.is_empty() && st.jobs.iter().all(|j| j.state() == v1::JobState::Succeeded)
-}
-
 /// The trainer's result.json of `job_id`'s attempt `n`, on whichever worker ran it.
 pub fn result_json(workers: &[&Worker], job_id: &str, n: u32) -> Option<serde_json::Value> {
     let name = ausweep_worker::agent::job::dir_name(job_id);
@@ -237,134 +75,12 @@ pub fn attempt_dir(w: &Worker, job_id: &str, n: u32) -> PathBuf {
 /// A photograph scikit-image ships (`astronaut`: one face; `chelsea`: a cat, no face), written
 /// as PNG by the venv `make setup` builds.
 pub fn photo(dir: &Path, name: &str) -> PathBuf {
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     let out = dir.join(format!("{name}.png"));
-    let st = Command::new(repo.join(".venv/bin/python"))
-        .arg(repo.join("scripts/mtcnn_reference.py"))
-        .arg("sample")
-        .arg(&out)
-        .arg(name)
-        .status()
-        .expect("run .venv/bin/python (make setup builds it)");
-    assert!(st.success(), "writing the {name} photo");
+    ausweep_testkit::python::run(
+        "mtcnn_reference.py",
+        &["sample".as_ref(), out.as_os_str(), name.as_ref()],
+    );
     out
-}
-
-/// A coordinator child process on a fixed port and data dir; SIGKILLed on drop.
-pub struct Coordinator {
-    pub child: Option<Child>,
-    pub port: u16,
-    pub data: PathBuf,
-    pub log: PathBuf,
-    pub lease_ms: u64,
-    /// Extra environment for the next spawn (e.g. a fault to inject).
-    pub env: Vec<(String, String)>,
-}
-
-impl Coordinator {
-    pub fn start(root: &Path, lease_ms: u64) -> Self {
-        std::fs::create_dir_all(root).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut c = Coordinator {
-            child: None,
-            port,
-            data: root.join("coord"),
-            log: root.join("coordinator.log"),
-            lease_ms,
-            env: Vec::new(),
-        };
-        c.spawn();
-        c
-    }
-
-    pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    pub fn spawn(&mut self) {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_ausweep"))
-            .args([
-                "coordinator",
-                "--listen",
-                &format!("127.0.0.1:{}", self.port),
-            ])
-            .arg("--data-dir")
-            .arg(&self.data)
-            .args([
-                "--heartbeat-ms",
-                "500",
-                "--lease-ms",
-                &self.lease_ms.to_string(),
-            ])
-            .env("AUSWEEP_ADMIN_TOKEN", ADMIN)
-            .env("AUSWEEP_JOIN_TOKEN", JOIN)
-            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-    }
-
-    pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// SIGTERM and wait: the store is closed cleanly.
-    pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &c.id().to_string()])
-                .status();
-            let until = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < until {
-                if c.try_wait().unwrap().is_some() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// An admin client, once the coordinator answers.
-    pub async fn admin(&self) -> client::Admin {
-        let until = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(ch) = client::connect(&self.url(), None).await {
-                let mut a = client::admin(ch, ADMIN).unwrap();
-                if a.list_sweeps(v1::ListSweepsRequest {}).await.is_ok() {
-                    return a;
-                }
-            }
-            assert!(
-                Instant::now() < until,
-                "coordinator did not come up:\n{}",
-                std::fs::read_to_string(&self.log).unwrap_or_default()
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Drop for Coordinator {
-    fn drop(&mut self) {
-        self.kill();
-    }
 }
 
 /// Per job: (avg F1, per-AU F1) of its accepted result.
@@ -373,40 +89,61 @@ pub type F1Table = BTreeMap<String, (f64, Vec<(u32, f64)>)>;
 /// Per job: the final checkpoint file in the coordinator's blob store.
 pub type Checkpoints = BTreeMap<String, PathBuf>;
 
+/// Waits (up to `limit`) for every job of the sweep to succeed; fails at once when one fails.
 pub async fn wait_done(
     coord: &Coordinator,
     id: &str,
     limit: Duration,
     workers: &[&Worker],
 ) -> v1::SweepStatus {
-    let until = Instant::now() + limit;
     let mut admin = coord.admin().await;
-    loop {
-        if let Ok(st) = admin
-            .get_sweep(v1::GetSweepRequest {
-                sweep_id: id.into(),
-            })
-            .await
-        {
-            let st = st.into_inner();
-            if all_succeeded(&st) {
-                return st;
-            }
-            let failed = st.jobs.iter().any(|j| j.state() == v1::JobState::Failed);
-            if failed || Instant::now() > until {
-                let logs: Vec<String> = workers
-                    .iter()
-                    .map(|w| format!("--- {}\n{}", w.log.display(), w.log()))
-                    .collect();
-                panic!(
-                    "sweep did not finish (a job failed, or {limit:?} passed):\n{}\n{}",
-                    describe(&st),
-                    logs.join("\n")
-                );
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let ctx = || logs(workers);
+    rpc::wait_sweep(
+        &mut admin,
+        id,
+        "every job to succeed",
+        limit,
+        ctx,
+        rpc::all_succeeded,
+    )
+    .await
+}
+
+/// Polls the sweep until `pred` holds; fails with the jobs and worker logs it last saw.
+pub async fn wait_sweep(
+    admin: &mut client::Admin,
+    id: &str,
+    limit: Duration,
+    what: &str,
+    workers: &[&Worker],
+    pred: impl Fn(&v1::SweepStatus) -> bool,
+) -> v1::SweepStatus {
+    rpc::wait_sweep(admin, id, what, limit, || logs(workers), pred).await
+}
+
+/// Submits a manifest; returns the sweep id.
+pub async fn submit(admin: &mut client::Admin, yaml: String) -> String {
+    rpc::submit(admin, &yaml).await
+}
+
+/// The sweep's status.
+pub async fn status(admin: &mut client::Admin, id: &str) -> v1::SweepStatus {
+    rpc::sweep(admin, id).await
+}
+
+/// The `ausweep` binary under test.
+pub fn bin() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_ausweep"))
+}
+
+/// Starts a coordinator child under `root` (see `ausweep_testkit::procs::Coordinator`).
+pub fn start_coordinator(root: &Path, lease_ms: u64) -> Coordinator {
+    Coordinator::start(bin(), root, lease_ms)
+}
+
+/// Starts worker `name` against `url` (see `ausweep_testkit::procs::Worker`).
+pub fn start_worker(url: &str, root: &Path, name: &str, env: &[(&str, &str)]) -> Worker {
+    Worker::start(bin(), url, root, name, env)
 }
 
 /// Stops the coordinator and checks its store: one accepted attempt per job, every result's
@@ -470,4 +207,15 @@ pub fn same_table(a: &F1Table, b: &F1Table) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Per job: the attempt whose result was accepted, read from a stopped coordinator's store.
+pub fn accepted_attempts(coord: &Coordinator) -> BTreeMap<String, u32> {
+    assert!(
+        coord.child.is_none(),
+        "stop the coordinator before reading its store"
+    );
+    let store = SledStore::open(&coord.data.join("db")).unwrap();
+    let results: Vec<ResultRecord> = load_all(&store, Tree::Results).unwrap();
+    results.into_iter().map(|r| (r.job, r.attempt)).collect()
 }

@@ -47,7 +47,8 @@ impl fmt::Display for ManifestError {
     }
 }
 
-/// Largest manifest accepted, bytes.
+/// Largest manifest accepted by default, bytes (`ausweep coordinator --max-manifest-kib` and
+/// `ausweep submit --max-manifest-kib` change it).
 pub const MAX_MANIFEST_BYTES: usize = 256 * 1024;
 
 /// A parsed, validated manifest with its canonical hash.
@@ -61,8 +62,14 @@ pub struct Parsed {
     pub sweep_id: String,
 }
 
-/// Parses and validates manifest text; `file` names it in errors.
+/// Parses and validates manifest text of at most [`MAX_MANIFEST_BYTES`]; `file` names it in
+/// errors.
 pub fn parse(text: &str, file: &str) -> Result<Parsed, ManifestError> {
+    parse_limited(text, file, MAX_MANIFEST_BYTES)
+}
+
+/// [`parse`] with another size limit, bytes.
+pub fn parse_limited(text: &str, file: &str, max_bytes: usize) -> Result<Parsed, ManifestError> {
     let err = |field: &str, message: String, hint: Option<String>| ManifestError {
         file: file.to_string(),
         line: locate::line_of(text, field),
@@ -70,14 +77,14 @@ pub fn parse(text: &str, file: &str) -> Result<Parsed, ManifestError> {
         message,
         hint,
     };
-    if text.len() > MAX_MANIFEST_BYTES {
+    if text.len() > max_bytes {
         return Err(err(
             "(top level)",
-            format!(
-                "manifest is {} bytes, the limit is {MAX_MANIFEST_BYTES}",
-                text.len()
+            format!("manifest is {} bytes, the limit is {max_bytes}", text.len()),
+            Some(
+                "`--max-manifest-kib` on `ausweep submit` and `ausweep coordinator` raises it"
+                    .into(),
             ),
-            None,
         ));
     }
     ausweep_proto::yaml::check_bounded(text).map_err(|e| ManifestError {

@@ -16,15 +16,18 @@ pub struct AdminSvc {
     sched: Scheduler,
     admin: TokenHash,
     blobs: Blobs,
+    max_manifest: usize,
 }
 
 impl AdminSvc {
-    /// A service checking calls against the admin token's hash; checkpoints come from `blobs`.
-    pub fn new(sched: Scheduler, admin: TokenHash, blobs: Blobs) -> Self {
+    /// A service checking calls against the admin token's hash; checkpoints come from `blobs`;
+    /// manifests up to `max_manifest` bytes.
+    pub fn new(sched: Scheduler, admin: TokenHash, blobs: Blobs, max_manifest: usize) -> Self {
         Self {
             sched,
             admin,
             blobs,
+            max_manifest,
         }
     }
 
@@ -58,7 +61,15 @@ impl Admin for AdminSvc {
         } else {
             r.file_name.chars().take(200).collect()
         };
-        let parsed = manifest::parse(&r.manifest_yaml, &file)
+        if r.manifest_yaml.len() > self.max_manifest {
+            return Err(Status::invalid_argument(format!(
+                "{file}: the manifest is {} bytes; this coordinator accepts at most {} \
+                 (ausweep coordinator --max-manifest-kib)",
+                r.manifest_yaml.len(),
+                self.max_manifest
+            )));
+        }
+        let parsed = manifest::parse_limited(&r.manifest_yaml, &file, self.max_manifest)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let jobs = plan::expand(&parsed.sweep_id, &parsed.manifest)
             .map_err(|e| Status::invalid_argument(format!("{file}: {e}")))?;

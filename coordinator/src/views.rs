@@ -1,0 +1,181 @@
+//! The admin commands' machine-readable output (`--output json`, `watch --output jsonl`): one
+//! JSON object per answer with stable keys, documented in docs/cli-json.md.
+
+use ausweep_proto::v1;
+use serde_json::{json, Value};
+
+/// How an admin command prints its answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// Aligned tables for people (the default).
+    #[default]
+    Table,
+    /// One JSON object on one line.
+    Json,
+    /// JSON lines: one object per event (`watch`); the same as `json` elsewhere.
+    Jsonl,
+}
+
+impl Output {
+    /// Whether the answer is JSON.
+    pub fn is_json(self) -> bool {
+        self != Output::Table
+    }
+}
+
+/// A job state's word, as the tables print it and the JSON carries it.
+pub fn state(s: i32) -> &'static str {
+    match v1::JobState::try_from(s).unwrap_or_default() {
+        v1::JobState::Pending => "pending",
+        v1::JobState::Leased => "running",
+        v1::JobState::Succeeded => "done",
+        v1::JobState::Failed => "failed",
+        v1::JobState::Cancelled => "cancelled",
+        v1::JobState::Unspecified => "unknown",
+    }
+}
+
+fn progress(p: &Option<v1::Progress>) -> Value {
+    p.as_ref().map_or(Value::Null, |p| {
+        json!({"epoch": p.epoch, "step": p.step, "loss": p.loss, "images_per_sec": p.images_per_sec,
+               "val_f1": p.val_f1})
+    })
+}
+
+/// `submit`.
+pub fn submitted(r: &v1::SubmitReply) -> Value {
+    json!({"sweep_id": r.sweep_id, "name": r.name, "version": r.version, "jobs": r.jobs,
+           "created": r.created})
+}
+
+/// `status` without a sweep: every sweep's counts.
+pub fn sweeps(r: &v1::ListSweepsReply) -> Value {
+    let rows: Vec<Value> = r
+        .sweeps
+        .iter()
+        .map(|s| {
+            json!({"sweep_id": s.sweep_id, "name": s.name, "version": s.version,
+                   "created_unix_ms": s.created_unix_ms, "cancelled": s.cancelled,
+                   "total": s.total, "pending": s.pending, "running": s.leased,
+                   "succeeded": s.succeeded, "failed": s.failed,
+                   "cancelled_jobs": s.cancelled_jobs})
+        })
+        .collect();
+    json!({ "sweeps": rows })
+}
+
+/// `status SWEEP`: the sweep's jobs with their pending reasons, progress and results.
+pub fn sweep(id: &str, r: &v1::SweepStatus) -> Value {
+    let jobs: Vec<Value> =
+        r.jobs
+            .iter()
+            .map(|j| {
+                let result = j.result.as_ref().map_or(Value::Null, |res| {
+                let aus: Vec<Value> = res
+                    .aus
+                    .iter()
+                    .map(|a| json!({"au": a.au, "f1": a.f1, "precision": a.precision,
+                                    "recall": a.recall, "threshold": a.threshold}))
+                    .collect();
+                json!({"avg_f1": res.avg_f1, "aus": aus, "checkpoint_sha256": res.checkpoint_sha256,
+                       "train_seconds": res.train_seconds, "images_per_sec": res.images_per_sec})
+            });
+                json!({"job_id": j.job_id, "backbone": j.backbone, "fold": j.fold, "stage": j.stage,
+                   "grid_point": j.grid_point, "state": state(j.state), "attempt": j.attempt,
+                   "max_attempts": j.max_attempts, "failures": j.failures,
+                   "lost_attempts": j.lost_attempts, "worker_id": j.worker_id,
+                   "pending_reason": j.pending_reason, "last_error": j.last_error,
+                   "depends_on": j.depends_on, "epochs": j.epochs,
+                   "progress": progress(&j.progress), "result": result,
+                   "newest_checkpoint_sha256": j.newest_checkpoint_sha256})
+            })
+            .collect();
+    json!({"sweep_id": id, "notice": r.notice, "store_checkpoint_bytes": r.store_checkpoint_bytes,
+           "store_limit_bytes": r.store_limit_bytes, "jobs": jobs})
+}
+
+/// `workers`.
+pub fn workers(r: &v1::ListWorkersReply) -> Value {
+    let rows: Vec<Value> = r
+        .workers
+        .iter()
+        .map(|w| {
+            let devices: Vec<Value> = w
+                .devices
+                .iter()
+                .map(|d| {
+                    let kind = if d.kind() == v1::DeviceKind::Cuda {
+                        "cuda"
+                    } else {
+                        "cpu"
+                    };
+                    json!({"index": d.index, "kind": kind, "memory_mib": d.memory_mib,
+                           "name": d.name, "healthy": d.healthy})
+                })
+                .collect();
+            json!({"worker_id": w.worker_id, "hostname": w.hostname, "alive": w.alive,
+                   "draining": w.draining, "last_heartbeat_unix_ms": w.last_heartbeat_unix_ms,
+                   "devices": devices, "leased_jobs": w.leased_jobs})
+        })
+        .collect();
+    json!({ "workers": rows })
+}
+
+/// `drain`.
+pub fn drained(worker: &str, r: &v1::DrainWorkerReply) -> Value {
+    json!({"worker_id": worker, "found": r.found, "leased_jobs": r.leased_jobs})
+}
+
+/// `cancel`.
+pub fn cancelled(sweep: &str, n: u32) -> Value {
+    json!({"sweep_id": sweep, "cancelled": n})
+}
+
+/// `resubmit-failed`.
+pub fn requeued(sweep: &str, n: u32) -> Value {
+    json!({"sweep_id": sweep, "requeued": n})
+}
+
+/// One `watch` event: a state change (`"type": "state"`), progress (`"progress"`), or a
+/// refreshed pending reason (`"reason"`).
+pub fn event(e: &v1::JobEvent) -> Value {
+    let kind = if e.progress.is_some() {
+        "progress"
+    } else {
+        "state"
+    };
+    json!({"type": kind, "job_id": e.job_id, "state": state(e.state), "attempt": e.attempt,
+           "message": e.message, "progress": progress(&e.progress)})
+}
+
+/// A pending job's reason as a `watch` event after a refresh.
+pub fn reason(j: &v1::JobStatus) -> Value {
+    json!({"type": "reason", "job_id": j.job_id, "state": state(j.state), "attempt": j.attempt,
+           "message": j.pending_reason, "progress": Value::Null})
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_states_and_keys_are_stable() {
+        let st = v1::SweepStatus {
+            jobs: vec![v1::JobStatus {
+                job_id: "s.mobilenet_v2.f1.s1.g0".into(),
+                state: v1::JobState::Leased as i32,
+                progress: Some(v1::Progress {
+                    epoch: 2,
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let v = sweep("s", &st);
+        assert_eq!(v["jobs"][0]["state"], "running");
+        assert_eq!(v["jobs"][0]["progress"]["epoch"], 2);
+        assert!(v["jobs"][0]["result"].is_null());
+        assert_eq!(state(v1::JobState::Failed as i32), "failed");
+    }
+}
