@@ -70,6 +70,16 @@ fmt:
 	$(CARGO) fmt --all
 	$(CARGO) fmt --manifest-path fuzz/Cargo.toml
 
+# The control plane without libtorch (coordinator, admin verbs, report, plan), in target/light:
+# no venv needed where it runs. `make light-check` proves it (scripts/light-check.sh).
+LIGHT_PROFILE ?= release
+.PHONY: light light-check
+light:
+	CARGO_TARGET_DIR=$(CURDIR)/target/light $(CARGO) build --profile $(LIGHT_PROFILE) --no-default-features --bin ausweep
+light-check:
+	CARGO_TARGET_DIR=$(CURDIR)/target/light $(CARGO) build --no-default-features --bin ausweep
+	bash scripts/light-check.sh target/light/debug/ausweep
+
 # Formatting of every workspace (the main one and fuzz/), without changing anything.
 .PHONY: fmt-check
 fmt-check:

@@ -1,5 +1,8 @@
 include!("scripts/torch_rpath.rs");
 
 fn main() {
-    torch_rpath();
+    // The control-plane build (no `train` feature) links no libtorch.
+    if std::env::var_os("CARGO_FEATURE_TRAIN").is_some() {
+        torch_rpath();
+    }
 }

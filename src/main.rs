@@ -1,10 +1,19 @@
 //! `ausweep`: facial action unit transfer-learning sweeps (one binary, many subcommands).
+//!
+//! Without the default `train` feature the binary is the control plane only (coordinator,
+//! admin verbs, report, plan): no libtorch, no venv.
 
+#[cfg(feature = "train")]
 mod bench;
+#[cfg(feature = "train")]
 mod bench_predict;
+#[cfg(feature = "train")]
 mod dataset_cmd;
+#[cfg(feature = "train")]
 mod demo_cmd;
+#[cfg(feature = "train")]
 mod predict;
+#[cfg(feature = "train")]
 mod train_cmd;
 
 use anyhow::Result;
@@ -26,27 +35,34 @@ struct Cli {
 enum Cmd {
     /// The embedded default: a small synthetic sweep on a local coordinator and worker, then
     /// the report.
+    #[cfg(feature = "train")]
     Demo(demo_cmd::DemoArgs),
     /// Run one training job from a job file (standalone; JSON-lines progress on stdout).
+    #[cfg(feature = "train")]
     Train(train_cmd::TrainArgs),
     /// Run a trained model on photos, folders and videos: faces, per-AU probabilities and
     /// decisions, emotions (JSON lines or OpenFace-style CSV).
+    #[cfg(feature = "train")]
     Predict(predict::PredictArgs),
     /// Inspect the converted ImageNet weights.
+    #[cfg(feature = "train")]
     Weights {
         #[command(subcommand)]
         cmd: WeightsCmd,
     },
     /// Datasets: render the synthetic DISFA, inspect a DISFA tree.
+    #[cfg(feature = "train")]
     Dataset {
         #[command(subcommand)]
         cmd: dataset_cmd::DatasetCmd,
     },
     /// Run the worker agent: register devices, lease jobs, supervise one trainer per device.
+    #[cfg(feature = "train")]
     Worker(ausweep_worker::agent::WorkerArgs),
     #[command(flatten)]
     Cluster(ausweep_coordinator::cli::Command),
     /// Benchmarks (measured next to PyTorch eager in the same run).
+    #[cfg(feature = "train")]
     Bench {
         #[command(subcommand)]
         cmd: bench::BenchCmd,
@@ -89,6 +105,7 @@ fn man(out_dir: Option<PathBuf>) -> Result<()> {
     Ok(())
 }
 
+#[cfg(feature = "train")]
 #[derive(Subcommand)]
 enum WeightsCmd {
     /// List the weight files and their sources.
@@ -112,12 +129,19 @@ enum WeightsCmd {
 fn main() {
     let cli = Cli::parse();
     let r: Result<()> = match cli.cmd {
+        #[cfg(feature = "train")]
         Cmd::Demo(a) => demo_cmd::run(a),
+        #[cfg(feature = "train")]
         Cmd::Train(a) => train_cmd::run(a),
+        #[cfg(feature = "train")]
         Cmd::Predict(a) => predict::run(a),
+        #[cfg(feature = "train")]
         Cmd::Weights { cmd } => weights(cmd),
+        #[cfg(feature = "train")]
         Cmd::Dataset { cmd } => dataset_cmd::run(cmd),
+        #[cfg(feature = "train")]
         Cmd::Bench { cmd } => bench::run(cmd),
+        #[cfg(feature = "train")]
         Cmd::Worker(args) => ausweep_worker::agent::run(args),
         Cmd::Completions { shell } => completions(shell),
         Cmd::Man { out_dir } => man(out_dir),
@@ -131,6 +155,7 @@ fn main() {
     }
 }
 
+#[cfg(feature = "train")]
 fn weights(cmd: WeightsCmd) -> Result<()> {
     use ausweep_worker::train::{imagenet, weights::weights_dir};
     match cmd {
@@ -173,6 +198,7 @@ fn weights(cmd: WeightsCmd) -> Result<()> {
 }
 
 /// scikit-image ships a photo of a cat; the set-up installs it in the venv.
+#[cfg(feature = "train")]
 fn default_image() -> Result<PathBuf> {
     let out = std::process::Command::new(python())
         .args(["-c", "import skimage, os; print(os.path.join(os.path.dirname(skimage.__file__), 'data', 'chelsea.png'))"])
@@ -185,6 +211,7 @@ fn default_image() -> Result<PathBuf> {
 }
 
 /// The venv's Python: `$AUSWEEP_PYTHON`, else `.venv/bin/python` of the source tree.
+#[cfg(feature = "train")]
 pub(crate) fn python() -> PathBuf {
     std::env::var_os("AUSWEEP_PYTHON")
         .map(PathBuf::from)

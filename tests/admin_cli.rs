@@ -507,3 +507,59 @@ fn completions_and_man_pages_come_from_the_cli_definitions() {
     assert!(!err.status.success());
     assert!(String::from_utf8_lossy(&err.stderr).contains("invalid value 'tcsh'"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plan_gives_the_coordinators_verdict_on_every_manifest() {
+    let tmp = tempfile::tempdir().unwrap();
+    let coord = start_coordinator(tmp.path(), LEASE_MS);
+    let mut admin = coord.admin().await;
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut files: Vec<std::path::PathBuf> = ["experiments", "coordinator/testdata/manifests/bad"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(repo.join(d)).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 25, "{files:?}");
+    let (mut good, mut bad) = (0, 0);
+    for f in &files {
+        let name = f.to_str().unwrap();
+        let plan = Command::new(bin())
+            .args(["plan", name, "--output", "json"])
+            .output()
+            .unwrap();
+        // The coordinator's own verdict, without the CLI's local check.
+        let text = std::fs::read_to_string(f).unwrap();
+        let answer = admin
+            .submit(v1::SubmitRequest {
+                manifest_yaml: text,
+                file_name: name.into(),
+            })
+            .await;
+        match answer {
+            Ok(r) => {
+                let r = r.into_inner();
+                let out = ok(plan, &format!("plan {name}"));
+                let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+                assert_eq!(v["sweep_id"], r.sweep_id.as_str(), "{name}");
+                assert_eq!(
+                    v["jobs"].as_array().map(Vec::len),
+                    Some(r.jobs as usize),
+                    "{name}"
+                );
+                good += 1;
+            }
+            Err(s) => {
+                let err = refused(plan, &format!("plan {name}"));
+                assert_eq!(
+                    err.trim(),
+                    format!("error: {}", s.message()),
+                    "{name}: plan and the coordinator disagree"
+                );
+                bad += 1;
+            }
+        }
+    }
+    assert!(good >= 2 && bad >= 25, "{good} accepted, {bad} refused");
+}

@@ -87,6 +87,18 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
     },
+    /// Check a manifest without a coordinator (the same errors as `submit`) and print its jobs,
+    /// their dependencies and the device each needs.
+    Plan {
+        /// Manifest file.
+        file: PathBuf,
+        /// Largest manifest accepted, KiB (as `submit`).
+        #[arg(long, default_value_t = crate::manifest::MAX_MANIFEST_BYTES >> 10)]
+        max_manifest_kib: usize,
+        /// Output: table, json (one object).
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
     /// Report a sweep's results next to the published baselines (tables and the Fig. 5 chart).
     Report(crate::report::cmd::ReportArgs),
     /// Score any prediction CSV against labels with the paper's F1 protocol.
@@ -468,6 +480,23 @@ pub async fn run(cmd: Command) -> Result<()> {
                 println!("{}", views::requeued(&sweep, r.requeued));
             } else {
                 println!("requeued {} jobs", r.requeued);
+            }
+        }
+        Command::Plan {
+            file,
+            max_manifest_kib,
+            output,
+        } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let name = file.display().to_string();
+            let parsed = crate::manifest::parse_limited(&text, &name, max_manifest_kib << 10)?;
+            let jobs = crate::plan::expand(&parsed.sweep_id, &parsed.manifest)
+                .map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            if output.is_json() {
+                println!("{}", views::plan(&parsed, &jobs));
+            } else {
+                print!("{}", views::plan_table(&parsed, &jobs));
             }
         }
         Command::Report(a) => print!("{}", crate::report::cmd::run_report(&a).await?),

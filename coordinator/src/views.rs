@@ -136,6 +136,71 @@ pub fn requeued(sweep: &str, n: u32) -> Value {
     json!({"sweep_id": sweep, "requeued": n})
 }
 
+fn device(j: &crate::plan::PlannedJob) -> String {
+    use crate::manifest::DeviceReq;
+    match j.device {
+        DeviceReq::Cpu => "cpu".into(),
+        DeviceReq::Cuda if j.min_gpu_memory_mib > 0 => {
+            format!("cuda >= {} MiB", j.min_gpu_memory_mib)
+        }
+        DeviceReq::Cuda => "cuda".into(),
+        DeviceReq::Any => "any".into(),
+    }
+}
+
+/// `plan FILE`: the sweep id and every job the coordinator would create.
+pub fn plan(p: &crate::manifest::Parsed, jobs: &[crate::plan::PlannedJob]) -> Value {
+    let rows: Vec<Value> = jobs
+        .iter()
+        .map(|j| {
+            json!({"job_id": j.id, "backbone": j.key.backbone.to_string(), "fold": j.key.fold,
+                   "stage": j.key.stage, "grid_point": j.grid_label, "device": device(j),
+                   "epochs": j.spec.train.epochs, "batch_size": j.spec.train.batch_size,
+                   "max_attempts": j.max_attempts, "depends_on": j.depends_on})
+        })
+        .collect();
+    json!({"sweep_id": p.sweep_id, "name": p.manifest.name, "jobs": rows})
+}
+
+/// `plan FILE` as a table.
+pub fn plan_table(p: &crate::manifest::Parsed, jobs: &[crate::plan::PlannedJob]) -> String {
+    let mut out = format!(
+        "sweep {} ({}): {} jobs\n{:<28} {:<18} {:>6} {:>6} {:<16} {:>6} DEPENDS ON\n",
+        p.sweep_id,
+        p.manifest.name,
+        jobs.len(),
+        "JOB",
+        "GRID",
+        "EPOCHS",
+        "BATCH",
+        "DEVICE",
+        "TRIES"
+    );
+    for j in jobs {
+        let short = |id: &str| id.split_once('.').map_or(id, |(_, k)| k).to_string();
+        let deps: Vec<String> = j.depends_on.iter().map(|d| short(d)).collect();
+        out.push_str(&format!(
+            "{:<28} {:<18} {:>6} {:>6} {:<16} {:>6} {}\n",
+            short(&j.id),
+            if j.grid_label.is_empty() {
+                "-"
+            } else {
+                &j.grid_label
+            },
+            j.spec.train.epochs,
+            j.spec.train.batch_size,
+            device(j),
+            j.max_attempts,
+            if deps.is_empty() {
+                "-".to_string()
+            } else {
+                deps.join(", ")
+            }
+        ));
+    }
+    out
+}
+
 /// One `watch` event: a state change (`"type": "state"`), progress (`"progress"`), or a
 /// refreshed pending reason (`"reason"`).
 pub fn event(e: &v1::JobEvent) -> Value {

@@ -1,106 +1,33 @@
 //! `ausweep report` over the admin API against a running coordinator with a partial sweep.
 
-use ausweep_coordinator::client;
 use ausweep_coordinator::report::cmd::{run_report, Format, ReportArgs};
-use ausweep_coordinator::{serve, Config};
-use ausweep_proto::v1;
-use sha2::{Digest, Sha256};
+use ausweep_testkit::rpc::{self, InProcess, Upload};
+use ausweep_testkit::{repo_text, ADMIN};
+use tonic::Code;
 
-const ADMIN: &str = "admin-token-0123456789";
-const JOIN: &str = "join-token-0123456789";
+/// The gRPC status a report error carries; panics when it carries none (e.g. it failed to
+/// connect).
+fn status_of(e: &anyhow::Error) -> &tonic::Status {
+    e.downcast_ref::<tonic::Status>()
+        .unwrap_or_else(|| panic!("not a gRPC status: {e:#}"))
+}
 
 #[tokio::test]
 async fn report_over_the_admin_api_marks_a_partial_sweep() {
-    let h = serve(Config::local(ADMIN, JOIN, None)).await.unwrap();
-    let url = format!("http://{}", h.addr);
-    let ch = client::connect(&url, None).await.unwrap();
-    let mut admin = client::admin(ch.clone(), ADMIN).unwrap();
-    let manifest = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../experiments/paper.yaml"
-    ))
-    .unwrap()
-    .replace("device: cuda\n  min_gpu_memory_mib: 8000", "device: cpu");
-    let sweep = admin
-        .submit(v1::SubmitRequest {
-            manifest_yaml: manifest,
-            file_name: "paper.yaml".into(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .sweep_id;
-    let mut w = client::worker(ch.clone(), None, JOIN).unwrap();
-    let r = w
-        .register(v1::RegisterRequest {
-            worker_name: "w1".into(),
-            hostname: "n".into(),
-            devices: vec![v1::Device {
-                index: 0,
-                kind: v1::DeviceKind::Cpu as i32,
-                memory_mib: 0,
-                name: "cpu".into(),
-                healthy: true,
-            }],
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut w = client::worker(ch, Some(&r.worker_id), &r.session_token).unwrap();
+    let mut ip = InProcess::start(rpc::config(None)).await;
+    let manifest = repo_text("experiments/paper.yaml")
+        .replace("device: cuda\n  min_gpu_memory_mib: 8000", "device: cpu");
+    let sweep = ip.submit(&manifest).await;
+    let mut w = rpc::register(&ip.ch, "w1").await;
     // Two jobs complete, with F1 0.30 and 0.50 on every AU.
     for (i, f1) in [0.3, 0.5].into_iter().enumerate() {
-        let a = w
-            .lease(v1::LeaseRequest { device_index: 0 })
-            .await
-            .unwrap()
-            .into_inner()
-            .assignment
-            .unwrap();
+        let a = rpc::lease(&mut w).await;
         let data = format!("ckpt {i}").into_bytes();
-        let sha = hex::encode(Sha256::digest(&data));
-        let chunks = vec![
-            v1::CheckpointChunk {
-                part: Some(v1::checkpoint_chunk::Part::Header(v1::CheckpointHeader {
-                    job_id: a.job_id.clone(),
-                    fencing_token: a.fencing_token,
-                    sha256: sha.clone(),
-                    size: data.len() as u64,
-                    epoch: 1,
-                    ..Default::default()
-                })),
-            },
-            v1::CheckpointChunk {
-                part: Some(v1::checkpoint_chunk::Part::Data(data)),
-            },
-        ];
-        w.upload_checkpoint(tokio_stream::iter(chunks))
+        let sha = rpc::upload(&mut w, &a, &data, Upload::default())
             .await
-            .unwrap();
-        let aus = [1u32, 2, 4, 6, 9, 12, 25, 26]
-            .iter()
-            .map(|&au| v1::AuScore {
-                au,
-                f1,
-                precision: f1,
-                recall: f1,
-                threshold: 0.5,
-            })
-            .collect();
-        w.complete(v1::CompleteRequest {
-            job_id: a.job_id,
-            fencing_token: a.fencing_token,
-            result: Some(v1::JobResult {
-                aus,
-                avg_f1: f1,
-                params_total: 7_978_856,
-                params_trainable: 8_200,
-                train_seconds: 60.0,
-                images_per_sec: 200.0,
-                checkpoint_sha256: sha,
-            }),
-        })
-        .await
-        .unwrap();
+            .unwrap_or_else(|s| panic!("upload: {s:?}"));
+        let aus = [1u32, 2, 4, 6, 9, 12, 25, 26];
+        rpc::complete(&mut w, &a, rpc::result(&sha, &aus, f1)).await;
     }
     let out = match std::env::var_os("AUSWEEP_REPORT_OUT") {
         Some(d) => std::path::PathBuf::from(d),
@@ -113,7 +40,7 @@ async fn report_over_the_admin_api_marks_a_partial_sweep() {
         store: None,
         baselines: None,
         baselines_file: None,
-        coordinator: url,
+        coordinator: ip.url.clone(),
         admin_token: Some(ADMIN.into()),
         ca: None,
     };
@@ -159,7 +86,21 @@ async fn report_over_the_admin_api_marks_a_partial_sweep() {
     for f in ["report.md", "report.csv", "folds.csv", "report.json"] {
         assert!(out.join(f).is_file(), "{f}");
     }
+    // A wrong admin token: the coordinator refuses it (not a connection failure).
     a.admin_token = Some("wrong-token-0123456789".into());
-    assert!(run_report(&a).await.is_err());
-    h.shutdown().await;
+    let e = run_report(&a).await.expect_err("a wrong admin token");
+    let s = status_of(&e);
+    assert_eq!(
+        (s.code(), s.message()),
+        (Code::Unauthenticated, "bad admin token"),
+        "{e:#}"
+    );
+    // An unknown sweep: NotFound, naming it.
+    let mut a = args.clone();
+    a.sweep = "0123456789abcdef".into();
+    let e = run_report(&a).await.expect_err("an unknown sweep");
+    let s = status_of(&e);
+    assert_eq!(s.code(), Code::NotFound, "{e:#}");
+    assert!(s.message().contains("0123456789abcdef"), "{e:#}");
+    ip.handle.shutdown().await;
 }

@@ -1,13 +1,12 @@
 //! TLS and mutual TLS over real loopback connections, with certificates made for the test.
 
 use ausweep_coordinator::client::{self, ClientTls};
-use ausweep_coordinator::{serve, Config, TlsFiles};
+use ausweep_coordinator::{serve, TlsFiles};
 use ausweep_proto::v1;
+use ausweep_testkit::{rpc, ADMIN};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
 use std::path::{Path, PathBuf};
-
-const ADMIN: &str = "admin-token-0123456789";
-const JOIN: &str = "join-token-0123456789";
+use tonic::Code;
 
 /// A CA, a server certificate for `localhost`, and a client certificate, as PEM files.
 struct Pki {
@@ -56,19 +55,55 @@ fn pki() -> Pki {
     }
 }
 
-async fn list(url: &str, tls: Option<&ClientTls>) -> Result<usize, String> {
-    let ch = client::connect(url, tls).await.map_err(|e| e.to_string())?;
-    let mut a = client::admin(ch, ADMIN).map_err(|e| e.to_string())?;
+/// Why a call failed: the gRPC code (`None` when the channel did not connect) and every cause
+/// in the error's chain, outermost first.
+#[derive(Debug, PartialEq)]
+struct Failure {
+    code: Option<Code>,
+    causes: String,
+}
+
+fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut v = vec![e.to_string()];
+    let mut s = e.source();
+    while let Some(c) = s {
+        v.push(c.to_string());
+        s = c.source();
+    }
+    v.join(" <- ")
+}
+
+/// Asserts that `r` failed with gRPC code `code` (`None`: the channel did not connect) and a
+/// cause that contains one of `why`; `what` names the case.
+fn assert_fails(what: &str, r: Result<usize, Failure>, code: Option<Code>, why: &[&str]) {
+    match r {
+        Ok(n) => panic!("{what}: answered ({n} sweeps); expected {code:?} with one of {why:?}"),
+        Err(f) => assert!(
+            f.code == code && why.iter().any(|w| f.causes.contains(w)),
+            "{what}: expected {code:?} with one of {why:?}, got {f:?}"
+        ),
+    }
+}
+
+async fn list(url: &str, tls: Option<&ClientTls>) -> Result<usize, Failure> {
+    let ch = client::connect(url, tls).await.map_err(|e| Failure {
+        code: None,
+        causes: causes(&*e),
+    })?;
+    let mut a = client::admin(ch, ADMIN).expect("admin client");
     a.list_sweeps(v1::ListSweepsRequest {})
         .await
         .map(|r| r.into_inner().sweeps.len())
-        .map_err(|e| e.to_string())
+        .map_err(|s| Failure {
+            code: Some(s.code()),
+            causes: causes(&s),
+        })
 }
 
 #[tokio::test]
 async fn tls_serves_clients_that_trust_its_ca_and_refuses_plaintext() {
     let p = pki();
-    let mut cfg = Config::local(ADMIN, JOIN, None);
+    let mut cfg = rpc::config(None);
     cfg.tls = Some(TlsFiles {
         cert: p.server.0.clone(),
         key: p.server.1.clone(),
@@ -82,24 +117,50 @@ async fn tls_serves_clients_that_trust_its_ca_and_refuses_plaintext() {
         domain: Some("localhost".into()),
     };
     assert_eq!(list(&url, Some(&trusting)).await, Ok(0));
-    // Plaintext against a TLS port gets no answer.
-    assert!(list(&format!("http://127.0.0.1:{}", h.addr.port()), None)
-        .await
-        .is_err());
+    // Plaintext against the TLS port: the connection opens (the server is up) and the server
+    // hangs up on the HTTP/2 preface, which is no TLS record; no gRPC answer comes.
+    assert_fails(
+        "plaintext against the TLS port",
+        list(&format!("http://127.0.0.1:{}", h.addr.port()), None).await,
+        Some(Code::Unknown),
+        &[
+            "broken pipe",
+            "connection reset",
+            "Connection reset",
+            "connection closed",
+        ],
+    );
     // A client that does not trust the server's CA refuses the handshake.
     let distrusting = ClientTls {
         ca: Some(p.stranger.0.clone()),
         identity: None,
         domain: Some("localhost".into()),
     };
-    assert!(list(&url, Some(&distrusting)).await.is_err());
+    assert_fails(
+        "a client trusting another CA",
+        list(&url, Some(&distrusting)).await,
+        None,
+        &["invalid peer certificate: UnknownIssuer"],
+    );
+    // A client that expects another name refuses the certificate.
+    let elsewhere = ClientTls {
+        ca: Some(p.ca.clone()),
+        identity: None,
+        domain: Some("example.org".into()),
+    };
+    assert_fails(
+        "a client expecting another server name",
+        list(&url, Some(&elsewhere)).await,
+        None,
+        &["certificate not valid for name \"example.org\""],
+    );
     h.kill().await;
 }
 
 #[tokio::test]
 async fn mutual_tls_requires_a_client_certificate_from_the_ca() {
     let p = pki();
-    let mut cfg = Config::local(ADMIN, JOIN, None);
+    let mut cfg = rpc::config(None);
     cfg.tls = Some(TlsFiles {
         cert: p.server.0.clone(),
         key: p.server.1.clone(),
@@ -113,15 +174,19 @@ async fn mutual_tls_requires_a_client_certificate_from_the_ca() {
         domain: Some("localhost".into()),
     };
     assert_eq!(list(&url, Some(&with(Some(p.client.clone())))).await, Ok(0));
-    assert!(
-        list(&url, Some(&with(None))).await.is_err(),
-        "no client certificate"
+    // TLS 1.3: the client finishes its side of the handshake, then reads the server's alert
+    // with its first call.
+    assert_fails(
+        "no client certificate",
+        list(&url, Some(&with(None))).await,
+        Some(Code::Unknown),
+        &["received fatal alert: CertificateRequired"],
     );
-    assert!(
-        list(&url, Some(&with(Some(p.stranger.clone()))))
-            .await
-            .is_err(),
-        "certificate from another CA"
+    assert_fails(
+        "a client certificate from another CA",
+        list(&url, Some(&with(Some(p.stranger.clone())))).await,
+        Some(Code::Unknown),
+        &["received fatal alert: UnknownCA"],
     );
     h.kill().await;
 }

