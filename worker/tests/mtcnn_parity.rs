@@ -1,5 +1,11 @@
 //! ausweep's MTCNN against facenet-pytorch's own MTCNN (the venv `make setup` builds) on real
-//! photographs that scikit-image ships: same face count, boxes and landmarks within a pixel.
+//! photographs that scikit-image ships: same face count, boxes and landmarks within 0.001 px.
+//!
+//! Both sides run the same libtorch kernels in the same order, so they agree bit for bit here:
+//! measured 2.8e-14 px for boxes and landmarks (the f32 → JSON → f64 round trip) and 1.1e-16 for
+//! probabilities, on a 2-core x86 CPU with torch 2.11. The tolerances leave room for float
+//! reordering on other CPUs (1e-3 px is ~16 f32 ulps at 700 px) yet catch any real deviation: a
+//! half-pixel convention slip, another resize or a different NMS order moves a face by >= 0.1 px.
 
 use ausweep_worker::face::{image_tensor, Detector, DetectorConfig};
 use std::path::{Path, PathBuf};
@@ -70,7 +76,7 @@ fn faces_boxes_and_landmarks_match_facenet_pytorch() {
         .map(|w| w["boxes"].as_array().unwrap().len())
         .collect();
     assert_eq!(counts, [1, 0, 2], "the reference itself: {lines}");
-    let mut worst = 0.0f64;
+    let (mut worst, mut worst_prob) = (0.0f64, 0.0f64);
     for (file, w) in files.iter().zip(&want) {
         let got = det.detect(&load(file)).unwrap().remove(0);
         assert_eq!(
@@ -93,8 +99,9 @@ fn faces_boxes_and_landmarks_match_facenet_pytorch() {
                 }
             }
             let dp = (f64::from(f.confidence) - w["probs"][i].as_f64().unwrap()).abs();
+            worst_prob = worst_prob.max(dp);
             assert!(
-                dp < 1e-3,
+                dp < 1e-5,
                 "{}: prob {} vs {}",
                 file.display(),
                 f.confidence,
@@ -102,8 +109,11 @@ fn faces_boxes_and_landmarks_match_facenet_pytorch() {
             );
         }
     }
-    eprintln!("largest box/landmark difference from facenet-pytorch: {worst:.4} px");
-    assert!(worst < 1.0, "boxes or landmarks differ by {worst} px");
+    eprintln!(
+        "largest difference from facenet-pytorch: boxes/landmarks {worst:e} px, \
+         probabilities {worst_prob:e}"
+    );
+    assert!(worst < 1e-3, "boxes or landmarks differ by {worst} px");
 }
 
 #[test]
@@ -112,26 +122,43 @@ fn a_batch_of_frames_finds_the_same_faces_as_one_at_a_time() {
     let astronaut = dir.path().join("astronaut.png");
     reference(&["sample", astronaut.to_str().unwrap(), "astronaut"]);
     let one = load(&astronaut);
+    let mirrored = one.flip([3]);
     let weights = ausweep_worker::train::weights::weights_dir();
     let det = Detector::load(&weights, Device::Cpu, DetectorConfig::default()).unwrap();
-    let single = det.detect(&one).unwrap();
-    let batch = det
-        .detect(&Tensor::cat(&[&one, &one.flip([3])], 0))
-        .unwrap();
+    let single = det.detect(&one).unwrap().remove(0);
+    let single_mirrored = det.detect(&mirrored).unwrap().remove(0);
+    let batch = det.detect(&Tensor::cat(&[&one, &mirrored], 0)).unwrap();
     assert_eq!(batch.len(), 2);
-    // Batched convolutions may round differently in the last bits: same faces within 0.01 px.
-    assert_eq!(batch[0].len(), single[0].len());
-    for (x, y) in batch[0].iter().zip(&single[0]) {
-        let d = x
-            .bbox
-            .iter()
-            .zip(&y.bbox)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max);
-        assert!(d < 0.01, "{x:?} / {y:?}");
+    // Batched convolutions may round differently in the last bits: each frame of the batch has
+    // the faces it has alone, within 0.01 px (measured: identical).
+    for (i, alone) in [&single, &single_mirrored].into_iter().enumerate() {
+        assert_eq!(batch[i].len(), alone.len(), "frame {i}");
+        assert!(!alone.is_empty(), "frame {i}: no face");
+        for (x, y) in batch[i].iter().zip(alone) {
+            let d = x
+                .bbox
+                .iter()
+                .zip(&y.bbox)
+                .chain(
+                    x.landmarks
+                        .iter()
+                        .flatten()
+                        .zip(y.landmarks.iter().flatten()),
+                )
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            assert!(d < 0.01, "frame {i}: {x:?} / {y:?}");
+        }
     }
-    // The mirrored frame's face is the mirror of the first (within a pixel).
+    // The mirrored frame's face is the mirror of the first: its left and right edges within a
+    // pixel (measured 0.09 and 0.36 px). Not its top and bottom: MTCNN is not mirror-symmetric
+    // (12-px cells on a stride-2 grid, learnt regression), and those move by up to 4.9 px here.
     let w = one.size()[3] as f32;
-    let (a, b) = (&single[0][0], &batch[1][0]);
-    assert!((b.bbox[0] - (w - a.bbox[2])).abs() < 3.0, "{a:?} / {b:?}");
+    let (a, b) = (&single[0], &batch[1][0]);
+    let (left, right) = (b.bbox[0] - (w - a.bbox[2]), b.bbox[2] - (w - a.bbox[0]));
+    eprintln!("mirror: left edge {left:+.3} px, right edge {right:+.3} px");
+    assert!(
+        left.abs() < 1.0 && right.abs() < 1.0,
+        "mirror edges off by {left} / {right} px: {a:?} / {b:?}"
+    );
 }

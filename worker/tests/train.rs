@@ -1,7 +1,7 @@
 //! The trainer end to end on the synthetic DISFA: feature cache, resume, partial unfreezing.
 
-use ausweep_proto::job::{AugmentSpec, Backbone, JobSpec, Unfreeze, WeightsSource};
-use ausweep_worker::train::{self, weights, RunOptions};
+use ausweep_proto::job::{AugmentSpec, Backbone, JobSpec, ThresholdMode, Unfreeze, WeightsSource};
+use ausweep_worker::train::{self, weights, Model, RunOptions};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use tch::{Device, Tensor};
@@ -13,10 +13,30 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// A small job: 6 frames per synthetic subject, random backbone. Fine where weights are compared,
+/// but its test scores mean nothing (see [`scored_job`]).
 fn job(stage: u8, epochs: u32) -> JobSpec {
+    job_with_frames(stage, epochs, 6)
+}
+
+/// Frames per synthetic subject of a job whose test scores are compared. Expressions ramp up over
+/// several frames, so in short clips hardly any AU reaches intensity >= 2 (6 frames: no positive
+/// frame in the test fold; 12: two) and every test F1 is 0 whatever the model does. 20 frames put
+/// 52 positive AU labels in the test fold.
+const SCORED_FRAMES: u32 = 20;
+
+/// A job whose test scores can be compared: enough frames for positives in the test fold, and
+/// ImageNet features, so that the scores are not constant (see `assert_scores_informative`).
+fn scored_job(stage: u8, epochs: u32) -> JobSpec {
+    let mut j = job_with_frames(stage, epochs, SCORED_FRAMES);
+    j.weights = WeightsSource::Imagenet;
+    j
+}
+
+fn job_with_frames(stage: u8, epochs: u32, frames: u32) -> JobSpec {
     let text = format!(
         "backbone: mobilenet_v2\nweights: none\nstage: {stage}\nfold: 2\nseed: 3\n\
-         data:\n  source: {{kind: synthetic, subjects: 27, frames: 6, seed: 5}}\n  input_size: 32\n  val_subjects: 2\n\
+         data:\n  source: {{kind: synthetic, subjects: 27, frames: {frames}, seed: 5}}\n  input_size: 32\n  val_subjects: 2\n\
          train: {{epochs: {epochs}, batch_size: 16, lr: 0.01, backbone_lr: 0.001}}\nloss: lsep_bce\n"
     );
     let mut j: JobSpec =
@@ -38,6 +58,72 @@ fn opts(dir: &Path) -> RunOptions {
 
 fn tensors(file: &Path) -> HashMap<String, Tensor> {
     weights::read_tensors(file).unwrap()
+}
+
+/// The weights a job starts from. `run` seeds libtorch with the job's seed and builds the model
+/// (random backbone, then random head) before anything else draws from that RNG, then loads any
+/// ImageNet backbone; this does the same. For a `weights: none` job the frozen backbone matching
+/// this bit for bit (`assert_head_trained`) proves the RNG streams line up, so the head here is
+/// the run's real starting head and not some other random draw.
+fn initial_tensors(j: &JobSpec) -> HashMap<String, Tensor> {
+    tch::manual_seed(j.seed as i64);
+    let m = Model::new(j.backbone, j.data.aus.len(), Device::Cpu);
+    if j.weights == WeightsSource::Imagenet {
+        let f = weights::imagenet_file(&weights::weights_dir(), j.backbone.name()).unwrap();
+        weights::load_file(&m.backbone_vs, &f, Some(m.backbone.classifier_prefix())).unwrap();
+    }
+    m.named_tensors().into_iter().collect()
+}
+
+/// A head must move at least this far (largest element change) to count as trained: one to three
+/// epochs at lr 0.01 move it by 0.1 to 0.4 here, far above float noise.
+const TRAINED: f64 = 1e-3;
+
+/// A stage-1 checkpoint left the frozen backbone at `init` bit for bit (so `init` is the run's
+/// starting point) and moved the head's linear layer away from it.
+fn assert_head_trained(ckpt: &HashMap<String, Tensor>, init: &HashMap<String, Tensor>, what: &str) {
+    assert_eq!(
+        max_diff(ckpt, init, "backbone."),
+        0.0,
+        "{what}: the frozen backbone is not the seed's initialisation, so the reference is wrong"
+    );
+    let moved = max_diff(ckpt, init, "head.fc.");
+    eprintln!("{what}: head.fc moved {moved:.3e} from its initialisation");
+    assert!(
+        moved > TRAINED,
+        "{what}: the head is still its initialisation (moved {moved:e})"
+    );
+}
+
+/// Test scores that two runs cannot share by accident: for some AU the model calls some test
+/// frames positive, finds at least one true one, and calls other frames negative, i.e. its
+/// scores are not constant over the test fold. A head on the features of an untrained backbone
+/// (`weights: none`) gives constant scores after a few epochs: every AU is then predicted for
+/// all frames or for none, and equal scores would only say that both runs predicted the base rate.
+fn assert_scores_informative(r: &train::JobResult, what: &str) {
+    let n = r.frames[2];
+    // Frames predicted positive, from TP = recall × support and precision = TP / predicted.
+    let predicted = |s: &train::metrics::AuScore| {
+        (s.precision > 0.0).then(|| (s.recall * s.support as f64 / s.precision).round() as usize)
+    };
+    let mixed: Vec<u32> = r
+        .test
+        .per_au
+        .iter()
+        .filter(|s| s.f1 > 0.0 && predicted(s).is_some_and(|p| p < n))
+        .map(|s| s.au)
+        .collect();
+    eprintln!(
+        "{what}: test F1 {:.4}; AUs with mixed predictions over the {n} test frames: {mixed:?}; \
+         thresholds {:?}",
+        r.test.avg_f1, r.thresholds
+    );
+    assert!(
+        !mixed.is_empty(),
+        "{what}: degenerate test scores (every AU predicted for all frames or none), so \
+         comparing them proves nothing: {:?}",
+        r.test
+    );
 }
 
 fn max_diff(a: &HashMap<String, Tensor>, b: &HashMap<String, Tensor>, prefix: &str) -> f64 {
@@ -74,29 +160,22 @@ fn cached_and_uncached_stage1_train_the_same_head() {
         ra.params_trainable < ra.params_total / 50,
         "stage 1 trains the head only"
     );
-    // And training did something: the head is not its initialisation.
-    let init = HashMap::from([(
-        "head.fc.weight".to_string(),
-        Tensor::zeros_like(&ta["head.fc.weight"]),
-    )]);
-    assert!(
-        max_diff(
-            &HashMap::from([(
-                "head.fc.weight".to_string(),
-                ta["head.fc.weight"].shallow_clone()
-            )]),
-            &init,
-            "head.fc"
-        ) > 0.0
-    );
+    // And training did something: both heads moved away from the seed's initialisation.
+    let init = initial_tensors(&cached);
+    assert_head_trained(&ta, &init, "cached");
+    assert_head_trained(&tb, &init, "uncached");
 }
 
 #[test]
 fn resumed_run_matches_an_uninterrupted_one() {
     let _g = serial();
     let full = tempfile::tempdir().unwrap();
-    let mut j = job(1, 3);
+    let mut j = scored_job(1, 3);
     j.train.cache_features = false;
+    // Tuned thresholds depend on the trained model, so comparing them compares something (with
+    // enough validation subjects that some AU is present there to tune on).
+    j.thresholds = ThresholdMode::Tuned;
+    j.data.val_subjects = 5;
     j.augment = AugmentSpec {
         flip: 0.5,
         crop: 0.1,
@@ -106,6 +185,19 @@ fn resumed_run_matches_an_uninterrupted_one() {
     };
     let r_full = train::run(&j, &opts(full.path())).unwrap();
     assert_eq!(r_full.resumed_from_epoch, None);
+    // The comparisons below mean something only if training moves the weights, and the last
+    // epoch moves them too (else a resume that trains nothing would match).
+    let full_final = tensors(Path::new(&r_full.checkpoint));
+    assert_head_trained(&full_final, &initial_tensors(&j), "uninterrupted");
+    let epoch2 = tensors(&full.path().join("checkpoints/epoch-0002.safetensors"));
+    let last = max_diff(&full_final, &epoch2, "head.fc.");
+    assert!(last > TRAINED, "epoch 3 did not change the head ({last:e})");
+    assert_scores_informative(&r_full, "uninterrupted");
+    assert!(
+        r_full.thresholds.iter().any(|&t| t != 0.5),
+        "tuning left every threshold at 0.5, so comparing thresholds proves nothing: {:?}",
+        r_full.thresholds
+    );
     // A run that died after epoch 2: only its first two checkpoints exist.
     let cut = tempfile::tempdir().unwrap();
     let ck = cut.path().join("checkpoints");
@@ -128,7 +220,8 @@ fn resumed_run_matches_an_uninterrupted_one() {
         "",
     );
     assert!(d < 1e-5, "final weights differ by {d}");
-    assert!((r_full.test.avg_f1 - r_resumed.test.avg_f1).abs() < 1e-9);
+    assert_eq!(r_resumed.thresholds, r_full.thresholds);
+    assert_eq!(r_resumed.test, r_full.test, "test scores");
     // A checkpoint of a different job is refused, not silently continued.
     let mut other = j.clone();
     other.seed = 99;
@@ -219,31 +312,54 @@ fn trains_on_disfa_layout_files_through_the_packed_cache() {
     let root = tempfile::tempdir().unwrap();
     let cfg = ausweep_data::synth::SynthConfig {
         subjects: 27,
-        frames: 6,
+        frames: SCORED_FRAMES,
         size: 32,
         seed: 5,
     };
     ausweep_data::synth::write_disfa(root.path(), &cfg).unwrap();
     let cache = root.path().join("disfa.pack");
-    let mut j = job(1, 1);
+    let mut j = scored_job(1, 1);
     j.data.source = ausweep_proto::job::DataSource::Disfa {
         labels_root: root.path().to_path_buf(),
         frames_root: root.path().to_path_buf(),
     };
     j.data.cache = Some(cache.clone());
-    let on_disk = train::run(&j, &opts(tempfile::tempdir().unwrap().path())).unwrap();
+    let (disk_out, memory_out, again_out) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let on_disk = train::run(&j, &opts(disk_out.path())).unwrap();
     assert!(cache.is_file(), "the packed cache was written");
     // The same frames rendered in memory give the same result: the reader and the cache are exact.
-    let in_memory = train::run(&job(1, 1), &opts(tempfile::tempdir().unwrap().path())).unwrap();
+    let in_memory = train::run(&scored_job(1, 1), &opts(memory_out.path())).unwrap();
     assert_eq!(on_disk.frames, in_memory.frames);
-    assert!((on_disk.test.avg_f1 - in_memory.test.avg_f1).abs() < 1e-9);
+    // Same frames and labels, same seed: the same trained weights and test scores. The head
+    // must have trained, else two untrained runs would match whatever the reader did.
+    let disk_w = tensors(Path::new(&on_disk.checkpoint));
+    assert_head_trained(&disk_w, &initial_tensors(&j), "on disk");
+    let d = max_diff(&disk_w, &tensors(Path::new(&in_memory.checkpoint)), "");
+    assert_scores_informative(&on_disk, "on disk");
+    assert_eq!(
+        d, 0.0,
+        "weights trained from the files and from memory differ by {d}"
+    );
+    assert_eq!(on_disk.test, in_memory.test, "test scores");
     // A second run reuses the cache; a changed label file invalidates it.
     let stamp = || std::fs::metadata(&cache).unwrap().modified().unwrap();
     let first = stamp();
     std::thread::sleep(std::time::Duration::from_millis(20));
-    let again = train::run(&j, &opts(tempfile::tempdir().unwrap().path())).unwrap();
+    let again = train::run(&j, &opts(again_out.path())).unwrap();
     assert_eq!(stamp(), first, "cache reused");
-    assert!((again.test.avg_f1 - on_disk.test.avg_f1).abs() < 1e-9);
+    let d = max_diff(&tensors(Path::new(&again.checkpoint)), &disk_w, "");
+    assert_eq!(
+        d, 0.0,
+        "weights trained from the reused cache differ by {d}"
+    );
+    assert_eq!(
+        again.test, on_disk.test,
+        "test scores from the reused cache"
+    );
     let label = root.path().join("ActionUnit_Labels/SN001/SN001_au1.txt");
     let text = std::fs::read_to_string(&label)
         .unwrap()
