@@ -389,7 +389,17 @@ async fn manifest_errors_and_health() {
         })
         .await
         .unwrap_err();
-    assert_eq!(e.code(), Code::OutOfRange, "{e:?}");
+    // Past the manifest limit but within the transport's: the coordinator itself refuses it,
+    // naming the limit and the flag that raises it.
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(
+        e.message()
+            .starts_with("<manifest>: the manifest is 5242880 bytes")
+            && e.message()
+                .contains("accepts at most 262144 (ausweep coordinator --max-manifest-kib)"),
+        "{}",
+        e.message()
+    );
     let mut health = tonic_health::pb::health_client::HealthClient::new(ch.clone());
     let r = health
         .check(tonic_health::pb::HealthCheckRequest {
