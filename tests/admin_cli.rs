@@ -5,6 +5,7 @@
 mod common;
 
 use ausweep_proto::v1;
+use ausweep_testkit::procs::exit_seen;
 use ausweep_testkit::wait::{self, Seen};
 use common::*;
 use std::path::Path;
@@ -229,14 +230,8 @@ async fn every_admin_verb_against_a_real_coordinator_and_a_drain_mid_job() {
         Duration::from_secs(60),
         Duration::from_millis(100),
         || {
-            let r = watch.try_wait();
-            async move {
-                match r {
-                    Ok(Some(s)) => Seen::Done(s),
-                    Ok(None) => Seen::Not("still running".into()),
-                    Err(e) => Seen::Never(e.to_string()),
-                }
-            }
+            let seen = exit_seen(&mut watch, || "still running".into());
+            async move { seen }
         },
     )
     .await;
@@ -246,10 +241,10 @@ async fn every_admin_verb_against_a_real_coordinator_and_a_drain_mid_job() {
         "`ausweep watch --output jsonl` to exit",
         Duration::from_secs(60),
         Duration::from_millis(100),
-        || match watch_json.try_wait() {
-            Ok(Some(s)) => Seen::Done(s),
-            Ok(None) => Seen::Not(std::fs::read_to_string(&jsonl).unwrap_or_default()),
-            Err(e) => Seen::Never(e.to_string()),
+        || {
+            exit_seen(&mut watch_json, || {
+                std::fs::read_to_string(&jsonl).unwrap_or_default()
+            })
         },
     );
     assert!(code.success(), "watch --output jsonl exited {code:?}");

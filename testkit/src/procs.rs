@@ -29,6 +29,15 @@ fn read_from(log: &Path, from: u64) -> String {
     s
 }
 
+/// What a wait for `child` to exit sees: its status, or `context()` while it runs.
+pub fn exit_seen(child: &mut Child, context: impl FnOnce() -> String) -> Seen<ExitStatus> {
+    match child.try_wait() {
+        Ok(Some(s)) => Seen::Done(s),
+        Ok(None) => Seen::Not(context()),
+        Err(e) => Seen::Never(e.to_string()),
+    }
+}
+
 /// A coordinator child process on a sled store in `data`. Its first start binds port 0 and
 /// reads the port it got from its log (no race for a free port); restarts reuse that port.
 pub struct Coordinator {
@@ -136,17 +145,12 @@ impl Coordinator {
             let _ = Command::new("kill")
                 .args(["-TERM", &c.id().to_string()])
                 .status();
-            let exited = wait::until_blocking(
+            wait::until_blocking(
                 "the coordinator to exit after SIGTERM",
                 Duration::from_secs(20),
                 Duration::from_millis(50),
-                || match c.try_wait() {
-                    Ok(Some(_)) => Seen::Done(true),
-                    Ok(None) => Seen::Not("still running".into()),
-                    Err(e) => Seen::Never(e.to_string()),
-                },
+                || exit_seen(&mut c, || "still running".into()),
             );
-            assert!(exited);
         }
     }
 
@@ -259,15 +263,8 @@ impl Worker {
         let log = self.log.clone();
         let child = &mut self.child;
         wait::until(&what, limit, Duration::from_millis(50), || {
-            let r = child.try_wait();
-            let log = log.clone();
-            async move {
-                match r {
-                    Ok(Some(s)) => Seen::Done(s),
-                    Ok(None) => Seen::Not(read_from(&log, 0)),
-                    Err(e) => Seen::Never(e.to_string()),
-                }
-            }
+            let seen = exit_seen(child, || read_from(&log, 0));
+            async move { seen }
         })
         .await
     }

@@ -22,18 +22,22 @@ where
 {
     let deadline = Instant::now() + limit;
     loop {
-        match probe().await {
-            Seen::Done(v) => return v,
-            Seen::Never(seen) => {
-                panic!("waiting for {what}: it can no longer happen; saw:\n{seen}")
-            }
-            Seen::Not(seen) => {
-                if Instant::now() > deadline {
-                    panic!("waiting for {what}: gave up after {limit:?}; last saw:\n{seen}");
-                }
-            }
+        if let Some(v) = judge(what, limit, deadline, probe().await) {
+            return v;
         }
         tokio::time::sleep(every).await;
+    }
+}
+
+/// The value once the condition holds; panics when it never can or the deadline has passed.
+fn judge<T>(what: &str, limit: Duration, deadline: Instant, seen: Seen<T>) -> Option<T> {
+    match seen {
+        Seen::Done(v) => Some(v),
+        Seen::Never(seen) => panic!("waiting for {what}: it can no longer happen; saw:\n{seen}"),
+        Seen::Not(seen) if Instant::now() > deadline => {
+            panic!("waiting for {what}: gave up after {limit:?}; last saw:\n{seen}")
+        }
+        Seen::Not(_) => None,
     }
 }
 
@@ -46,16 +50,8 @@ pub fn until_blocking<T>(
 ) -> T {
     let deadline = Instant::now() + limit;
     loop {
-        match probe() {
-            Seen::Done(v) => return v,
-            Seen::Never(seen) => {
-                panic!("waiting for {what}: it can no longer happen; saw:\n{seen}")
-            }
-            Seen::Not(seen) => {
-                if Instant::now() > deadline {
-                    panic!("waiting for {what}: gave up after {limit:?}; last saw:\n{seen}");
-                }
-            }
+        if let Some(v) = judge(what, limit, deadline, probe()) {
+            return v;
         }
         std::thread::sleep(every);
     }
