@@ -138,7 +138,9 @@ fn loader(subjects: u32, frames: u32, size: u32, batch: usize) -> Result<()> {
     use ausweep_data::{disfa, pack, synth};
     use ausweep_proto::job::AugmentSpec;
     use ausweep_worker::train::batch::{BatchMaker, Prefetch};
+    use rand::seq::SliceRandom;
     use rand::SeedableRng;
+    use std::sync::Arc;
     let dir = tempfile::tempdir()?;
     let cfg = synth::SynthConfig {
         subjects,
@@ -146,34 +148,64 @@ fn loader(subjects: u32, frames: u32, size: u32, batch: usize) -> Result<()> {
         size,
         seed: 0,
     };
-    synth::write_disfa(dir.path(), &cfg)?;
+    let n = (subjects * frames) as usize;
+    println!(
+        "{subjects} subjects x {frames} frames at {size} px, batch {batch}, {} threads",
+        rayon::current_num_threads()
+    );
+    // Decoding PNG frames every epoch (what a loader without a pack does), on up to 3 subjects.
+    let few = synth::SynthConfig {
+        subjects: subjects.min(3),
+        ..cfg
+    };
+    synth::write_disfa(dir.path(), &few)?;
     let layout = disfa::DisfaLayout::new(dir.path(), dir.path());
     let opts = disfa::ReadOptions {
         size,
         ..Default::default()
     };
-    let n = (subjects * frames) as f64;
-    println!(
-        "{subjects} subjects x {frames} frames, {size} px PNG, batch {batch}, {} threads",
-        rayon::current_num_threads()
+    let t = Instant::now();
+    let (decoded, _) = disfa::read(&layout, &opts)?;
+    let decode = decoded.len() as f64 / t.elapsed().as_secs_f64();
+    drop(decoded);
+    // The pack, rendered straight into the file.
+    let path = dir.path().join("bench.pack");
+    let t = Instant::now();
+    let p = pack::open_or_build(&path, "bench", size, &ausweep_data::DISFA_AUS, |w| {
+        synth::render_into(&cfg, w)
+    })?;
+    let build = t.elapsed().as_secs_f64();
+    let pack_bytes = std::fs::metadata(&path)?.len();
+    let labels = Tensor::from_slice(
+        &p.intensities()
+            .iter()
+            .map(|&v| u8::from(v >= 2))
+            .collect::<Vec<u8>>(),
+    )
+    .view([n as i64, 8])
+    .to_kind(Kind::Float);
+    let p = Arc::new(p);
+    let bm = BatchMaker::new(
+        Arc::clone(&p),
+        labels,
+        &ausweep_data::DISFA_AUS,
+        Device::Cpu,
     );
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(0));
+    let batches: Vec<Vec<usize>> = order.chunks(batch).map(<[usize]>::to_vec).collect();
+    let rss_before = peak_rss_mib();
+    // Warm the page cache once (the pack was just written, so this is mostly a no-op).
+    for b in &batches {
+        let _ = bm.frames(b);
+    }
     let t = Instant::now();
-    let (samples, _) = disfa::read(&layout, &opts)?;
-    let decode = n / t.elapsed().as_secs_f64();
-    let cache = dir.path().join("cache.pack");
-    pack::write(&cache, &samples, "bench")?;
-    let t = Instant::now();
-    let packed = pack::PackedCache::open(&cache)?.to_samples();
-    let open = n / t.elapsed().as_secs_f64();
-    let s = size as i64;
-    let labels = packed.presence(2);
-    let images = Tensor::from_slice(&packed.pixels).view([packed.len() as i64, 3, s, s]);
-    let y = Tensor::from_slice(&labels)
-        .view([packed.len() as i64, 8])
-        .to_kind(Kind::Float);
-    let bm = BatchMaker::new(images, y, packed.subjects.clone(), &packed.aus, Device::Cpu);
-    let all: Vec<usize> = (0..packed.len()).collect();
-    let batches: Vec<Vec<usize>> = all.chunks(batch).map(<[usize]>::to_vec).collect();
+    let mut count = 0;
+    for b in &batches {
+        count += bm.frames(b).size()[0] as usize;
+    }
+    let gather = count as f64 / t.elapsed().as_secs_f64();
+    let rss_after = peak_rss_mib();
     let aug = AugmentSpec {
         flip: 0.5,
         crop: 0.1,
@@ -185,35 +217,47 @@ fn loader(subjects: u32, frames: u32, size: u32, batch: usize) -> Result<()> {
     let count: usize = Prefetch::start(
         bm.shallow_clone(),
         batches,
-        all.clone(),
+        order.clone(),
         aug,
         rand_chacha::ChaCha8Rng::seed_from_u64(0),
         3,
     )
     .map(|(x, _)| x.size()[0] as usize)
     .sum();
-    let batches_rate = count as f64 / t.elapsed().as_secs_f64();
-    println!("{:44} {:>12}", "stage", "images/s");
+    let cpu_aug = count as f64 / t.elapsed().as_secs_f64();
     println!(
-        "{:44} {decode:>12.0}",
-        "decode PNG frames (every epoch without cache)"
+        "pack: {:.0} MiB, built in {build:.1} s; trainer peak RSS {rss_before:.0} MiB before the epoch, {rss_after:.0} MiB after reading all of it",
+        pack_bytes as f64 / 1048576.0
     );
-    println!("{:44} {open:>12.0}", "open packed cache (mmap) into memory");
+    println!("{:52} {:>12}", "stage", "images/s");
     println!(
-        "{:44} {batches_rate:>12.0}",
-        "augmented batches from memory (prefetch)"
+        "{:52} {decode:>12.0}",
+        "decode PNG frames (every epoch without a pack)"
+    );
+    println!(
+        "{:52} {gather:>12.0}",
+        "shuffled uint8 batches from the pack (1 thread)"
+    );
+    println!(
+        "{:52} {cpu_aug:>12.0}",
+        "augmented float batches on the CPU (prefetch)"
     );
     for name in ["mobilenet_v2", "densenet121"] {
         let kind = Backbone::parse(name).map_err(anyhow::Error::msg)?;
         let consume = train_step_rate(kind, batch, size as i64, 3, 2, Device::Cpu, false);
         println!(
-            "{:44} {consume:>12.1}  loader/decode headroom x{:.1} / x{:.1}",
-            format!("{name} stage-2 training consumes"),
-            batches_rate / consume,
+            "{:52} {consume:>12.1}  pack/decode headroom x{:.1} / x{:.1}",
+            format!("{name} stage-2 training consumes (CPU)"),
+            gather / consume,
             decode / consume
         );
     }
     Ok(())
+}
+
+/// This process's peak resident set (VmHWM), MiB; 0 where /proc is not there.
+fn peak_rss_mib() -> f64 {
+    ausweep_worker::train::peak_rss_bytes() as f64 / 1048576.0
 }
 
 fn train_step_rate(

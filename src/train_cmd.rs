@@ -23,6 +23,10 @@ pub struct TrainArgs {
     /// Stage 2: the stage-1 checkpoint (overrides the job file's `init_checkpoint`).
     #[arg(long)]
     init_checkpoint: Option<PathBuf>,
+    /// Where packs of jobs without a `data.cache` path are built and reused (default
+    /// $AUSWEEP_DATA_CACHE or ~/.cache/ausweep/data).
+    #[arg(long)]
+    data_cache: Option<PathBuf>,
     /// Emit a step event every N steps.
     #[arg(long, default_value_t = 10)]
     log_every: usize,
@@ -61,6 +65,7 @@ pub fn run(a: TrainArgs) -> Result<()> {
         weights_dir: a.weights_dir.unwrap_or_else(weights_dir),
         log_every: a.log_every,
         print_events: true,
+        data_cache: a.data_cache.unwrap_or_else(train::weights::data_cache_dir),
     };
     std::fs::create_dir_all(&a.out).with_context(|| format!("creating {}", a.out.display()))?;
     let r = train::run(&spec, &opts)?;

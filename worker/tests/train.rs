@@ -53,6 +53,7 @@ fn opts(dir: &Path) -> RunOptions {
         weights_dir: weights::weights_dir(),
         log_every: 0,
         print_events: false,
+        data_cache: dir.join("data"),
     }
 }
 

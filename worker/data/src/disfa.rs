@@ -3,7 +3,8 @@
 //! Presence (intensity ≥ 2 by default) is applied later by [`Samples::presence`].
 
 use crate::error::{DataError, Result};
-use crate::loader::{load_all, FrameJob};
+use crate::loader::{stream, FrameJob, SamplesSink};
+use crate::pack::FrameSink;
 use crate::skip::{SkipReason, SkipReport};
 use crate::{Samples, DISFA_AUS};
 use std::collections::BTreeMap;
@@ -311,6 +312,18 @@ fn subject_labels(
 /// Reads a DISFA tree into [`Samples`] (subjects with no frame left are dropped) plus what a
 /// lenient read skipped (always empty when strict).
 pub fn read(layout: &DisfaLayout, opts: &ReadOptions) -> Result<(Samples, SkipReport)> {
+    let mut sink = SamplesSink::new(opts.size, &opts.aus);
+    let report = read_into(layout, opts, &mut sink)?;
+    Ok((sink.samples, report))
+}
+
+/// Streams a DISFA tree's frames to `sink` (e.g. a [`crate::pack::PackWriter`]) a chunk at a
+/// time; returns what a lenient read skipped. No frame left at all is an error.
+pub fn read_into(
+    layout: &DisfaLayout,
+    opts: &ReadOptions,
+    sink: &mut dyn FrameSink,
+) -> Result<SkipReport> {
     if opts.aus.is_empty() || opts.size == 0 {
         return Err(DataError::Config(
             "reading DISFA needs at least one AU and a frame size > 0".into(),
@@ -320,8 +333,7 @@ pub fn read(layout: &DisfaLayout, opts: &ReadOptions) -> Result<(Samples, SkipRe
     let frames_dir = layout.frames_dir();
     let mut report = SkipReport::default();
     let mut jobs = Vec::new();
-    let mut labels: Vec<(usize, u32, Vec<u8>)> = Vec::new();
-    for (si, subject) in subjects.iter().enumerate() {
+    for subject in &subjects {
         for (frame, row) in subject_labels(layout, subject, &opts.aus, opts.lenient, &mut report)? {
             let stem = frames_dir.join(subject).join((frame - 1).to_string());
             jobs.push(FrameJob {
@@ -333,43 +345,18 @@ pub fn read(layout: &DisfaLayout, opts: &ReadOptions) -> Result<(Samples, SkipRe
                     .collect(),
                 subject: subject.clone(),
                 frame,
+                intensities: row,
             });
-            labels.push((si, frame, row));
         }
     }
-    let (pixels, ok) = load_all(&jobs, opts.size, opts.lenient, &mut report)?;
-    let kept: Vec<&(usize, u32, Vec<u8>)> = labels
-        .iter()
-        .zip(&ok)
-        .filter(|(_, &g)| g)
-        .map(|(l, _)| l)
-        .collect();
-    if kept.is_empty() {
+    if stream(&jobs, opts.size, opts.lenient, &mut report, sink)? == 0 {
         return Err(DataError::Empty(format!(
             "no readable frames under {} / {}",
             layout.labels_dir().display(),
             frames_dir.display()
         )));
     }
-    // Re-index subjects so that only those with frames remain.
-    let mut new_index = vec![None; subjects.len()];
-    let mut subject_names = Vec::new();
-    for l in &kept {
-        if new_index[l.0].is_none() {
-            new_index[l.0] = Some(subject_names.len() as u32);
-            subject_names.push(subjects[l.0].clone());
-        }
-    }
-    let samples = Samples {
-        size: opts.size,
-        aus: opts.aus.clone(),
-        pixels,
-        intensities: kept.iter().flat_map(|l| l.2.iter().copied()).collect(),
-        subjects: kept.iter().map(|l| new_index[l.0].unwrap_or(0)).collect(),
-        subject_names,
-        frames: kept.iter().map(|l| l.1).collect(),
-    };
-    Ok((samples, report))
+    Ok(report)
 }
 
 #[cfg(test)]

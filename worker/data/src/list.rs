@@ -7,7 +7,8 @@
 //! else its 1-based position among its subject's lines.
 
 use crate::error::{DataError, Result};
-use crate::loader::{load_all, FrameJob};
+use crate::loader::{stream, FrameJob, SamplesSink};
+use crate::pack::FrameSink;
 use crate::skip::{SkipReason, SkipReport};
 use crate::Samples;
 use std::path::{Component, Path};
@@ -96,6 +97,20 @@ pub fn read_with(
     images_root: impl AsRef<Path>,
     opts: &ListOptions,
 ) -> Result<(Samples, SkipReport)> {
+    let mut sink = SamplesSink::new(opts.size, &opts.aus);
+    let report = read_into(paths, labels, images_root, opts, &mut sink)?;
+    Ok((sink.samples, report))
+}
+
+/// Streams a list dataset's frames to `sink` a chunk at a time; returns what a lenient read
+/// skipped. No frame left at all is an error.
+pub fn read_into(
+    paths: impl AsRef<Path>,
+    labels: impl AsRef<Path>,
+    images_root: impl AsRef<Path>,
+    opts: &ListOptions,
+    sink: &mut dyn FrameSink,
+) -> Result<SkipReport> {
     let (paths, labels, root) = (paths.as_ref(), labels.as_ref(), images_root.as_ref());
     if opts.aus.is_empty() || opts.size == 0 {
         return Err(DataError::Config(
@@ -116,7 +131,6 @@ pub fn read_with(
     let mut subject_names: Vec<String> = Vec::new();
     let mut per_subject_count: Vec<u32> = Vec::new();
     let mut jobs = Vec::new();
-    let mut rows: Vec<(u32, u32, Vec<u8>)> = Vec::new();
     for ((pline, rel), (lline, row)) in p_lines.iter().zip(&l_lines) {
         let rel_path = Path::new(rel);
         let subject = rel_path.components().find_map(|c| match c {
@@ -167,45 +181,16 @@ pub fn read_with(
             candidates: vec![root.join(rel_path)],
             subject,
             frame,
+            intensities: values,
         });
-        rows.push((si as u32, frame, values));
     }
-    let (pixels, ok) = load_all(&jobs, opts.size, opts.lenient, &mut report)?;
-    let kept: Vec<&(u32, u32, Vec<u8>)> = rows
-        .iter()
-        .zip(&ok)
-        .filter(|(_, &g)| g)
-        .map(|(r, _)| r)
-        .collect();
-    if kept.is_empty() {
+    if stream(&jobs, opts.size, opts.lenient, &mut report, sink)? == 0 {
         return Err(DataError::Empty(format!(
             "no readable frames listed in {}",
             paths.display()
         )));
     }
-    // Drop subjects left without frames, keeping first-appearance order.
-    let mut new_index = vec![None; subject_names.len()];
-    let mut names = Vec::new();
-    for r in &kept {
-        let i = r.0 as usize;
-        if new_index[i].is_none() {
-            new_index[i] = Some(names.len() as u32);
-            names.push(subject_names[i].clone());
-        }
-    }
-    let samples = Samples {
-        size: opts.size,
-        aus: opts.aus.clone(),
-        pixels,
-        intensities: kept.iter().flat_map(|r| r.2.iter().copied()).collect(),
-        subjects: kept
-            .iter()
-            .map(|r| new_index[r.0 as usize].unwrap_or(0))
-            .collect(),
-        subject_names: names,
-        frames: kept.iter().map(|r| r.1).collect(),
-    };
-    Ok((samples, report))
+    Ok(report)
 }
 
 #[cfg(test)]

@@ -1,76 +1,116 @@
-//! Parallel frame loading shared by the readers: decode every listed image into one pixel buffer,
-//! failing on the first bad frame (strict) or skipping and reporting bad ones (lenient).
+//! Parallel frame loading shared by the readers: decode listed images chunk by chunk and hand
+//! them, in order, to a [`FrameSink`], failing on the first bad frame (strict) or skipping and
+//! reporting bad ones (lenient). Only one chunk of decoded frames is ever in memory.
 
 use crate::error::{DataError, Result};
 use crate::frame::load_chw;
+use crate::pack::FrameSink;
 use crate::skip::{SkipReason, SkipReport};
+use crate::Samples;
 use rayon::prelude::*;
 use std::path::PathBuf;
+
+/// Frames decoded per parallel chunk.
+const CHUNK: usize = 256;
 
 /// One frame to load.
 #[derive(Debug, Clone)]
 pub(crate) struct FrameJob {
     /// Candidate files, in order of preference; the first that exists is decoded.
     pub candidates: Vec<PathBuf>,
-    /// Subject name (for messages).
+    /// Subject name.
     pub subject: String,
-    /// 1-based frame number (for messages).
+    /// 1-based frame number.
     pub frame: u32,
+    /// AU intensities of the frame.
+    pub intensities: Vec<u8>,
 }
 
-/// Decodes all `jobs` at `size` on the rayon pool. Returns the pixels of the frames that loaded
-/// (in job order) and, per job, whether it loaded. Strict: the first failure (in job order) is
-/// the error. Lenient: failures go to `report`.
-pub(crate) fn load_all(
+fn load_one(job: &FrameJob, size: u32) -> Result<Vec<u8>> {
+    let path =
+        job.candidates
+            .iter()
+            .find(|p| p.is_file())
+            .ok_or_else(|| DataError::MissingFrame {
+                path: job.candidates.first().cloned().unwrap_or_default(),
+                subject: job.subject.clone(),
+                frame: job.frame,
+            })?;
+    load_chw(path, size)
+}
+
+/// Decodes `jobs` at `size` on the rayon pool, a chunk at a time, and pushes the frames that
+/// loaded to `sink` in job order. Strict: the first failure (in job order) is the error.
+/// Lenient: failures go to `report`. Returns how many frames were pushed.
+pub(crate) fn stream(
     jobs: &[FrameJob],
     size: u32,
     lenient: bool,
     report: &mut SkipReport,
-) -> Result<(Vec<u8>, Vec<bool>)> {
-    let fb = 3 * size as usize * size as usize;
-    let mut pixels = vec![0u8; jobs.len() * fb];
-    let results: Vec<Result<()>> = pixels
-        .par_chunks_mut(fb.max(1))
-        .zip(jobs.par_iter())
-        .map(|(out, job)| {
-            let path = job.candidates.iter().find(|p| p.is_file()).ok_or_else(|| {
-                DataError::MissingFrame {
-                    path: job.candidates.first().cloned().unwrap_or_default(),
-                    subject: job.subject.clone(),
-                    frame: job.frame,
+    sink: &mut dyn FrameSink,
+) -> Result<usize> {
+    let mut pushed = 0;
+    for chunk in jobs.chunks(CHUNK) {
+        let decoded: Vec<Result<Vec<u8>>> = chunk.par_iter().map(|j| load_one(j, size)).collect();
+        for (job, r) in chunk.iter().zip(decoded) {
+            match r {
+                Ok(px) => {
+                    sink.push(&job.subject, job.frame, &job.intensities, &px)?;
+                    pushed += 1;
                 }
-            })?;
-            out.copy_from_slice(&load_chw(path, size)?);
-            Ok(())
-        })
-        .collect();
-    let mut ok = Vec::with_capacity(jobs.len());
-    for r in results {
-        match r {
-            Ok(()) => ok.push(true),
-            Err(e) if !lenient => return Err(e),
-            Err(e) => {
-                let reason = match e {
-                    DataError::MissingFrame { .. } => SkipReason::MissingImage,
-                    _ => SkipReason::BadImage,
-                };
-                report.add(reason, e.to_string());
-                ok.push(false);
+                Err(e) if !lenient => return Err(e),
+                Err(e) => {
+                    let reason = match e {
+                        DataError::MissingFrame { .. } => SkipReason::MissingImage,
+                        _ => SkipReason::BadImage,
+                    };
+                    report.add(reason, e.to_string());
+                }
             }
         }
     }
-    // Compact: move the loaded frames down over the failed ones.
-    let mut w = 0;
-    for (i, &good) in ok.iter().enumerate() {
-        if good {
-            if w != i {
-                pixels.copy_within(i * fb..(i + 1) * fb, w * fb);
-            }
-            w += 1;
+    Ok(pushed)
+}
+
+/// Collects pushed frames into in-memory [`Samples`] (subjects numbered by first appearance).
+pub(crate) struct SamplesSink {
+    /// What was collected.
+    pub samples: Samples,
+}
+
+impl SamplesSink {
+    /// An empty collection of `size`-pixel frames labelled with `aus`.
+    pub fn new(size: u32, aus: &[u32]) -> Self {
+        SamplesSink {
+            samples: Samples {
+                size,
+                aus: aus.to_vec(),
+                pixels: Vec::new(),
+                intensities: Vec::new(),
+                subjects: Vec::new(),
+                subject_names: Vec::new(),
+                frames: Vec::new(),
+            },
         }
     }
-    pixels.truncate(w * fb);
-    Ok((pixels, ok))
+}
+
+impl FrameSink for SamplesSink {
+    fn push(&mut self, subject: &str, frame: u32, intensities: &[u8], pixels: &[u8]) -> Result<()> {
+        let s = &mut self.samples;
+        let si = match s.subject_names.iter().rposition(|n| n == subject) {
+            Some(i) => i,
+            None => {
+                s.subject_names.push(subject.to_string());
+                s.subject_names.len() - 1
+            }
+        };
+        s.subjects.push(si as u32);
+        s.frames.push(frame);
+        s.intensities.extend_from_slice(intensities);
+        s.pixels.extend_from_slice(pixels);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -84,7 +124,7 @@ mod tests {
     }
 
     #[test]
-    fn strict_fails_on_first_bad_and_lenient_compacts() {
+    fn strict_fails_on_first_bad_and_lenient_skips() {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         png(&d.join("a.png"), 10);
@@ -92,8 +132,9 @@ mod tests {
         std::fs::write(d.join("b.png"), b"junk").unwrap();
         let job = |names: &[&str], f| FrameJob {
             candidates: names.iter().map(|n| d.join(n)).collect(),
-            subject: "S".into(),
+            subject: format!("S{}", f % 2),
             frame: f,
+            intensities: vec![f as u8],
         };
         let jobs = vec![
             job(&["a.png"], 1),
@@ -102,21 +143,26 @@ mod tests {
             job(&["c.png", "c.jpg"], 4),
         ];
         let mut rep = SkipReport::default();
-        let err = load_all(&jobs, 4, false, &mut rep).unwrap_err();
+        let mut sink = SamplesSink::new(4, &[1]);
+        let err = stream(&jobs, 4, false, &mut rep, &mut sink).unwrap_err();
         assert!(
             matches!(&err, DataError::MissingFrame { frame: 2, .. }),
             "{err}"
         );
         assert!(err.to_string().contains("missing.jpg"));
-        let (px, ok) = load_all(&jobs, 4, true, &mut rep).unwrap();
-        assert_eq!(ok, [true, false, false, true]);
-        assert_eq!(px.len(), 2 * 48);
-        assert_eq!(px[0], 10);
+        let mut sink = SamplesSink::new(4, &[1]);
+        assert_eq!(stream(&jobs, 4, true, &mut rep, &mut sink).unwrap(), 2);
+        let s = sink.samples;
+        assert_eq!(s.pixels.len(), 2 * 48);
+        assert_eq!(s.pixels[0], 10);
         assert!(
-            px[48].abs_diff(30) <= 2,
-            "jpeg frame moved down: {}",
-            px[48]
+            s.pixels[48].abs_diff(30) <= 2,
+            "jpeg frame: {}",
+            s.pixels[48]
         );
+        assert_eq!((s.frames, s.intensities), (vec![1, 4], vec![1, 4]));
+        assert_eq!(s.subject_names, ["S1", "S0"]);
+        assert_eq!(s.subjects, [0, 1]);
         assert_eq!(rep.count(SkipReason::MissingImage), 1);
         assert_eq!(rep.count(SkipReason::BadImage), 1);
     }

@@ -189,17 +189,23 @@ async fn agent(args: WorkerArgs) -> Result<(), AgentError> {
             cached >> 20
         );
     }
+    // Packs of the jobs' data are built once per node and shared by its trainers.
+    let prefix = vec![
+        "train".to_string(),
+        "--data-cache".to_string(),
+        work_dir.join("data").display().to_string(),
+    ];
     let trainer = match &args.trainer {
         Some(p) => TrainerCmd {
             program: p.clone(),
-            prefix: vec!["train".into()],
+            prefix,
         },
         None => TrainerCmd {
             program: std::env::current_exe().map_err(|e| AgentError::Io {
                 path: "current_exe".into(),
                 source: e,
             })?,
-            prefix: vec!["train".into()],
+            prefix,
         },
     };
     let tls = (args.tls_ca.is_some() || args.coordinator.starts_with("https")).then(|| ClientTls {

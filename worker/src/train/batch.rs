@@ -1,8 +1,13 @@
 //! Turns frame indices into normalised input batches on the device, with the job's
 //! augmentation: face splice (upper/lower, left/right), flip, random crop, colour jitter.
+//! Frames are gathered as uint8 straight from the memory-mapped pack, batch by batch; on CUDA
+//! they go through pinned memory with a non-blocking copy, and everything after the copy
+//! (conversion, normalisation, flip, crop, jitter) runs on the device.
 
+use ausweep_data::pack::PackedCache;
 use ausweep_proto::job::AugmentSpec;
 use rand::{Rng, RngCore};
+use std::sync::Arc;
 use tch::{Device, Kind, Tensor};
 
 /// AUs whose evidence is in the upper half of the face (the rest are lower-face AUs).
@@ -13,9 +18,8 @@ const STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 /// Frames and labels of a dataset, ready for batching.
 pub struct BatchMaker {
-    images: Tensor,
+    pack: Arc<PackedCache>,
     labels: Tensor,
-    subjects: Vec<u32>,
     upper: Tensor,
     device: Device,
     mean: Tensor,
@@ -32,19 +36,12 @@ pub struct SpliceLog {
 }
 
 impl BatchMaker {
-    /// `images` u8 `[N,3,S,S]` (CPU), `labels` 0/1 f32 `[N,K]`, the subject of each frame, the AU list.
-    pub fn new(
-        images: Tensor,
-        labels: Tensor,
-        subjects: Vec<u32>,
-        aus: &[u32],
-        device: Device,
-    ) -> Self {
+    /// Frames from `pack`, `labels` 0/1 f32 `[N,K]` (CPU) per pack frame, the AU list.
+    pub fn new(pack: Arc<PackedCache>, labels: Tensor, aus: &[u32], device: Device) -> Self {
         let upper: Vec<bool> = aus.iter().map(|a| UPPER_FACE_AUS.contains(a)).collect();
         BatchMaker {
-            images,
+            pack,
             labels,
-            subjects,
             upper: Tensor::from_slice(&upper),
             device,
             mean: Tensor::from_slice(&MEAN)
@@ -59,9 +56,8 @@ impl BatchMaker {
     /// A second handle on the same frames (shares storage), for a prefetch thread.
     pub fn shallow_clone(&self) -> Self {
         BatchMaker {
-            images: self.images.shallow_clone(),
+            pack: Arc::clone(&self.pack),
             labels: self.labels.shallow_clone(),
-            subjects: self.subjects.clone(),
             upper: self.upper.shallow_clone(),
             device: self.device,
             mean: self.mean.shallow_clone(),
@@ -71,12 +67,43 @@ impl BatchMaker {
 
     /// Number of frames.
     pub fn len(&self) -> usize {
-        self.subjects.len()
+        self.pack.len()
     }
 
     /// Whether there are no frames.
     pub fn is_empty(&self) -> bool {
-        self.subjects.is_empty()
+        self.pack.is_empty()
+    }
+
+    /// Frames `idx` as uint8 `[B,3,S,S]` on the CPU, copied straight from the mapped pack into
+    /// the tensor (pinned when the device is CUDA, so the copy to it can be non-blocking).
+    pub fn frames(&self, idx: &[usize]) -> Tensor {
+        let s = i64::from(self.pack.size());
+        let t = Tensor::empty([idx.len() as i64, 3, s, s], (Kind::Uint8, Device::Cpu));
+        let t = if self.device.is_cuda() {
+            t.pin_memory(self.device)
+        } else {
+            t
+        };
+        let n = idx.len() * self.pack.frame_bytes();
+        if n > 0 {
+            // SAFETY: `t` is a fresh, contiguous uint8 CPU tensor of exactly `n` bytes that no
+            // other handle refers to yet; the slice does not outlive this block.
+            let buf = unsafe { std::slice::from_raw_parts_mut(t.data_ptr().cast::<u8>(), n) };
+            self.pack
+                .gather(idx, buf)
+                .expect("frame indices come from this pack's own split");
+        }
+        t
+    }
+
+    /// A uint8 CPU batch on the device (non-blocking from pinned memory on CUDA).
+    fn to_device(&self, x: &Tensor) -> Tensor {
+        if self.device.is_cuda() {
+            x.to_device_(self.device, Kind::Uint8, true, false)
+        } else {
+            x.shallow_clone()
+        }
     }
 
     /// 0/1 labels of `idx`, `[B,K]` on the CPU.
@@ -86,10 +113,7 @@ impl BatchMaker {
 
     /// An evaluation batch: the frames as they are, normalised, on the device.
     pub fn plain(&self, idx: &[usize]) -> Tensor {
-        let x = self
-            .images
-            .index_select(0, &index(idx))
-            .to_device(self.device);
+        let x = self.to_device(&self.frames(idx));
         self.normalise(&(x.to_kind(Kind::Float) / 255.0))
     }
 
@@ -101,12 +125,11 @@ impl BatchMaker {
         aug: &AugmentSpec,
         rng: &mut dyn RngCore,
     ) -> (Tensor, Tensor, SpliceLog) {
-        let ix = index(idx);
-        let mut x = self.images.index_select(0, &ix);
-        let mut y = self.labels.index_select(0, &ix);
+        let mut x = self.frames(idx);
+        let mut y = self.labels.index_select(0, &index(idx));
         let log = self.splice(&mut x, &mut y, idx, pool, aug, rng);
         let b = idx.len() as i64;
-        let mut x = x.to_device(self.device).to_kind(Kind::Float) / 255.0;
+        let mut x = self.to_device(&x).to_kind(Kind::Float) / 255.0;
         if aug.flip > 0.0 {
             let m: Vec<bool> = (0..b).map(|_| rng.random_bool(aug.flip)).collect();
             let m = Tensor::from_slice(&m)
@@ -151,11 +174,11 @@ impl BatchMaker {
             if !ul && !lr {
                 continue;
             }
-            let Some(j) = partner(&self.subjects, i, pool, rng) else {
+            let Some(j) = partner(self.pack.subjects(), i, pool, rng) else {
                 continue;
             };
             let r = row as i64;
-            let other = self.images.get(j as i64);
+            let other = self.frames(&[j]).get(0);
             let yo = self.labels.get(j as i64);
             let xr = x.get(r);
             let mut yr = y.get(r);
@@ -281,27 +304,49 @@ mod tests {
     use rand::SeedableRng;
     use rand_chacha::ChaCha8Rng;
 
-    /// Frame i is filled with value 10*(i+1); labels: frame 0 has every AU, frame 1 none.
-    fn maker() -> BatchMaker {
+    /// Frame i is filled with value 10*(i+1); labels: frame 0 has every AU, frame 1 none;
+    /// subjects 0, 1, 2, 2. The pack lives in a temp dir kept alive by the returned guard.
+    fn maker() -> (BatchMaker, tempfile::TempDir) {
         let aus = [1, 2, 4, 6, 9, 12, 25, 26];
-        let imgs: Vec<Tensor> = (0..4)
-            .map(|i| Tensor::full([3, 8, 8], 10 * (i + 1), (Kind::Uint8, Device::Cpu)))
-            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let samples = ausweep_data::Samples {
+            size: 8,
+            aus: aus.to_vec(),
+            pixels: (0..4u8).flat_map(|i| vec![10 * (i + 1); 192]).collect(),
+            intensities: vec![0; 32],
+            subjects: vec![0, 1, 2, 2],
+            subject_names: vec!["A".into(), "B".into(), "C".into()],
+            frames: vec![1, 1, 1, 2],
+        };
+        let path = dir.path().join("t.pack");
+        ausweep_data::pack::write(&path, &samples, "t").unwrap();
+        let pack = Arc::new(PackedCache::open(&path).unwrap());
         let mut labels = vec![0f32; 4 * 8];
         labels[..8].fill(1.0);
         labels[16..24].copy_from_slice(&[1., 0., 1., 0., 1., 0., 1., 0.]);
-        BatchMaker::new(
-            Tensor::stack(&imgs, 0),
+        let m = BatchMaker::new(
+            pack,
             Tensor::from_slice(&labels).view([4, 8]),
-            vec![0, 1, 2, 2],
             &aus,
             Device::Cpu,
-        )
+        );
+        (m, dir)
+    }
+
+    #[test]
+    fn frames_are_gathered_from_the_pack_in_index_order() {
+        let (m, _dir) = maker();
+        let x = m.frames(&[3, 0, 3]);
+        assert_eq!(x.size(), vec![3, 3, 8, 8]);
+        assert_eq!(x.kind(), Kind::Uint8);
+        let firsts: Vec<i64> = (0..3).map(|r| x.int64_value(&[r, 2, 7, 7])).collect();
+        assert_eq!(firsts, [40, 10, 40]);
+        assert_eq!(m.frames(&[]).size(), vec![0, 3, 8, 8]);
     }
 
     #[test]
     fn upper_lower_splice_takes_region_labels_from_each_half() {
-        let m = maker();
+        let (m, _dir) = maker();
         let aug = AugmentSpec {
             flip: 0.0,
             splice_upper_lower: 1.0,
@@ -327,7 +372,7 @@ mod tests {
 
     #[test]
     fn left_right_splice_unions_labels_and_never_pairs_a_subject_with_itself() {
-        let m = maker();
+        let (m, _dir) = maker();
         let aug = AugmentSpec {
             flip: 0.0,
             splice_left_right: 1.0,
@@ -345,7 +390,7 @@ mod tests {
 
     #[test]
     fn prefetched_batches_equal_inline_ones() {
-        let m = maker();
+        let (m, _dir) = maker();
         let aug = AugmentSpec {
             flip: 0.5,
             crop: 0.25,
@@ -390,7 +435,7 @@ mod tests {
 
     #[test]
     fn same_seed_same_batch() {
-        let m = maker();
+        let (m, _dir) = maker();
         let aug = AugmentSpec {
             flip: 0.5,
             crop: 0.25,

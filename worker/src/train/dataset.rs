@@ -1,15 +1,20 @@
-//! Loads a job's data into memory and splits it into train / validation / test frames.
+//! Opens a job's data as a memory-mapped pack (building it once, streaming, when missing) and
+//! splits its frames into train / validation / test. Pixels stay in the pack: only labels and
+//! indices live in memory.
 
 use super::error::TrainError;
 use ausweep_data::folds::FoldScheme;
-use ausweep_data::Samples;
+use ausweep_data::pack::{self, PackWriter, PackedCache};
 use ausweep_proto::job::{DataSource, DataSpec, FoldsSpec};
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// A job's frames, split subject-exclusively.
 pub struct SplitData {
-    /// All frames of the dataset.
-    pub samples: Samples,
-    /// 0/1 labels `len × K` at the job's presence threshold.
+    /// The pack the frames are read from.
+    pub pack: Arc<PackedCache>,
+    /// 0/1 labels `len × K` of the job's AUs (in the job's order) at its presence threshold.
     pub labels: Vec<u8>,
     /// Training frames.
     pub train: Vec<usize>,
@@ -21,21 +26,69 @@ pub struct SplitData {
     pub subjects: [Vec<String>; 3],
 }
 
-/// Reads the frames of a data spec at its input size (through the packed cache when set).
-pub fn load(data: &DataSpec) -> Result<Samples, TrainError> {
-    use ausweep_data::{disfa, list, source_hash, synth};
-    let build = || -> Result<Samples, ausweep_data::DataError> {
-        let s = match &data.source {
+/// What identifies the pack of a data spec: its source (content hash for data on disk) and the
+/// settings that change the frames or labels.
+fn source_hash(data: &DataSpec) -> Result<String, TrainError> {
+    use ausweep_data::{disfa, source_hash};
+    let source = match &data.source {
+        DataSource::Synthetic { .. } => format!("{:?}", data.source),
+        DataSource::Disfa {
+            labels_root,
+            frames_root,
+        } => source_hash::disfa_source_hash(&disfa::DisfaLayout::new(labels_root, frames_root))?,
+        DataSource::List {
+            paths,
+            labels,
+            images_root,
+        } => source_hash::list_source_hash(paths, labels, images_root)?,
+    };
+    Ok(format!(
+        "{source}|aus={:?}|lenient={}",
+        data.aus, data.lenient
+    ))
+}
+
+/// Where the pack of `data` lives: the spec's `cache` path, or a content-addressed file in
+/// `cache_dir` (shared by every job on the node that reads the same data at the same size).
+pub fn pack_path(data: &DataSpec, cache_dir: &Path) -> Result<PathBuf, TrainError> {
+    if let Some(p) = &data.cache {
+        return Ok(p.clone());
+    }
+    let hash = source_hash(data)?;
+    let digest = hex::encode(Sha256::digest(format!("{hash}|size={}", data.input_size)));
+    let kind = match data.source {
+        DataSource::Synthetic { .. } => "synthetic",
+        DataSource::Disfa { .. } => "disfa",
+        DataSource::List { .. } => "list",
+    };
+    Ok(cache_dir.join(format!(
+        "{kind}-{}px-{}.pack",
+        data.input_size,
+        &digest[..16]
+    )))
+}
+
+/// Opens the pack of a data spec, building it first (streamed from the source, under a lock)
+/// when it is missing or stale. `cache_dir` holds packs of specs without a `cache` path.
+pub fn open(data: &DataSpec, cache_dir: &Path) -> Result<Arc<PackedCache>, TrainError> {
+    use ausweep_data::{disfa, list, synth};
+    let path = pack_path(data, cache_dir)?;
+    let hash = source_hash(data)?;
+    let build = |w: &mut PackWriter| -> Result<(), ausweep_data::DataError> {
+        match &data.source {
             DataSource::Synthetic {
                 subjects,
                 frames,
                 seed,
-            } => synth::render_samples(&synth::SynthConfig {
-                subjects: *subjects,
-                frames: *frames,
-                size: data.input_size,
-                seed: *seed,
-            }),
+            } => synth::render_into(
+                &synth::SynthConfig {
+                    subjects: *subjects,
+                    frames: *frames,
+                    size: data.input_size,
+                    seed: *seed,
+                },
+                w,
+            ),
             DataSource::Disfa {
                 labels_root,
                 frames_root,
@@ -45,10 +98,10 @@ pub fn load(data: &DataSpec) -> Result<Samples, TrainError> {
                     size: data.input_size,
                     lenient: data.lenient,
                 };
-                let (samples, skips) =
-                    disfa::read(&disfa::DisfaLayout::new(labels_root, frames_root), &opts)?;
+                let skips =
+                    disfa::read_into(&disfa::DisfaLayout::new(labels_root, frames_root), &opts, w)?;
                 report_skips(&skips);
-                samples
+                Ok(())
             }
             DataSource::List {
                 paths,
@@ -60,36 +113,23 @@ pub fn load(data: &DataSpec) -> Result<Samples, TrainError> {
                     size: data.input_size,
                     lenient: data.lenient,
                 };
-                let (samples, skips) = list::read_with(paths, labels, images_root, &opts)?;
+                let skips = list::read_into(paths, labels, images_root, &opts, w)?;
                 report_skips(&skips);
-                samples
+                Ok(())
             }
-        };
-        Ok(s)
-    };
-    let samples = match &data.cache {
-        Some(path) => {
-            let source = match &data.source {
-                DataSource::Synthetic { .. } => format!("{:?}", data.source),
-                DataSource::Disfa {
-                    labels_root,
-                    frames_root,
-                } => source_hash::disfa_source_hash(&disfa::DisfaLayout::new(
-                    labels_root,
-                    frames_root,
-                ))?,
-                DataSource::List {
-                    paths,
-                    labels,
-                    images_root,
-                } => source_hash::list_source_hash(paths, labels, images_root)?,
-            };
-            let hash = format!("{source}|aus={:?}|lenient={}", data.aus, data.lenient);
-            ausweep_data::pack::open_or_build(path, &hash, data.input_size, build)?.to_samples()
         }
-        None => build()?,
     };
-    select_aus(samples, &data.aus)
+    let aus: &[u32] = match data.source {
+        DataSource::Synthetic { .. } => &ausweep_data::DISFA_AUS,
+        _ => &data.aus,
+    };
+    Ok(Arc::new(pack::open_or_build(
+        &path,
+        &hash,
+        data.input_size,
+        aus,
+        build,
+    )?))
 }
 
 /// Skipped frames are never silent: the count per reason goes to stderr.
@@ -99,37 +139,44 @@ fn report_skips(skips: &ausweep_data::SkipReport) {
     }
 }
 
-/// Keeps the job's AUs, in the job's order; an AU the data lacks is an error naming it.
-fn select_aus(s: Samples, aus: &[u32]) -> Result<Samples, TrainError> {
-    if s.aus == aus {
-        return Ok(s);
-    }
+/// 0/1 labels of the job's AUs, in the job's order; an AU the data lacks is an error naming it.
+fn presence(pack: &PackedCache, aus: &[u32], threshold: u8) -> Result<Vec<u8>, TrainError> {
+    let have = pack.aus();
     let cols: Vec<usize> = aus
         .iter()
         .map(|a| {
-            s.aus.iter().position(|b| b == a).ok_or_else(|| {
+            have.iter().position(|b| b == a).ok_or_else(|| {
                 TrainError::Config(format!(
-                    "data.aus: AU {a} is not in the dataset (it has {:?})",
-                    s.aus
+                    "data.aus: AU {a} is not in the dataset (it has {have:?})"
                 ))
             })
         })
         .collect::<Result<_, _>>()?;
-    let k = s.aus.len();
-    let intensities = (0..s.len())
-        .flat_map(|i| cols.iter().map(move |&c| (i, c)))
-        .map(|(i, c)| s.intensities[i * k + c])
-        .collect();
-    Ok(Samples {
-        aus: aus.to_vec(),
-        intensities,
-        ..s
-    })
+    let k = have.len();
+    let v = pack.intensities();
+    Ok((0..pack.len())
+        .flat_map(|i| {
+            cols.iter()
+                .map(move |&c| u8::from(v[i * k + c] >= threshold))
+        })
+        .collect())
 }
 
-/// Splits frames into train / validation / test for `fold`.
+/// Indices of the frames whose subject is one of `names`.
+fn indices_of(pack: &PackedCache, names: &[String]) -> Vec<usize> {
+    let wanted: Vec<bool> = pack
+        .subject_names()
+        .iter()
+        .map(|n| names.contains(n))
+        .collect();
+    (0..pack.len())
+        .filter(|&i| wanted[pack.subjects()[i] as usize])
+        .collect()
+}
+
+/// Splits the pack's frames into train / validation / test for `fold`.
 pub fn split(
-    samples: Samples,
+    pack: Arc<PackedCache>,
     data: &DataSpec,
     fold: u32,
     seed: u64,
@@ -138,7 +185,7 @@ pub fn split(
         FoldsSpec::Disfa3Fold => FoldScheme::Disfa3Fold,
         FoldsSpec::Kfold { k, seed } => FoldScheme::KFold { k: *k, seed: *seed },
     };
-    let fs = scheme.split(&samples.subject_names, fold)?;
+    let fs = scheme.split(pack.subject_names(), fold)?;
     let (train_s, val_s) =
         ausweep_data::folds::validation_split(&fs.train, data.val_subjects, seed);
     if train_s.is_empty() {
@@ -147,12 +194,12 @@ pub fn split(
             data.val_subjects
         )));
     }
-    let labels = samples.presence(data.presence_threshold);
-    let train = samples.indices_of_subjects(&train_s);
-    let val = samples.indices_of_subjects(&val_s);
-    let test = samples.indices_of_subjects(&fs.test);
+    let labels = presence(&pack, &data.aus, data.presence_threshold)?;
+    let train = indices_of(&pack, &train_s);
+    let val = indices_of(&pack, &val_s);
+    let test = indices_of(&pack, &fs.test);
     Ok(SplitData {
-        samples,
+        pack,
         labels,
         train,
         val,

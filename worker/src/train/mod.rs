@@ -49,3 +49,16 @@ pub fn check_cuda(n: usize) -> Result<(), String> {
          (see README, troubleshooting)"
     ))
 }
+
+/// This process's peak resident set size (`VmHWM` from `/proc/self/status`), bytes; 0 where
+/// that file is not there.
+pub fn peak_rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kb| kb * 1024)
+}

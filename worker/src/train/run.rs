@@ -34,6 +34,8 @@ pub struct RunOptions {
     pub log_every: usize,
     /// Print events as JSON lines on stdout.
     pub print_events: bool,
+    /// Where packs of data specs without a `cache` path are built and shared.
+    pub data_cache: PathBuf,
 }
 
 /// What a finished job reports (also written as `result.json`).
@@ -73,6 +75,9 @@ pub struct JobResult {
     pub checkpoint_sha256: String,
     /// Frames in train / validation / test.
     pub frames: [usize; 3],
+    /// The trainer's peak resident memory (VmHWM) when it wrote this result, bytes.
+    #[serde(default)]
+    pub peak_rss_bytes: u64,
 }
 
 /// The model: a backbone and a head in separate stores (names stay torchvision's).
@@ -196,15 +201,15 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<JobResult, TrainError> {
     }
     tch::manual_seed(spec.seed as i64);
     let k = spec.data.aus.len();
-    let samples = dataset::load(&spec.data)?;
+    let pack = dataset::open(&spec.data, &opts.data_cache)?;
     let SplitData {
-        samples,
+        pack,
         labels,
         train,
         val,
         test,
         ..
-    } = dataset::split(samples, &spec.data, spec.fold, spec.seed)?;
+    } = dataset::split(pack, &spec.data, spec.fold, spec.seed)?;
     if train.len() < 2 || test.is_empty() {
         return Err(TrainError::Config(format!(
             "fold {}: {} training and {} test frames; need at least 2 and 1",
@@ -213,18 +218,10 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<JobResult, TrainError> {
             test.len()
         )));
     }
-    let s = samples.size as i64;
-    let images = Tensor::from_slice(&samples.pixels).view([samples.len() as i64, 3, s, s]);
     let label_t = Tensor::from_slice(&labels)
-        .view([samples.len() as i64, k as i64])
+        .view([pack.len() as i64, k as i64])
         .to_kind(Kind::Float);
-    let bm = BatchMaker::new(
-        images,
-        label_t,
-        samples.subjects.clone(),
-        &spec.data.aus,
-        device,
-    );
+    let bm = BatchMaker::new(pack, label_t, &spec.data.aus, device);
 
     // Model and initial weights.
     let model = Model::new(spec.backbone, k, device);
@@ -579,6 +576,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<JobResult, TrainError> {
         checkpoint: final_file.display().to_string(),
         checkpoint_sha256: final_meta.sha256,
         frames: [train.len(), val.len(), test.len()],
+        peak_rss_bytes: super::peak_rss_bytes(),
     };
     let json = serde_json::to_vec_pretty(&result).map_err(|e| TrainError::Config(e.to_string()))?;
     let rpath = opts.out_dir.join("result.json");

@@ -16,6 +16,17 @@ pub fn weights_dir() -> PathBuf {
     home.join(".cache/ausweep/weights")
 }
 
+/// Default folder of data packs: `$AUSWEEP_DATA_CACHE`, else `~/.cache/ausweep/data`.
+pub fn data_cache_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("AUSWEEP_DATA_CACHE") {
+        return PathBuf::from(d);
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    home.join(".cache/ausweep/data")
+}
+
 /// The ImageNet weights file of `backbone` in `dir`, or an error listing what is there.
 pub fn imagenet_file(dir: &Path, backbone: &str) -> Result<PathBuf, TrainError> {
     let f = dir.join(format!("{backbone}.safetensors"));

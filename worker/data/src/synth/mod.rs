@@ -81,6 +81,16 @@ pub fn subject_names(n: u32) -> Vec<String> {
 /// Never panics: zero subjects/frames give empty samples; sizes below [`MIN_SIZE`] still render,
 /// just illegibly (use [`SynthConfig::validate`] to refuse them).
 pub fn render_samples(cfg: &SynthConfig) -> Samples {
+    let mut sink = crate::loader::SamplesSink::new(cfg.size.max(1), &DISFA_AUS);
+    // Rendering into memory cannot fail.
+    let _ = render_into(cfg, &mut sink);
+    sink.samples
+}
+
+/// Renders subjects × frames to `sink` (e.g. a [`crate::pack::PackWriter`]) a parallel chunk at
+/// a time, so a large synthetic set never sits in memory whole. Same frames as [`render_samples`].
+pub fn render_into(cfg: &SynthConfig, sink: &mut dyn crate::pack::FrameSink) -> Result<()> {
+    const CHUNK: usize = 256;
     let names = subject_names(cfg.subjects);
     let tracks: Vec<Vec<[u8; 8]>> = (0..cfg.subjects)
         .into_par_iter()
@@ -93,21 +103,30 @@ pub fn render_samples(cfg: &SynthConfig) -> Samples {
     let fb = 3 * size * size;
     let per = cfg.frames as usize;
     let n = cfg.subjects as usize * per;
-    let mut pixels = vec![0u8; n * fb];
-    pixels.par_chunks_mut(fb).enumerate().for_each(|(i, out)| {
-        let (s, f) = (i / per, i % per);
-        let pose = face::Pose::new(cfg.seed, s as u32, f as u32, &ids[s]);
-        face::draw(&ids[s], &pose, &tracks[s][f], size, out);
-    });
-    Samples {
-        size: size as u32,
-        aus: DISFA_AUS.to_vec(),
-        pixels,
-        intensities: tracks.iter().flatten().flatten().copied().collect(),
-        subjects: (0..n).map(|i| (i / per) as u32).collect(),
-        subject_names: names,
-        frames: (0..n).map(|i| (i % per) as u32 + 1).collect(),
+    let mut pixels = vec![0u8; CHUNK.min(n) * fb];
+    for start in (0..n).step_by(CHUNK) {
+        let len = CHUNK.min(n - start);
+        pixels[..len * fb]
+            .par_chunks_mut(fb)
+            .enumerate()
+            .for_each(|(j, out)| {
+                let i = start + j;
+                let (s, f) = (i / per, i % per);
+                let pose = face::Pose::new(cfg.seed, s as u32, f as u32, &ids[s]);
+                face::draw(&ids[s], &pose, &tracks[s][f], size, out);
+            });
+        for j in 0..len {
+            let i = start + j;
+            let (s, f) = (i / per, i % per);
+            sink.push(
+                &names[s],
+                f as u32 + 1,
+                &tracks[s][f],
+                &pixels[j * fb..(j + 1) * fb],
+            )?;
+        }
     }
+    Ok(())
 }
 
 /// What [`write_disfa`] wrote.

@@ -1,0 +1,71 @@
+//! A trainer's memory does not grow with its dataset: frames are read from the pack batch by
+//! batch, so ten times the pixels leave its peak resident set where it was. Real `ausweep train`
+//! child processes; the figure is each one's own VmHWM from its result.json.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+
+/// Frame side: big enough that the pixel bytes dwarf allocator noise, small enough to be quick.
+const SIZE: u64 = 48;
+
+fn job(frames: u32) -> String {
+    format!(
+        "backbone: mobilenet_v2\nweights: none\nstage: 1\nfold: 1\nseed: 1\n\
+         data:\n  source: {{kind: synthetic, subjects: 27, frames: {frames}, seed: 2}}\n  input_size: {SIZE}\n  val_subjects: 2\n\
+         augment: {{flip: 0.5}}\n\
+         train: {{epochs: 1, batch_size: 16, lr: 0.01, max_steps_per_epoch: 3}}\nloss: lsep\n"
+    )
+}
+
+/// Trains `frames` frames per subject in a child process; returns (its peak RSS, the frames).
+fn peak_rss(dir: &Path, frames: u32) -> (u64, u64) {
+    let job_file = dir.join(format!("job{frames}.yaml"));
+    std::fs::write(&job_file, job(frames)).unwrap();
+    let out = dir.join(format!("out{frames}"));
+    let o = Command::new(common::bin())
+        .arg("train")
+        .arg(&job_file)
+        .arg("--out")
+        .arg(&out)
+        .args(["--device", "cpu", "--log-every", "0", "--data-cache"])
+        .arg(dir.join("data"))
+        .env("OMP_NUM_THREADS", "1")
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "ausweep train ({frames} frames/subject) failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let r: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("result.json")).unwrap()).unwrap();
+    let rss = r["peak_rss_bytes"]
+        .as_u64()
+        .expect("peak_rss_bytes in result.json");
+    assert!(rss > 0, "no VmHWM read: {r}");
+    (rss, 27 * u64::from(frames))
+}
+
+#[test]
+fn peak_rss_does_not_grow_with_the_dataset() {
+    let dir = tempfile::tempdir().unwrap();
+    let (small, n_small) = peak_rss(dir.path(), 30);
+    let (large, n_large) = peak_rss(dir.path(), 600);
+    let extra_pixels = (n_large - n_small) * 3 * SIZE * SIZE;
+    let growth = large.saturating_sub(small);
+    eprintln!(
+        "peak RSS {:.1} MiB with {n_small} frames, {:.1} MiB with {n_large} ({:.1} MiB more pixels)",
+        small as f64 / 1048576.0,
+        large as f64 / 1048576.0,
+        extra_pixels as f64 / 1048576.0
+    );
+    // Holding the frames in memory even once would add all of `extra_pixels`; the labels and
+    // split indices that do scale with the data are a few bytes per frame.
+    assert!(
+        growth < extra_pixels / 4,
+        "the trainer's peak RSS grew by {growth} bytes for {extra_pixels} more bytes of pixels \
+         ({small} -> {large}): something holds the dataset in memory"
+    );
+}
