@@ -95,3 +95,15 @@ build-extras: setup
 
 lint: setup
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+# The GPU proof (scripts/gpu-check.sh): stops at the first failure, writes target/gpu-check/
+# gpu-check.json. `make gpu-check-cpu` runs every CPU-checkable step at small sizes with the
+# dev binary (CI does, so the script itself cannot rot on machines without a GPU).
+GPU_CHECK_DEVICE ?= cuda:0
+.PHONY: gpu-check gpu-check-cpu
+gpu-check: build
+	DEVICE=$(GPU_CHECK_DEVICE) bash scripts/gpu-check.sh $(BIN) $${AUSWEEP_WEIGHTS:-$$HOME/.cache/ausweep/weights} target/gpu-check
+gpu-check-cpu: setup
+	$(CARGO) build --bin ausweep
+	DEVICE=cpu AUSWEEP_PYTHON=$${AUSWEEP_PYTHON:-$(CURDIR)/.venv/bin/python} \
+		bash scripts/gpu-check.sh target/debug/ausweep $${AUSWEEP_WEIGHTS:-$$HOME/.cache/ausweep/weights} target/gpu-check-cpu

@@ -13,7 +13,8 @@
 #
 # Env: DEVICE (default cuda:0; `cpu` runs every CPU-checkable step at small sizes, which is how
 # the script itself is tested without a GPU), AUSWEEP_PYTHON (python with torch, torchvision and
-# timm for the references; default python3), WHEELS (a folder of torchvision/timm wheels to
+# timm for the references; default python3), PHOTO (a face photo for the predict step's video;
+# default scikit-image's astronaut), WHEELS (a folder of torchvision/timm wheels to
 # install, offline, into a venv on top of AUSWEEP_PYTHON when it lacks them), TORCH_LIB (its
 # torch/lib, default found from AUSWEEP_PYTHON).
 set -euo pipefail
@@ -87,7 +88,7 @@ step loader
 python3 - "$T/loader.txt" <<'EOF' | record loader
 import json, re, sys
 text = open(sys.argv[1]).read()
-rate = lambda label: float(re.search(re.escape(label) + r"\S*\s+([\d.]+)", text).group(1))
+rate = lambda label: float(re.search(re.escape(label) + r".*?([\d.]+)$", text, re.M).group(1))
 rss = re.search(r"peak RSS (\d+) MiB before the epoch, (\d+) MiB after", text)
 print(json.dumps({"uint8_batches_per_s": rate("shuffled uint8 batches from the pack"),
                   "png_decode_per_s": rate("decode PNG frames"),
@@ -128,13 +129,19 @@ for _ in $(seq 1 100); do
 done
 [ -n "$PORT" ] || fail "the coordinator did not report its port: $(tail -3 "$T/coord.log")"
 export AUSWEEP_COORDINATOR=http://127.0.0.1:$PORT AUSWEEP_ADMIN_TOKEN=$ADMIN
-"$BIN" worker --join-token-file "$T/join" --work-dir "$T/worker" --heartbeat-ms 1000 2>"$T/worker.log" &
+ALLOW_CPU=; [ "$DEVICE" = cpu ] && ALLOW_CPU=--allow-cpu
+"$BIN" worker --join-token-file "$T/join" --work-dir "$T/worker" --heartbeat-ms 1000 $ALLOW_CPU 2>"$T/worker.log" &
 PIDS+=($!)
 for _ in $(seq 1 100); do
   "$BIN" workers --output json >"$T/workers.json" 2>/dev/null &&
     python3 -c 'import json,sys; sys.exit(not json.load(open(sys.argv[1])).get("workers"))' "$T/workers.json" && break
   sleep 0.3
 done
+python3 - "$T/workers.json" "$SWEEP_DEVICE" <<'EOF2' || fail "no worker registered with a $SWEEP_DEVICE device: $(tail -n 3 "$T/worker.log")"
+import json, sys
+ws = json.load(open(sys.argv[1])).get("workers", [])
+sys.exit(not any(d["kind"] == sys.argv[2] for w in ws for d in w["devices"]))
+EOF2
 cat >"$T/sweep.yaml" <<EOF
 name: gpu-check
 dataset:
@@ -142,7 +149,7 @@ dataset:
   folds: !kfold {k: 3, seed: 0}
   input_size: $SIZE
   val_subjects: 1
-run_folds: [0]
+run_folds: [1]
 backbones: [mobilenet_v2]
 weights: imagenet
 loss: lsep
@@ -168,7 +175,7 @@ WALL=$((SECONDS - s))
 python3 - "$T/status.json" <<'EOF2'
 import json, sys
 bad = [(j["job_id"], j["state"], j["last_error"]) for j in json.load(open(sys.argv[1]))["jobs"]
-       if j["state"] != "succeeded"]
+       if j["state"] != "done"]
 if bad:
     sys.exit(f"jobs that did not succeed: {bad}")
 EOF2
@@ -185,9 +192,13 @@ print(json.dumps({"workers": workers, "report": report, "wall_s": int(sys.argv[4
 EOF
 
 step predict
-"$BIN" dataset synth "$T/faces" --subjects 1 --frames 12 --size 256 >/dev/null
-ffmpeg -v error -y -framerate 10 -start_number 0 -i "$T/faces/Frames/SN001/%d.png" \
-  -pix_fmt yuv420p -c:v libx264 -crf 12 "$T/clip.mp4"
+# A real photograph (synthetic faces are drawings MTCNN does not take for faces): PHOTO, or
+# scikit-image's astronaut through the reference script.
+PHOTO=${PHOTO:-$T/astronaut.png}
+[ -f "$PHOTO" ] || "$PY" "$(dirname "$0")/mtcnn_reference.py" sample "$PHOTO" astronaut ||
+  fail "no photo for the predict step: set PHOTO or install scikit-image in $PY"
+ffmpeg -v error -y -loop 1 -framerate 10 -i "$PHOTO" -vf "scale=256:256,crop=224:224:4*n:0" \
+  -frames:v 12 -pix_fmt yuv420p -c:v libx264 -crf 12 "$T/clip.mp4"
 "$BIN" predict --model "$SID:mobilenet_v2" --device "$DEVICE" "$T/clip.mp4" -o "$T/predict.jsonl"
 python3 - "$T/predict.jsonl" <<'EOF' | record predict
 import json, sys
