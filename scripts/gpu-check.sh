@@ -16,7 +16,8 @@
 # timm for the references; default python3), PHOTO (a face photo for the predict step's video;
 # default scikit-image's astronaut), WHEELS (a folder of torchvision/timm wheels to
 # install, offline, into a venv on top of AUSWEEP_PYTHON when it lacks them), TORCH_LIB (its
-# torch/lib, default found from AUSWEEP_PYTHON).
+# torch/lib, default found from AUSWEEP_PYTHON), CUDA_TEST_BIN (the built cuda_backend test
+# binary, `cargo test -p ausweep-worker --test cuda_backend --no-run`: run with its GPU tests).
 set -euo pipefail
 [ $# -eq 3 ] || { echo "usage: $0 BIN WEIGHTS_DIR OUT_DIR" >&2; exit 2; }
 BIN=$(realpath "$1"); W=$(realpath "$2"); OUT=$(mkdir -p "$3" && realpath "$3")
@@ -190,6 +191,14 @@ print(json.dumps({"workers": workers, "report": report, "wall_s": int(sys.argv[4
                   "gpu_util_mean_busy_pct": sum(busy) / len(busy) if busy else None,
                   "gpu_util_samples": len(util)}))
 EOF
+
+if [ -n "${CUDA_TEST_BIN:-}" ]; then
+  step cuda-tests
+  AUSWEEP_REQUIRE_CUDA=1 "$CUDA_TEST_BIN" --include-ignored 2>&1 | tee "$T/cuda-tests.txt"
+  grep -o '[0-9]* passed; [0-9]* failed; [0-9]* ignored' "$T/cuda-tests.txt" | tail -1 |
+    python3 -c 'import json,sys; p,f,i=[int(w) for w in sys.stdin.read().split()[::2]]; print(json.dumps({"passed":p,"failed":f,"ignored":i}))' |
+    record cuda-tests
+fi
 
 step predict
 # A real photograph (synthetic faces are drawings MTCNN does not take for faces): PHOTO, or

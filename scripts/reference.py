@@ -6,6 +6,9 @@
   reference.py train-bench NAME BATCH SIZE STEPS STAGE [DEVICE fp32|amp]
                                           images/s of one training step in PyTorch eager (CPU),
                                           same model, head, loss (LSEP) and batch as ausweep
+  reference.py sweep PLAN.json DATA_DIR OUT.json LOADER_WORKERS
+                                          the paper's two-stage sweep as a careful PhD student
+                                          writes it in PyTorch (`ausweep bench sweep` runs it)
 """
 import json
 import sys
@@ -70,6 +73,141 @@ def lsep(logits, y):
     return torch.logsumexp(torch.cat([z, masked], 1), 1).mean()
 
 
+def sweep(plan_file, data_dir, out_file, workers):
+    """Every job of PLAN one after another: a torchvision-style Dataset decoding the prepared PNG
+    frames in every epoch, a DataLoader with worker processes, stage 1 re-running the frozen
+    backbone each epoch, stage 2 fine-tuning from stage 1, thresholds tuned on validation
+    subjects, per-AU F1 on the test subjects."""
+    import os
+    import numpy as np
+    from PIL import Image
+    from safetensors.torch import load_file
+    from torch.utils.data import DataLoader, Dataset
+
+    plan = json.load(open(plan_file))
+    labels_dir = os.path.join(data_dir, "ActionUnit_Labels")
+    frames_dir = os.path.join(data_dir, "Frames")
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(3, 1, 1)
+
+    def read_labels(subject, aus):
+        cols = []
+        for au in aus:
+            rows = {}
+            for line in open(os.path.join(labels_dir, subject, f"{subject}_au{au}.txt")):
+                if line.strip():
+                    f, v = line.strip().split(",")
+                    rows[int(f)] = int(v)
+            cols.append(rows)
+        return [(f, [c[f] for c in cols]) for f in sorted(cols[0])]
+
+    class Frames(Dataset):
+        def __init__(self, subjects, aus, threshold, size):
+            self.items = []
+            for s in subjects:
+                for f, v in read_labels(s, aus):
+                    y = torch.tensor([float(x >= threshold) for x in v])
+                    self.items.append((os.path.join(frames_dir, s, f"{f - 1}.png"), y))
+            self.size = size
+
+        def __len__(self):
+            return len(self.items)
+
+        def __getitem__(self, i):
+            path, y = self.items[i]
+            img = Image.open(path).convert("RGB")
+            if img.size != (self.size, self.size):
+                img = img.resize((self.size, self.size), Image.BILINEAR)
+            x = torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).float() / 255.0
+            return (x - mean) / std, y
+
+    def f1(tp, fp, fn):
+        return 0.0 if tp == 0 else 2 * tp / (2 * tp + fp + fn)
+
+    def scores(p, y, th):
+        out = []
+        for j in range(y.shape[1]):
+            pred, pos = p[:, j] >= th[j], y[:, j] > 0.5
+            out.append(f1(int((pred & pos).sum()), int((pred & ~pos).sum()), int((~pred & pos).sum())))
+        return out
+
+    def tune(p, y):
+        th = []
+        for j in range(y.shape[1]):
+            if y[:, j].sum() == 0:
+                th.append(0.5)
+                continue
+            best = max((scores(p[:, j:j + 1], y[:, j:j + 1], [t / 20])[0], -abs(t / 20 - 0.5), t / 20)
+                       for t in range(1, 20))
+            th.append(best[2])
+        return th
+
+    results = []
+    images = 0
+    for job in plan["jobs"]:
+        torch.manual_seed(job["seed"])
+        m = build(job["backbone"])
+        if job["weights"]:
+            sd = load_file(job["weights"])
+            m.load_state_dict({k: v for k, v in sd.items() if k in m.state_dict()}, strict=False)
+        feat = features(job["backbone"], m)
+        with torch.no_grad():
+            c = feat(torch.zeros(1, 3, job["input_size"], job["input_size"])).shape[1]
+        head = Head(c, len(job["aus"]))
+        pool = lambda x: torch.nn.functional.adaptive_avg_pool2d(feat(x), 1).flatten(1)
+        mk = lambda subjects: Frames(subjects, job["aus"], job["presence_threshold"], job["input_size"])
+        train_ds = mk(job["train"])
+        loader = DataLoader(train_ds, batch_size=job["batch_size"], shuffle=True,
+                            num_workers=workers, persistent_workers=workers > 0)
+
+        def predict(subjects):
+            ds = mk(subjects)
+            m.eval(); head.eval()
+            ps, ys = [], []
+            with torch.no_grad():
+                for x, y in DataLoader(ds, batch_size=job["batch_size"] * 2, num_workers=workers):
+                    ps.append(torch.sigmoid(head(pool(x))))
+                    ys.append(y)
+            return torch.cat(ps), torch.cat(ys)
+
+        for stage in (1, 2):
+            st = job[f"stage{stage}"]
+            if stage == 1:
+                for p in m.parameters():
+                    p.requires_grad_(False)
+                opt = torch.optim.Adam(head.parameters(), lr=st["lr"], weight_decay=st["weight_decay"])
+            else:
+                for p in m.parameters():
+                    p.requires_grad_(True)
+                opt = torch.optim.Adam([{"params": m.parameters(), "lr": st["backbone_lr"]},
+                                        {"params": head.parameters(), "lr": st["lr"]}],
+                                       weight_decay=st["weight_decay"])
+            for epoch in range(st["epochs"]):
+                m.train(stage == 2); head.train()
+                for step, (x, y) in enumerate(loader):
+                    if job["max_steps_per_epoch"] and step >= job["max_steps_per_epoch"]:
+                        break
+                    if x.shape[0] < 2:
+                        continue
+                    if stage == 1:
+                        with torch.no_grad():
+                            f = pool(x)
+                    else:
+                        f = pool(x)
+                    loss = lsep(head(f), y)
+                    opt.zero_grad()
+                    loss.backward()
+                    opt.step()
+                    images += x.shape[0]
+            pv, yv = predict(job["val"]) if job["val"] else (None, None)
+            th = tune(pv, yv) if pv is not None and job["thresholds"] == "tuned" else [0.5] * len(job["aus"])
+            pt, yt = predict(job["test"])
+            f = scores(pt, yt, th)
+            results.append({"backbone": job["backbone"], "fold": job["fold"], "stage": stage,
+                            "avg_f1": sum(f) / len(f), "per_au_f1": f})
+    json.dump({"jobs": results, "train_images": images}, open(out_file, "w"))
+
+
 def train_bench(name, batch, size, steps, stage, device="cpu", precision="fp32"):
     torch.manual_seed(0)
     dev = torch.device(device)
@@ -126,5 +264,7 @@ if __name__ == "__main__":
         parity(sys.argv[2], sys.argv[3])
     elif cmd == "train-bench" and len(sys.argv) in (7, 9):
         train_bench(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), *sys.argv[7:])
+    elif cmd == "sweep" and len(sys.argv) == 6:
+        sweep(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))
     else:
         sys.exit(__doc__)

@@ -4,6 +4,7 @@ use anyhow::{Context, Result};
 use ausweep_proto::job::Backbone;
 use ausweep_worker::train::{loss, optim::Adam, Model};
 use clap::Subcommand;
+use std::path::PathBuf;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
@@ -55,6 +56,22 @@ pub enum BenchCmd {
         /// Batch size.
         #[arg(long, default_value_t = 32)]
         batch: usize,
+    },
+    /// A whole sweep through ausweep next to the same sweep as a PyTorch pipeline (Dataset
+    /// decoding frames each epoch, DataLoader workers, frozen backbone re-run every stage-1 epoch).
+    Sweep {
+        /// The manifest (synthetic source); default the embedded demo.
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        /// Run only the first N folds.
+        #[arg(long)]
+        folds: Option<u32>,
+        /// DataLoader worker processes of the reference.
+        #[arg(long, default_value_t = 2)]
+        loader_workers: usize,
+        /// Skip the PyTorch reference.
+        #[arg(long)]
+        no_reference: bool,
     },
     /// `ausweep predict` faces/s (MTCNN + alignment + AU model) next to facenet-pytorch's MTCNN +
     /// the same MobileNet-v2 and head in PyTorch eager, on the same photos.
@@ -125,6 +142,12 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
             }
             Ok(())
         }
+        BenchCmd::Sweep {
+            manifest,
+            folds,
+            loader_workers,
+            no_reference,
+        } => crate::bench_sweep::run(manifest, folds, loader_workers, no_reference),
         BenchCmd::Loader {
             subjects,
             frames,

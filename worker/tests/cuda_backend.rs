@@ -145,6 +145,43 @@ fn cuda_kernels_run_on_the_gpu() {
     );
 }
 
+/// A real two-stage job on the GPU: frames gathered from the pack into pinned memory and copied
+/// non-blocking, augmentation on the device, stage 2 under autocast; finite losses and a result.
+#[test]
+#[ignore = "needs a CUDA GPU: on a GPU node run \
+            `AUSWEEP_REQUIRE_CUDA=1 cargo test -p ausweep-worker --test cuda_backend -- --include-ignored`"]
+fn a_two_stage_job_trains_on_the_gpu() {
+    use ausweep_worker::train::{self, weights, RunOptions};
+    assert!(
+        tch::Cuda::is_available(),
+        "libtorch sees no CUDA device: no GPU, no driver, or CUDA_VISIBLE_DEVICES hides it"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let job = |stage: u8, amp: bool| {
+        let text = format!(
+            "backbone: mobilenet_v2\nweights: none\nstage: {stage}\nfold: 1\nseed: 3\namp: {amp}\n\
+             data:\n  source: {{kind: synthetic, subjects: 27, frames: 12, seed: 5}}\n  input_size: 64\n  val_subjects: 2\n\
+             augment: {{flip: 0.5, crop: 0.1, jitter: 0.2, splice_upper_lower: 0.3}}\n\
+             train: {{epochs: 2, batch_size: 16, lr: 0.01, backbone_lr: 0.001}}\nloss: lsep\n"
+        );
+        ausweep_proto::job::JobSpec::from_yaml(&text, "gpu job").unwrap()
+    };
+    let opts = |out: &str| RunOptions {
+        out_dir: dir.path().join(out),
+        device: Device::Cuda(0),
+        weights_dir: weights::weights_dir(),
+        log_every: 0,
+        print_events: false,
+        data_cache: dir.path().join("data"),
+    };
+    let s1 = train::run(&job(1, false), &opts("s1")).expect("stage 1 on cuda:0");
+    assert!(s1.test.avg_f1.is_finite() && s1.epochs == 2, "{s1:?}");
+    let mut j2 = job(2, true);
+    j2.init_checkpoint = Some(dir.path().join("s1/final.safetensors"));
+    let s2 = train::run(&j2, &opts("s2")).expect("stage 2 with AMP on cuda:0");
+    assert!(s2.test.avg_f1.is_finite() && s2.epochs == 2, "{s2:?}");
+}
+
 #[test]
 fn device_flags_parse_and_fall_back_to_the_cpu_only_when_asked() {
     use ausweep_worker::train::parse_device;

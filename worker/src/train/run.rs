@@ -125,6 +125,29 @@ impl Model {
         v
     }
 
+    /// Sigmoid probabilities from pooled backbone features `[N,C]` (the head alone), in
+    /// inference mode, in chunks of `batch` as [`Model::predict`] does, as a flat `N × K` vector.
+    pub fn predict_features(&self, features: &Tensor, batch: usize) -> Vec<f32> {
+        let n = features.size()[0];
+        let mut out = Vec::new();
+        tch::no_grad(|| {
+            let mut at = 0;
+            while at < n {
+                let len = (batch.max(1) as i64).min(n - at);
+                let p = self
+                    .head
+                    .forward_t(&features.narrow(0, at, len), false)
+                    .sigmoid();
+                let v: Vec<f32> =
+                    Vec::try_from(p.to_kind(Kind::Float).to_device(Device::Cpu).flatten(0, -1))
+                        .unwrap_or_default();
+                out.extend(v);
+                at += len;
+            }
+        });
+        out
+    }
+
     /// Sigmoid probabilities for frames `idx`, in inference mode, as a flat `len × K` vector.
     pub fn predict(&self, bm: &BatchMaker, idx: &[usize], batch: usize) -> Vec<f32> {
         let mut out = Vec::with_capacity(idx.len());
@@ -359,6 +382,13 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<JobResult, TrainError> {
     let features = (cache && start_epoch <= spec.train.epochs)
         .then(|| pooled_features(&model, &bm, &train, spec.train.batch_size * 2, device));
 
+    // Stage 1's backbone is frozen: validation frames' features are computed once too.
+    let val_features = (cache && !val.is_empty())
+        .then(|| pooled_features(&model, &bm, &val, spec.train.batch_size * 2, device));
+    let predict_val = |model: &Model| match &val_features {
+        Some(f) => model.predict_features(f, spec.train.batch_size * 2),
+        None => model.predict(&bm, &val, spec.train.batch_size * 2),
+    };
     let pos_weight = loss::inverse_frequency_weights(&bm.labels(&train)).to_device(device);
     let bs = spec.train.batch_size;
     let mut trained_images = 0usize;
@@ -448,7 +478,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<JobResult, TrainError> {
         trained_images += seen;
         let secs = t0.elapsed().as_secs_f64();
         let val_scores = (!val.is_empty()).then(|| {
-            let p = model.predict(&bm, &val, bs * 2);
+            let p = predict_val(&model);
             metrics::score(&p, &val_labels, &spec.data.aus, &vec![0.5; k])
         });
         emit(Event::Epoch {
@@ -520,7 +550,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<JobResult, TrainError> {
     let (thresholds, val_scores) = if val.is_empty() {
         (vec![0.5; k], None)
     } else {
-        let p = model.predict(&bm, &val, bs * 2);
+        let p = predict_val(&model);
         let th = match spec.thresholds {
             ausweep_proto::job::ThresholdMode::Fixed => vec![0.5; k],
             ausweep_proto::job::ThresholdMode::Tuned => {
