@@ -41,8 +41,8 @@ fn sweep_id_is_canonical_and_changes_with_content() {
     let b = parse(&reordered, "b").unwrap();
     assert_eq!(a.sweep_id, b.sweep_id);
     assert_eq!(a.sweep_id.len(), 16);
-    assert!(text.contains("epochs: 4"));
-    let c = parse(&text.replace("epochs: 4", "epochs: 5"), "c").unwrap();
+    assert!(text.contains("epochs: 10"));
+    let c = parse(&text.replace("epochs: 10", "epochs: 11"), "c").unwrap();
     assert_ne!(a.sweep_id, c.sweep_id);
     assert_eq!(from_canonical(&a.canonical).unwrap(), a.manifest);
 }
