@@ -4,6 +4,11 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+/// The AUs DISFA's label files cover (`SNxxx_auN.txt`).
+pub const DISFA_LABELLED_AUS: [u32; 12] = [1, 2, 4, 5, 6, 9, 12, 15, 17, 20, 25, 26];
+/// The AUs the synthetic DISFA renders (the 8 of the standard protocol).
+pub const SYNTHETIC_AUS: [u32; 8] = [1, 2, 4, 6, 9, 12, 25, 26];
+
 /// A job spec that could not be read or is invalid; names the field (and line where known).
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -488,9 +493,23 @@ impl JobSpec {
             return bad("data.aus", "list at least one AU".into());
         }
         let mut seen = std::collections::HashSet::new();
-        for au in &self.data.aus {
+        let labelled: Option<(&str, &[u32])> = match &self.data.source {
+            DataSource::Synthetic { .. } => Some(("the synthetic DISFA", &SYNTHETIC_AUS)),
+            DataSource::Disfa { .. } => Some(("DISFA", &DISFA_LABELLED_AUS)),
+            DataSource::List { .. } => None,
+        };
+        for (i, au) in self.data.aus.iter().enumerate() {
             if !seen.insert(au) {
-                return bad("data.aus", format!("AU {au} is listed twice"));
+                return bad(
+                    &format!("data.aus[{i}]"),
+                    format!("AU {au} is listed twice"),
+                );
+            }
+            if let Some((name, known)) = labelled.filter(|(_, known)| !known.contains(au)) {
+                return bad(
+                    &format!("data.aus[{i}]"),
+                    format!("AU {au} is not labelled in {name}; it labels AUs {known:?}"),
+                );
             }
         }
         if self.data.presence_threshold == 0 || self.data.presence_threshold > 5 {

@@ -195,7 +195,8 @@ pub struct AuCounts {
     pub tp: u64,
     /// False positives.
     pub fp: u64,
-    /// False negatives.
+    /// False negatives (`fn` in JSON).
+    #[serde(rename = "fn")]
     pub fn_: u64,
     /// Precision.
     pub precision: f64,
