@@ -3,7 +3,7 @@
 
   reference.py parity NAME OUT_DIR        torchvision/timm model with a fixed seed: writes
                                           OUT_DIR/weights.safetensors and OUT_DIR/io.safetensors
-  reference.py train-bench NAME BATCH SIZE STEPS STAGE [DEVICE fp32|amp]
+  reference.py train-bench NAME BATCH SIZE STEPS STAGE [DEVICE fp32|amp [nchw|channels_last]]
                                           images/s of one training step in PyTorch eager (CPU),
                                           same model, head, loss (LSEP) and batch as ausweep
   reference.py sweep PLAN.json DATA_DIR OUT.json LOADER_WORKERS
@@ -208,13 +208,15 @@ def sweep(plan_file, data_dir, out_file, workers):
     json.dump({"jobs": results, "train_images": images}, open(out_file, "w"))
 
 
-def train_bench(name, batch, size, steps, stage, device="cpu", precision="fp32"):
+def train_bench(name, batch, size, steps, stage, device="cpu", precision="fp32", layout="nchw"):
     torch.manual_seed(0)
     dev = torch.device(device)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
     amp = precision == "amp" and dev.type == "cuda"
     m = build(name).to(dev)
+    if layout == "channels_last":
+        m = m.to(memory_format=torch.channels_last)
     feat = features(name, m)
     c = {"densenet121": 1024, "densenet201": 1920, "mobilenet_v1": 1024, "mobilenet_v2": 1280, "vgg19": 512}[name]
     head = Head(c, 8).to(dev)
@@ -228,6 +230,8 @@ def train_bench(name, batch, size, steps, stage, device="cpu", precision="fp32")
         params += list(m.parameters())
     opt = torch.optim.Adam(params, lr=1e-4)
     x = torch.randn(batch, 3, size, size, device=dev)
+    if layout == "channels_last":
+        x = x.to(memory_format=torch.channels_last)
     y = (torch.rand(batch, 8, device=dev) < 0.3).float()
 
     def step():
@@ -262,7 +266,7 @@ if __name__ == "__main__":
     cmd = sys.argv[1] if len(sys.argv) > 1 else ""
     if cmd == "parity" and len(sys.argv) == 4:
         parity(sys.argv[2], sys.argv[3])
-    elif cmd == "train-bench" and len(sys.argv) in (7, 9):
+    elif cmd == "train-bench" and len(sys.argv) in (7, 9, 10):
         train_bench(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]), *sys.argv[7:])
     elif cmd == "sweep" and len(sys.argv) == 6:
         sweep(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]))

@@ -294,6 +294,10 @@ fn train_step_rate(
 ) -> f64 {
     tch::manual_seed(0);
     let model = Model::new(kind, 8, device);
+    let cl = ausweep_worker::train::layout::enabled_for(device);
+    if cl {
+        ausweep_worker::train::layout::to_channels_last(&model.backbone_vs);
+    }
     let mut opt = Adam::new(0.0);
     for (n, t) in model.head_vs.variables() {
         opt.add(n, t, 1e-4);
@@ -310,6 +314,11 @@ fn train_step_rate(
     }
     let b = batch as i64;
     let x = Tensor::randn([b, 3, size, size], (Kind::Float, device));
+    let x = if cl {
+        ausweep_worker::train::layout::channels_last(&x)
+    } else {
+        x
+    };
     let y = Tensor::rand([b, 8], (Kind::Float, device))
         .lt(0.3)
         .to_kind(Kind::Float);
@@ -363,6 +372,12 @@ fn reference(
         &stage.to_string(),
         device,
         if amp { "amp" } else { "fp32" },
+        // Same memory format as ausweep's trainer on this device (like for like).
+        if device != "cpu" && ausweep_worker::train::layout::enabled_for(Device::Cuda(0)) {
+            "channels_last"
+        } else {
+            "nchw"
+        },
     ]);
     let v = reference_json(&mut cmd)?;
     v["images_per_sec"]

@@ -24,6 +24,7 @@ pub struct BatchMaker {
     device: Device,
     mean: Tensor,
     std: Tensor,
+    channels_last: bool,
 }
 
 /// Spliced frames in a batch, for tests and logs.
@@ -50,6 +51,7 @@ impl BatchMaker {
             std: Tensor::from_slice(&STD)
                 .view([1, 3, 1, 1])
                 .to_device(device),
+            channels_last: super::layout::enabled_for(device),
         }
     }
 
@@ -62,6 +64,7 @@ impl BatchMaker {
             device: self.device,
             mean: self.mean.shallow_clone(),
             std: self.std.shallow_clone(),
+            channels_last: self.channels_last,
         }
     }
 
@@ -147,7 +150,12 @@ impl BatchMaker {
     }
 
     fn normalise(&self, x: &Tensor) -> Tensor {
-        (x - &self.mean) / &self.std
+        let x = (x - &self.mean) / &self.std;
+        if self.channels_last {
+            super::layout::channels_last(&x)
+        } else {
+            x
+        }
     }
 
     /// Face splice in place on u8 frames: upper/lower takes upper-face AU labels from the frame

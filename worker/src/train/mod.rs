@@ -8,6 +8,7 @@ pub mod dataset;
 pub mod error;
 pub mod head;
 pub mod imagenet;
+pub mod layout;
 pub mod loss;
 pub mod metrics;
 pub mod optim;

@@ -286,6 +286,10 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<JobResult, TrainError> {
         (_, WeightsSource::None) => {}
     }
 
+    if super::layout::enabled_for(device) {
+        super::layout::to_channels_last(&model.backbone_vs);
+    }
+
     // What trains.
     let nb = model.backbone.num_blocks();
     let first_train_block = match (spec.stage, spec.train.unfreeze) {
