@@ -45,7 +45,8 @@ for net in pnet rnet onet; do
 done
 
 need=()
-for pkg in ffmpeg prometheus fonts-dejavu-core; do
+# slurmctld, slurmd, slurm-client and munge: tests/slurm.rs runs a real single-node Slurm.
+for pkg in ffmpeg prometheus fonts-dejavu-core slurmctld slurmd slurm-client munge; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

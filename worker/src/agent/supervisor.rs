@@ -62,11 +62,15 @@ pub fn spawn(
         Kind::Cuda => c.env("CUDA_VISIBLE_DEVICES", dev.index.to_string()),
         Kind::Cpu => c.env("CUDA_VISIBLE_DEVICES", ""),
     };
-    // SAFETY: prctl is async-signal-safe; it only asks the kernel to kill the child when the
-    // agent dies, so no trainer outlives a killed agent.
+    // SAFETY: prctl and signal are async-signal-safe. PDEATHSIG asks the kernel to kill the
+    // child when the agent dies, so no trainer outlives a killed agent. SIGTERM is ignored (the
+    // disposition survives exec): a batch system signals every process of a job step (Slurm's
+    // `scancel --signal=TERM`, its `--signal=TERM@T` before the time limit), and the trainer
+    // must keep going to its next checkpoint while the agent drains; the agent stops it itself.
     unsafe {
         c.pre_exec(|| {
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            libc::signal(libc::SIGTERM, libc::SIG_IGN);
             Ok(())
         });
     }

@@ -1,0 +1,315 @@
+//! Workers from a real Slurm: a throwaway single-node cluster (Debian's slurmctld/slurmd and
+//! munge, `scripts/slurm-cluster.sh`, private ports and socket) runs the shipped sbatch recipe,
+//! changed only through its documented variables and sbatch's command line, against a real
+//! coordinator. `scancel --signal=TERM` drains the agent at a checkpoint and the job resumes
+//! from it on another allocation; a hard kill (SIGKILL to the step) loses at most the epoch in
+//! flight; two allocations share the node; afterwards nothing is left in `squeue`.
+
+mod common;
+
+use ausweep_proto::v1;
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// Lease length of the test coordinator: a hard-killed worker's job comes back after this.
+const LEASE: u64 = 4000;
+
+fn sweep() -> String {
+    "name: slurm
+dataset:
+  source: {kind: synthetic, subjects: 27, frames: 24, seed: 5}
+  aus: [1, 2, 4, 6, 9, 12, 25, 26]
+  folds: !kfold {k: 3, seed: 0}
+  input_size: 40
+  val_subjects: 1
+run_folds: [1, 2]
+backbones: [mobilenet_v2]
+weights: none
+loss: lsep
+augment: {flip: 0.0}
+stages:
+  - freeze: backbone
+    optimizer: {lr: 3.0e-3}
+    epochs: 2
+  - freeze: none
+    optimizer: {lr: 1.0e-3, backbone_lr: 1.0e-3}
+    epochs: 8
+batch_size: 16
+seed: 0
+resources:
+  device: cpu
+retries: 0
+"
+    .to_string()
+}
+
+/// The cluster; stopped (daemons killed) on drop.
+struct Cluster {
+    dir: PathBuf,
+    conf: PathBuf,
+}
+
+impl Cluster {
+    fn start(dir: &Path) -> Cluster {
+        let out = Command::new("bash")
+            .arg(ausweep_testkit::repo().join("scripts/slurm-cluster.sh"))
+            .arg("start")
+            .arg(dir)
+            .arg("2")
+            .output()
+            .expect("running scripts/slurm-cluster.sh");
+        assert!(
+            out.status.success(),
+            "the Slurm cluster did not start (make setup installs Slurm and munge): {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Cluster {
+            dir: dir.to_path_buf(),
+            conf: dir.join("slurm.conf"),
+        }
+    }
+
+    fn cmd(&self, program: &str) -> Command {
+        let mut c = Command::new(program);
+        c.env("SLURM_CONF", &self.conf);
+        c
+    }
+
+    /// Runs a Slurm client command; its stdout, or a failure naming it.
+    fn run(&self, program: &str, args: &[&str]) -> String {
+        let o = self.cmd(program).args(args).output().expect(program);
+        assert!(
+            o.status.success(),
+            "{program} {args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+
+    /// Submits the shipped recipe as a CPU allocation; returns the Slurm job id.
+    fn sbatch(&self, url: &str, token: &Path, work: &Path, log: &Path) -> String {
+        let recipe = ausweep_testkit::repo().join("experiments/deploy/slurm-worker.sbatch");
+        let o = self
+            .cmd("sbatch")
+            .args(["--parsable", "--gres=none", "--cpus-per-task=1", "--mem=2G"])
+            .arg(format!("--output={}", log.display()))
+            .arg(&recipe)
+            .env("AUSWEEP_COORDINATOR", url)
+            .env("AUSWEEP_JOIN_TOKEN_FILE", token)
+            .env("AUSWEEP_BIN", bin())
+            .env("AUSWEEP_WORK_DIR", work)
+            .env("AUSWEEP_WORKER_ARGS", "--allow-cpu --max-jobs 1")
+            .env("OMP_NUM_THREADS", "1")
+            .output()
+            .expect("sbatch");
+        assert!(
+            o.status.success(),
+            "sbatch: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    }
+
+    /// Slurm job ids still queued or running.
+    fn queue(&self) -> Vec<String> {
+        self.run("squeue", &["-h", "-o", "%i"])
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = self.cmd("scancel").arg("--user=root").output();
+        let _ = Command::new("bash")
+            .arg(ausweep_testkit::repo().join("scripts/slurm-cluster.sh"))
+            .arg("stop")
+            .arg(&self.dir)
+            .output();
+    }
+}
+
+fn read(p: &Path) -> String {
+    std::fs::read_to_string(p).unwrap_or_default()
+}
+
+fn job(st: &v1::SweepStatus, stage: u32, fold: u32) -> &v1::JobStatus {
+    st.jobs
+        .iter()
+        .find(|j| j.stage == stage && j.fold == fold)
+        .expect("job of the sweep")
+}
+
+fn epoch(j: &v1::JobStatus) -> u32 {
+    j.progress.as_ref().map_or(0, |p| p.epoch)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn workers_from_slurm_drain_resume_and_survive_a_hard_kill() {
+    let _serial = SERIAL.lock().await;
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let cluster = Cluster::start(&r.join("slurm"));
+    let coord = start_coordinator(&r.join("coord"), LEASE);
+    let token = r.join("join-token");
+    std::fs::write(&token, JOIN).unwrap();
+    let url = coord.url();
+    let mut admin = coord.admin().await;
+    let id = submit(&mut admin, sweep()).await;
+    let logs_of = |n: u32| r.join(format!("alloc-{n}.log"));
+    let ctx = |what: &str| {
+        format!(
+            "{what}\nsqueue: {:?}\nallocation logs:\n{}\n{}",
+            cluster.queue(),
+            read(&logs_of(1)),
+            read(&logs_of(2))
+        )
+    };
+
+    // 1. One allocation: sbatch to the first lease.
+    let t = Instant::now();
+    let a1 = cluster.sbatch(&url, &token, &r.join("w1"), &logs_of(1));
+    wait_sweep(
+        &mut admin,
+        &id,
+        Duration::from_secs(60),
+        "a first lease",
+        &[],
+        |st| st.jobs.iter().any(|j| j.attempt >= 1),
+    )
+    .await;
+    let to_lease = t.elapsed();
+
+    // 2. scancel --signal=TERM while fold 1's stage 2 has checkpointed an epoch: the agent drains
+    //    at a checkpoint and exits, and the allocation ends.
+    let st = wait_sweep(
+        &mut admin,
+        &id,
+        Duration::from_secs(180),
+        "fold 1 stage 2 past its first epoch",
+        &[],
+        |st| {
+            let j = job(st, 2, 1);
+            j.state() == v1::JobState::Leased && epoch(j) >= 1 && epoch(j) < 6
+        },
+    )
+    .await;
+    let before = epoch(job(&st, 2, 1));
+    let t = Instant::now();
+    cluster.run("scancel", &["--signal=TERM", &a1]);
+    ausweep_testkit::wait::until_blocking(
+        "the TERMed allocation to end",
+        Duration::from_secs(120),
+        Duration::from_millis(200),
+        || {
+            let q = cluster.queue();
+            if q.contains(&a1) {
+                ausweep_testkit::wait::Seen::Not(ctx(&format!("queue {q:?}")))
+            } else {
+                ausweep_testkit::wait::Seen::Done(())
+            }
+        },
+    );
+    let term_to_exit = t.elapsed();
+    let log1 = read(&logs_of(1));
+    assert!(
+        log1.contains("drain"),
+        "the agent did not drain on TERM:\n{log1}"
+    );
+    let st = status(&mut admin, &id).await;
+    let j = job(&st, 2, 1);
+    assert_ne!(j.state(), v1::JobState::Failed, "{}", describe(&st));
+    assert!(
+        !j.newest_checkpoint_sha256.is_empty(),
+        "drained without a checkpoint: {}",
+        describe(&st)
+    );
+
+    // 3. Two allocations at once on the one node; the drained job resumes from its checkpoint.
+    let a2 = cluster.sbatch(&url, &token, &r.join("w2"), &logs_of(2));
+    let a3 = cluster.sbatch(&url, &token, &r.join("w3"), &logs_of(3));
+    ausweep_testkit::wait::until_blocking(
+        "two allocations running together",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || {
+            let running = cluster.run("squeue", &["-h", "-t", "R", "-o", "%i"]);
+            if running.contains(&a2) && running.contains(&a3) {
+                ausweep_testkit::wait::Seen::Done(())
+            } else {
+                ausweep_testkit::wait::Seen::Not(ctx(&format!("running: {running}")))
+            }
+        },
+    );
+
+    // 4. Hard kill: SIGKILL to the step running fold 2's stage 2 once it has an epoch; its lease
+    //    expires and the other allocation reruns it from the newest checkpoint.
+    let st = wait_sweep(
+        &mut admin,
+        &id,
+        Duration::from_secs(240),
+        "fold 2 stage 2 past its first epoch",
+        &[],
+        |st| {
+            let j = job(st, 2, 2);
+            j.state() == v1::JobState::Leased && epoch(j) >= 1 && epoch(j) < 7
+        },
+    )
+    .await;
+    let victim = job(&st, 2, 2).worker_id.clone();
+    let (killed, survivor_log) = if victim.ends_with(&format!("-{a2}")) {
+        (a2.clone(), logs_of(3))
+    } else {
+        (a3.clone(), logs_of(2))
+    };
+    let at_kill = epoch(job(&st, 2, 2));
+    cluster.run("scancel", &["--signal=KILL", "--full", &killed]);
+    cluster.run("scancel", &[&killed]);
+
+    let st = wait_done(&coord, &id, Duration::from_secs(300), &[]).await;
+    let s2f1 = job(&st, 2, 1);
+    let s2f2 = job(&st, 2, 2);
+    assert_eq!(s2f1.failures + s2f2.failures, 0, "{}", describe(&st));
+    let survivor = read(&survivor_log);
+    let resumed: Vec<u32> = format!("{}{}", read(&logs_of(2)), read(&logs_of(3)))
+        .lines()
+        .filter_map(|l| l.split("resumes from epoch ").nth(1))
+        .filter_map(|e| e.split_whitespace().next()?.parse().ok())
+        .collect();
+    assert!(
+        resumed.len() >= 2,
+        "both interrupted jobs should resume from a checkpoint, saw {resumed:?}:\n{survivor}"
+    );
+    let lost = at_kill.saturating_sub(*resumed.iter().max().unwrap_or(&0));
+    assert!(
+        lost <= 1,
+        "the hard kill at epoch {at_kill} lost {lost} epochs (resumed from {resumed:?})"
+    );
+
+    // 5. Drain what is left: every allocation ends, nothing stays queued.
+    for a in [&a2, &a3] {
+        let _ = cluster.cmd("scancel").args(["--signal=TERM", a]).output();
+    }
+    ausweep_testkit::wait::until_blocking(
+        "an empty squeue",
+        Duration::from_secs(120),
+        Duration::from_millis(200),
+        || {
+            let q = cluster.queue();
+            if q.is_empty() {
+                ausweep_testkit::wait::Seen::Done(())
+            } else {
+                ausweep_testkit::wait::Seen::Not(ctx(&format!("queue {q:?}")))
+            }
+        },
+    );
+    eprintln!(
+        "slurm: sbatch to first lease {:.1} s; scancel --signal=TERM to drained exit {:.1} s \
+         (TERM at epoch {before}); hard kill at epoch {at_kill}, resumed from {resumed:?}: {lost} epoch(s) lost",
+        to_lease.as_secs_f64(),
+        term_to_exit.as_secs_f64()
+    );
+}
