@@ -45,8 +45,9 @@ for net in pnet rnet onet; do
 done
 
 need=()
-# slurmctld, slurmd, slurm-client and munge: tests/slurm.rs runs a real single-node Slurm.
-for pkg in ffmpeg prometheus fonts-dejavu-core slurmctld slurmd slurm-client munge; do
+# slurmctld, slurmd, slurm-client and munge: tests/slurm.rs runs a real single-node Slurm;
+# systemd: tests/deploy_recipes.rs verifies the unit with systemd-analyze.
+for pkg in ffmpeg prometheus fonts-dejavu-core slurmctld slurmd slurm-client munge systemd; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
