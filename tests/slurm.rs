@@ -313,3 +313,108 @@ async fn workers_from_slurm_drain_resume_and_survive_a_hard_kill() {
         term_to_exit.as_secs_f64()
     );
 }
+
+/// `ausweep launch slurm` beside a coordinator with a sweep and no worker at all: it submits
+/// allocations (never more than its maximum), the sweep finishes, the idle workers exit and no
+/// allocation is left in `squeue`.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_launcher_brings_workers_for_waiting_jobs_and_they_leave_when_idle() {
+    let _serial = SERIAL.lock().await;
+    let root = tempfile::tempdir().unwrap();
+    let r = root.path();
+    let cluster = Cluster::start(&r.join("slurm"));
+    let coord = start_coordinator(&r.join("coord"), LEASE);
+    let token = r.join("join-token");
+    std::fs::write(&token, JOIN).unwrap();
+    let mut admin = coord.admin().await;
+    let quick = sweep()
+        .replace("epochs: 8", "epochs: 1")
+        .replace("run_folds: [1, 2]", "run_folds: [1, 2, 3]");
+    let id = submit(&mut admin, quick).await;
+    let recipe = ausweep_testkit::repo().join("experiments/deploy/slurm-worker.sbatch");
+    let log = r.join("launch.log");
+    let mut launcher = Command::new(bin())
+        .args([
+            "launch",
+            "slurm",
+            "--max-allocations",
+            "2",
+            "--idle-exit-s",
+            "3",
+        ])
+        .args([
+            "--poll-s",
+            "1",
+            "--job-name",
+            "ausweep-test-pool",
+            "--recipe",
+        ])
+        .arg(&recipe)
+        .arg(format!(
+            "--sbatch-arg=--output={}/alloc-%j.log",
+            r.display()
+        ))
+        .args([
+            "--sbatch-arg=--gres=none",
+            "--sbatch-arg=--cpus-per-task=1",
+            "--sbatch-arg=--mem=2G",
+        ])
+        .env("SLURM_CONF", &cluster.conf)
+        .env("AUSWEEP_COORDINATOR", coord.url())
+        .env("AUSWEEP_ADMIN_TOKEN", ADMIN)
+        .env("AUSWEEP_JOIN_TOKEN_FILE", &token)
+        .env("AUSWEEP_BIN", bin())
+        .env("AUSWEEP_WORKER_ARGS", "--allow-cpu --max-jobs 1")
+        .env("OMP_NUM_THREADS", "1")
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let t = Instant::now();
+    let st = wait_done(&coord, &id, Duration::from_secs(300), &[]).await;
+    let finished = t.elapsed();
+    assert!(all_succeeded(&st), "{}", describe(&st));
+    ausweep_testkit::wait::until_blocking(
+        "the idle workers to leave squeue empty",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || {
+            let q = cluster.queue();
+            if q.is_empty() {
+                ausweep_testkit::wait::Seen::Done(())
+            } else {
+                ausweep_testkit::wait::Seen::Not(format!("queue {q:?}\n{}", read(&log)))
+            }
+        },
+    );
+    let _ = Command::new("kill")
+        .args(["-TERM", &launcher.id().to_string()])
+        .status();
+    let _ = launcher.wait();
+    let text = read(&log);
+    let submitted = text.matches("submitted allocation").count();
+    assert!(
+        (1..=6).contains(&submitted),
+        "the launcher submitted {submitted} allocations:\n{text}"
+    );
+    let most_at_once = text
+        .lines()
+        .filter_map(|l| {
+            l.split(", ")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse::<usize>()
+                .ok()
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(
+        most_at_once <= 2,
+        "more than 2 allocations at once:\n{text}"
+    );
+    eprintln!(
+        "slurm launch: {} jobs done {:.1} s after the launcher started, {submitted} allocation(s) submitted",
+        st.jobs.len(),
+        finished.as_secs_f64()
+    );
+}

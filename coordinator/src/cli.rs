@@ -103,6 +103,16 @@ pub enum Command {
     Report(crate::report::cmd::ReportArgs),
     /// Score any prediction CSV against labels with the paper's F1 protocol.
     Score(crate::report::cmd::ScoreArgs),
+    /// Start workers on demand from a batch system while runnable jobs wait.
+    #[command(subcommand)]
+    Launch(Launch),
+}
+
+/// Batch systems `ausweep launch` submits workers to.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Launch {
+    /// Submit worker allocations with sbatch while runnable jobs wait; workers exit when idle.
+    Slurm(crate::launch::SlurmArgs),
 }
 
 /// How admin commands reach the coordinator.
@@ -263,7 +273,7 @@ pub fn config(a: &ServeArgs) -> Result<Config> {
     })
 }
 
-async fn admin(c: &Conn) -> Result<client::Admin> {
+pub(crate) async fn admin(c: &Conn) -> Result<client::Admin> {
     let tls = c.ca.as_ref().map(|ca| ClientTls {
         ca: Some(ca.clone()),
         ..Default::default()
@@ -501,6 +511,7 @@ pub async fn run(cmd: Command) -> Result<()> {
         }
         Command::Report(a) => print!("{}", crate::report::cmd::run_report(&a).await?),
         Command::Score(a) => print!("{}", crate::report::cmd::run_score(&a)?),
+        Command::Launch(Launch::Slurm(a)) => crate::launch::run(a).await?,
         Command::Workers { conn, output } => {
             let r = admin(&conn)
                 .await?

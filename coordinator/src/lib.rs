@@ -3,6 +3,7 @@
 pub mod auth;
 pub mod cli;
 pub mod gc;
+pub mod launch;
 pub mod manifest;
 pub mod metrics;
 pub mod plan;

@@ -64,6 +64,10 @@ pub struct WorkerArgs {
     /// Longest wait, seconds, for running jobs to reach their next checkpoint on SIGTERM.
     #[arg(long, default_value_t = 120)]
     pub drain_timeout_s: u64,
+    /// Exit (0) after this many seconds without a job (`ausweep launch` sets it for the workers
+    /// it starts); never when absent.
+    #[arg(long, env = "AUSWEEP_IDLE_EXIT_S")]
+    pub idle_exit_s: Option<u64>,
     /// Lease nothing while the work directory's disk has less free space than this, MiB.
     #[arg(long, default_value_t = 1024, env = "AUSWEEP_MIN_FREE_DISK_MIB")]
     pub min_free_disk_mib: u64,
@@ -249,6 +253,7 @@ async fn agent(args: WorkerArgs) -> Result<(), AgentError> {
     let mut tasks: JoinSet<String> = JoinSet::new();
     let mut draining = false;
     let mut last_reason = String::new();
+    let mut idle_since = std::time::Instant::now();
     loop {
         tokio::select! {
             _ = sigterm.recv(), if !draining => {
@@ -347,6 +352,14 @@ async fn agent(args: WorkerArgs) -> Result<(), AgentError> {
                         id
                     });
                 }
+            }
+        }
+        if !running.is_empty() || !tasks.is_empty() {
+            idle_since = std::time::Instant::now();
+        } else if let Some(limit) = args.idle_exit_s.filter(|_| !draining) {
+            if idle_since.elapsed() >= Duration::from_secs(limit) {
+                eprintln!("ausweep worker: no job for {limit} s (--idle-exit-s); exiting");
+                draining = true;
             }
         }
         if draining && running.is_empty() && tasks.is_empty() {
