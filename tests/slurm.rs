@@ -112,6 +112,33 @@ impl Cluster {
         String::from_utf8_lossy(&o.stdout).trim().to_string()
     }
 
+    /// Waits (up to `secs`) until `squeue -o %i` with `args` satisfies `done`; fails with what
+    /// it last saw and `ctx`.
+    fn wait_queue(
+        &self,
+        what: &str,
+        secs: u64,
+        args: &[&str],
+        done: impl Fn(&[String]) -> bool,
+        ctx: impl Fn() -> String,
+    ) {
+        ausweep_testkit::wait::until_blocking(
+            what,
+            Duration::from_secs(secs),
+            Duration::from_millis(200),
+            || {
+                let mut a = vec!["-h", "-o", "%i"];
+                a.extend_from_slice(args);
+                let q: Vec<String> = self.run("squeue", &a).lines().map(str::to_string).collect();
+                if done(&q) {
+                    ausweep_testkit::wait::Seen::Done(())
+                } else {
+                    ausweep_testkit::wait::Seen::Not(format!("squeue {q:?}\n{}", ctx()))
+                }
+            },
+        );
+    }
+
     /// Slurm job ids still queued or running.
     fn queue(&self) -> Vec<String> {
         self.run("squeue", &["-h", "-o", "%i"])
@@ -200,18 +227,12 @@ async fn workers_from_slurm_drain_resume_and_survive_a_hard_kill() {
     let before = epoch(job(&st, 2, 1));
     let t = Instant::now();
     cluster.run("scancel", &["--signal=TERM", &a1]);
-    ausweep_testkit::wait::until_blocking(
+    cluster.wait_queue(
         "the TERMed allocation to end",
-        Duration::from_secs(120),
-        Duration::from_millis(200),
-        || {
-            let q = cluster.queue();
-            if q.contains(&a1) {
-                ausweep_testkit::wait::Seen::Not(ctx(&format!("queue {q:?}")))
-            } else {
-                ausweep_testkit::wait::Seen::Done(())
-            }
-        },
+        120,
+        &[],
+        |q| !q.contains(&a1),
+        || ctx(""),
     );
     let term_to_exit = t.elapsed();
     let log1 = read(&logs_of(1));
@@ -231,18 +252,12 @@ async fn workers_from_slurm_drain_resume_and_survive_a_hard_kill() {
     // 3. Two allocations at once on the one node; the drained job resumes from its checkpoint.
     let a2 = cluster.sbatch(&url, &token, &r.join("w2"), &logs_of(2));
     let a3 = cluster.sbatch(&url, &token, &r.join("w3"), &logs_of(3));
-    ausweep_testkit::wait::until_blocking(
+    cluster.wait_queue(
         "two allocations running together",
-        Duration::from_secs(60),
-        Duration::from_millis(200),
-        || {
-            let running = cluster.run("squeue", &["-h", "-t", "R", "-o", "%i"]);
-            if running.contains(&a2) && running.contains(&a3) {
-                ausweep_testkit::wait::Seen::Done(())
-            } else {
-                ausweep_testkit::wait::Seen::Not(ctx(&format!("running: {running}")))
-            }
-        },
+        60,
+        &["-t", "R"],
+        |q| q.contains(&a2) && q.contains(&a3),
+        || ctx(""),
     );
 
     // 4. Hard kill: SIGKILL to the step running fold 2's stage 2 once it has an epoch; its lease
@@ -293,19 +308,7 @@ async fn workers_from_slurm_drain_resume_and_survive_a_hard_kill() {
     for a in [&a2, &a3] {
         let _ = cluster.cmd("scancel").args(["--signal=TERM", a]).output();
     }
-    ausweep_testkit::wait::until_blocking(
-        "an empty squeue",
-        Duration::from_secs(120),
-        Duration::from_millis(200),
-        || {
-            let q = cluster.queue();
-            if q.is_empty() {
-                ausweep_testkit::wait::Seen::Done(())
-            } else {
-                ausweep_testkit::wait::Seen::Not(ctx(&format!("queue {q:?}")))
-            }
-        },
-    );
+    cluster.wait_queue("an empty squeue", 120, &[], |q| q.is_empty(), || ctx(""));
     eprintln!(
         "slurm: sbatch to first lease {:.1} s; scancel --signal=TERM to drained exit {:.1} s \
          (TERM at epoch {before}); hard kill at epoch {at_kill}, resumed from {resumed:?}: {lost} epoch(s) lost",
@@ -373,18 +376,12 @@ async fn the_launcher_brings_workers_for_waiting_jobs_and_they_leave_when_idle()
     let st = wait_done(&coord, &id, Duration::from_secs(300), &[]).await;
     let finished = t.elapsed();
     assert!(all_succeeded(&st), "{}", describe(&st));
-    ausweep_testkit::wait::until_blocking(
+    cluster.wait_queue(
         "the idle workers to leave squeue empty",
-        Duration::from_secs(60),
-        Duration::from_millis(200),
-        || {
-            let q = cluster.queue();
-            if q.is_empty() {
-                ausweep_testkit::wait::Seen::Done(())
-            } else {
-                ausweep_testkit::wait::Seen::Not(format!("queue {q:?}\n{}", read(&log)))
-            }
-        },
+        60,
+        &[],
+        |q| q.is_empty(),
+        || read(&log),
     );
     let _ = Command::new("kill")
         .args(["-TERM", &launcher.id().to_string()])

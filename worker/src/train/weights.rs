@@ -5,26 +5,25 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use tch::{nn, Tensor};
 
-/// The directory holding converted ImageNet weights: `$AUSWEEP_WEIGHTS`, else `~/.cache/ausweep/weights`.
-pub fn weights_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("AUSWEEP_WEIGHTS") {
+/// `$var` when set, else `~/.cache/ausweep/<sub>`.
+fn cache_dir(var: &str, sub: &str) -> PathBuf {
+    if let Some(d) = std::env::var_os(var) {
         return PathBuf::from(d);
     }
     let home = std::env::var_os("HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("."));
-    home.join(".cache/ausweep/weights")
+    home.join(".cache/ausweep").join(sub)
+}
+
+/// The directory holding converted ImageNet weights: `$AUSWEEP_WEIGHTS`, else `~/.cache/ausweep/weights`.
+pub fn weights_dir() -> PathBuf {
+    cache_dir("AUSWEEP_WEIGHTS", "weights")
 }
 
 /// Default folder of data packs: `$AUSWEEP_DATA_CACHE`, else `~/.cache/ausweep/data`.
 pub fn data_cache_dir() -> PathBuf {
-    if let Some(d) = std::env::var_os("AUSWEEP_DATA_CACHE") {
-        return PathBuf::from(d);
-    }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."));
-    home.join(".cache/ausweep/data")
+    cache_dir("AUSWEEP_DATA_CACHE", "data")
 }
 
 /// The ImageNet weights file of `backbone` in `dir`, or an error listing what is there.
