@@ -13,6 +13,14 @@ D=$(mkdir -p "${2:?usage: $0 start|stop DIR [CPUS]}" && realpath "$2")
 CPUS=${3:-$(nproc)}
 
 stop() {
+  # End every job first (with slurmd gone, their step daemons would be orphaned).
+  if [ -f "$D/slurmctld.pid" ]; then
+    SLURM_CONF=$D/slurm.conf scancel --user="$(id -un)" 2>/dev/null || true
+    for _ in $(seq 1 100); do
+      [ -z "$(SLURM_CONF=$D/slurm.conf squeue -h -o %i 2>/dev/null)" ] && break
+      sleep 0.1
+    done
+  fi
   for p in slurmd slurmctld munged; do
     [ -f "$D/$p.pid" ] && kill -TERM "$(cat "$D/$p.pid")" 2>/dev/null || true
   done

@@ -159,6 +159,16 @@ impl Drop for Cluster {
     }
 }
 
+/// A child process killed when the test ends, passed or failed.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn read(p: &Path) -> String {
     std::fs::read_to_string(p).unwrap_or_default()
 }
@@ -336,42 +346,44 @@ async fn the_launcher_brings_workers_for_waiting_jobs_and_they_leave_when_idle()
     let id = submit(&mut admin, quick).await;
     let recipe = ausweep_testkit::repo().join("experiments/deploy/slurm-worker.sbatch");
     let log = r.join("launch.log");
-    let mut launcher = Command::new(bin())
-        .args([
-            "launch",
-            "slurm",
-            "--max-allocations",
-            "2",
-            "--idle-exit-s",
-            "3",
-        ])
-        .args([
-            "--poll-s",
-            "1",
-            "--job-name",
-            "ausweep-test-pool",
-            "--recipe",
-        ])
-        .arg(&recipe)
-        .arg(format!(
-            "--sbatch-arg=--output={}/alloc-%j.log",
-            r.display()
-        ))
-        .args([
-            "--sbatch-arg=--gres=none",
-            "--sbatch-arg=--cpus-per-task=1",
-            "--sbatch-arg=--mem=2G",
-        ])
-        .env("SLURM_CONF", &cluster.conf)
-        .env("AUSWEEP_COORDINATOR", coord.url())
-        .env("AUSWEEP_ADMIN_TOKEN", ADMIN)
-        .env("AUSWEEP_JOIN_TOKEN_FILE", &token)
-        .env("AUSWEEP_BIN", bin())
-        .env("AUSWEEP_WORKER_ARGS", "--allow-cpu --max-jobs 1")
-        .env("OMP_NUM_THREADS", "1")
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+    let mut launcher = KillOnDrop(
+        Command::new(bin())
+            .args([
+                "launch",
+                "slurm",
+                "--max-allocations",
+                "2",
+                "--idle-exit-s",
+                "3",
+            ])
+            .args([
+                "--poll-s",
+                "1",
+                "--job-name",
+                "ausweep-test-pool",
+                "--recipe",
+            ])
+            .arg(&recipe)
+            .arg(format!(
+                "--sbatch-arg=--output={}/alloc-%j.log",
+                r.display()
+            ))
+            .args([
+                "--sbatch-arg=--gres=none",
+                "--sbatch-arg=--cpus-per-task=1",
+                "--sbatch-arg=--mem=2G",
+            ])
+            .env("SLURM_CONF", &cluster.conf)
+            .env("AUSWEEP_COORDINATOR", coord.url())
+            .env("AUSWEEP_ADMIN_TOKEN", ADMIN)
+            .env("AUSWEEP_JOIN_TOKEN_FILE", &token)
+            .env("AUSWEEP_BIN", bin())
+            .env("AUSWEEP_WORKER_ARGS", "--allow-cpu --max-jobs 1")
+            .env("OMP_NUM_THREADS", "1")
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap(),
+    );
     let t = Instant::now();
     let st = wait_done(&coord, &id, Duration::from_secs(300), &[]).await;
     let finished = t.elapsed();
@@ -384,9 +396,9 @@ async fn the_launcher_brings_workers_for_waiting_jobs_and_they_leave_when_idle()
         || read(&log),
     );
     let _ = Command::new("kill")
-        .args(["-TERM", &launcher.id().to_string()])
+        .args(["-TERM", &launcher.0.id().to_string()])
         .status();
-    let _ = launcher.wait();
+    let _ = launcher.0.wait();
     let text = read(&log);
     let submitted = text.matches("submitted allocation").count();
     assert!(
