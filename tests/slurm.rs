@@ -184,6 +184,22 @@ fn epoch(j: &v1::JobStatus) -> u32 {
     j.progress.as_ref().map_or(0, |p| p.epoch)
 }
 
+/// Waits (up to `secs`) until `fold`'s stage 2 runs with at least one epoch done, before `below`.
+async fn stage2_running(
+    admin: &mut ausweep_coordinator::client::Admin,
+    id: &str,
+    fold: u32,
+    below: u32,
+    secs: u64,
+) -> v1::SweepStatus {
+    let what = format!("fold {fold} stage 2 past its first epoch");
+    wait_sweep(admin, id, Duration::from_secs(secs), &what, &[], |st| {
+        let j = job(st, 2, fold);
+        j.state() == v1::JobState::Leased && epoch(j) >= 1 && epoch(j) < below
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn workers_from_slurm_drain_resume_and_survive_a_hard_kill() {
     let _serial = SERIAL.lock().await;
@@ -222,18 +238,7 @@ async fn workers_from_slurm_drain_resume_and_survive_a_hard_kill() {
 
     // 2. scancel --signal=TERM while fold 1's stage 2 has checkpointed an epoch: the agent drains
     //    at a checkpoint and exits, and the allocation ends.
-    let st = wait_sweep(
-        &mut admin,
-        &id,
-        Duration::from_secs(180),
-        "fold 1 stage 2 past its first epoch",
-        &[],
-        |st| {
-            let j = job(st, 2, 1);
-            j.state() == v1::JobState::Leased && epoch(j) >= 1 && epoch(j) < 6
-        },
-    )
-    .await;
+    let st = stage2_running(&mut admin, &id, 1, 6, 180).await;
     let before = epoch(job(&st, 2, 1));
     let t = Instant::now();
     cluster.run("scancel", &["--signal=TERM", &a1]);
@@ -272,18 +277,7 @@ async fn workers_from_slurm_drain_resume_and_survive_a_hard_kill() {
 
     // 4. Hard kill: SIGKILL to the step running fold 2's stage 2 once it has an epoch; its lease
     //    expires and the other allocation reruns it from the newest checkpoint.
-    let st = wait_sweep(
-        &mut admin,
-        &id,
-        Duration::from_secs(240),
-        "fold 2 stage 2 past its first epoch",
-        &[],
-        |st| {
-            let j = job(st, 2, 2);
-            j.state() == v1::JobState::Leased && epoch(j) >= 1 && epoch(j) < 7
-        },
-    )
-    .await;
+    let st = stage2_running(&mut admin, &id, 2, 7, 240).await;
     let victim = job(&st, 2, 2).worker_id.clone();
     let (killed, survivor_log) = if victim.ends_with(&format!("-{a2}")) {
         (a2.clone(), logs_of(3))

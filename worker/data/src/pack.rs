@@ -210,16 +210,22 @@ pub fn write(path: &Path, samples: &Samples, source_hash: &str) -> Result<()> {
         .validate()
         .map_err(|m| bad(path, format!("refusing to pack invalid samples: {m}")))?;
     let mut w = PackWriter::create(path, samples.size, &samples.aus)?;
+    push_all(&mut w, samples)?;
+    w.finish(source_hash)
+}
+
+/// Pushes every frame of in-memory `samples` to `sink`, in order.
+fn push_all(sink: &mut dyn FrameSink, samples: &Samples) -> Result<()> {
     let (k, fb) = (samples.aus.len(), samples.frame_bytes());
     for i in 0..samples.len() {
-        w.push(
+        sink.push(
             &samples.subject_names[samples.subjects[i] as usize],
             samples.frames[i],
             &samples.intensities[i * k..(i + 1) * k],
             &samples.pixels[i * fb..(i + 1) * fb],
         )?;
     }
-    w.finish(source_hash)
+    Ok(())
 }
 
 fn read_u32s(bytes: &[u8]) -> Vec<u32> {
@@ -518,18 +524,7 @@ mod tests {
     }
 
     fn copy_in(s: &Samples) -> impl FnOnce(&mut PackWriter) -> Result<()> + '_ {
-        move |w| {
-            let (k, fb) = (s.aus.len(), s.frame_bytes());
-            for i in 0..s.len() {
-                w.push(
-                    &s.subject_names[s.subjects[i] as usize],
-                    s.frames[i],
-                    &s.intensities[i * k..(i + 1) * k],
-                    &s.pixels[i * fb..(i + 1) * fb],
-                )?;
-            }
-            Ok(())
-        }
+        move |w| push_all(w, s)
     }
 
     #[test]
