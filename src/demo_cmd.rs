@@ -310,19 +310,12 @@ async fn demo(a: DemoArgs) -> Result<()> {
 
 /// Fails early, with the fix, when a backbone needs ImageNet weights that are not converted.
 fn check_weights(m: &ausweep_coordinator::manifest::Manifest) -> Result<()> {
-    use ausweep_proto::job::WeightsSource;
     let dir = ausweep_worker::train::weights::weights_dir();
-    for b in &m.backbones {
-        let w = m.backbone_weights.get(b).unwrap_or(&m.weights);
-        if *w == WeightsSource::Imagenet {
-            let f = dir.join(format!("{b}.safetensors"));
-            if !f.exists() {
-                bail!(
-                    "{b} starts from ImageNet weights, but {} is missing (run `make setup`)",
-                    f.display()
-                );
-            }
-        }
+    if let Some((b, f)) = m.missing_weights(&dir).first() {
+        bail!(
+            "{b} starts from weights {} that are missing (run `make setup`)",
+            f.display()
+        );
     }
     Ok(())
 }

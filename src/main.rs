@@ -129,6 +129,9 @@ enum WeightsCmd {
 }
 
 fn main() {
+    // Before torch runs: a release binary gains CUDA when a CUDA torch is on the library path.
+    #[cfg(feature = "train")]
+    let _ = ausweep_worker::train::load_cuda_backend();
     let cli = Cli::parse();
     let r: Result<()> = match cli.cmd {
         #[cfg(feature = "train")]
@@ -199,12 +202,22 @@ fn weights(cmd: WeightsCmd) -> Result<()> {
     }
 }
 
-/// scikit-image ships a photo of a cat; the set-up installs it in the venv.
+/// A photo of a cat: the release tarball ships it; otherwise scikit-image's, in the venv.
 #[cfg(feature = "train")]
 fn default_image() -> Result<PathBuf> {
-    let out = std::process::Command::new(python())
+    if let Some(p) = ausweep_worker::train::weights::bundled("chelsea.png") {
+        return Ok(p);
+    }
+    let py = python();
+    let out = std::process::Command::new(&py)
         .args(["-c", "import skimage, os; print(os.path.join(os.path.dirname(skimage.__file__), 'data', 'chelsea.png'))"])
-        .output()?;
+        .output()
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "no image given, no photo beside the binary, and no Python at {}: {e} (pass --image)",
+                py.display()
+            )
+        })?;
     anyhow::ensure!(
         out.status.success(),
         "no image given and scikit-image is not in the venv (run `make setup`)"

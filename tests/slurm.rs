@@ -321,9 +321,9 @@ async fn workers_from_slurm_drain_resume_and_survive_a_hard_kill() {
     );
 }
 
-/// `ausweep launch slurm` beside a coordinator with a sweep and no worker at all: it submits
-/// allocations (never more than its maximum), the sweep finishes, the idle workers exit and no
-/// allocation is left in `squeue`.
+/// `ausweep launch slurm` beside a coordinator with no worker at all. A sweep whose weights are
+/// missing gets no allocation and the launcher says why; a good sweep gets allocations (never
+/// more than the maximum), finishes, the idle workers exit and no allocation is left in `squeue`.
 #[tokio::test(flavor = "multi_thread")]
 async fn the_launcher_brings_workers_for_waiting_jobs_and_they_leave_when_idle() {
     let _serial = SERIAL.lock().await;
@@ -334,10 +334,12 @@ async fn the_launcher_brings_workers_for_waiting_jobs_and_they_leave_when_idle()
     let token = r.join("join-token");
     std::fs::write(&token, JOIN).unwrap();
     let mut admin = coord.admin().await;
-    let quick = sweep()
-        .replace("epochs: 8", "epochs: 1")
-        .replace("run_folds: [1, 2]", "run_folds: [1, 2, 3]");
-    let id = submit(&mut admin, quick).await;
+    let absent = r.join("absent.safetensors");
+    let unrunnable = sweep().replace(
+        "weights: none",
+        &format!("weights: !file {}", absent.display()),
+    );
+    let bad = submit(&mut admin, unrunnable).await;
     let recipe = ausweep_testkit::repo().join("experiments/deploy/slurm-worker.sbatch");
     let log = r.join("launch.log");
     let mut launcher = KillOnDrop(
@@ -355,8 +357,10 @@ async fn the_launcher_brings_workers_for_waiting_jobs_and_they_leave_when_idle()
                 "1",
                 "--job-name",
                 "ausweep-test-pool",
-                "--recipe",
+                "--weights",
             ])
+            .arg(r)
+            .arg("--recipe")
             .arg(&recipe)
             .arg(format!(
                 "--sbatch-arg=--output={}/alloc-%j.log",
@@ -378,6 +382,33 @@ async fn the_launcher_brings_workers_for_waiting_jobs_and_they_leave_when_idle()
             .spawn()
             .unwrap(),
     );
+    let why = format!("not submitting for 2 missing weights {}", absent.display());
+    ausweep_testkit::wait::until_blocking(
+        "the launcher to refuse the sweep without weights",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || {
+            let text = read(&log);
+            if text.contains(&why) {
+                ausweep_testkit::wait::Seen::Done(())
+            } else {
+                ausweep_testkit::wait::Seen::Not(text)
+            }
+        },
+    );
+    let text = read(&log);
+    assert!(
+        !text.contains("submitted allocation") && cluster.queue().is_empty(),
+        "an allocation for a sweep that cannot run:\n{text}"
+    );
+    admin
+        .cancel(ausweep_proto::v1::CancelRequest { sweep_id: bad })
+        .await
+        .unwrap();
+    let quick = sweep()
+        .replace("epochs: 8", "epochs: 1")
+        .replace("run_folds: [1, 2]", "run_folds: [1, 2, 3]");
+    let id = submit(&mut admin, quick).await;
     let t = Instant::now();
     let st = wait_done(&coord, &id, Duration::from_secs(300), &[]).await;
     let finished = t.elapsed();
@@ -402,9 +433,9 @@ async fn the_launcher_brings_workers_for_waiting_jobs_and_they_leave_when_idle()
     let most_at_once = text
         .lines()
         .filter_map(|l| {
-            l.split(", ")
-                .nth(1)?
-                .split(' ')
+            l.split(" allocation(s) (max")
+                .next()?
+                .rsplit(' ')
                 .next()?
                 .parse::<usize>()
                 .ok()
@@ -416,7 +447,7 @@ async fn the_launcher_brings_workers_for_waiting_jobs_and_they_leave_when_idle()
         "more than 2 allocations at once:\n{text}"
     );
     eprintln!(
-        "slurm launch: {} jobs done {:.1} s after the launcher started, {submitted} allocation(s) submitted",
+        "slurm launch: {} jobs done {:.1} s after they were submitted to the running launcher, {submitted} allocation(s) submitted",
         st.jobs.len(),
         finished.as_secs_f64()
     );

@@ -6,7 +6,8 @@
 use crate::cli::Conn;
 use anyhow::{bail, Context, Result};
 use ausweep_proto::v1;
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -34,15 +35,66 @@ pub struct SlurmArgs {
     /// Slurm job name of the allocations; only allocations of this name are counted.
     #[arg(long, default_value = "ausweep-worker")]
     pub job_name: String,
+    /// The weights directory the workers use (shared with this host): stage-1 jobs whose
+    /// starting weights are missing there get no allocation. Unchecked when absent.
+    #[arg(long, env = "AUSWEEP_WEIGHTS")]
+    pub weights: Option<PathBuf>,
 }
 
-/// Pending jobs that could run now (not waiting on a dependency), over every live sweep.
-async fn runnable(admin: &mut crate::client::Admin) -> Result<usize> {
+/// What the launcher saw: jobs a new worker could run now, and why the other pending ones
+/// would not run on one (reason → jobs).
+#[derive(Debug, Default, PartialEq)]
+pub struct Demand {
+    /// Pending jobs a new allocation could run.
+    pub runnable: usize,
+    /// Pending jobs no allocation would help, by reason.
+    pub blocked: BTreeMap<String, usize>,
+}
+
+impl Demand {
+    /// One line for the log: runnable count and why the others do not count.
+    pub fn describe(&self) -> String {
+        let mut s = format!("{} runnable job(s)", self.runnable);
+        if !self.blocked.is_empty() {
+            let why: Vec<String> = self
+                .blocked
+                .iter()
+                .map(|(r, n)| format!("{n} {r}"))
+                .collect();
+            s.push_str(&format!("; not submitting for {}", why.join(", ")));
+        }
+        s
+    }
+}
+
+/// Why a pending job would not run on a new allocation (None: it would). `missing` maps a
+/// backbone to the starting weights it lacks.
+pub fn blocker(j: &v1::JobStatus, missing: &BTreeMap<String, PathBuf>) -> Option<String> {
+    let r = &j.pending_reason;
+    if r.starts_with("waiting on dependency") {
+        return Some("waiting on a dependency".into());
+    }
+    if r.starts_with("dependency") {
+        return Some("whose dependency failed or was cancelled (resubmit-failed)".into());
+    }
+    if r.starts_with("sweep cancelled") {
+        return Some("of a cancelled sweep".into());
+    }
+    if j.stage == 1 {
+        if let Some(f) = missing.get(&j.backbone) {
+            return Some(format!("missing weights {}", f.display()));
+        }
+    }
+    None
+}
+
+/// Pending jobs over every live sweep, sorted into those an allocation would run and the rest.
+async fn demand(admin: &mut crate::client::Admin, weights: Option<&Path>) -> Result<Demand> {
     let sweeps = admin
         .list_sweeps(v1::ListSweepsRequest {})
         .await?
         .into_inner();
-    let mut n = 0;
+    let mut d = Demand::default();
     for s in sweeps
         .sweeps
         .iter()
@@ -54,16 +106,27 @@ async fn runnable(admin: &mut crate::client::Admin) -> Result<usize> {
             })
             .await?
             .into_inner();
-        n += st
+        let missing: BTreeMap<String, PathBuf> = match weights {
+            Some(dir) => crate::manifest::from_canonical(&st.manifest_json)
+                .with_context(|| format!("sweep {}: its manifest", s.sweep_id))?
+                .missing_weights(dir)
+                .into_iter()
+                .map(|(b, f)| (b.to_string(), f))
+                .collect(),
+            None => BTreeMap::new(),
+        };
+        for j in st
             .jobs
             .iter()
-            .filter(|j| {
-                j.state() == v1::JobState::Pending
-                    && !j.pending_reason.starts_with("waiting on dependency")
-            })
-            .count();
+            .filter(|j| j.state() == v1::JobState::Pending)
+        {
+            match blocker(j, &missing) {
+                None => d.runnable += 1,
+                Some(why) => *d.blocked.entry(why).or_default() += 1,
+            }
+        }
     }
-    Ok(n)
+    Ok(d)
 }
 
 /// Slurm job ids of our allocations, queued or running.
@@ -118,8 +181,11 @@ pub async fn run(a: SlurmArgs) -> Result<()> {
             _ = term.recv() => break,
             _ = tokio::signal::ctrl_c() => break,
         }
-        let (jobs, allocs) = match (runnable(&mut admin).await, allocations(&a.job_name)) {
-            (Ok(j), Ok(al)) => (j, al),
+        let (demand, allocs) = match (
+            demand(&mut admin, a.weights.as_deref()).await,
+            allocations(&a.job_name),
+        ) {
+            (Ok(d), Ok(al)) => (d, al),
             (Err(e), _) | (_, Err(e)) => {
                 let why = format!("launch: not deciding this round: {e:#}");
                 if why != last {
@@ -129,9 +195,10 @@ pub async fn run(a: SlurmArgs) -> Result<()> {
                 continue;
             }
         };
-        let add = to_submit(jobs, allocs.len(), a.max_allocations);
+        let add = to_submit(demand.runnable, allocs.len(), a.max_allocations);
         let state = format!(
-            "launch: {jobs} runnable job(s), {} allocation(s) (max {})",
+            "launch: {}, {} allocation(s) (max {})",
+            demand.describe(),
             allocs.len(),
             a.max_allocations
         );
@@ -159,7 +226,65 @@ pub async fn run(a: SlurmArgs) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::to_submit;
+    use super::{blocker, to_submit, Demand};
+    use ausweep_proto::v1;
+    use std::collections::BTreeMap;
+    use std::path::PathBuf;
+
+    fn job(stage: u32, backbone: &str, reason: &str) -> v1::JobStatus {
+        v1::JobStatus {
+            stage,
+            backbone: backbone.into(),
+            pending_reason: reason.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn jobs_no_allocation_would_run_are_not_counted_and_say_why() {
+        let missing = BTreeMap::from([(
+            "densenet121".to_string(),
+            PathBuf::from("/w/densenet121.safetensors"),
+        )]);
+        let free = "no worker connected yet";
+        assert_eq!(blocker(&job(1, "mobilenet_v2", free), &missing), None);
+        assert_eq!(blocker(&job(2, "densenet121", free), &missing), None);
+        let cases = [
+            (
+                job(1, "densenet121", free),
+                "missing weights /w/densenet121.safetensors",
+            ),
+            (
+                job(2, "mobilenet_v2", "waiting on dependency a (Leased)"),
+                "waiting on a dependency",
+            ),
+            (
+                job(
+                    2,
+                    "mobilenet_v2",
+                    "dependency a failed (resubmit-failed reruns it)",
+                ),
+                "failed",
+            ),
+            (
+                job(2, "mobilenet_v2", "dependency a was cancelled"),
+                "cancelled",
+            ),
+            (job(1, "mobilenet_v2", "sweep cancelled"), "cancelled sweep"),
+        ];
+        for (j, want) in cases {
+            let got = blocker(&j, &missing).unwrap_or_default();
+            assert!(got.contains(want), "{:?}: {got:?}", j.pending_reason);
+        }
+        let d = Demand {
+            runnable: 2,
+            blocked: BTreeMap::from([("missing weights /w/x".to_string(), 3)]),
+        };
+        assert_eq!(
+            d.describe(),
+            "2 runnable job(s); not submitting for 3 missing weights /w/x"
+        );
+    }
 
     #[test]
     fn submits_for_runnable_jobs_up_to_the_maximum() {

@@ -3,6 +3,7 @@
 use ausweep_proto::job::{AugmentSpec, Backbone, DataSpec, LossKind, ThresholdMode, WeightsSource};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 /// A sweep manifest: what to train, on what data, with which resources.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -79,6 +80,24 @@ pub struct Manifest {
     /// Published baselines to report next to the results (names from experiments/baselines.yaml).
     #[serde(default)]
     pub baselines: Vec<String>,
+}
+
+impl Manifest {
+    /// The backbones' starting weight files that do not exist: `<dir>/<backbone>.safetensors`
+    /// for ImageNet, the named file for `file:`.
+    pub fn missing_weights(&self, dir: &Path) -> Vec<(Backbone, PathBuf)> {
+        self.backbones
+            .iter()
+            .filter_map(|b| {
+                let f = match self.backbone_weights.get(b).unwrap_or(&self.weights) {
+                    WeightsSource::Imagenet => dir.join(format!("{b}.safetensors")),
+                    WeightsSource::File(f) => f.clone(),
+                    WeightsSource::None => return None,
+                };
+                (!f.exists()).then_some((*b, f))
+            })
+            .collect()
+    }
 }
 
 fn default_batch() -> usize {
