@@ -31,11 +31,13 @@ bench: build
 	$(BIN) bench predict
 	$(CARGO) bench -p ausweep-coordinator
 
-# The real coordinator binary under 1,000 simulated workers over 100,000 jobs (docs/stress.md).
-# Scale down with AUSWEEP_LOAD_WORKERS=100 AUSWEEP_LOAD_JOBS=10000.
+# The real coordinator binary (the control-plane release build a head node runs, no libtorch)
+# under 1,000 simulated workers over 100,000 jobs: saturation, the load-latency curve,
+# heartbeats, restart, RSS, disk (docs/stress.md). Scale down with AUSWEEP_LOAD_WORKERS=100
+# AUSWEEP_LOAD_JOBS=10000.
 .PHONY: bench-load
-bench-load: build
-	AUSWEEP_BIN=$${AUSWEEP_BIN:-$${CARGO_TARGET_DIR:-$(CURDIR)/target}/release/ausweep} \
+bench-load: light
+	AUSWEEP_BIN=$${AUSWEEP_BIN:-$(CURDIR)/target/light/release/ausweep} \
 		$(CARGO) bench -p ausweep-coordinator --features load-bench --bench cluster_load
 
 # cargo-fuzz on the stable toolchain (RUSTC_BOOTSTRAP), each target for FUZZ_SECONDS. New

@@ -1,12 +1,16 @@
 //! `make bench-load`: the real `ausweep coordinator` binary (child process, sled store in a temp
 //! dir) under 1,000 simulated workers over 100,000 jobs, all through the real gRPC client.
 //!
-//! Reports: submit time for the jobs (manifests with `grid:` axes), lease -> progress -> upload ->
-//! complete lifecycles/s, lease latency p50/p99, saturated heartbeats/s, restart time with the full store,
-//! and the coordinator's RSS (VmRSS/VmHWM from /proc) idle, after submit, peak and after restart.
+//! Reports: submit time for the jobs (manifests with `grid:` axes); the saturating rate of
+//! lease -> progress -> upload -> complete lifecycles (closed loop, every worker back to back);
+//! the load–latency curve: lease latency p50/p99 with lifecycles started on a fixed schedule
+//! (open loop) at 10 %, 50 %, 90 % and 100 % of that rate; saturated heartbeats/s; restart time
+//! with the full store; the coordinator's RSS (VmRSS/VmHWM from /proc) idle, after submit, peak and
+//! after restart; bytes on disk per job.
 //!
-//! Env: AUSWEEP_BIN (default target/release/ausweep), AUSWEEP_LOAD_WORKERS (1000),
-//! AUSWEEP_LOAD_JOBS (100000), AUSWEEP_LOAD_SECS (max seconds of lifecycles, 120),
+//! Env: AUSWEEP_BIN (default target/light/release/ausweep, `make light`), AUSWEEP_LOAD_WORKERS (1000),
+//! AUSWEEP_LOAD_JOBS (100000), AUSWEEP_LOAD_SECS (max seconds of the saturation phase, 60; it
+//! also stops at 40 % of the jobs), AUSWEEP_LOAD_CURVE_SECS (max seconds per curve point, 10),
 //! AUSWEEP_LOAD_HEARTBEAT_SECS (5).
 
 use ausweep_coordinator::client;
@@ -41,7 +45,7 @@ fn binary() -> PathBuf {
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target")));
-    target.join("release/ausweep")
+    target.join("light/release/ausweep")
 }
 
 /// A manifest of `points` grid points (learning rate x seed) x 5 backbones x 10 folds x 1 stage.
@@ -156,7 +160,7 @@ async fn channels(url: &str, n: usize) -> Vec<Channel> {
 async fn main() {
     let workers = env("AUSWEEP_LOAD_WORKERS", 1000) as usize;
     let jobs = env("AUSWEEP_LOAD_JOBS", 100_000);
-    let max_secs = env("AUSWEEP_LOAD_SECS", 120);
+    let max_secs = env("AUSWEEP_LOAD_SECS", 60);
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
     let mut table: Vec<(String, String)> = Vec::new();
@@ -231,93 +235,49 @@ async fn main() {
         format!("{workers} workers in {:.2} s", t0.elapsed().as_secs_f64()),
     );
 
-    // Lifecycles: every worker heartbeats on its interval and runs lease -> progress -> complete
-    // until the queue is empty or the time is up.
-    let stop = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicU64::new(0));
+    // Every worker heartbeats on its interval through the lifecycle phases.
+    let hb_stop = Arc::new(AtomicBool::new(false));
     let beats = Arc::new(AtomicU64::new(0));
-    let mut tasks = Vec::new();
-    let t0 = Instant::now();
-    for (w, interval) in clients.clone() {
-        let (stop, done, beats) = (stop.clone(), done.clone(), beats.clone());
-        let mut hb = w.clone();
-        tasks.push(tokio::spawn(async move {
-            let hb_stop = stop.clone();
-            let heart = tokio::spawn(async move {
+    let hearts: Vec<_> = clients
+        .iter()
+        .map(|(w, interval)| {
+            let (stop, beats, mut hb, interval) =
+                (hb_stop.clone(), beats.clone(), w.clone(), *interval);
+            tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_millis(interval.max(100)));
-                while !hb_stop.load(Ordering::Relaxed) {
+                while !stop.load(Ordering::Relaxed) {
                     tick.tick().await;
                     if hb.heartbeat(v1::HeartbeatRequest::default()).await.is_ok() {
                         beats.fetch_add(1, Ordering::Relaxed);
                     }
                 }
-            });
+            })
+        })
+        .collect();
+
+    // Saturation (closed loop): every worker runs lease -> progress -> upload -> complete back
+    // to back until 40 % of the queue is done or the time is up; the rest is for the curve.
+    let stop = Arc::new(AtomicBool::new(false));
+    let done = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    let t0 = Instant::now();
+    for (w, _) in clients.clone() {
+        let (stop, done) = (stop.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
             let mut w = w;
             let mut lat = Vec::new();
             while !stop.load(Ordering::Relaxed) {
                 let t = Instant::now();
-                let Ok(r) = w.lease(v1::LeaseRequest { device_index: 0 }).await else {
-                    break;
-                };
-                lat.push(t.elapsed().as_secs_f64() * 1e3);
-                let Some(a) = r.into_inner().assignment else {
-                    break;
-                };
-                let _ = w
-                    .report_progress(v1::ProgressRequest {
-                        job_id: a.job_id.clone(),
-                        fencing_token: a.fencing_token,
-                        progress: Some(v1::Progress {
-                            epoch: 1,
-                            step: 10,
-                            loss: 0.3,
-                            images_per_sec: 100.0,
-                            ..Default::default()
-                        }),
-                    })
-                    .await;
-                // The final checkpoint the result names (Complete refuses an unknown one).
-                let data = a.job_id.as_bytes().to_vec();
-                let sha = hex::encode(Sha256::digest(&data));
-                let chunks = vec![
-                    v1::CheckpointChunk {
-                        part: Some(v1::checkpoint_chunk::Part::Header(v1::CheckpointHeader {
-                            job_id: a.job_id.clone(),
-                            fencing_token: a.fencing_token,
-                            sha256: sha.clone(),
-                            size: data.len() as u64,
-                            epoch: 1,
-                            ..Default::default()
-                        })),
-                    },
-                    v1::CheckpointChunk {
-                        part: Some(v1::checkpoint_chunk::Part::Data(data)),
-                    },
-                ];
-                if w.upload_checkpoint(tokio_stream::iter(chunks))
-                    .await
-                    .is_err()
-                {
-                    break;
-                }
-                let ok = w
-                    .complete(v1::CompleteRequest {
-                        job_id: a.job_id,
-                        fencing_token: a.fencing_token,
-                        result: Some(v1::JobResult {
-                            avg_f1: 0.5,
-                            checkpoint_sha256: sha,
-                            ..Default::default()
-                        }),
-                    })
-                    .await
-                    .map(|r| r.into_inner().accepted)
-                    .unwrap_or(false);
-                if ok {
-                    done.fetch_add(1, Ordering::Relaxed);
+                match lifecycle(&mut w, t).await {
+                    Some((ms, ok)) => {
+                        lat.push(ms);
+                        if ok {
+                            done.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    None => break,
                 }
             }
-            heart.abort();
             lat
         }));
     }
@@ -325,7 +285,7 @@ async fn main() {
     loop {
         tokio::time::sleep(Duration::from_millis(500)).await;
         peak_live = peak_live.max(rss(pid).0);
-        if done.load(Ordering::Relaxed) >= submitted
+        if done.load(Ordering::Relaxed) >= submitted * 2 / 5
             || t0.elapsed().as_secs() >= max_secs
             || tasks.iter().all(|t| t.is_finished())
         {
@@ -339,16 +299,16 @@ async fn main() {
     }
     let el = t0.elapsed().as_secs_f64();
     let n = done.load(Ordering::Relaxed);
+    let saturated = n as f64 / el;
     row(
-        "lifecycles",
+        "lifecycles (saturated, closed loop)",
         format!(
-            "{n} lease -> progress -> upload -> complete in {el:.1} s = {:.0}/s ({} heartbeats on the side)",
-            n as f64 / el,
+            "{n} lease -> progress -> upload -> complete in {el:.1} s = {saturated:.0}/s ({} heartbeats on the side)",
             beats.load(Ordering::Relaxed)
         ),
     );
     row(
-        "lease latency",
+        "lease latency at saturation",
         format!(
             "p50 {:.2} ms, p99 {:.2} ms ({} leases)",
             pct(&mut lat, 0.5),
@@ -356,6 +316,41 @@ async fn main() {
             lat.len()
         ),
     );
+
+    // The load–latency curve (open loop): lifecycles start on a fixed schedule at a fraction of
+    // the saturating rate, whatever the answers; a lease's latency counts from its scheduled
+    // start, so waiting for a free worker or a queued server shows (no coordinated omission).
+    let curve_secs = env("AUSWEEP_LOAD_CURVE_SECS", 10) as f64;
+    let mut finished = n;
+    for frac in [0.1, 0.5, 0.9, 1.0] {
+        let rate = saturated * frac;
+        let budget = (submitted.saturating_sub(finished) / 4).min((rate * curve_secs) as u64);
+        if budget == 0 || rate < 1.0 {
+            row(
+                &format!("curve {:.0} %", frac * 100.0),
+                "no jobs left".into(),
+            );
+            continue;
+        }
+        let (mut lat, ok, secs) = open_loop(&clients, rate, budget).await;
+        finished += ok;
+        row(
+            &format!(
+                "lease latency at {:>3.0} % ({rate:.0}/s offered)",
+                frac * 100.0
+            ),
+            format!(
+                "p50 {:.2} ms, p99 {:.2} ms; {:.0} lifecycles/s achieved ({ok} in {secs:.1} s)",
+                pct(&mut lat, 0.5),
+                pct(&mut lat, 0.99),
+                ok as f64 / secs
+            ),
+        );
+    }
+    hb_stop.store(true, Ordering::Relaxed);
+    for h in hearts {
+        h.abort();
+    }
 
     // Saturated heartbeats: every worker heartbeats back to back.
     let stop = Arc::new(AtomicBool::new(false));
@@ -433,7 +428,13 @@ async fn main() {
             "idle {idle:.0} MiB, after submit {after_submit:.0} MiB, under load {peak_live:.0} MiB, peak (VmHWM) {peak:.0} MiB, before stop {before_stop:.0} MiB, after restart {restarted:.0} MiB (VmHWM {restarted_hwm:.0} MiB)"
         ),
     );
-    row("store on disk", format!("{db_mib:.0} MiB"));
+    row(
+        "store on disk",
+        format!(
+            "{db_mib:.0} MiB = {:.1} KB per job",
+            db_mib * 1048.576 / total(&after).max(1) as f64
+        ),
+    );
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .unwrap_or_default()
         .lines()
@@ -449,6 +450,116 @@ async fn main() {
     for (k, v) in &table {
         println!("| {k} | {v} |");
     }
+}
+
+/// One lease -> progress -> upload -> complete; `since` is when it was due to start. Returns the
+/// lease latency from `since` (ms) and whether the completion was accepted; None when the queue
+/// is empty or the coordinator refused.
+async fn lifecycle(w: &mut client::Worker, since: Instant) -> Option<(f64, bool)> {
+    let r = w.lease(v1::LeaseRequest { device_index: 0 }).await.ok()?;
+    let ms = since.elapsed().as_secs_f64() * 1e3;
+    let a = r.into_inner().assignment?;
+    let _ = w
+        .report_progress(v1::ProgressRequest {
+            job_id: a.job_id.clone(),
+            fencing_token: a.fencing_token,
+            progress: Some(v1::Progress {
+                epoch: 1,
+                step: 10,
+                loss: 0.3,
+                images_per_sec: 100.0,
+                ..Default::default()
+            }),
+        })
+        .await;
+    // The final checkpoint the result names (Complete refuses an unknown one).
+    let data = a.job_id.as_bytes().to_vec();
+    let sha = hex::encode(Sha256::digest(&data));
+    let chunks = vec![
+        v1::CheckpointChunk {
+            part: Some(v1::checkpoint_chunk::Part::Header(v1::CheckpointHeader {
+                job_id: a.job_id.clone(),
+                fencing_token: a.fencing_token,
+                sha256: sha.clone(),
+                size: data.len() as u64,
+                epoch: 1,
+                ..Default::default()
+            })),
+        },
+        v1::CheckpointChunk {
+            part: Some(v1::checkpoint_chunk::Part::Data(data)),
+        },
+    ];
+    w.upload_checkpoint(tokio_stream::iter(chunks)).await.ok()?;
+    let ok = w
+        .complete(v1::CompleteRequest {
+            job_id: a.job_id,
+            fencing_token: a.fencing_token,
+            result: Some(v1::JobResult {
+                avg_f1: 0.5,
+                checkpoint_sha256: sha,
+                ..Default::default()
+            }),
+        })
+        .await
+        .map(|r| r.into_inner().accepted)
+        .unwrap_or(false);
+    Some((ms, ok))
+}
+
+/// Starts `budget` lifecycles at `rate` per second on a fixed schedule, each on whichever worker
+/// is free; returns the lease latencies (from the scheduled start), the completions and the
+/// seconds it took.
+async fn open_loop(
+    clients: &[(client::Worker, u64)],
+    rate: f64,
+    budget: u64,
+) -> (Vec<f64>, u64, f64) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+    let rx = Arc::new(tokio::sync::Mutex::new(rx));
+    let done = Arc::new(AtomicU64::new(0));
+    let t0 = Instant::now();
+    let tasks: Vec<_> = clients
+        .iter()
+        .map(|(w, _)| {
+            let (rx, done, mut w) = (rx.clone(), done.clone(), w.clone());
+            tokio::spawn(async move {
+                let mut lat = Vec::new();
+                loop {
+                    let Some(due) = rx.lock().await.recv().await else {
+                        break;
+                    };
+                    match lifecycle(&mut w, due).await {
+                        Some((ms, ok)) => {
+                            lat.push(ms);
+                            if ok {
+                                done.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        None => break,
+                    }
+                }
+                lat
+            })
+        })
+        .collect();
+    for i in 0..budget {
+        let due = t0 + Duration::from_secs_f64(i as f64 / rate);
+        tokio::time::sleep_until(due.into()).await;
+        if tx.send(due).is_err() {
+            break;
+        }
+    }
+    drop(tx);
+    let mut lat = Vec::new();
+    for t in tasks {
+        lat.extend(t.await.unwrap_or_default());
+    }
+    (
+        lat,
+        done.load(Ordering::Relaxed),
+        t0.elapsed().as_secs_f64(),
+    )
 }
 
 fn dir_size(p: &std::path::Path) -> u64 {

@@ -258,12 +258,10 @@ pub async fn serve(config: Config) -> Result<Handle, ServeError> {
         .add_service(reflection)
         .add_service(admin)
         .add_service(worker);
-    let server = tokio::spawn(router.serve_with_incoming_shutdown(
-        tokio_stream::wrappers::TcpListenerStream::new(listener),
-        async {
-            let _ = rx.await;
-        },
-    ));
+    let incoming = accepted(listener);
+    let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
+        let _ = rx.await;
+    }));
     // One task runs the event observer and, when asked for, the `/metrics` endpoint.
     let (metrics_addr, metrics_task) = match config.metrics_listen {
         Some(l) => {
@@ -283,4 +281,40 @@ pub async fn serve(config: Config) -> Result<Handle, ServeError> {
         server,
         sched: sched_task,
     })
+}
+
+/// The listener's connections with TCP_NODELAY set: with Nagle's algorithm on, a small answer
+/// waits for the client's delayed ACK (40 ms on Linux). tonic sets it only on listeners it binds
+/// itself, not on an incoming stream it is given.
+fn accepted(
+    listener: tokio::net::TcpListener,
+) -> impl tokio_stream::Stream<Item = std::io::Result<tokio::net::TcpStream>> {
+    tokio_stream::StreamExt::map(
+        tokio_stream::wrappers::TcpListenerStream::new(listener),
+        |s| {
+            if let Ok(s) = &s {
+                let _ = s.set_nodelay(true);
+            }
+            s
+        },
+    )
+}
+
+#[cfg(test)]
+mod nodelay_tests {
+    #[tokio::test]
+    async fn accepted_connections_send_small_answers_at_once() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let mut incoming = Box::pin(super::accepted(l));
+        let _client = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let s = tokio_stream::StreamExt::next(&mut incoming)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            s.nodelay().unwrap(),
+            "Nagle's algorithm is on for an accepted connection"
+        );
+    }
 }

@@ -4,6 +4,9 @@
 use super::{Batch, Op, Store, StoreError, Tree};
 use std::path::Path;
 
+/// sled's page cache, bytes.
+const CACHE_BYTES: u64 = 32 << 20;
+
 /// A store on disk (sled 0.34).
 #[derive(Debug, Clone)]
 pub struct SledStore {
@@ -25,9 +28,12 @@ fn full_key(tree: Tree, key: &str) -> Vec<u8> {
 impl SledStore {
     /// Opens (or creates) the store in a directory.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        // The scheduler holds the whole state in memory and reads the store only when it starts,
+        // so sled's page cache (1 GiB by default) would only hold copies: keep it small.
         let db = sled::Config::new()
             .path(dir)
             .flush_every_ms(None)
+            .cache_capacity(CACHE_BYTES)
             .open()
             .map_err(backend)?;
         let tree = db.open_tree("ausweep").map_err(backend)?;
