@@ -67,18 +67,18 @@ impl Demand {
     }
 }
 
-/// Why a pending job would not run on a new allocation (None: it would). `missing` maps a
-/// backbone to the starting weights it lacks.
+/// Why a pending job would not run on a new allocation (None: it would), from the class of its
+/// pending reason (the one the metrics use) and the starting weights it lacks (`missing`: backbone
+/// to file).
 pub fn blocker(j: &v1::JobStatus, missing: &BTreeMap<String, PathBuf>) -> Option<String> {
     let r = &j.pending_reason;
-    if r.starts_with("waiting on dependency") {
-        return Some("waiting on a dependency".into());
-    }
-    if r.starts_with("dependency") {
-        return Some("whose dependency failed or was cancelled (resubmit-failed)".into());
-    }
-    if r.starts_with("sweep cancelled") {
-        return Some("of a cancelled sweep".into());
+    match crate::metrics::reason_class(r) {
+        "dependency" if r.starts_with("waiting") => return Some("waiting on a dependency".into()),
+        "dependency" => {
+            return Some("whose dependency failed or was cancelled (resubmit-failed)".into())
+        }
+        "sweep_cancelled" => return Some("of a cancelled sweep".into()),
+        _ => {}
     }
     if j.stage == 1 {
         if let Some(f) = missing.get(&j.backbone) {
