@@ -159,6 +159,23 @@ pub enum DataSource {
         /// Folder holding `SNxxx/<frame-1>.jpg|png`.
         frames_root: PathBuf,
     },
+    /// DISFA's videos, face-aligned by `ausweep dataset prepare` (run once per source and crop,
+    /// on first use, into a content-addressed folder under `prepared_root`).
+    DisfaVideos {
+        /// Folder holding `Videos_LeftCamera/` and/or `Videos_RightCamera/`.
+        videos_root: PathBuf,
+        /// Folder holding `ActionUnit_Labels/` (default: `videos_root`).
+        #[serde(default)]
+        labels_root: Option<PathBuf>,
+        /// Where prepared datasets are kept (shared by the workers that read them).
+        prepared_root: PathBuf,
+        /// Which camera's videos.
+        #[serde(default)]
+        camera: VideoCamera,
+        /// Crop template.
+        #[serde(default)]
+        template: CropTemplate,
+    },
     /// A list of image paths plus a list of 0/1 label rows.
     List {
         /// File of image paths, relative to `images_root`.
@@ -168,6 +185,28 @@ pub enum DataSource {
         /// Root the image paths are relative to.
         images_root: PathBuf,
     },
+}
+
+/// A DISFA camera.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum VideoCamera {
+    /// `Videos_LeftCamera` (the usual choice).
+    #[default]
+    Left,
+    /// `Videos_RightCamera`.
+    Right,
+}
+
+/// Where face landmarks go in a prepared crop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CropTemplate {
+    /// Eyes level, 0.258 of the side apart, their midpoint 0.385 from the top.
+    #[default]
+    Eyes,
+    /// All five MTCNN landmarks, least squares on a scaled ArcFace template.
+    Five,
 }
 
 /// How subjects are split into folds.
@@ -495,7 +534,9 @@ impl JobSpec {
         let mut seen = std::collections::HashSet::new();
         let labelled: Option<(&str, &[u32])> = match &self.data.source {
             DataSource::Synthetic { .. } => Some(("the synthetic DISFA", &SYNTHETIC_AUS)),
-            DataSource::Disfa { .. } => Some(("DISFA", &DISFA_LABELLED_AUS)),
+            DataSource::Disfa { .. } | DataSource::DisfaVideos { .. } => {
+                Some(("DISFA", &DISFA_LABELLED_AUS))
+            }
             DataSource::List { .. } => None,
         };
         for (i, au) in self.data.aus.iter().enumerate() {

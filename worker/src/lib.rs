@@ -4,4 +4,5 @@
 pub mod agent;
 pub mod face;
 pub mod predict;
+pub mod prepare;
 pub mod train;

@@ -221,7 +221,7 @@ fn parse_label_file(path: &Path, lenient: bool) -> Result<Vec<LabelLine>> {
 }
 
 /// The labelled frames of one subject: (frame number, intensities in `aus` order).
-fn subject_labels(
+pub fn subject_labels(
     layout: &DisfaLayout,
     subject: &str,
     aus: &[u32],

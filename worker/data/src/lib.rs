@@ -7,7 +7,6 @@ pub mod disfa;
 pub mod error;
 pub mod folds;
 pub mod frame;
-pub mod ingest;
 pub mod list;
 mod loader;
 pub mod pack;

@@ -27,7 +27,19 @@ impl Xf {
         }
     }
 
-    fn fwd(&self, x: f32, y: f32) -> (f32, f32) {
+    /// Face centre at pixel `(ox, oy)`, `s` pixels per local unit, `angle` radians.
+    pub(crate) fn pixels(ox: f32, oy: f32, s: f32, angle: f32) -> Self {
+        Xf {
+            ox,
+            oy,
+            s,
+            cos: angle.cos(),
+            sin: angle.sin(),
+        }
+    }
+
+    /// Pixel position of local point `(x, y)`.
+    pub(crate) fn fwd(&self, x: f32, y: f32) -> (f32, f32) {
         (
             self.ox + self.s * (self.cos * x - self.sin * y),
             self.oy + self.s * (self.sin * x + self.cos * y),
@@ -66,7 +78,8 @@ pub(crate) fn mix(a: Rgb, b: Rgb, t: f32) -> Rgb {
 
 /// An RGB float canvas (row-major, interleaved) with a face-local transform.
 pub(crate) struct Canvas {
-    n: usize,
+    w: usize,
+    h: usize,
     px: Vec<Rgb>,
     xf: Xf,
 }
@@ -79,7 +92,37 @@ impl Canvas {
             let c = mix(top, bottom, (y as f32 + 0.5) / size.max(1) as f32);
             px.extend(std::iter::repeat_n(c, size));
         }
-        Canvas { n: size, px, xf }
+        Canvas {
+            w: size,
+            h: size,
+            px,
+            xf,
+        }
+    }
+
+    /// A `w × h` canvas over `background` (row-major, `w × h` colours; resized to fit).
+    pub(crate) fn over(w: usize, h: usize, mut background: Vec<Rgb>, xf: Xf) -> Self {
+        background.resize(w * h, [0.0; 3]);
+        Canvas {
+            w,
+            h,
+            px: background,
+            xf,
+        }
+    }
+
+    /// The canvas's colours (row-major).
+    pub(crate) fn into_pixels(self) -> Vec<Rgb> {
+        self.px
+    }
+
+    /// Fills the pixel rectangle `[x0, x1) × [y0, y1)` (clamped) with `color` (no transform).
+    pub(crate) fn rect(&mut self, x0: usize, y0: usize, x1: usize, y1: usize, color: Rgb) {
+        for y in y0.min(self.h)..y1.min(self.h) {
+            for x in x0.min(self.w)..x1.min(self.w) {
+                self.px[y * self.w + x] = color;
+            }
+        }
     }
 
     /// Pixel bounding box of a local-space box, clamped to the canvas; `None` if off-canvas.
@@ -97,16 +140,17 @@ impl Canvas {
             hx = hx.max(x);
             hy = hy.max(y);
         }
-        let n = self.n as f32;
-        if !(hx >= -1.0 && hy >= -1.0 && lx <= n + 1.0 && ly <= n + 1.0) {
+        let (w, h) = (self.w as f32, self.h as f32);
+        if !(hx >= -1.0 && hy >= -1.0 && lx <= w + 1.0 && ly <= h + 1.0) {
             return None;
         }
-        let cl = |v: f32| (v.max(0.0) as usize).min(self.n);
+        let cx = |v: f32| (v.max(0.0) as usize).min(self.w);
+        let cy = |v: f32| (v.max(0.0) as usize).min(self.h);
         Some((
-            cl(lx.floor() - 1.0),
-            cl(ly.floor() - 1.0),
-            cl(hx.ceil() + 1.0),
-            cl(hy.ceil() + 1.0),
+            cx(lx.floor() - 1.0),
+            cy(ly.floor() - 1.0),
+            cx(hx.ceil() + 1.0),
+            cy(hy.ceil() + 1.0),
         ))
     }
 
@@ -130,7 +174,7 @@ impl Canvas {
                 let (lx, ly) = self.xf.inv(px as f32 + 0.5, py as f32 + 0.5);
                 let a = alpha.min(1.0) * cov(lx, ly, s);
                 if a > 0.0 {
-                    let p = &mut self.px[py * self.n + px];
+                    let p = &mut self.px[py * self.w + px];
                     for c in 0..3 {
                         p[c] += (color[c] - p[c]) * a;
                     }
@@ -254,9 +298,9 @@ impl Canvas {
     }
 
     /// Applies lighting (`gain`, horizontal gradient `grad`) and uniform noise of ± `noise` (0..255
-    /// units), then writes CHW uint8 into `out` (`3 × n × n` bytes).
+    /// units), then writes CHW uint8 into `out` (`3 × h × w` bytes).
     pub(crate) fn finish(&self, gain: f32, grad: f32, noise: f32, noise_seed: u64, out: &mut [u8]) {
-        let plane = self.n * self.n;
+        let plane = self.w * self.h;
         debug_assert_eq!(out.len(), 3 * plane);
         let mut state = noise_seed | 1;
         let mut next = move || {
@@ -267,10 +311,10 @@ impl Canvas {
             let v = state.wrapping_mul(0x2545_F491_4F6C_DD1D);
             (v >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
         };
-        for y in 0..self.n {
-            for x in 0..self.n {
-                let i = y * self.n + x;
-                let light = gain * (1.0 + grad * ((x as f32 + 0.5) / self.n as f32 - 0.5));
+        for y in 0..self.h {
+            for x in 0..self.w {
+                let i = y * self.w + x;
+                let light = gain * (1.0 + grad * ((x as f32 + 0.5) / self.w as f32 - 0.5));
                 for c in 0..3 {
                     let v = self.px[i][c] * light * 255.0 + noise * next();
                     if let Some(o) = out.get_mut(c * plane + i) {
@@ -299,7 +343,7 @@ mod tests {
     use super::*;
 
     fn render(c: &Canvas) -> Vec<u8> {
-        let mut out = vec![0u8; 3 * c.n * c.n];
+        let mut out = vec![0u8; 3 * c.w * c.h];
         c.finish(1.0, 0.0, 0.0, 1, &mut out);
         out
     }

@@ -72,6 +72,13 @@ fn data_paths(spec: &JobSpec) -> Vec<&Path> {
             labels,
             images_root,
         } => vec![paths, labels, images_root],
+        DataSource::DisfaVideos {
+            videos_root,
+            labels_root,
+            ..
+        } => std::iter::once(videos_root.as_path())
+            .chain(labels_root.as_deref())
+            .collect(),
     }
 }
 

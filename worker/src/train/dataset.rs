@@ -41,6 +41,10 @@ fn source_hash(data: &DataSpec) -> Result<String, TrainError> {
             labels,
             images_root,
         } => source_hash::list_source_hash(paths, labels, images_root)?,
+        DataSource::DisfaVideos { .. } => {
+            let dir = crate::prepare::dataset_dir(&prepare_config(data, tch::Device::Cpu)?)?;
+            dir.to_string_lossy().to_string()
+        }
     };
     Ok(format!(
         "{source}|aus={:?}|lenient={}",
@@ -51,6 +55,10 @@ fn source_hash(data: &DataSpec) -> Result<String, TrainError> {
 /// Where the pack of `data` lives: the spec's `cache` path, or a content-addressed file in
 /// `cache_dir` (shared by every job on the node that reads the same data at the same size).
 pub fn pack_path(data: &DataSpec, cache_dir: &Path) -> Result<PathBuf, TrainError> {
+    if let DataSource::DisfaVideos { .. } = data.source {
+        let dir = crate::prepare::dataset_dir(&prepare_config(data, tch::Device::Cpu)?)?;
+        return Ok(dir.join("dataset.pack"));
+    }
     if let Some(p) = &data.cache {
         return Ok(p.clone());
     }
@@ -60,6 +68,7 @@ pub fn pack_path(data: &DataSpec, cache_dir: &Path) -> Result<PathBuf, TrainErro
         DataSource::Synthetic { .. } => "synthetic",
         DataSource::Disfa { .. } => "disfa",
         DataSource::List { .. } => "list",
+        DataSource::DisfaVideos { .. } => "disfa-videos",
     };
     Ok(cache_dir.join(format!(
         "{kind}-{}px-{}.pack",
@@ -72,6 +81,20 @@ pub fn pack_path(data: &DataSpec, cache_dir: &Path) -> Result<PathBuf, TrainErro
 /// when it is missing or stale. `cache_dir` holds packs of specs without a `cache` path.
 pub fn open(data: &DataSpec, cache_dir: &Path) -> Result<Arc<PackedCache>, TrainError> {
     use ausweep_data::{disfa, list, synth};
+    if let DataSource::DisfaVideos { .. } = data.source {
+        // Prepared once per source and crop, under the preparation's own lock; a job that finds
+        // it prepared only opens it.
+        let cfg = prepare_config(data, prepare_device())?;
+        let p = crate::prepare::prepare(&cfg, &mut |p| eprintln!("data: {p}"))?;
+        if !p.reused {
+            eprintln!(
+                "data: prepared {} ({} frames)",
+                p.dir.display(),
+                p.manifest.frames
+            );
+        }
+        return Ok(Arc::new(PackedCache::open(&p.pack)?));
+    }
     let path = pack_path(data, cache_dir)?;
     let hash = source_hash(data)?;
     let build = |w: &mut PackWriter| -> Result<(), ausweep_data::DataError> {
@@ -103,6 +126,9 @@ pub fn open(data: &DataSpec, cache_dir: &Path) -> Result<Arc<PackedCache>, Train
                 report_skips(&skips);
                 Ok(())
             }
+            DataSource::DisfaVideos { .. } => Err(ausweep_data::DataError::Config(
+                "video datasets are prepared, not built".into(),
+            )),
             DataSource::List {
                 paths,
                 labels,
@@ -130,6 +156,55 @@ pub fn open(data: &DataSpec, cache_dir: &Path) -> Result<Arc<PackedCache>, Train
         aus,
         build,
     )?))
+}
+
+/// The preparation a `disfa_videos` spec asks for (crops at the spec's input size).
+pub fn prepare_config(
+    data: &DataSpec,
+    device: tch::Device,
+) -> Result<crate::prepare::PrepareConfig, TrainError> {
+    use ausweep_data::synth::video::Camera;
+    use ausweep_proto::job::{CropTemplate, VideoCamera};
+    let DataSource::DisfaVideos {
+        videos_root,
+        labels_root,
+        prepared_root,
+        camera,
+        template,
+    } = &data.source
+    else {
+        return Err(TrainError::Config(
+            "data.source: only a disfa_videos source is prepared".into(),
+        ));
+    };
+    Ok(crate::prepare::PrepareConfig {
+        videos_root: videos_root.clone(),
+        labels_root: labels_root.clone().unwrap_or_else(|| videos_root.clone()),
+        out_root: prepared_root.clone(),
+        camera: match camera {
+            VideoCamera::Left => Camera::Left,
+            VideoCamera::Right => Camera::Right,
+        },
+        template: match template {
+            CropTemplate::Eyes => crate::prepare::Template::Eyes,
+            CropTemplate::Five => crate::prepare::Template::Five,
+        },
+        size: data.input_size,
+        subjects: None,
+        min_face: None,
+        batch: 16,
+        device,
+        weights_dir: super::weights::weights_dir(),
+    })
+}
+
+/// Where a trainer runs face detection when it prepares data: the GPU given by
+/// `AUSWEEP_PREPARE_DEVICE` (e.g. `cuda:0`), else the CPU.
+fn prepare_device() -> tch::Device {
+    std::env::var("AUSWEEP_PREPARE_DEVICE")
+        .ok()
+        .and_then(|d| super::parse_device(&d).ok())
+        .unwrap_or(tch::Device::Cpu)
 }
 
 /// Skipped frames are never silent: the count per reason goes to stderr.

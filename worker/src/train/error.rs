@@ -54,6 +54,9 @@ pub enum TrainError {
     /// The dataset could not be loaded or split.
     #[error("data: {0}")]
     Data(#[from] ausweep_data::DataError),
+    /// Preparing a video dataset failed.
+    #[error("data preparation: {0}")]
+    Prepare(#[from] crate::prepare::PrepareError),
     /// A job setting that cannot work with this data or device.
     #[error("{0}")]
     Config(String),

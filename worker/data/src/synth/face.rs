@@ -7,9 +7,9 @@ use crate::raster::{mix, scale, Canvas, Rgb, Xf};
 use rand::Rng;
 
 /// Vertical position of the face centre (fraction of the image) before jitter.
-const FACE_CY: f32 = 0.46;
+pub(crate) const FACE_CY: f32 = 0.46;
 /// Face-local units per image side (larger: the face fills more of the frame).
-const FACE_SCALE: f32 = 1.2;
+pub(crate) const FACE_SCALE: f32 = 1.2;
 
 /// What stays fixed for a subject.
 #[derive(Debug, Clone)]
@@ -136,6 +136,16 @@ impl Pose {
         }
     }
 
+    /// Applies this pose's lighting and noise to `c` and writes its CHW bytes into `out`.
+    pub(crate) fn finish(&self, c: &Canvas, out: &mut [u8]) {
+        c.finish(self.gain, self.grad, self.noise, self.noise_seed, out);
+    }
+
+    /// The in-crop jitter of this pose: offset (fractions of the side), scale and angle.
+    pub(crate) fn jitter(&self) -> (f32, f32, f32, f32) {
+        (self.dx, self.dy, self.scale, self.angle)
+    }
+
     /// Frame `frame` (0-based) of subject `subject`: slow drift plus small per-frame jitter.
     pub(crate) fn new(seed: u64, subject: u32, frame: u32, id: &Identity) -> Self {
         let mut r = rng_for(seed, 0x905E, subject as u64, frame as u64);
@@ -158,8 +168,6 @@ impl Pose {
 /// Renders identity `id` in pose `pose` with AU intensities `au` (DISFA order, 0–5) into `out`
 /// (CHW, `3 × size × size` bytes).
 pub(crate) fn draw(id: &Identity, pose: &Pose, au: &[u8; 8], size: usize, out: &mut [u8]) {
-    let a = |k: usize| f32::from(au[k].min(5)) / 5.0;
-    let (a1, a2, a4, a6, a9, a12, a25, a26) = (a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7));
     let xf = Xf::new(
         size,
         0.5 + pose.dx,
@@ -168,6 +176,28 @@ pub(crate) fn draw(id: &Identity, pose: &Pose, au: &[u8; 8], size: usize, out: &
         pose.angle,
     );
     let mut c = Canvas::new(size, xf, id.bg_top, id.bg_bottom);
+    paint(&mut c, id, au);
+    pose.finish(&c, out);
+}
+
+/// How open the eyes are under AU intensities `au` (AU6 and AU4 narrow them, AU1/AU2 widen).
+fn eye_openness(au: &[u8; 8]) -> f32 {
+    let a = |k: usize| f32::from(au[k].min(5)) / 5.0;
+    (1.0 - 0.5 * a(3) - 0.2 * a(2) + 0.3 * a(0).max(a(1))).clamp(0.3, 1.4)
+}
+
+/// Where the renderer draws the eye centres (the irises) under AU intensities `au`, in
+/// face-local units (left and right as seen).
+pub(crate) fn eye_centres(id: &Identity, au: &[u8; 8]) -> [(f32, f32); 2] {
+    let eh = id.eye_h * eye_openness(au);
+    let ey = id.eye_y + (id.eye_h - eh) * 0.5;
+    [(-id.eye_sep, ey), (id.eye_sep, ey)]
+}
+
+/// Paints the face of `id` with AU intensities `au` onto `c` (in `c`'s face-local frame).
+pub(crate) fn paint(c: &mut Canvas, id: &Identity, au: &[u8; 8]) {
+    let a = |k: usize| f32::from(au[k].min(5)) / 5.0;
+    let (a1, a2, a4, a6, a9, a12, a25, a26) = (a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7));
     let skin = id.skin;
     let crease = scale(skin, 0.55);
 
@@ -243,7 +273,7 @@ pub(crate) fn draw(id: &Identity, pose: &Pose, au: &[u8; 8], size: usize, out: &
     }
 
     // Eyes: narrowed by AU6 (and AU4), widened by AU1/AU2.
-    let openness = (1.0 - 0.5 * a6 - 0.2 * a4 + 0.3 * a1.max(a2)).clamp(0.3, 1.4);
+    let openness = eye_openness(au);
     for s in [-1.0f32, 1.0] {
         let ex = s * id.eye_sep;
         let eh = id.eye_h * openness;
@@ -381,8 +411,6 @@ pub(crate) fn draw(id: &Identity, pose: &Pose, au: &[u8; 8], size: usize, out: &
         [0.3, 0.08, 0.08],
         0.7,
     );
-
-    c.finish(pose.gain, pose.grad, pose.noise, pose.noise_seed, out);
 }
 
 #[cfg(test)]

@@ -3,6 +3,7 @@
 
 mod episodes;
 mod face;
+pub mod video;
 
 use crate::error::{DataError, Result};
 use crate::frame::{chw_to_rgb, save_chw_png};
