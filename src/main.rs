@@ -8,6 +8,8 @@ mod bench;
 #[cfg(feature = "train")]
 mod bench_predict;
 #[cfg(feature = "train")]
+mod bench_prepare;
+#[cfg(feature = "train")]
 mod bench_sweep;
 #[cfg(feature = "train")]
 mod dataset_cmd;

@@ -7,7 +7,6 @@
 use ausweep_data::pack::PackedCache;
 use ausweep_data::synth::video::{write_videos, Camera, VideoSynthConfig};
 use ausweep_worker::prepare::{self, PrepareConfig, PrepareError, Template};
-use std::collections::BTreeMap;
 use std::path::Path;
 
 const FRAMES: u32 = 40;
@@ -42,19 +41,6 @@ fn config(videos: &Path, out: &Path) -> PrepareConfig {
         device: tch::Device::Cpu,
         weights_dir: ausweep_worker::train::weights::weights_dir(),
     }
-}
-
-/// `frame → [(x, y); 2]` from a CSV whose columns `cols` hold left x, left y, right x, right y.
-fn eyes(path: &Path, cols: [usize; 4]) -> BTreeMap<u32, [[f64; 2]; 2]> {
-    let text = std::fs::read_to_string(path).unwrap();
-    text.lines()
-        .skip(1)
-        .map(|l| {
-            let v: Vec<&str> = l.split(',').collect();
-            let f = |i: usize| v[cols[i]].parse::<f64>().unwrap();
-            (v[0].parse().unwrap(), [[f(0), f(1)], [f(2), f(3)]])
-        })
-        .collect()
 }
 
 #[test]
@@ -92,37 +78,19 @@ fn videos_are_prepared_into_aligned_labelled_crops() {
 
     // Aligned eye error, in pixels of a 112-px crop: the renderer's true eyes mapped through
     // each frame's fitted transform, against where the template puts the eyes.
-    let template = Template::Eyes.points();
     let mut errors = Vec::new();
     for s in &m.subjects {
-        let found = eyes(
-            &p.dir.join(format!("frames/{}.csv", s.subject)),
-            [3, 4, 5, 6],
+        let truth = src.join(format!("Landmarks/{}_left.csv", s.subject));
+        errors.extend(
+            prepare::accuracy::eye_errors(&p.dir, &s.subject, &truth, Template::Eyes, 112).unwrap(),
         );
-        let truth = eyes(
-            &src.join(format!("Landmarks/{}_left.csv", s.subject)),
-            [1, 2, 3, 4],
-        );
-        for (frame, f) in &found {
-            let marks = [
-                [f[0][0] as f32, f[0][1] as f32],
-                [f[1][0] as f32, f[1][1] as f32],
-                [0.0; 2],
-                [0.0; 2],
-                [0.0; 2],
-            ];
-            let fit = Template::Eyes.fit(&marks, 112);
-            for (k, (_, want)) in template.iter().enumerate() {
-                let got = fit.apply(truth[frame][k]);
-                let want = [want[0] * 112.0 - 0.5, want[1] * 112.0 - 0.5];
-                errors.push((got[0] - want[0]).hypot(got[1] - want[1]));
-            }
-        }
     }
-    errors.sort_by(f64::total_cmp);
-    let median = errors[errors.len() / 2];
-    let p95 = errors[errors.len() * 95 / 100];
-    eprintln!("aligned eye error at 112 px: median {median:.2} px, p95 {p95:.2} px");
+    assert_eq!(errors.len(), 2 * 119);
+    let (median, p95, within) = prepare::accuracy::summary(&mut errors, 2.0);
+    eprintln!(
+        "aligned eye error at 112 px: median {median:.2} px, p95 {p95:.2} px, {:.0} % within 2 px",
+        100.0 * within
+    );
     assert!(
         median <= 2.0,
         "median aligned eye error {median:.2} px > 2 px"

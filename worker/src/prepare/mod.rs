@@ -11,6 +11,7 @@
 //! the videos' names, sizes and modification times, the label files' contents, the template,
 //! size, detector settings and detector weights: the same source and settings reuse it.
 
+pub mod accuracy;
 pub mod ffmpeg;
 pub mod template;
 pub mod track;
@@ -390,6 +391,7 @@ pub fn prepare(
     let mut summaries = Vec::new();
     let started = Instant::now();
     let mut frames_done_before = 0u64;
+    let mut first_height = None;
     for (i, subject) in subjects.iter().enumerate() {
         let part = dir.join("parts").join(format!("{subject}.pack"));
         let summary_path = dir.join("parts").join(format!("{subject}.json"));
@@ -404,7 +406,15 @@ pub fn prepare(
         }
         let video = cfg.camera.video(&cfg.videos_root, subject);
         let probe = ffmpeg::probe(&video)?;
+        first_height.get_or_insert(probe.height);
         let dcfg = detector_config(cfg, probe.height);
+        // MTCNN looks at a copy shrunk so the smallest face searched for is still 48 px (O-net's
+        // input side): faces as large as DISFA's lose nothing, and the pyramid costs a quarter.
+        let reduce = (dcfg.min_face_size / 48.0).floor().clamp(1.0, 4.0) as i64;
+        let dcfg = DetectorConfig {
+            min_face_size: dcfg.min_face_size / reduce as f64,
+            ..dcfg
+        };
         if detector.as_ref().is_none_or(|(_, c)| *c != dcfg) {
             detector = Some((Detector::load(&cfg.weights_dir, cfg.device, dcfg)?, dcfg));
         }
@@ -423,6 +433,7 @@ pub fn prepare(
             id: &id,
             started,
             frames_done_before,
+            reduce,
         };
         let s = ctx.run(det, progress)?;
         write_atomic(
@@ -502,6 +513,7 @@ struct SubjectJob<'a> {
     id: &'a str,
     started: Instant,
     frames_done_before: u64,
+    reduce: i64,
 }
 
 impl SubjectJob<'_> {
@@ -573,20 +585,22 @@ impl SubjectJob<'_> {
             let imgs = Tensor::from_slice(&buf)
                 .view([n as i64, i64::from(h), i64::from(w), 3])
                 .permute([0, 3, 1, 2])
-                .to_device(self.cfg.device)
-                .to_kind(Kind::Float);
-            let faces: Vec<Vec<Face>> = det.detect(&imgs)?;
+                .to_device(self.cfg.device);
+            let faces = detect_reduced(det, &imgs, self.reduce)?;
             t.detect_s += t0.elapsed().as_secs_f64();
             let t0 = Instant::now();
             let before = tracker.last().copied();
             let picks: Vec<Option<Tracked>> = faces.iter().map(|f| tracker.pick(f)).collect();
             let tracked = Tracker::fill(before.as_ref(), &picks, fallback);
-            let maps: Vec<Similarity> = tracked
+            let crops = tracked
                 .iter()
-                .map(|tr| self.cfg.template.fit(&tr.landmarks, self.cfg.size))
-                .collect();
-            let idx: Vec<usize> = (0..n).collect();
-            let crops = template::warp(&imgs, &maps, &idx, i64::from(self.cfg.size))?
+                .enumerate()
+                .map(|(j, tr)| {
+                    let to_crop = self.cfg.template.fit(&tr.landmarks, self.cfg.size);
+                    template::warp_region(&imgs.get(j as i64), &to_crop, i64::from(self.cfg.size))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let crops = Tensor::cat(&crops, 0)
                 .round()
                 .clamp(0.0, 255.0)
                 .to_kind(Kind::Uint8)
@@ -655,6 +669,43 @@ impl SubjectJob<'_> {
             timings,
         })
     }
+}
+
+/// MTCNN on `imgs` (`[B,3,H,W]` u8) shrunk `reduce`× by area averaging (a frame at a time, so
+/// no float copy of the whole batch exists), with boxes and landmarks mapped back to full-size
+/// pixel-index coordinates.
+fn detect_reduced(
+    det: &Detector,
+    imgs: &Tensor,
+    reduce: i64,
+) -> Result<Vec<Vec<Face>>, PrepareError> {
+    let n = imgs.size()[0];
+    let small: Vec<Tensor> = (0..n)
+        .map(|i| {
+            let f = imgs.get(i).unsqueeze(0).to_kind(Kind::Float);
+            if reduce > 1 {
+                f.avg_pool2d(
+                    [reduce, reduce],
+                    [reduce, reduce],
+                    [0, 0],
+                    false,
+                    true,
+                    None,
+                )
+            } else {
+                f
+            }
+        })
+        .collect();
+    let mut faces = det.detect(&Tensor::cat(&small, 0))?;
+    let k = reduce as f32;
+    // Small pixel i covers full pixels [i·k, (i+1)·k): its centre is at i·k + (k − 1)/2.
+    let back = |v: f32| v * k + (k - 1.0) / 2.0;
+    for f in faces.iter_mut().flatten() {
+        f.bbox = f.bbox.map(|v| v * k);
+        f.landmarks = f.landmarks.map(|p| p.map(back));
+    }
+    Ok(faces)
 }
 
 /// Landmarks of a face-sized template at the frame's centre (for frames with no face at all).

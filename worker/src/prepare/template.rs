@@ -216,6 +216,41 @@ pub fn warp(
     })
 }
 
+/// One crop `[1,3,size,size]` (float) out of `img` (`[3,H,W]`, any kind) through `to_crop`,
+/// reading only the region the crop covers (converted to float alone), so a large frame is never
+/// copied whole.
+pub fn warp_region(img: &Tensor, to_crop: &Similarity, size: i64) -> Result<Tensor, FaceError> {
+    let s = img.size();
+    if s.len() != 3 || size < 1 {
+        return Err(FaceError::Input(format!(
+            "warp_region: image {s:?}, size {size}"
+        )));
+    }
+    let (h, w) = (s[1], s[2]);
+    let inv = to_crop.inverse();
+    let edge = size as f64 - 0.5;
+    let corners = [[-0.5, -0.5], [edge, -0.5], [-0.5, edge], [edge, edge]].map(|c| inv.apply(c));
+    let lo = |k: usize| corners.iter().map(|c| c[k]).fold(f64::MAX, f64::min);
+    let hi = |k: usize| corners.iter().map(|c| c[k]).fold(f64::MIN, f64::max);
+    let clamp = |v: f64, n: i64| (v as i64).clamp(0, n - 1);
+    let (x0, y0) = (clamp(lo(0).floor() - 2.0, w), clamp(lo(1).floor() - 2.0, h));
+    let (x1, y1) = (clamp(hi(0).ceil() + 2.0, w), clamp(hi(1).ceil() + 2.0, h));
+    let roi = img
+        .narrow(1, y0, y1 - y0 + 1)
+        .narrow(2, x0, x1 - x0 + 1)
+        .to_kind(Kind::Float)
+        .unsqueeze(0);
+    // Source pixels are now relative to (x0, y0): to_crop'(p) = to_crop(p + (x0, y0)).
+    let shifted = Similarity {
+        t: [
+            to_crop.t[0] + to_crop.a * x0 as f64 - to_crop.b * y0 as f64,
+            to_crop.t[1] + to_crop.b * x0 as f64 + to_crop.a * y0 as f64,
+        ],
+        ..*to_crop
+    };
+    warp(&roi, &[shifted], &[0], size)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,5 +332,9 @@ mod tests {
             );
         }
         assert!(warp(&ramps(10, 10), &[m], &[1], 8).is_err());
+        // From the region alone: the same crop.
+        let region = warp_region(&ramps(300, 400).get(0), &m, 48).unwrap();
+        let diff = (region - &out).abs().max().double_value(&[]);
+        assert!(diff < 1e-3, "region crop differs by {diff}");
     }
 }
