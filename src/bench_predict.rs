@@ -70,6 +70,7 @@ pub fn run(size: u32, reps: usize, device: &str, no_reference: bool) -> Result<(
         job_digest: String::new(),
         finished: true,
         early_stop: None,
+        dataset: None,
     };
     let (ckpt, _) = checkpoint::write(tmp.path(), "final", &model.named_tensors(), meta)?;
     let au = AuModel::load(&ckpt, dev)?;

@@ -41,6 +41,7 @@ fn checkpoint(dir: &Path, aus: &[u32], head_outputs: usize, thresholds: &[f64]) 
         job_digest: String::new(),
         finished: true,
         early_stop: None,
+        dataset: None,
     };
     checkpoint::write(dir, "final", &m.named_tensors(), meta).unwrap();
     dir.to_path_buf()

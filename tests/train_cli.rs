@@ -68,6 +68,16 @@ fn two_stages_learn_and_fine_tuning_beats_the_frozen_backbone() {
         events.iter().filter(|e| e["event"] == "checkpoint").count(),
         4
     );
+    // The result and the final checkpoint say what the model was trained on.
+    let ckpt: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(o1.join("final.json")).unwrap()).unwrap();
+    for d in [&result(&o1)["dataset"], &ckpt["dataset"]] {
+        assert_eq!(d["kind"], "synthetic", "{d}");
+        assert_eq!(d["crop"], "eyes", "{d}");
+        assert_eq!(d["size"], 48, "{d}");
+        assert_eq!(d["frames"], 27 * 60, "{d}");
+        assert_eq!(d["template_points"][0][1][1], 0.385, "{d}");
+    }
     let o2 = d.path().join("o2");
     let out = ausweep()
         .arg("train")

@@ -212,6 +212,7 @@ async fn drive_a_sweep(addr: SocketAddr) -> (String, tokio::task::JoinHandle<()>
                 train_seconds: 10.0,
                 images_per_sec: 100.0,
                 checkpoint_sha256: sha,
+                dataset: None,
             }),
         })
         .await

@@ -4,12 +4,13 @@
 //! emotions they can decide.
 
 mod annotate;
+mod geometry;
 mod inputs;
 mod model_ref;
 mod output;
 
 use anyhow::{anyhow, bail, Context, Result};
-use ausweep_worker::face::{image_tensor, AlignSpec, Detector, DetectorConfig, Face};
+use ausweep_worker::face::{image_tensor, Detector, DetectorConfig, Face};
 use ausweep_worker::predict::AuModel;
 use ausweep_worker::train::{self, weights::weights_dir};
 use clap::Args;
@@ -56,10 +57,12 @@ pub struct PredictArgs {
     /// Smallest face side searched for, in pixels.
     #[arg(long, default_value_t = 20.0)]
     min_face: f64,
-    /// Aligned crops: eye distance as a fraction of the crop side (default: the synthetic DISFA's).
+    /// Aligned crops: eye distance as a fraction of the crop side (default: the checkpoint's
+    /// training crops').
     #[arg(long)]
     eye_distance: Option<f64>,
-    /// Aligned crops: height of the eye midpoint as a fraction of the side.
+    /// Aligned crops: height of the eye midpoint as a fraction of the side (default: the
+    /// checkpoint's).
     #[arg(long)]
     eye_y: Option<f64>,
     /// cpu, cuda, cuda:N or auto.
@@ -89,7 +92,7 @@ struct Tally {
 struct Pipeline {
     detector: Detector,
     model: AuModel,
-    spec: AlignSpec,
+    crop: geometry::Crop,
     cols: Vec<usize>,
     annotate: Option<PathBuf>,
     faces_seconds: f64,
@@ -105,17 +108,9 @@ pub fn run(a: PredictArgs) -> Result<()> {
     let meta = model.meta().clone();
     let cols = select_aus(&meta.aus, a.aus.as_deref())?;
     let reported: Vec<u32> = cols.iter().map(|&i| meta.aus[i]).collect();
-    let mut spec = AlignSpec::default();
-    if let Some(d) = a.eye_distance {
-        anyhow::ensure!(
-            d > 0.0 && d < 1.0,
-            "--eye-distance {d}: must be between 0 and 1"
-        );
-        spec.eye_distance = d;
-    }
-    if let Some(y) = a.eye_y {
-        anyhow::ensure!(y > 0.0 && y < 1.0, "--eye-y {y}: must be between 0 and 1");
-        spec.eye_y = y;
+    let (crop, note) = geometry::Crop::of(&meta, a.eye_distance, a.eye_y)?;
+    if let Some(n) = note {
+        eprintln!("ausweep predict: warning: {n}");
     }
     anyhow::ensure!(
         a.min_face >= 12.0,
@@ -166,7 +161,7 @@ pub fn run(a: PredictArgs) -> Result<()> {
     let mut pipe = Pipeline {
         detector,
         model,
-        spec,
+        crop,
         cols,
         annotate: a.annotate.clone(),
         faces_seconds: 0.0,
@@ -348,17 +343,14 @@ impl Pipeline {
         let tensors: Vec<Tensor> = frames.iter().map(|(_, _, img)| image_tensor(img)).collect();
         let imgs = Tensor::stack(&tensors, 0).to_device(self.detector.device());
         let found = self.detector.detect(&imgs)?;
-        let mut crops = Vec::new();
-        let mut image_of = Vec::new();
-        for (i, faces) in found.iter().enumerate() {
-            for f in faces {
-                crops.push(self.spec.crop_of(f));
-                image_of.push(i);
-            }
-        }
+        let faces: Vec<(usize, &Face)> = found
+            .iter()
+            .enumerate()
+            .flat_map(|(i, fs)| fs.iter().map(move |f| (i, f)))
+            .collect();
         let size = i64::from(self.model.meta().input_size);
-        let x = self.spec.extract(&imgs, &crops, &image_of, size)?;
-        let preds = if crops.is_empty() {
+        let x = self.crop.extract(&imgs, &faces, size)?;
+        let preds = if faces.is_empty() {
             Vec::new()
         } else {
             self.model.predict(&x)

@@ -179,6 +179,18 @@ pub fn audit(coord: &mut Coordinator, jobs: usize) -> (F1Table, Checkpoints) {
             r.job,
             r.checkpoint
         );
+        // Every result names the data it was trained on (these sweeps are all synthetic).
+        match &r.dataset {
+            Some(d) => assert!(
+                d.kind == "synthetic"
+                    && d.crop == "eyes"
+                    && d.content_hash.len() > 8
+                    && d.frames > 0,
+                "{}: dataset identity {d:?}",
+                r.job
+            ),
+            None => panic!("{}: the stored result has no dataset identity", r.job),
+        }
         table.insert(
             r.job.clone(),
             (r.avg_f1, r.aus.iter().map(|a| (a.au, a.f1)).collect()),

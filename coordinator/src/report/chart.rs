@@ -105,7 +105,11 @@ pub fn points(r: &Report) -> Vec<Point> {
         .collect();
     v.extend(r.baselines.iter().filter_map(|b| {
         Some(Point {
-            label: b.name.clone(),
+            label: if r.data.disfa {
+                b.name.clone()
+            } else {
+                format!("{} (on DISFA)", b.name)
+            },
             params: b.params? as f64,
             f1: b.average_published,
             ours: false,
@@ -128,13 +132,19 @@ where
         (lo.min(p.params / 2.0), hi.max(p.params * 2.0))
     });
     let title = format!(
-        "{} v{}: average F1 vs trainable parameters{}",
+        "{} v{}: average F1 vs trainable parameters{}{}",
         r.name,
         r.version,
-        if r.partial { " (partial)" } else { "" }
+        if r.partial { " (partial)" } else { "" },
+        if r.data.disfa || r.baselines.is_empty() {
+            ""
+        } else {
+            " - not DISFA: baselines not comparable"
+        }
     );
+    let caption_px = if title.len() > 70 { 17 } else { 22 };
     let mut chart = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 22))
+        .caption(title, ("sans-serif", caption_px))
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(55)

@@ -31,8 +31,69 @@ pub struct SweepInput {
     pub version: u32,
     /// Baseline ids to show.
     pub baselines: Vec<String>,
+    /// What the results were measured on.
+    pub data: DataNote,
     /// Every job.
     pub jobs: Vec<JobRow>,
+}
+
+/// The data a sweep was measured on, as a report heads its tables with it.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct DataNote {
+    /// One line, e.g. "the synthetic DISFA (27 subjects × 300 rendered frames, 64 px)".
+    pub description: String,
+    /// Whether it is DISFA (so the published DISFA baselines are comparable).
+    pub disfa: bool,
+}
+
+impl DataNote {
+    /// The note of a manifest's data spec.
+    pub fn of(data: &ausweep_proto::job::DataSpec) -> DataNote {
+        use ausweep_proto::job::{CropTemplate, DataSource, VideoCamera};
+        let size = data.input_size;
+        let (description, disfa) = match &data.source {
+            DataSource::Synthetic {
+                subjects, frames, ..
+            } => (
+                format!(
+                    "the synthetic DISFA ({subjects} subjects × {frames} rendered frames, {size} px)"
+                ),
+                false,
+            ),
+            DataSource::Disfa { frames_root, .. } => (
+                format!(
+                    "DISFA frames as given in {} ({size} px)",
+                    frames_root.display()
+                ),
+                true,
+            ),
+            DataSource::DisfaVideos {
+                videos_root,
+                camera,
+                template,
+                ..
+            } => (
+                format!(
+                    "DISFA {} camera videos in {}, face-aligned by `dataset prepare` ({} template, {size} px)",
+                    match camera {
+                        VideoCamera::Left => "left",
+                        VideoCamera::Right => "right",
+                    },
+                    videos_root.display(),
+                    match template {
+                        CropTemplate::Eyes => "eyes",
+                        CropTemplate::Five => "five-point",
+                    }
+                ),
+                true,
+            ),
+            DataSource::List { paths, .. } => (
+                format!("the image list {} ({size} px)", paths.display()),
+                false,
+            ),
+        };
+        DataNote { description, disfa }
+    }
 }
 
 /// Mean and standard deviation (sample, n − 1; 0 for one value).
@@ -155,6 +216,8 @@ pub struct Report {
     pub cells: Vec<Cell>,
     /// Baselines chosen in the manifest.
     pub baselines: Vec<BaselineRow>,
+    /// What our results were measured on.
+    pub data: DataNote,
 }
 
 /// `AU<n>`.
@@ -259,5 +322,6 @@ pub fn build(
         aus: report_aus,
         cells,
         baselines,
+        data: input.data.clone(),
     }
 }

@@ -42,6 +42,15 @@ pub fn markdown(r: &Report) -> String {
             r.jobs_done, r.jobs_total
         );
     }
+    let _ = writeln!(s, "Measured on: {}.\n", r.data.description);
+    if !r.data.disfa && !r.baselines.is_empty() {
+        let _ = writeln!(
+            s,
+            "**Not comparable:** the published rows were measured on DISFA, these results on {}; \
+             set them side by side only to check the method runs.\n",
+            r.data.description
+        );
+    }
     let _ = writeln!(
         s,
         "DISFA protocol: frame-level F1 % per AU pooled over each test fold, averaged over AUs; \
@@ -83,8 +92,13 @@ pub fn markdown(r: &Report) -> String {
         };
         let _ = writeln!(
             s,
-            "| {} (published) | {} | {} |",
+            "| {} (published{}) | {} | {} |",
             b.name,
+            if r.data.disfa {
+                ""
+            } else {
+                ", on DISFA: not comparable"
+            },
             cols.join(" | "),
             avg
         );

@@ -1,7 +1,7 @@
 //! Where a report's data comes from: the store directly (`--store`), or the admin API's
 //! GetSweep answer.
 
-use super::model::{JobRow, SweepInput};
+use super::model::{DataNote, JobRow, SweepInput};
 use crate::store::records::{AuScoreRecord, JobRecord, ResultRecord, SweepRecord};
 use crate::store::{load_all, Store, StoreError, Tree};
 use ausweep_proto::v1;
@@ -20,12 +20,13 @@ pub enum SourceError {
     Manifest(String, String),
 }
 
-fn baselines_of(sweep: &str, canonical: &str) -> Result<Vec<String>, SourceError> {
+/// The baselines a stored manifest asks for and the data it was measured on.
+fn manifest_of(sweep: &str, canonical: &str) -> Result<(Vec<String>, DataNote), SourceError> {
     if canonical.is_empty() {
-        return Ok(Vec::new());
+        return Ok((Vec::new(), DataNote::default()));
     }
     crate::manifest::from_canonical(canonical)
-        .map(|m| m.baselines)
+        .map(|m| (m.baselines, DataNote::of(&m.dataset)))
         .map_err(|e| SourceError::Manifest(sweep.to_string(), e.to_string()))
 }
 
@@ -65,11 +66,13 @@ pub fn from_store(store: &dyn Store, sweep: &str) -> Result<SweepInput, SourceEr
             result,
         });
     }
+    let (baselines, data) = manifest_of(&s.id, &s.canonical)?;
     Ok(SweepInput {
         sweep_id: s.id.clone(),
         name: s.name.clone(),
         version: s.version,
-        baselines: baselines_of(&s.id, &s.canonical)?,
+        baselines,
+        data,
         jobs: rows,
     })
 }
@@ -95,14 +98,20 @@ fn result_in(job: &str, r: &v1::JobResult) -> ResultRecord {
         train_seconds: r.train_seconds,
         images_per_sec: r.images_per_sec,
         checkpoint: r.checkpoint_sha256.clone(),
+        dataset: r
+            .dataset
+            .as_ref()
+            .map(crate::store::records::DatasetRecord::from_wire),
     }
 }
 
 /// Converts a GetSweep answer.
 pub fn from_status(s: &v1::SweepStatus) -> Result<SweepInput, SourceError> {
     let sum = s.summary.clone().unwrap_or_default();
+    let (baselines, data) = manifest_of(&sum.sweep_id, &s.manifest_json)?;
     Ok(SweepInput {
-        baselines: baselines_of(&sum.sweep_id, &s.manifest_json)?,
+        baselines,
+        data,
         sweep_id: sum.sweep_id,
         name: sum.name,
         version: sum.version,

@@ -31,6 +31,7 @@ fn result(job: &str, au1: f64, rest: f64, trainable: u64, secs: f64, ips: f64) -
         train_seconds: secs,
         images_per_sec: ips,
         checkpoint: "00".repeat(32),
+        dataset: None,
     }
 }
 
@@ -157,6 +158,51 @@ fn markdown_marks_partial_rows_and_flags() {
 }
 
 #[test]
+fn tables_say_what_data_they_were_measured_on() {
+    // The fixture is the paper's sweep on DISFA: the baselines are comparable.
+    let md = render::markdown(&report());
+    assert!(
+        md.contains("Measured on: DISFA frames as given in /data/DISFA/frames (224 px)."),
+        "{md}"
+    );
+    assert!(
+        !md.contains("Not comparable") && md.contains("| EAC-Net (published) |"),
+        "{md}"
+    );
+    // The same results said to come from the synthetic demo data: flagged in table and chart.
+    let demo = manifest::parse(&ausweep_testkit::demo_manifest(), "demo.yaml").unwrap();
+    let mut r = report();
+    r.data = super::model::DataNote::of(&demo.manifest.dataset);
+    assert!(!r.data.disfa);
+    let md = render::markdown(&r);
+    assert!(
+        md.contains("Measured on: the synthetic DISFA (27 subjects × 300 rendered frames, 64 px)."),
+        "{md}"
+    );
+    assert!(md.contains("**Not comparable:**"), "{md}");
+    assert!(
+        md.contains("| EAC-Net (published, on DISFA: not comparable) |"),
+        "{md}"
+    );
+    let pts = chart::points(&r);
+    assert!(pts
+        .iter()
+        .any(|p| !p.ours && p.label == "EAC-Net (on DISFA)"));
+    let dir = tempfile::tempdir().unwrap();
+    match chart::write(&r, dir.path()) {
+        Ok(files) => {
+            let svg = std::fs::read_to_string(&files[0]).unwrap();
+            assert!(
+                svg.contains("not DISFA: baselines not comparable"),
+                "chart caption"
+            );
+        }
+        Err(chart::ChartError::NoFont(p)) => panic!("no font ({p}): make setup installs one"),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
 fn csv_schemas_are_stable() {
     let r = report();
     let csv = render::csv(&r);
@@ -199,6 +245,7 @@ fn json_schema_is_stable() {
             "aus",
             "baselines",
             "cells",
+            "data",
             "jobs_done",
             "jobs_total",
             "name",

@@ -770,6 +770,7 @@ impl State {
             train_seconds: result.train_seconds,
             images_per_sec: result.images_per_sec,
             checkpoint: result.checkpoint.clone(),
+            dataset: result.dataset,
         };
         batch.put(Tree::Results, job, &rec)?;
         self.results.insert(job.to_string(), rec);

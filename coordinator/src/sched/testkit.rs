@@ -137,6 +137,7 @@ impl Harness {
             train_seconds: 1.0,
             images_per_sec: 100.0,
             checkpoint: sha,
+            dataset: None,
         };
         self.step(|st, now, b| st.complete(w, &a.job_id, a.token, r, now, b))
             .unwrap()

@@ -121,6 +121,8 @@ pub struct JobResult {
     pub images_per_sec: f64,
     /// Final checkpoint (must be uploaded first).
     pub checkpoint: String,
+    /// What the model was trained on.
+    pub dataset: Option<crate::store::records::DatasetRecord>,
 }
 
 /// A job handed to a worker.

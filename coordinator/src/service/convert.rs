@@ -1,7 +1,7 @@
 //! Conversions between scheduler types and `ausweep.v1` messages.
 
 use crate::sched::{self, Event, JobView, SweepView, WorkerView};
-use crate::store::records::{AuScoreRecord, DeviceRecord, JobState, ResultRecord};
+use crate::store::records::{AuScoreRecord, DatasetRecord, DeviceRecord, JobState, ResultRecord};
 use ausweep_proto::v1;
 
 pub(crate) fn job_state(s: JobState) -> v1::JobState {
@@ -78,6 +78,7 @@ pub(crate) fn result_in(r: v1::JobResult) -> sched::JobResult {
         train_seconds: r.train_seconds,
         images_per_sec: r.images_per_sec,
         checkpoint: r.checkpoint_sha256,
+        dataset: r.dataset.as_ref().map(DatasetRecord::from_wire),
     }
 }
 
@@ -100,6 +101,7 @@ pub(crate) fn result_out(r: &ResultRecord) -> v1::JobResult {
         train_seconds: r.train_seconds,
         images_per_sec: r.images_per_sec,
         checkpoint_sha256: r.checkpoint.clone(),
+        dataset: r.dataset.as_ref().map(DatasetRecord::to_wire),
     }
 }
 

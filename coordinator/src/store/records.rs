@@ -218,6 +218,57 @@ pub struct ResultRecord {
     pub images_per_sec: f64,
     /// Final checkpoint sha256.
     pub checkpoint: String,
+    /// What the model was trained on (absent in records of older versions).
+    #[serde(default)]
+    pub dataset: Option<DatasetRecord>,
+}
+
+/// A training dataset's identity, as a worker reported it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetRecord {
+    /// `synthetic`, `disfa`, `disfa_videos` or `list`.
+    pub kind: String,
+    /// Content hash of the packed dataset.
+    pub content_hash: String,
+    /// Frames.
+    pub frames: u64,
+    /// AU columns.
+    pub aus: Vec<u32>,
+    /// Crop geometry: eyes, five, centre_square or as_given.
+    pub crop: String,
+    /// Crop side, pixels.
+    pub size: u32,
+    /// Input normalisation.
+    pub normalisation: String,
+}
+
+impl DatasetRecord {
+    /// From the wire, bounded (strings cut to 256 bytes, at most 64 AUs).
+    pub fn from_wire(d: &ausweep_proto::v1::DatasetIdentity) -> Self {
+        let cut = |s: &str| s.chars().take(256).collect::<String>();
+        DatasetRecord {
+            kind: cut(&d.kind),
+            content_hash: cut(&d.content_hash),
+            frames: d.frames,
+            aus: d.aus.iter().take(64).copied().collect(),
+            crop: cut(&d.crop),
+            size: d.size,
+            normalisation: cut(&d.normalisation),
+        }
+    }
+
+    /// To the wire.
+    pub fn to_wire(&self) -> ausweep_proto::v1::DatasetIdentity {
+        ausweep_proto::v1::DatasetIdentity {
+            kind: self.kind.clone(),
+            content_hash: self.content_hash.clone(),
+            frames: self.frames,
+            aus: self.aus.clone(),
+            crop: self.crop.clone(),
+            size: self.size,
+            normalisation: self.normalisation.clone(),
+        }
+    }
 }
 
 /// A stored checkpoint file.

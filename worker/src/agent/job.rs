@@ -556,6 +556,18 @@ async fn complete(
         train_seconds: r.train_seconds,
         images_per_sec: r.images_per_sec,
         checkpoint_sha256: sha,
+        dataset: r.dataset.as_ref().map(|d| v1::DatasetIdentity {
+            kind: d.kind.clone(),
+            content_hash: d.content_hash.clone(),
+            frames: d.frames,
+            aus: d.aus.clone(),
+            crop: serde_json::to_value(&d.crop)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
+            size: d.size,
+            normalisation: d.normalisation.clone(),
+        }),
     };
     let req = v1::CompleteRequest {
         job_id: a.job_id.clone(),

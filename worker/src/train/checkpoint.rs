@@ -48,6 +48,9 @@ pub struct CheckpointMeta {
     /// resumed run stops where an uninterrupted one would.
     #[serde(default)]
     pub early_stop: Option<EarlyStopState>,
+    /// The training data's identity and crop geometry (absent in checkpoints of older versions).
+    #[serde(default)]
+    pub dataset: Option<super::provenance::DatasetIdentity>,
 }
 
 /// Early-stopping bookkeeping carried across a resume.
@@ -189,6 +192,7 @@ mod tests {
             job_digest: "j".into(),
             finished: false,
             early_stop: None,
+            dataset: None,
         }
     }
 

@@ -13,6 +13,7 @@ pub mod loss;
 pub mod metrics;
 pub mod optim;
 pub mod progress;
+pub mod provenance;
 pub mod run;
 pub mod weights;
 

@@ -78,6 +78,9 @@ pub struct JobResult {
     /// The trainer's peak resident memory (VmHWM) when it wrote this result, bytes.
     #[serde(default)]
     pub peak_rss_bytes: u64,
+    /// The training data's identity and crop geometry.
+    #[serde(default)]
+    pub dataset: Option<super::provenance::DatasetIdentity>,
 }
 
 /// The model: a backbone and a head in separate stores (names stay torchvision's).
@@ -225,6 +228,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<JobResult, TrainError> {
     tch::manual_seed(spec.seed as i64);
     let k = spec.data.aus.len();
     let pack = dataset::open(&spec.data, &opts.data_cache)?;
+    let dataset_identity = super::provenance::identity(&spec.data, &pack);
     let SplitData {
         pack,
         labels,
@@ -535,6 +539,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<JobResult, TrainError> {
                     best_val,
                     since_best,
                 }),
+                dataset: Some(dataset_identity.clone()),
             },
         )?;
         emit(Event::Checkpoint {
@@ -590,6 +595,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<JobResult, TrainError> {
             job_digest: digest.clone(),
             finished: true,
             early_stop: None,
+            dataset: Some(dataset_identity.clone()),
         },
     )?;
     let result = JobResult {
@@ -611,6 +617,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<JobResult, TrainError> {
         checkpoint_sha256: final_meta.sha256,
         frames: [train.len(), val.len(), test.len()],
         peak_rss_bytes: super::peak_rss_bytes(),
+        dataset: Some(dataset_identity),
     };
     let json = serde_json::to_vec_pretty(&result).map_err(|e| TrainError::Config(e.to_string()))?;
     let rpath = opts.out_dir.join("result.json");
