@@ -1,5 +1,7 @@
 //! The job plan: a manifest expanded into jobs keyed by (backbone, fold, stage, grid point), with
 //! element-wise stage dependencies (stage 2 of (b, f, g) waits on stage 1 of (b, f, g) only).
+//! A dataset that needs preparing (DISFA videos) gets one `prepare` job (stage 0) per distinct
+//! source and crop size, which every stage-1 job reading it waits on.
 
 use crate::manifest::{self, DeviceReq, KeepCheckpoints, Manifest};
 use ausweep_proto::job::Backbone;
@@ -19,9 +21,16 @@ pub struct JobKey {
     pub grid: usize,
 }
 
+/// The stage of a data-preparation job.
+pub const PREPARE_STAGE: u8 = 0;
+
 impl JobKey {
-    /// The key's part of a job id: `mobilenet_v2.f1.s2.g0`.
+    /// The key's part of a job id: `mobilenet_v2.f1.s2.g0`, or `prepare.g0` for the preparation
+    /// of the data of grid point 0 (and of the points sharing its data).
     pub fn slug(&self) -> String {
+        if self.stage == PREPARE_STAGE {
+            return format!("prepare.g{}", self.grid);
+        }
         format!(
             "{}.f{}.s{}.g{}",
             self.backbone, self.fold, self.stage, self.grid
@@ -71,9 +80,20 @@ pub struct PlanError {
     pub message: String,
 }
 
-/// Expands a validated manifest into its jobs, stage 1 before stage 2 of each element.
+/// Whether a data source is prepared before training (DISFA's videos are).
+fn needs_preparing(spec: &JobSpec) -> bool {
+    matches!(
+        spec.data.source,
+        ausweep_proto::job::DataSource::DisfaVideos { .. }
+    )
+}
+
+/// Expands a validated manifest into its jobs: data preparation first (when the data needs it),
+/// then stage 1 before stage 2 of each element.
 pub fn expand(sweep_id: &str, m: &Manifest) -> Result<Vec<PlannedJob>, PlanError> {
     let mut jobs = Vec::new();
+    // Preparation jobs by what they prepare: (source, crop size) as JSON.
+    let mut prepares: Vec<(String, String)> = Vec::new();
     for grid in manifest::grid_points(m) {
         for &backbone in &m.backbones {
             for fold in manifest::folds(m) {
@@ -94,6 +114,44 @@ pub fn expand(sweep_id: &str, m: &Manifest) -> Result<Vec<PlannedJob>, PlanError
                                 ..key.clone()
                             },
                         )]
+                    } else if needs_preparing(&spec) {
+                        let what =
+                            serde_json::to_string(&(&spec.data.source, spec.data.input_size))
+                                .map_err(|e| PlanError {
+                                    field: "dataset".into(),
+                                    message: e.to_string(),
+                                })?;
+                        let id = match prepares.iter().find(|(w, _)| *w == what) {
+                            Some((_, id)) => id.clone(),
+                            None => {
+                                let pkey = JobKey {
+                                    backbone,
+                                    fold: 0,
+                                    stage: PREPARE_STAGE,
+                                    grid: grid.index,
+                                };
+                                let id = job_id(sweep_id, &pkey);
+                                let mut pspec = spec.clone();
+                                pspec.task = ausweep_proto::job::Task::Prepare;
+                                pspec.name = format!("{}/prepare/g{}", m.name, grid.index);
+                                jobs.push(PlannedJob {
+                                    id: id.clone(),
+                                    key: pkey,
+                                    grid_label: grid.label(),
+                                    spec: pspec,
+                                    depends_on: Vec::new(),
+                                    device: m.resources.device,
+                                    min_gpu_memory_mib: 0,
+                                    max_attempts: m.retries + 1,
+                                    max_lost: m.lost_retries,
+                                    keep: m.keep_checkpoints,
+                                    priority: m.priority,
+                                });
+                                prepares.push((what, id.clone()));
+                                id
+                            }
+                        };
+                        vec![id]
                     } else {
                         Vec::new()
                     };
@@ -130,7 +188,11 @@ mod tests {
     #[test]
     fn paper_expands_to_24_jobs_with_elementwise_deps() {
         let p = paper();
-        let jobs = expand(&p.sweep_id, &p.manifest).unwrap();
+        let jobs: Vec<PlannedJob> = expand(&p.sweep_id, &p.manifest)
+            .unwrap()
+            .into_iter()
+            .filter(|j| j.key.stage != PREPARE_STAGE)
+            .collect();
         assert_eq!(jobs.len(), 4 * 3 * 2);
         let by_id: HashMap<_, _> = jobs.iter().map(|j| (j.id.clone(), j)).collect();
         assert_eq!(by_id.len(), jobs.len(), "ids are unique");
@@ -138,7 +200,11 @@ mod tests {
             assert!(j.spec.init_checkpoint.is_none());
             assert_eq!(j.max_attempts, 3);
             if j.key.stage == 1 {
-                assert!(j.depends_on.is_empty());
+                assert!(
+                    j.depends_on[0].ends_with(".prepare.g0"),
+                    "{:?}",
+                    j.depends_on
+                );
             } else {
                 assert_eq!(j.depends_on.len(), 1);
                 let dep = by_id[&j.depends_on[0]];
@@ -149,6 +215,44 @@ mod tests {
                 assert_eq!(j.spec.train.lr, 1e-5);
             }
         }
+    }
+
+    #[test]
+    fn video_data_is_prepared_once_before_every_stage_1_job() {
+        let mut p = paper();
+        let text = std::fs::read_to_string(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments/paper.yaml"),
+        )
+        .unwrap();
+        assert!(
+            text.contains("kind: disfa_videos"),
+            "the paper's sweep reads the videos"
+        );
+        let jobs = expand(&p.sweep_id, &p.manifest).unwrap();
+        assert_eq!(jobs.len(), 1 + 4 * 3 * 2);
+        let prepare: Vec<&PlannedJob> = jobs
+            .iter()
+            .filter(|j| j.key.stage == PREPARE_STAGE)
+            .collect();
+        assert_eq!(prepare.len(), 1);
+        let id = &prepare[0].id;
+        assert_eq!(id, &format!("{}.prepare.g0", p.sweep_id));
+        assert_eq!(prepare[0].spec.task, ausweep_proto::job::Task::Prepare);
+        assert!(prepare[0].depends_on.is_empty());
+        assert_eq!(jobs[0].id, *id, "planned before the jobs that wait on it");
+        for j in jobs.iter().filter(|j| j.key.stage == 1) {
+            assert_eq!(j.depends_on, vec![id.clone()], "{}", j.id);
+            assert_eq!(j.spec.task, ausweep_proto::job::Task::Train);
+        }
+        // Synthetic data needs no preparation.
+        p.manifest.dataset.source = ausweep_proto::job::DataSource::Synthetic {
+            subjects: 27,
+            frames: 10,
+            seed: 0,
+        };
+        let jobs = expand(&p.sweep_id, &p.manifest).unwrap();
+        assert_eq!(jobs.len(), 4 * 3 * 2);
+        assert!(jobs.iter().all(|j| j.key.stage > 0));
     }
 
     #[test]

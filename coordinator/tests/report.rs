@@ -19,6 +19,13 @@ async fn report_over_the_admin_api_marks_a_partial_sweep() {
         .replace("device: cuda\n  min_gpu_memory_mib: 8000", "device: cpu");
     let sweep = ip.submit(&manifest).await;
     let mut w = rpc::register(&ip.ch, "w1").await;
+    // The sweep reads DISFA's videos: their preparation comes first; the report leaves it out.
+    let p = rpc::lease(&mut w).await;
+    assert!(p.job_id.ends_with(".prepare.g0"), "{}", p.job_id);
+    let sha = rpc::upload(&mut w, &p, b"prepared", Upload::default())
+        .await
+        .unwrap_or_else(|s| panic!("upload: {s:?}"));
+    rpc::complete(&mut w, &p, rpc::result(&sha, &[], 0.0)).await;
     // Two jobs complete, with F1 0.30 and 0.50 on every AU.
     for (i, f1) in [0.3, 0.5].into_iter().enumerate() {
         let a = rpc::lease(&mut w).await;

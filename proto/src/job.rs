@@ -435,6 +435,27 @@ pub struct JobSpec {
     /// Mixed precision (CUDA only).
     #[serde(default)]
     pub amp: bool,
+    /// `prepare`: only prepare the job's data (a sweep's video dataset), no training.
+    #[serde(default, skip_serializing_if = "Task::is_train")]
+    pub task: Task,
+}
+
+/// What a job does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Task {
+    /// Train and score a model (every job of a sweep but its preparation).
+    #[default]
+    Train,
+    /// Prepare the data (once per sweep and source) so the training jobs find it ready.
+    Prepare,
+}
+
+impl Task {
+    /// Whether this is a training job.
+    pub fn is_train(&self) -> bool {
+        *self == Task::Train
+    }
 }
 
 fn default_name() -> String {

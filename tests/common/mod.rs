@@ -179,13 +179,10 @@ pub fn audit(coord: &mut Coordinator, jobs: usize) -> (F1Table, Checkpoints) {
             r.job,
             r.checkpoint
         );
-        // Every result names the data it was trained on (these sweeps are all synthetic).
+        // Every result names the data it was trained on.
         match &r.dataset {
             Some(d) => assert!(
-                d.kind == "synthetic"
-                    && d.crop == "eyes"
-                    && d.content_hash.len() > 8
-                    && d.frames > 0,
+                !d.kind.is_empty() && d.crop == "eyes" && d.content_hash.len() > 8 && d.frames > 0,
                 "{}: dataset identity {d:?}",
                 r.job
             ),

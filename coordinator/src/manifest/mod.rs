@@ -503,6 +503,7 @@ pub fn job_spec(
         thresholds: m.thresholds,
         seed: m.seed,
         amp: m.amp,
+        task: ausweep_proto::job::Task::Train,
     };
     if grid.values.is_empty() {
         return Ok(spec);

@@ -110,7 +110,13 @@ fn refresh_counts_jobs_reasons_workers_and_gpus() {
         std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments/paper.yaml"),
     )
     .unwrap();
-    let parsed = crate::manifest::parse(&text, "paper.yaml").unwrap();
+    let mut parsed = crate::manifest::parse(&text, "paper.yaml").unwrap();
+    // The paper's sweep on data that needs no preparation job: 24 training jobs.
+    parsed.manifest.dataset.source = ausweep_proto::job::DataSource::Synthetic {
+        subjects: 27,
+        frames: 10,
+        seed: 0,
+    };
     let plan = crate::plan::expand(&parsed.sweep_id, &parsed.manifest).unwrap();
     let now = 1_000_000;
     let mut st = State::new(Timing::default(), now);

@@ -43,9 +43,10 @@ pub fn from_store(store: &dyn Store, sweep: &str) -> Result<SweepInput, SourceEr
                 .max_by_key(|s| s.version)
         })
         .ok_or_else(|| SourceError::NoSweep(sweep.to_string()))?;
+    // Data-preparation jobs train nothing: the report is about the training jobs.
     let mut jobs: Vec<JobRecord> = load_all::<JobRecord>(store, Tree::Jobs)?
         .into_iter()
-        .filter(|j| j.sweep == s.id)
+        .filter(|j| j.sweep == s.id && j.key.stage != crate::plan::PREPARE_STAGE)
         .collect();
     jobs.sort_by_key(|j| j.seq);
     let mut rows = Vec::with_capacity(jobs.len());
@@ -118,6 +119,7 @@ pub fn from_status(s: &v1::SweepStatus) -> Result<SweepInput, SourceError> {
         jobs: s
             .jobs
             .iter()
+            .filter(|j| j.stage != u32::from(crate::plan::PREPARE_STAGE))
             .map(|j| JobRow {
                 backbone: j.backbone.clone(),
                 fold: j.fold,

@@ -162,7 +162,7 @@ fn tables_say_what_data_they_were_measured_on() {
     // The fixture is the paper's sweep on DISFA: the baselines are comparable.
     let md = render::markdown(&report());
     assert!(
-        md.contains("Measured on: DISFA frames as given in /data/DISFA/frames (224 px)."),
+        md.contains("Measured on: DISFA left camera videos in /data/DISFA, face-aligned by `dataset prepare` (eyes template, 224 px)."),
         "{md}"
     );
     assert!(

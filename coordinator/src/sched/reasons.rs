@@ -126,6 +126,9 @@ impl State {
                     return format!("dependency {d} failed (resubmit-failed reruns it)")
                 }
                 Some(JobState::Cancelled) => return format!("dependency {d} was cancelled"),
+                Some(s) if self.jobs[d].key.stage == crate::plan::PREPARE_STAGE => {
+                    return format!("waiting on dependency {d} ({s:?}): its data is being prepared")
+                }
                 Some(s) => return format!("waiting on dependency {d} ({s:?})"),
                 None => return format!("dependency {d} is missing"),
             }

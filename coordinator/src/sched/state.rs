@@ -542,10 +542,13 @@ impl State {
             key: id.clone(),
             message: e.to_string(),
         })?;
-        let dep = j.depends_on.first().cloned();
+        let deps = j.depends_on.clone();
         let j = j.clone();
-        let init_checkpoint = dep
-            .and_then(|d| self.jobs.get(&d))
+        // The stage a job continues from (a data-preparation job's artifact is no model).
+        let init_checkpoint = deps
+            .iter()
+            .filter_map(|d| self.jobs.get(d))
+            .find(|d| d.key.stage != crate::plan::PREPARE_STAGE)
             .and_then(|d| d.final_checkpoint.clone());
         let a = Assignment {
             job_id: id.clone(),

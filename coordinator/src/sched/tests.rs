@@ -27,6 +27,37 @@ fn elementwise_dependencies_release_stage2_as_soon_as_its_stage1_is_done() {
 }
 
 #[test]
+fn a_video_sweep_prepares_first_and_stage_1_starts_from_no_checkpoint() {
+    let mut h = Harness::new();
+    let text = SMALL.replace(
+        "source: {kind: synthetic, subjects: 4, frames: 4}",
+        "source: {kind: disfa_videos, videos_root: /v, prepared_root: /p}",
+    );
+    let s = h.submit(&text);
+    assert_eq!(s.jobs, 9, "8 training jobs and their data's preparation");
+    h.register("w", cpus(1));
+    let p = h.lease("w", 0).unwrap();
+    assert!(p.job_id.ends_with(".prepare.g0"), "{}", p.job_id);
+    let spec: ausweep_proto::JobSpec = serde_json::from_str(&p.spec_json).unwrap();
+    assert_eq!(spec.task, ausweep_proto::job::Task::Prepare);
+    // Nothing else is offered while the data is being prepared.
+    h.register("w2", cpus(1));
+    assert!(h.lease("w2", 0).is_none());
+    assert_eq!(h.complete("w", &p), Fenced::Current);
+    // Stage 1 now runs, from its ImageNet weights: the preparation's artifact is no model.
+    let a = h.lease("w", 0).unwrap();
+    assert!(a.job_id.contains(".s1."), "{}", a.job_id);
+    assert_eq!(a.init_checkpoint, None);
+    assert_eq!(h.complete("w", &a), Fenced::Current);
+    let b = h.lease("w", 0).unwrap();
+    assert_eq!(b.job_id, a.job_id.replace(".s1.", ".s2."));
+    assert_eq!(
+        b.init_checkpoint.as_deref(),
+        Some(format!("{:064x}", a.token).as_str())
+    );
+}
+
+#[test]
 fn same_manifest_is_idempotent_and_a_change_is_a_new_version() {
     let mut h = Harness::new();
     let a = h.submit(SMALL);

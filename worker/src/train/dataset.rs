@@ -80,11 +80,20 @@ pub fn pack_path(data: &DataSpec, cache_dir: &Path) -> Result<PathBuf, TrainErro
 /// Opens the pack of a data spec, building it first (streamed from the source, under a lock)
 /// when it is missing or stale. `cache_dir` holds packs of specs without a `cache` path.
 pub fn open(data: &DataSpec, cache_dir: &Path) -> Result<Arc<PackedCache>, TrainError> {
+    open_preparing_on(data, cache_dir, prepare_device())
+}
+
+/// [`open`], preparing a video dataset with MTCNN on `device` when it is not prepared yet.
+pub fn open_preparing_on(
+    data: &DataSpec,
+    cache_dir: &Path,
+    device: tch::Device,
+) -> Result<Arc<PackedCache>, TrainError> {
     use ausweep_data::{disfa, list, synth};
     if let DataSource::DisfaVideos { .. } = data.source {
         // Prepared once per source and crop, under the preparation's own lock; a job that finds
         // it prepared only opens it.
-        let cfg = prepare_config(data, prepare_device())?;
+        let cfg = prepare_config(data, device)?;
         let p = crate::prepare::prepare(&cfg, &mut |p| eprintln!("data: {p}"))?;
         if !p.reused {
             eprintln!(

@@ -213,9 +213,76 @@ pub fn job_digest(spec: &JobSpec) -> String {
     hex::encode(Sha256::digest(s.to_yaml().as_bytes()))
 }
 
+/// A sweep's data-preparation job: prepares (or finds prepared) the job's data on the job's
+/// device and records its identity as the job's artifact: `final.safetensors` without tensors,
+/// `final.json` naming the dataset, and a `result.json` without scores.
+fn prepare_only(spec: &JobSpec, opts: &RunOptions) -> Result<JobResult, TrainError> {
+    let started = std::time::Instant::now();
+    let pack = dataset::open_preparing_on(&spec.data, &opts.data_cache, opts.device)?;
+    let identity = super::provenance::identity(&spec.data, &pack);
+    let seconds = started.elapsed().as_secs_f64();
+    let (file, meta) = checkpoint::write(
+        &opts.out_dir,
+        "final",
+        &[],
+        CheckpointMeta {
+            format: checkpoint::FORMAT,
+            backbone: spec.backbone.name().into(),
+            stage: 0,
+            epoch: 0,
+            aus: identity.aus.clone(),
+            input_size: identity.size,
+            thresholds: Vec::new(),
+            metrics: None,
+            optim_step: 0,
+            sha256: String::new(),
+            train_seconds: seconds,
+            job_digest: job_digest(spec),
+            finished: true,
+            early_stop: None,
+            dataset: Some(identity.clone()),
+        },
+    )?;
+    let test = Scores {
+        per_au: Vec::new(),
+        avg_f1: 0.0,
+    };
+    let result = JobResult {
+        job: spec.name.clone(),
+        backbone: spec.backbone.name().into(),
+        stage: 0,
+        fold: spec.fold,
+        aus: Vec::new(),
+        thresholds: Vec::new(),
+        test: test.clone(),
+        val: None,
+        params_total: 0,
+        params_trainable: 0,
+        epochs: 0,
+        resumed_from_epoch: None,
+        train_seconds: seconds,
+        images_per_sec: identity.frames as f64 / seconds.max(1e-9),
+        checkpoint: file.display().to_string(),
+        checkpoint_sha256: meta.sha256,
+        frames: [pack.len(), 0, 0],
+        peak_rss_bytes: super::peak_rss_bytes(),
+        dataset: Some(identity),
+    };
+    let json = serde_json::to_vec_pretty(&result).map_err(|e| TrainError::Config(e.to_string()))?;
+    let rpath = opts.out_dir.join("result.json");
+    std::fs::write(&rpath, json).map_err(TrainError::io(&rpath))?;
+    if opts.print_events {
+        progress::print(&Event::Done { test });
+    }
+    Ok(result)
+}
+
 /// Runs a job to the end (resuming from `out_dir/checkpoints` if it has any). libtorch's RNG is
 /// process-global, so a process runs one job at a time (the worker runs each in its own process).
 pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<JobResult, TrainError> {
+    if spec.task == ausweep_proto::job::Task::Prepare {
+        return prepare_only(spec, opts);
+    }
     let emit = |e: Event| {
         if opts.print_events {
             progress::print(&e);
