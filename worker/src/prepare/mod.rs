@@ -30,6 +30,10 @@ use tch::{Device, Kind, Tensor};
 pub use template::{Similarity, Template};
 use track::{TrackConfig, Tracked, Tracker};
 
+/// Frames (about 3 s of DISFA) held back after the newest detection, waiting for the next one
+/// to interpolate between; a longer gap holds the last landmarks.
+const MAX_WAITING: usize = 64;
+
 /// Format tag of a prepared dataset's manifest.
 pub const FORMAT: &str = "ausweep-prepared-v1";
 
@@ -567,31 +571,48 @@ impl SubjectJob<'_> {
         let mut t = Timings::default();
         let mut counts = [0u64; 4];
         let mut buf = Vec::new();
-        let mut done = 0u64;
+        let fbytes = w as usize * h as usize * 3;
+        // Frames read but not written: those after the newest detection wait (up to
+        // MAX_WAITING) for the next one, so a gap between batches is interpolated, not held.
+        let mut waiting: Vec<u8> = Vec::new();
+        let mut waiting_picks: Vec<Option<Tracked>> = Vec::new();
+        let mut before: Option<Tracked> = None;
+        let (mut read, mut done) = (0u64, 0u64);
         let began = Instant::now();
         let mut last_report = Instant::now();
         while done < keep {
-            let want = (self.cfg.batch as u64).min(keep - done) as usize;
-            let t0 = Instant::now();
-            let n = frames.read_batch(want, &mut buf)?;
-            t.decode_s += t0.elapsed().as_secs_f64();
-            if n == 0 {
-                return Err(PrepareError::Video {
-                    path: self.video.to_path_buf(),
-                    msg: format!("ended after {done} frames; ffprobe counted {video_frames}"),
-                });
+            let want = (self.cfg.batch as u64).min(keep - read) as usize;
+            if want > 0 {
+                let t0 = Instant::now();
+                let n = frames.read_batch(want, &mut buf)?;
+                t.decode_s += t0.elapsed().as_secs_f64();
+                if n == 0 {
+                    return Err(PrepareError::Video {
+                        path: self.video.to_path_buf(),
+                        msg: format!("ended after {read} frames; ffprobe counted {video_frames}"),
+                    });
+                }
+                let t0 = Instant::now();
+                let imgs = Tensor::from_slice(&buf)
+                    .view([n as i64, i64::from(h), i64::from(w), 3])
+                    .permute([0, 3, 1, 2])
+                    .to_device(self.cfg.device);
+                let faces = detect_reduced(det, &imgs, self.reduce)?;
+                waiting_picks.extend(faces.iter().map(|f| tracker.pick(f)));
+                waiting.extend_from_slice(&buf[..n * fbytes]);
+                read += n as u64;
+                t.detect_s += t0.elapsed().as_secs_f64();
+            }
+            let emit = ready(&waiting_picks, read == keep);
+            if emit == 0 {
+                continue;
             }
             let t0 = Instant::now();
-            let imgs = Tensor::from_slice(&buf)
-                .view([n as i64, i64::from(h), i64::from(w), 3])
+            let tracked = Tracker::fill(before.as_ref(), &waiting_picks[..emit], fallback);
+            let imgs = Tensor::from_slice(&waiting[..emit * fbytes])
+                .view([emit as i64, i64::from(h), i64::from(w), 3])
                 .permute([0, 3, 1, 2])
                 .to_device(self.cfg.device);
-            let faces = detect_reduced(det, &imgs, self.reduce)?;
-            t.detect_s += t0.elapsed().as_secs_f64();
-            let t0 = Instant::now();
-            let before = tracker.last().copied();
-            let picks: Vec<Option<Tracked>> = faces.iter().map(|f| tracker.pick(f)).collect();
-            let tracked = Tracker::fill(before.as_ref(), &picks, fallback);
             let crops = tracked
                 .iter()
                 .enumerate()
@@ -607,8 +628,8 @@ impl SubjectJob<'_> {
                 .to_device(Device::Cpu)
                 .contiguous();
             let fb = 3 * self.cfg.size as usize * self.cfg.size as usize;
-            let mut pixels = vec![0u8; n * fb];
-            crops.copy_data_u8(&mut pixels, n * fb);
+            let mut pixels = vec![0u8; emit * fb];
+            crops.copy_data_u8(&mut pixels, emit * fb);
             t.align_s += t0.elapsed().as_secs_f64();
             let t0 = Instant::now();
             for (j, tr) in tracked.iter().enumerate() {
@@ -621,8 +642,13 @@ impl SubjectJob<'_> {
                 }
                 csv.push('\n');
             }
+            if let Some(last) = waiting_picks[..emit].iter().rev().find_map(|p| *p) {
+                before = Some(last);
+            }
+            waiting.drain(..emit * fbytes);
+            waiting_picks.drain(..emit);
             t.write_s += t0.elapsed().as_secs_f64();
-            done += n as u64;
+            done += emit as u64;
             if last_report.elapsed() >= Duration::from_secs(2) || done == keep {
                 last_report = Instant::now();
                 let fps = done as f64 / began.elapsed().as_secs_f64().max(1e-9);
@@ -669,6 +695,16 @@ impl SubjectJob<'_> {
             timings,
         })
     }
+}
+
+/// How many of the waiting frames can be written: through the newest detection (the frames
+/// after it wait for the next one, to be interpolated), or all of them at the end of the video or
+/// when more than [`MAX_WAITING`] wait.
+fn ready(picks: &[Option<Tracked>], at_end: bool) -> usize {
+    if at_end || picks.len() > MAX_WAITING {
+        return picks.len();
+    }
+    picks.iter().rposition(Option::is_some).map_or(0, |i| i + 1)
 }
 
 /// MTCNN on `imgs` (`[B,3,H,W]` u8) shrunk `reduce`× by area averaging (a frame at a time, so
@@ -727,4 +763,27 @@ pub fn total_timings(m: &PreparedManifest) -> Timings {
         t.add(&s.timings);
     }
     t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use track::FrameFlag;
+
+    #[test]
+    fn frames_after_the_newest_detection_wait_for_the_next() {
+        let det = Some(Tracked {
+            landmarks: [[0.0; 2]; 5],
+            confidence: 0.99,
+            flag: FrameFlag::Detected,
+        });
+        // A batch ending in a gap: write through the detection, keep the gap waiting.
+        assert_eq!(ready(&[det, None, det, None, None], false), 3);
+        assert_eq!(ready(&[None, None], false), 0);
+        // The end of the video, or too long a wait: everything goes (the tail is held).
+        assert_eq!(ready(&[det, None, None], true), 3);
+        let long = vec![None; MAX_WAITING + 1];
+        assert_eq!(ready(&long, false), MAX_WAITING + 1);
+        assert_eq!(ready(&long[..MAX_WAITING], false), 0);
+    }
 }

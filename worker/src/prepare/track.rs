@@ -48,7 +48,8 @@ pub struct TrackConfig {
     pub min_confidence: f32,
     /// Lowest O-net confidence that starts (or re-acquires) one.
     pub acquire_confidence: f32,
-    /// Largest move of the eye midpoint between accepted frames, in eye distances.
+    /// Largest move of the eye midpoint from the last accepted frame, in eye distances, per
+    /// frame since it (the gate widens while the face is not seen).
     pub max_jump: f32,
     /// Largest change of the eye distance between accepted frames (ratio).
     pub max_scale_change: f32,
@@ -103,20 +104,32 @@ impl Tracker {
             .iter()
             .filter(|f| f.confidence >= self.cfg.min_confidence);
         let chosen = match &self.last {
-            Some(last) if self.misses < self.cfg.reacquire_after => {
+            Some(last) => {
+                // The gate widens with every frame the face was not seen: it may have moved.
+                let gate = self.cfg.max_jump * (1.0 + self.misses as f32);
                 let (m0, d0) = eyes(&last.landmarks);
-                ok.filter_map(|f| {
-                    let (m, d) = eyes(&f.landmarks);
-                    let jump = (m[0] - m0[0]).hypot(m[1] - m0[1]) / d0;
-                    let ratio = (d / d0).max(d0 / d);
-                    (jump <= self.cfg.max_jump && ratio <= self.cfg.max_scale_change)
-                        .then_some((jump, f))
+                let near = ok
+                    .clone()
+                    .filter_map(|f| {
+                        let (m, d) = eyes(&f.landmarks);
+                        let jump = (m[0] - m0[0]).hypot(m[1] - m0[1]) / d0;
+                        let ratio = (d / d0).max(d0 / d);
+                        (jump <= gate && ratio <= self.cfg.max_scale_change).then_some((jump, f))
+                    })
+                    .min_by(|a, b| a.0.total_cmp(&b.0))
+                    .map(|(_, f)| f);
+                // Lost for long: re-acquire on the most confident clear face anywhere.
+                near.or_else(|| {
+                    (self.misses >= self.cfg.reacquire_after)
+                        .then(|| {
+                            ok.clone()
+                                .find(|f| f.confidence >= self.cfg.acquire_confidence)
+                        })
+                        .flatten()
                 })
-                .min_by(|a, b| a.0.total_cmp(&b.0))
-                .map(|(_, f)| f)
             }
-            _ => ok
-                .into_iter()
+            None => ok
+                .clone()
                 .find(|f| f.confidence >= self.cfg.acquire_confidence),
         };
         match chosen {
@@ -223,11 +236,19 @@ mod tests {
             t.pick(&[face(104.0, 101.0, 120.0, 0.99)]).is_none(),
             "scale jump"
         );
-        // After `reacquire_after` misses the track restarts on the largest face.
+        // After `reacquire_after` misses the track restarts on the most confident face anywhere
+        // (a merely plausible one far away does not restart it).
         for _ in 0..7 {
             assert!(t.pick(&[]).is_none());
         }
-        assert!(t.pick(&[face(300.0, 300.0, 60.0, 0.99)]).is_some());
+        assert!(t.pick(&[face(900.0, 900.0, 60.0, 0.8)]).is_none());
+        assert!(t.pick(&[face(900.0, 900.0, 60.0, 0.99)]).is_some());
+        // The gate widens while the face is unseen: 0.8 eye distances is a jump right after a
+        // detection, but fine one frame later.
+        let mut g = Tracker::new(TrackConfig::default());
+        assert!(g.pick(&[face(100.0, 100.0, 60.0, 0.99)]).is_some());
+        assert!(g.pick(&[face(148.0, 100.0, 60.0, 0.99)]).is_none());
+        assert!(g.pick(&[face(148.0, 100.0, 60.0, 0.99)]).is_some());
     }
 
     #[test]
