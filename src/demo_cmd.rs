@@ -222,10 +222,21 @@ async fn demo(a: DemoArgs) -> Result<()> {
         })
         .await?
         .into_inner();
+    let folds = ausweep_coordinator::manifest::folds(&parsed.manifest).len();
+    let training = parsed.manifest.backbones.len()
+        * folds
+        * parsed.manifest.stages.len()
+        * ausweep_coordinator::manifest::grid_points(&parsed.manifest).len();
+    let preparing = (sub.jobs as usize).saturating_sub(training);
     eprintln!(
-        "demo: submitted {file_name}: sweep {} ({} jobs: {} x {} folds x {} stages)",
+        "demo: submitted {file_name}: sweep {} ({} jobs: {}{} x {} folds x {} stages)",
         sub.sweep_id,
         sub.jobs,
+        if preparing > 0 {
+            format!("{preparing} data preparation + ")
+        } else {
+            String::new()
+        },
         parsed
             .manifest
             .backbones
@@ -233,7 +244,7 @@ async fn demo(a: DemoArgs) -> Result<()> {
             .map(|b| b.to_string())
             .collect::<Vec<_>>()
             .join(", "),
-        ausweep_coordinator::manifest::folds(&parsed.manifest).len(),
+        folds,
         parsed.manifest.stages.len()
     );
 
