@@ -200,12 +200,5 @@ pub fn run(a: Args) -> Result<()> {
 
 /// This process's peak resident memory, MiB (VmHWM).
 fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        })
-        .map_or(0.0, |kb| kb / 1024.0)
+    ausweep_worker::train::peak_rss_bytes() as f64 / (1024.0 * 1024.0)
 }

@@ -90,23 +90,38 @@ impl AlignSpec {
             ]);
             largest = largest.max(l / size as f64);
         }
-        let n = crops.len() as i64;
-        let k = largest.ceil().clamp(1.0, 4.0) as i64;
-        let theta = Tensor::from_slice(&theta)
-            .view([n, 2, 3])
-            .to_device(imgs.device());
-        let idx: Vec<i64> = image_of.iter().map(|&i| i as i64).collect();
-        let src = imgs
-            .index_select(0, &Tensor::from_slice(&idx).to_device(imgs.device()))
-            .to_kind(Kind::Float);
-        let grid = Tensor::affine_grid_generator(&theta, [n, 3, size * k, size * k], false);
-        // interpolation 0 = bilinear, padding 1 = border.
-        let out = src.grid_sampler(&grid, 0, 1, false);
-        Ok(if k > 1 {
-            out.adaptive_avg_pool2d([size, size])
-        } else {
-            out
-        })
+        Ok(sample_affine(imgs, &theta, image_of, size, largest))
+    }
+}
+
+/// Samples `[N,3,size,size]` crops (float) from `imgs` (`[B,3,H,W]`): crop `i` from image
+/// `image_of[i]` through the normalised affine map `theta[6i..6i+6]` (output → input,
+/// `align_corners = false`), bilinear with border padding at `ceil(largest)` (1–4) times the
+/// crop's resolution and area-averaged down, `largest` being the most source pixels per crop
+/// pixel, so large faces are not aliased.
+pub fn sample_affine(
+    imgs: &Tensor,
+    theta: &[f32],
+    image_of: &[usize],
+    size: i64,
+    largest: f64,
+) -> Tensor {
+    let n = image_of.len() as i64;
+    let k = largest.ceil().clamp(1.0, 4.0) as i64;
+    let theta = Tensor::from_slice(theta)
+        .view([n, 2, 3])
+        .to_device(imgs.device());
+    let idx: Vec<i64> = image_of.iter().map(|&i| i as i64).collect();
+    let src = imgs
+        .index_select(0, &Tensor::from_slice(&idx).to_device(imgs.device()))
+        .to_kind(Kind::Float);
+    let grid = Tensor::affine_grid_generator(&theta, [n, 3, size * k, size * k], false);
+    // interpolation 0 = bilinear, padding 1 = border.
+    let out = src.grid_sampler(&grid, 0, 1, false);
+    if k > 1 {
+        out.adaptive_avg_pool2d([size, size])
+    } else {
+        out
     }
 }
 

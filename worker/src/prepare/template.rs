@@ -197,23 +197,9 @@ pub fn warp(
         ]);
         largest = largest.max(inv.scale());
     }
-    let n = to_crop.len() as i64;
-    let k = largest.ceil().clamp(1.0, 4.0) as i64;
-    let theta = Tensor::from_slice(&theta)
-        .view([n, 2, 3])
-        .to_device(imgs.device());
-    let idx: Vec<i64> = image_of.iter().map(|&i| i as i64).collect();
-    let src = imgs
-        .index_select(0, &Tensor::from_slice(&idx).to_device(imgs.device()))
-        .to_kind(Kind::Float);
-    let grid = Tensor::affine_grid_generator(&theta, [n, 3, size * k, size * k], false);
-    // interpolation 0 = bilinear, padding 1 = border.
-    let out = src.grid_sampler(&grid, 0, 1, false);
-    Ok(if k > 1 {
-        out.adaptive_avg_pool2d([size, size])
-    } else {
-        out
-    })
+    Ok(crate::face::align::sample_affine(
+        imgs, &theta, image_of, size, largest,
+    ))
 }
 
 /// One crop `[1,3,size,size]` (float) out of `img` (`[3,H,W]`, any kind) through `to_crop`,
