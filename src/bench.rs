@@ -75,42 +75,7 @@ pub enum BenchCmd {
     },
     /// Dataset preparation frames/s (decode, detect, align, write) and alignment accuracy on
     /// synthetic DISFA-like videos, next to facenet-pytorch's MTCNN + OpenCV on the same videos.
-    Prepare {
-        /// An existing video root (Videos_LeftCamera/, ActionUnit_Labels/); default: render
-        /// synthetic videos.
-        #[arg(long)]
-        videos: Option<PathBuf>,
-        /// Synthetic subjects.
-        #[arg(long, default_value_t = 2)]
-        subjects: u32,
-        /// Synthetic frames per subject (DISFA: 4845).
-        #[arg(long, default_value_t = 200)]
-        frames: u32,
-        /// Synthetic video width.
-        #[arg(long, default_value_t = 1024)]
-        width: u32,
-        /// Synthetic video height.
-        #[arg(long, default_value_t = 768)]
-        height: u32,
-        /// Crop side, pixels.
-        #[arg(long, default_value_t = 224)]
-        size: u32,
-        /// Frames per detection batch.
-        #[arg(long, default_value_t = 16)]
-        batch: usize,
-        /// Crop template: eyes or five.
-        #[arg(long, default_value = "eyes")]
-        template: ausweep_worker::prepare::Template,
-        /// Device: cpu or cuda:N (the reference runs on the CPU).
-        #[arg(long, default_value = "cpu")]
-        device: String,
-        /// Frames of each video the reference prepares (0: all).
-        #[arg(long, default_value_t = 0)]
-        reference_frames: u64,
-        /// Skip the reference.
-        #[arg(long)]
-        no_reference: bool,
-    },
+    Prepare(crate::bench_prepare::Args),
     /// `ausweep predict` faces/s (MTCNN + alignment + AU model) next to facenet-pytorch's MTCNN +
     /// the same MobileNet-v2 and head in PyTorch eager, on the same photos.
     Predict {
@@ -138,31 +103,7 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
             device,
             no_reference,
         } => crate::bench_predict::run(size, reps, &device, no_reference),
-        BenchCmd::Prepare {
-            videos,
-            subjects,
-            frames,
-            width,
-            height,
-            size,
-            batch,
-            template,
-            device,
-            reference_frames,
-            no_reference,
-        } => crate::bench_prepare::run(crate::bench_prepare::Args {
-            videos,
-            subjects,
-            frames,
-            width,
-            height,
-            size,
-            batch,
-            template,
-            device,
-            reference_frames,
-            no_reference,
-        }),
+        BenchCmd::Prepare(args) => crate::bench_prepare::run(args),
         BenchCmd::Train {
             backbones,
             batch,

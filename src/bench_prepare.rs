@@ -5,34 +5,47 @@
 
 use anyhow::{Context, Result};
 use ausweep_data::synth::video::{write_videos, Camera, VideoSynthConfig};
-use ausweep_worker::prepare::{self, accuracy, PrepareConfig, Template};
+use ausweep_worker::prepare::{self, accuracy, PrepareConfig};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-/// What to measure.
+/// What to measure (the flags of `ausweep bench prepare`).
+#[derive(clap::Args)]
 pub struct Args {
-    /// An existing DISFA-like video root; default: render synthetic videos.
+    /// An existing video root (Videos_LeftCamera/, ActionUnit_Labels/); default: render
+    /// synthetic videos.
+    #[arg(long)]
     pub videos: Option<PathBuf>,
     /// Synthetic subjects.
+    #[arg(long, default_value_t = 2)]
     pub subjects: u32,
-    /// Synthetic frames per subject.
+    /// Synthetic frames per subject (DISFA: 4845).
+    #[arg(long, default_value_t = 200)]
     pub frames: u32,
-    /// Synthetic video size.
+    /// Synthetic video width.
+    #[arg(long, default_value_t = 1024)]
     pub width: u32,
-    /// Synthetic video size.
+    /// Synthetic video height.
+    #[arg(long, default_value_t = 768)]
     pub height: u32,
-    /// Crop side.
+    /// Crop side, pixels.
+    #[arg(long, default_value_t = 224)]
     pub size: u32,
     /// Frames per detection batch.
+    #[arg(long, default_value_t = 16)]
     pub batch: usize,
-    /// Template.
-    pub template: Template,
-    /// Device of ausweep's side.
+    /// Crop template: eyes or five.
+    #[arg(long, default_value = "eyes")]
+    pub template: ausweep_worker::prepare::Template,
+    /// Device: cpu or cuda:N (the reference runs on the CPU).
+    #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Frames per video the reference prepares (0: all).
+    /// Frames of each video the reference prepares (0: all).
+    #[arg(long, default_value_t = 0)]
     pub reference_frames: u64,
     /// Skip the reference.
+    #[arg(long)]
     pub no_reference: bool,
 }
 
