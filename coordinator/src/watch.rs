@@ -4,7 +4,7 @@ use crate::client;
 use crate::views::{self, Output};
 use ausweep_proto::v1;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// How often the live views re-read the sweep for pending reasons and dependency states.
@@ -46,6 +46,14 @@ pub async fn follow(
         })
         .await?
         .into_inner();
+    // Jobs whose end was printed (or had ended before the watch began).
+    let mut ended: BTreeSet<String> = status
+        .jobs
+        .iter()
+        .filter(|j| is_terminal(j.state))
+        .map(|j| j.job_id.clone())
+        .collect();
+    let mut last = status;
     let mut tick = tokio::time::interval(REFRESH);
     while !bars.all_finished() {
         tokio::select! {
@@ -55,6 +63,9 @@ pub async fn follow(
                 if output.is_json() {
                     println!("{}", views::event(&e));
                 }
+                if e.progress.is_none() && is_terminal(e.state) {
+                    ended.insert(e.job_id.clone());
+                }
             }
             _ = tick.tick() => {
                 let st = admin
@@ -63,10 +74,47 @@ pub async fn follow(
                     .into_inner();
                 bars.refresh(&st);
                 print_reasons(&st);
+                last = st;
             }
         }
     }
+    // A refresh can see the last jobs end before their events arrive: print those ends from it,
+    // so a JSON stream always ends with every job's final state.
+    if output.is_json() {
+        for j in last
+            .jobs
+            .iter()
+            .filter(|j| is_terminal(j.state) && !ended.contains(&j.job_id))
+        {
+            let message = if j.state == v1::JobState::Succeeded as i32 {
+                "succeeded".to_string()
+            } else {
+                j.last_error.clone()
+            };
+            println!(
+                "{}",
+                views::event(&v1::JobEvent {
+                    sweep_id: sweep.into(),
+                    job_id: j.job_id.clone(),
+                    state: j.state,
+                    attempt: j.attempt,
+                    progress: None,
+                    message,
+                })
+            );
+        }
+    }
     Ok(())
+}
+
+fn is_terminal(state: i32) -> bool {
+    [
+        v1::JobState::Succeeded,
+        v1::JobState::Failed,
+        v1::JobState::Cancelled,
+    ]
+    .iter()
+    .any(|s| *s as i32 == state)
 }
 
 /// Live bars for the jobs of one sweep.
