@@ -118,6 +118,43 @@ enum WeightsCmd {
         #[arg(long)]
         dir: Option<PathBuf>,
     },
+    /// Download published weights (torchvision's, timm's, facenet-pytorch's), check their pinned
+    /// sha256 and install them converted; does nothing for a name already held.
+    Fetch {
+        /// Catalog names (densenet121, densenet201, mobilenet_v1, mobilenet_v2, vgg19,
+        /// mtcnn_pnet, mtcnn_rnet, mtcnn_onet); `--all` for every one.
+        #[arg(required_unless_present = "all")]
+        names: Vec<String>,
+        /// Every catalog name.
+        #[arg(long, conflicts_with = "names")]
+        all: bool,
+        /// A lab mirror holding the files under their catalog file names.
+        #[arg(long, env = "AUSWEEP_WEIGHTS_MIRROR")]
+        mirror: Option<String>,
+        /// This URL instead of the catalog's (one name only).
+        #[arg(long)]
+        url: Option<String>,
+        /// The full sha256 the download must have (overrides the catalog's pin).
+        #[arg(long)]
+        sha256: Option<String>,
+        /// Download again even when already held.
+        #[arg(long)]
+        force: bool,
+        /// Weights directory (default $AUSWEEP_WEIGHTS or ~/.cache/ausweep/weights).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Install a weights file you already have (torchvision .pth, timm .safetensors,
+    /// facenet-pytorch .pt), checked tensor by tensor against the named network.
+    Import {
+        /// Catalog name (see `fetch`).
+        name: String,
+        /// The file.
+        file: PathBuf,
+        /// Weights directory (default $AUSWEEP_WEIGHTS or ~/.cache/ausweep/weights).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Print the ImageNet top-5 of a backbone on an image.
     Check {
         /// Backbone name.
@@ -182,6 +219,89 @@ fn weights(cmd: WeightsCmd) -> Result<()> {
                     );
                 }
             }
+            Ok(())
+        }
+        WeightsCmd::Fetch {
+            names,
+            all,
+            mirror,
+            url,
+            sha256,
+            force,
+            dir,
+        } => {
+            use ausweep_worker::weights::{catalog, fetch};
+            let dir = dir.unwrap_or_else(weights_dir);
+            let names: Vec<String> = if all {
+                catalog::CATALOG
+                    .iter()
+                    .map(|e| e.name.to_string())
+                    .collect()
+            } else {
+                names
+            };
+            if url.is_some() && names.len() != 1 {
+                anyhow::bail!("--url names one file: give exactly one name");
+            }
+            let opts = fetch::FetchOptions {
+                mirror,
+                url,
+                sha256,
+                force,
+            };
+            for name in &names {
+                let mut last = 0u64;
+                let mut progress = |got: u64, total: Option<u64>| {
+                    if got >= last + (16 << 20) {
+                        last = got;
+                        match total {
+                            Some(t) => eprintln!("{name}: {} / {} MiB", got >> 20, t >> 20),
+                            None => eprintln!("{name}: {} MiB", got >> 20),
+                        }
+                    }
+                };
+                match fetch::fetch(name, &dir, &opts, &mut progress)? {
+                    fetch::Fetched::AlreadyHeld { source_sha256 } => println!(
+                        "{name}: already in {} (source sha256 {})",
+                        dir.display(),
+                        &source_sha256[..12.min(source_sha256.len())]
+                    ),
+                    fetch::Fetched::Installed {
+                        url,
+                        bytes,
+                        checked,
+                        imported,
+                    } => println!(
+                        "{name}: {} MiB from {url}, {checked} {} ok -> {} ({} tensors, sha256 {})",
+                        bytes >> 20,
+                        &imported.source_sha256[..12],
+                        imported.file.display(),
+                        imported.tensors,
+                        &imported.sha256[..12]
+                    ),
+                }
+            }
+            Ok(())
+        }
+        WeightsCmd::Import { name, file, dir } => {
+            let dir = dir.unwrap_or_else(weights_dir);
+            let i = ausweep_worker::weights::import::import(&name, &file, &dir, None, &[])?;
+            println!(
+                "{name}: {} -> {} ({} tensors{}, sha256 {}; source sha256 {})",
+                file.display(),
+                i.file.display(),
+                i.tensors,
+                if i.renamed > 0 {
+                    format!(
+                        ", {} renamed from torchvision's legacy DenseNet names",
+                        i.renamed
+                    )
+                } else {
+                    String::new()
+                },
+                &i.sha256[..12],
+                &i.source_sha256[..12]
+            );
             Ok(())
         }
         WeightsCmd::Check { name, image, dir } => {

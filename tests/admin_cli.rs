@@ -167,8 +167,12 @@ async fn every_admin_verb_against_a_real_coordinator_and_a_drain_mid_job() {
     // workers: the node is listed once it registered.
     let w = start_worker(&coord.url(), root, "w", &[]);
     let listed = wait_cli(&coord, &["workers"], "`ausweep workers` to list w", |t| {
-        t.lines()
-            .any(|l| l.starts_with("w ") && l.contains("yes") && l.contains("cpu0"))
+        t.lines().any(|l| {
+            l.starts_with("w ")
+                && l.contains("yes")
+                && l.contains("cpu0")
+                && l.contains("mobilenet_v2")
+        })
     });
     assert!(listed.starts_with("WORKER"), "{listed}");
 
@@ -332,6 +336,12 @@ async fn every_admin_verb_against_a_real_coordinator_and_a_drain_mid_job() {
         .clone();
     assert_eq!(wv["devices"][0]["kind"], "cpu", "{wv}");
     assert_eq!(wv["alive"], true, "{wv}");
+    assert!(
+        wv["weights"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|h| h["name"] == "mobilenet_v2")),
+        "{wv}"
+    );
     let d = json(&["drain", "v"]);
     assert_eq!(
         d,

@@ -523,8 +523,8 @@ pub async fn run(cmd: Command) -> Result<()> {
                 return Ok(());
             }
             println!(
-                "{:<20} {:<16} {:<6} {:<40} JOBS",
-                "WORKER", "HOST", "ALIVE", "DEVICES"
+                "{:<20} {:<16} {:<6} {:<40} {:<5} WEIGHTS",
+                "WORKER", "HOST", "ALIVE", "DEVICES", "JOBS"
             );
             for w in r.workers {
                 let devs: Vec<String> = w
@@ -538,13 +538,19 @@ pub async fn run(cmd: Command) -> Result<()> {
                         }
                     })
                     .collect();
+                let weights: Vec<&str> = w.weights.iter().map(|h| h.name.as_str()).collect();
                 println!(
-                    "{:<20} {:<16} {:<6} {:<40} {}{}",
+                    "{:<20} {:<16} {:<6} {:<40} {:<5} {}{}",
                     w.worker_id,
                     w.hostname,
                     if w.alive { "yes" } else { "no" },
                     devs.join(","),
                     w.leased_jobs.len(),
+                    if weights.is_empty() {
+                        "none".to_string()
+                    } else {
+                        weights.join(",")
+                    },
                     if w.draining { " (draining)" } else { "" }
                 );
             }

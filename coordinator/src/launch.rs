@@ -82,7 +82,16 @@ pub fn blocker(j: &v1::JobStatus, missing: &BTreeMap<String, PathBuf>) -> Option
     }
     if j.stage == 1 {
         if let Some(f) = missing.get(&j.backbone) {
-            return Some(format!("missing weights {}", f.display()));
+            let imagenet = f.file_name() == Some(format!("{}.safetensors", j.backbone).as_ref());
+            return Some(if imagenet {
+                format!(
+                    "missing weights {} (`ausweep weights fetch {}`)",
+                    f.display(),
+                    j.backbone
+                )
+            } else {
+                format!("missing weights {}", f.display())
+            });
         }
     }
     None
@@ -252,7 +261,7 @@ mod tests {
         let cases = [
             (
                 job(1, "densenet121", free),
-                "missing weights /w/densenet121.safetensors",
+                "missing weights /w/densenet121.safetensors (`ausweep weights fetch densenet121`)",
             ),
             (
                 job(2, "mobilenet_v2", "waiting on dependency a (Leased)"),

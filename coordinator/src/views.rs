@@ -115,7 +115,10 @@ pub fn workers(r: &v1::ListWorkersReply) -> Value {
                 .collect();
             json!({"worker_id": w.worker_id, "hostname": w.hostname, "alive": w.alive,
                    "draining": w.draining, "last_heartbeat_unix_ms": w.last_heartbeat_unix_ms,
-                   "devices": devices, "leased_jobs": w.leased_jobs})
+                   "devices": devices, "leased_jobs": w.leased_jobs,
+                   "weights": w.weights.iter()
+                       .map(|h| json!({"name": h.name, "sha256": h.sha256}))
+                       .collect::<Vec<_>>()})
         })
         .collect();
     json!({ "workers": rows })

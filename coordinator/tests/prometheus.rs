@@ -255,6 +255,7 @@ async fn drive_a_sweep(addr: SocketAddr) -> (String, tokio::task::JoinHandle<()>
                 .heartbeat(v1::HeartbeatRequest {
                     hostname: "node1".into(),
                     devices: vec![],
+                    weights: None,
                     leases: vec![v1::ActiveLease {
                         job_id: b.job_id.clone(),
                         fencing_token: b.fencing_token,

@@ -462,7 +462,37 @@ fn default_name() -> String {
     "job".into()
 }
 
+/// The MTCNN detector's three weight files, which preparing video data needs.
+pub const MTCNN_WEIGHTS: [&str; 3] = ["mtcnn_onet", "mtcnn_pnet", "mtcnn_rnet"];
+
+/// Every weight file a job can need: each backbone's ImageNet file and MTCNN's.
+pub fn all_weight_names() -> Vec<&'static str> {
+    Backbone::ALL
+        .iter()
+        .map(|b| b.name())
+        .chain(MTCNN_WEIGHTS)
+        .collect()
+}
+
 impl JobSpec {
+    /// The weights-directory files (by catalog name) a worker must hold to run this job: the
+    /// backbone's ImageNet file for stage 1 from `imagenet`, MTCNN's for a preparation job.
+    pub fn needed_weights(&self) -> &'static [&'static str] {
+        match self.task {
+            Task::Prepare => &MTCNN_WEIGHTS,
+            Task::Train if self.stage == 1 && self.weights == WeightsSource::Imagenet => {
+                match self.backbone {
+                    Backbone::Densenet121 => &["densenet121"],
+                    Backbone::Densenet201 => &["densenet201"],
+                    Backbone::MobilenetV1 => &["mobilenet_v1"],
+                    Backbone::MobilenetV2 => &["mobilenet_v2"],
+                    Backbone::Vgg19 => &["vgg19"],
+                }
+            }
+            Task::Train => &[],
+        }
+    }
+
     /// Reads and validates a job file (YAML or JSON).
     pub fn from_file(path: &Path) -> Result<Self, JobError> {
         let text = std::fs::read_to_string(path).map_err(|source| JobError::Io {

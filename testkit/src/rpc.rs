@@ -101,6 +101,7 @@ pub async fn register_with(ch: &Channel, name: &str, devices: Vec<v1::Device>) -
             worker_name: name.into(),
             hostname: "node1".into(),
             devices,
+            weights: held_all(),
         })
         .await
         .unwrap_or_else(|s| panic!("register {name}: {}", s.message()))
@@ -308,4 +309,15 @@ pub async fn download(admin: &mut client::Admin, sha: &str) -> Result<Vec<u8>, t
         }
     }
     Ok(got)
+}
+
+/// Every weight file a job can need, as a simulated worker holding them all advertises it.
+pub fn held_all() -> Vec<v1::HeldWeights> {
+    ausweep_proto::job::all_weight_names()
+        .into_iter()
+        .map(|n| v1::HeldWeights {
+            name: n.into(),
+            sha256: "0".repeat(64),
+        })
+        .collect()
 }

@@ -6,3 +6,4 @@ pub mod face;
 pub mod predict;
 pub mod prepare;
 pub mod train;
+pub mod weights;

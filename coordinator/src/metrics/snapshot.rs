@@ -16,6 +16,8 @@ pub fn reason_class(reason: &str) -> &'static str {
         "no_worker"
     } else if r.starts_with("no connected worker has") {
         "no_device_kind"
+    } else if r.starts_with("no connected worker holds the weights") {
+        "missing_weights"
     } else if r.starts_with("no connected device has") {
         "insufficient_gpu_memory"
     } else if r.starts_with("only worker") {
@@ -35,12 +37,13 @@ const STATES: [(JobState, &str); 5] = [
     (JobState::Cancelled, "cancelled"),
 ];
 
-const REASONS: [&str; 8] = [
+const REASONS: [&str; 9] = [
     "sweep_cancelled",
     "dependency",
     "no_worker",
     "no_device_kind",
     "insufficient_gpu_memory",
+    "missing_weights",
     "avoiding_failed_worker",
     "waiting_for_device",
     "other",

@@ -133,6 +133,7 @@ fn refresh_counts_jobs_reasons_workers_and_gpus() {
         id: "w1".into(),
         hostname: "h".into(),
         devices: vec![gpu(0, 80_000), gpu(1, 80_000)],
+        weights: crate::sched::testkit::all_weights(),
     };
     st.register(reg, "00".into(), now, &mut b).unwrap();
     st.lease("w1", 0, now, &mut b).unwrap();

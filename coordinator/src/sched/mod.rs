@@ -20,7 +20,7 @@ pub use state::State;
 pub use types::*;
 
 #[cfg(test)]
-mod testkit;
+pub(crate) mod testkit;
 
 #[cfg(test)]
 mod tests;

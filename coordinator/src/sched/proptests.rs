@@ -121,7 +121,7 @@ proptest! {
                 }
                 Act::Heartbeat(w) => {
                     let leases: Vec<_> = running[w].iter().map(|r| (r.job_id.clone(), r.token)).collect();
-                    let hb = h.step(|st, now, b| st.heartbeat(WORKERS[w], "", None, &leases, now, b)).unwrap();
+                    let hb = h.step(|st, now, b| st.heartbeat(WORKERS[w], NodeUpdate::default(), &leases, now, b)).unwrap();
                     running[w].retain(|r| !hb.abort.contains(&r.job_id));
                 }
                 Act::Complete(w, i) if !running[w].is_empty() => {

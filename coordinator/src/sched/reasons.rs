@@ -162,9 +162,37 @@ impl State {
                 j.min_gpu_memory_mib
             );
         }
-        let fitting: Vec<_> = alive
+        let needs = j.spec.needed_weights();
+        let fitting_workers: Vec<_> = alive
             .iter()
             .filter(|w| w.rec.devices.iter().any(|d| fits(j, d)))
+            .collect();
+        if !fitting_workers.iter().any(|w| w.rec.holds(needs)) {
+            let missing: Vec<&str> = needs
+                .iter()
+                .copied()
+                .filter(|n| !fitting_workers.iter().any(|w| w.rec.holds(&[n])))
+                .collect();
+            let missing = if missing.is_empty() {
+                needs.to_vec()
+            } else {
+                missing
+            };
+            let names = missing.join(", ");
+            let first = missing.first().copied().unwrap_or_default();
+            let how = if first.starts_with("mtcnn") {
+                format!("`ausweep weights import {first} FILE` with facenet-pytorch's file")
+            } else {
+                format!("`ausweep weights fetch {first}` or `ausweep weights import {first} FILE`")
+            };
+            return format!(
+                "no connected worker holds the weights {names} (on a worker: {how}; it \
+                 advertises them at its next heartbeat)"
+            );
+        }
+        let fitting: Vec<_> = fitting_workers
+            .iter()
+            .filter(|w| w.rec.holds(needs))
             .map(|w| w.rec.id.clone())
             .collect();
         if fitting.iter().all(|w| j.avoid_workers.contains(w)) && !j.avoid_workers.is_empty() {

@@ -309,6 +309,7 @@ impl State {
             session_hash,
             registered_ms: now,
             draining: false,
+            weights: reg.weights,
         };
         batch.put(Tree::Workers, &rec.id, &rec)?;
         self.workers.insert(
@@ -343,8 +344,7 @@ impl State {
     pub fn heartbeat(
         &mut self,
         worker: &str,
-        hostname: &str,
-        devices: Option<Vec<DeviceRecord>>,
+        node: NodeUpdate,
         leases: &[(String, u64)],
         now: u64,
         batch: &mut Batch,
@@ -358,14 +358,25 @@ impl State {
         w.last_seen_ms = now;
         self.last_worker_seen_ms = now;
         let mut changed = false;
+        let NodeUpdate {
+            hostname,
+            devices,
+            weights,
+        } = node;
         if let Some(d) = devices {
             if d != w.rec.devices {
                 w.rec.devices = d;
                 changed = true;
             }
         }
+        if let Some(h) = weights {
+            if h != w.rec.weights {
+                w.rec.weights = h;
+                changed = true;
+            }
+        }
         if !hostname.is_empty() && hostname != w.rec.hostname {
-            w.rec.hostname = hostname.to_string();
+            w.rec.hostname = hostname;
             changed = true;
         }
         if changed {
@@ -442,6 +453,7 @@ impl State {
             w.rec.id != worker
                 && !job.avoid_workers.contains(&w.rec.id)
                 && self.is_alive(w, now)
+                && w.rec.holds(job.spec.needed_weights())
                 && w.rec.devices.iter().any(|d| fits(job, d))
         })
     }
@@ -488,9 +500,10 @@ impl State {
             )?;
         }
         let mut chosen = None;
+        let holder = &self.workers[worker].rec;
         for (_, _, id) in &self.ready {
             let j = &self.jobs[id];
-            if !fits(j, &dev) {
+            if !fits(j, &dev) || !holder.holds(j.spec.needed_weights()) {
                 continue;
             }
             if j.avoid_workers.iter().any(|w| w == worker) && self.someone_else_fits(j, worker, now)
@@ -501,8 +514,21 @@ impl State {
             break;
         }
         let Some(id) = chosen else {
+            let lacking: BTreeSet<&str> = self
+                .ready
+                .iter()
+                .map(|(_, _, id)| &self.jobs[id])
+                .filter(|j| fits(j, &dev))
+                .flat_map(|j| j.spec.needed_weights().iter().copied())
+                .filter(|n| !self.workers[worker].rec.holds(&[n]))
+                .collect();
             let reason = if self.ready.is_empty() {
                 "no runnable job".to_string()
+            } else if !lacking.is_empty() {
+                format!(
+                    "ready jobs need weights this worker does not hold: {}",
+                    lacking.into_iter().collect::<Vec<_>>().join(", ")
+                )
             } else {
                 format!("no runnable job fits device {device} ({})", describe(&dev))
             };

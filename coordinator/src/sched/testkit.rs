@@ -4,7 +4,7 @@ use super::state::State;
 use super::types::*;
 use crate::manifest;
 use crate::plan;
-use crate::store::records::DeviceRecord;
+use crate::store::records::{DeviceRecord, HeldWeights};
 use crate::store::{Batch, MemStore, Store};
 
 /// A small sweep: 2 backbones x 2 folds x 2 stages on CPU, one retry.
@@ -86,12 +86,19 @@ impl Harness {
         self.step(|st, now, b| st.submit(&p, jobs, now, b)).unwrap()
     }
 
-    /// Registers a worker.
+    /// Registers a worker holding every weight file.
     pub fn register(&mut self, id: &str, devices: Vec<DeviceRecord>) {
+        let names = ausweep_proto::job::all_weight_names();
+        self.register_holding(id, devices, &names);
+    }
+
+    /// Registers a worker holding the weight files `names`.
+    pub fn register_holding(&mut self, id: &str, devices: Vec<DeviceRecord>, names: &[&str]) {
         let reg = Registration {
             id: id.into(),
             hostname: "h".into(),
             devices,
+            weights: held(names),
         };
         self.step(|st, now, b| st.register(reg, "hash".into(), now, b))
             .unwrap();
@@ -147,4 +154,20 @@ impl Harness {
     pub fn restart(&mut self) {
         self.st = State::load(&self.store, self.st.timing, self.now).unwrap();
     }
+}
+
+/// Every weight file a job can need, as a worker holding them all advertises it.
+pub fn all_weights() -> Vec<HeldWeights> {
+    held(&ausweep_proto::job::all_weight_names())
+}
+
+/// The weight files `names`, as a worker advertises them.
+pub fn held(names: &[&str]) -> Vec<HeldWeights> {
+    names
+        .iter()
+        .map(|n| HeldWeights {
+            name: (*n).into(),
+            sha256: "0".repeat(64),
+        })
+        .collect()
 }

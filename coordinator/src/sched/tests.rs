@@ -78,7 +78,7 @@ fn late_result_of_an_expired_attempt_is_acknowledged_and_discarded() {
     h.register("b", cpus(1));
     let first = h.lease("a", 0).unwrap();
     h.now += 4_000;
-    h.step(|st, _, b| st.heartbeat("b", "", None, &[], 5_000, b))
+    h.step(|st, _, b| st.heartbeat("b", NodeUpdate::default(), &[], 5_000, b))
         .unwrap();
     let expired = h.step(|st, now, b| st.expire(now, b)).unwrap();
     assert_eq!(expired, vec![first.job_id.clone()]);
@@ -96,8 +96,7 @@ fn late_result_of_an_expired_attempt_is_acknowledged_and_discarded() {
         .step(|st, now, b| {
             st.heartbeat(
                 "a",
-                "",
-                None,
+                NodeUpdate::default(),
                 &[(first.job_id.clone(), first.token)],
                 now,
                 b,
@@ -278,13 +277,21 @@ fn restart_keeps_leases_results_and_tokens() {
     assert_eq!(h.st.next_token(), token);
     // The worker carries on with its lease after the restart.
     let hb = h
-        .step(|st, now, bt| st.heartbeat("w", "", None, &[(b.job_id.clone(), b.token)], now, bt))
+        .step(|st, now, bt| {
+            st.heartbeat(
+                "w",
+                NodeUpdate::default(),
+                &[(b.job_id.clone(), b.token)],
+                now,
+                bt,
+            )
+        })
         .unwrap();
     assert!(hb.abort.is_empty() && !hb.reregister);
     assert_eq!(h.complete("w", &b), Fenced::Current);
     // An unknown worker is asked to register again.
     let hb = h
-        .step(|st, now, bt| st.heartbeat("ghost", "", None, &[], now, bt))
+        .step(|st, now, bt| st.heartbeat("ghost", NodeUpdate::default(), &[], now, bt))
         .unwrap();
     assert!(hb.reregister);
 }
@@ -300,7 +307,15 @@ fn cancel_stops_everything_and_leases_abort() {
         8
     );
     let hb = h
-        .step(|st, now, b| st.heartbeat("w", "", None, &[(a.job_id.clone(), a.token)], now, b))
+        .step(|st, now, b| {
+            st.heartbeat(
+                "w",
+                NodeUpdate::default(),
+                &[(a.job_id.clone(), a.token)],
+                now,
+                b,
+            )
+        })
         .unwrap();
     assert_eq!(hb.abort, vec![a.job_id]);
     assert!(h.lease("w", 0).is_none());
@@ -322,7 +337,7 @@ fn drain_stops_leasing_survives_a_restart_and_ends_with_a_new_registration() {
     }
     let beat = |h: &mut Harness| {
         let lease = [(running.job_id.clone(), running.token)];
-        h.step(|st, now, b| st.heartbeat("a", "", None, &lease, now, b))
+        h.step(|st, now, b| st.heartbeat("a", NodeUpdate::default(), &lease, now, b))
             .unwrap()
     };
     let hb = beat(&mut h);
@@ -337,4 +352,90 @@ fn drain_stops_leasing_survives_a_restart_and_ends_with_a_new_registration() {
     h.register("a", cpus(2));
     assert!(!beat(&mut h).drain);
     assert!(h.lease("a", 0).is_some());
+}
+
+#[test]
+fn jobs_needing_weights_no_worker_holds_wait_with_that_reason_until_a_heartbeat_advertises_them() {
+    let mut h = Harness::new();
+    let text = SMALL.replace(
+        "source: {kind: synthetic, subjects: 4, frames: 4}",
+        "source: {kind: disfa_videos, videos_root: /v, prepared_root: /p}",
+    );
+    h.submit(&text);
+    // The worker has MobileNet-v2's ImageNet file but not MTCNN's, which preparing needs.
+    h.register_holding("w", cpus(1), &["mobilenet_v2"]);
+    let why = match h.step(|st, now, b| st.lease("w", 0, now, b)).unwrap() {
+        LeaseOutcome::Nothing(why) => why,
+        LeaseOutcome::Assigned(a) => panic!("leased {} to a worker without MTCNN", a.job_id),
+    };
+    assert!(
+        why.contains("need weights this worker does not hold: mtcnn_onet, mtcnn_pnet, mtcnn_rnet"),
+        "{why}"
+    );
+    let prep =
+        h.st.job_ids()
+            .find(|id| id.ends_with(".prepare.g0"))
+            .unwrap()
+            .clone();
+    let reason = h.st.pending_reason(h.st.job(&prep).unwrap(), h.now);
+    assert!(
+        reason.starts_with(
+            "no connected worker holds the weights mtcnn_onet, mtcnn_pnet, mtcnn_rnet"
+        ) && reason.contains("ausweep weights import mtcnn_onet"),
+        "{reason}"
+    );
+    assert_eq!(crate::metrics::reason_class(&reason), "missing_weights");
+
+    // A heartbeat advertises MTCNN too (after `ausweep weights import`): the preparation runs,
+    // then MobileNet-v2's stage 1; MobileNet-v1's waits, naming its file.
+    let mut names = ausweep_proto::job::MTCNN_WEIGHTS.to_vec();
+    names.push("mobilenet_v2");
+    let weights = Some(held(&names));
+    h.step(|st, now, b| {
+        st.heartbeat(
+            "w",
+            NodeUpdate {
+                weights,
+                ..NodeUpdate::default()
+            },
+            &[],
+            now,
+            b,
+        )
+    })
+    .unwrap();
+    h.restart();
+    let p = h.lease("w", 0).unwrap();
+    assert_eq!(p.job_id, prep);
+    assert_eq!(h.complete("w", &p), Fenced::Current);
+    let mut stage1 = Vec::new();
+    while let Some(a) = h.lease("w", 0) {
+        assert!(a.job_id.contains("mobilenet_v2"), "{}", a.job_id);
+        assert_eq!(h.complete("w", &a), Fenced::Current);
+        stage1.push(a.job_id);
+    }
+    assert_eq!(
+        stage1.len(),
+        4,
+        "two folds x two stages of mobilenet_v2: {stage1:?}"
+    );
+    let v1 =
+        h.st.job_ids()
+            .find(|id| id.contains("mobilenet_v1") && id.contains(".s1."))
+            .unwrap()
+            .clone();
+    let reason = h.st.pending_reason(h.st.job(&v1).unwrap(), h.now);
+    assert!(
+        reason.starts_with("no connected worker holds the weights mobilenet_v1 ")
+            && reason.contains("`ausweep weights fetch mobilenet_v1`"),
+        "{reason}"
+    );
+    // A second worker that holds it takes it.
+    h.register_holding("w2", cpus(1), &["mobilenet_v1"]);
+    let a = h.lease("w2", 0).unwrap();
+    assert!(
+        a.job_id.contains("mobilenet_v1") && a.job_id.contains(".s1."),
+        "{}",
+        a.job_id
+    );
 }

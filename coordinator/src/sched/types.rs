@@ -1,6 +1,6 @@
 //! The scheduler's inputs and outputs.
 
-use crate::store::records::{AuScoreRecord, DeviceRecord, JobState};
+use crate::store::records::{AuScoreRecord, DeviceRecord, HeldWeights, JobState};
 use crate::store::StoreError;
 use std::collections::BTreeMap;
 
@@ -208,6 +208,19 @@ pub struct Registration {
     pub hostname: String,
     /// Devices.
     pub devices: Vec<DeviceRecord>,
+    /// The weight files it holds.
+    pub weights: Vec<HeldWeights>,
+}
+
+/// What a heartbeat says about its node; `None` and an empty host name leave that part as it was.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NodeUpdate {
+    /// Host name.
+    pub hostname: String,
+    /// Devices.
+    pub devices: Option<Vec<DeviceRecord>>,
+    /// The weight files it holds.
+    pub weights: Option<Vec<HeldWeights>>,
 }
 
 /// A change watchers see.

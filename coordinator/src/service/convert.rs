@@ -170,5 +170,14 @@ pub(crate) fn worker(w: &WorkerView) -> v1::WorkerInfo {
         alive: w.alive,
         leased_jobs: w.leased.clone(),
         draining: w.worker.draining,
+        weights: w
+            .worker
+            .weights
+            .iter()
+            .map(|h| v1::HeldWeights {
+                name: h.name.clone(),
+                sha256: h.sha256.clone(),
+            })
+            .collect(),
     }
 }

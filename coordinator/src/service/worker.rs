@@ -5,7 +5,9 @@
 use super::{convert, status};
 use crate::auth::{self, TokenHash};
 use crate::metrics::Metrics;
-use crate::sched::{FailureKind, Fenced, LeaseOutcome, Registration, Scheduler, Timing, Upload};
+use crate::sched::{
+    FailureKind, Fenced, LeaseOutcome, NodeUpdate, Registration, Scheduler, Timing, Upload,
+};
 use crate::store::blobs::{valid_sha256, Blobs};
 use ausweep_proto::v1::{self, worker_server::Worker};
 use ausweep_proto::wire::{CHUNK_BYTES, PROTOCOL_HEADER, PROTOCOL_VERSION, WORKER_HEADER};
@@ -105,6 +107,36 @@ fn devices(list: &[v1::Device]) -> Result<Vec<crate::store::records::DeviceRecor
     Ok(list.iter().map(convert::device_in).collect())
 }
 
+/// The most weight files a worker may advertise.
+const MAX_WEIGHTS: usize = 256;
+
+fn held(list: &[v1::HeldWeights]) -> Result<Vec<crate::store::records::HeldWeights>, Status> {
+    if list.len() > MAX_WEIGHTS {
+        return Err(Status::invalid_argument(format!(
+            "weights: at most {MAX_WEIGHTS} files"
+        )));
+    }
+    list.iter()
+        .map(|w| {
+            if !auth::valid_id(&w.name, 64) {
+                return Err(Status::invalid_argument(
+                    "weights.name: 1-64 letters, digits, `.`, `_`, `-`",
+                ));
+            }
+            if w.sha256.len() != 64 || !w.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(Status::invalid_argument(format!(
+                    "weights `{}`: sha256 must be 64 hex digits",
+                    w.name
+                )));
+            }
+            Ok(crate::store::records::HeldWeights {
+                name: w.name.clone(),
+                sha256: w.sha256.to_ascii_lowercase(),
+            })
+        })
+        .collect()
+}
+
 use super::ChunkStream;
 
 #[tonic::async_trait]
@@ -125,6 +157,7 @@ impl Worker for WorkerSvc {
             id: r.worker_name.clone(),
             hostname: r.hostname.chars().take(255).collect(),
             devices: devices(&r.devices)?,
+            weights: held(&r.weights)?,
         };
         let token = auth::new_token();
         let hash = TokenHash::of(&token);
@@ -156,6 +189,10 @@ impl Worker for WorkerSvc {
         } else {
             Some(devices(&r.devices)?)
         };
+        let weights = match &r.weights {
+            Some(list) => Some(held(&list.items)?),
+            None => None,
+        };
         if r.leases.len() > 1024 {
             return Err(Status::invalid_argument("too many leases"));
         }
@@ -168,7 +205,19 @@ impl Worker for WorkerSvc {
         let t = std::time::Instant::now();
         let out = self
             .sched
-            .call(move |st, now, b| st.heartbeat(&worker, &host, devs, &leases, now, b))
+            .call(move |st, now, b| {
+                st.heartbeat(
+                    &worker,
+                    NodeUpdate {
+                        hostname: host,
+                        devices: devs,
+                        weights,
+                    },
+                    &leases,
+                    now,
+                    b,
+                )
+            })
             .await
             .map_err(status)?;
         self.metrics.observe_sched("heartbeat", t.elapsed());

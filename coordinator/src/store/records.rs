@@ -180,6 +180,27 @@ pub struct WorkerRecord {
     /// An admin asked this session to drain (cleared when it registers again).
     #[serde(default)]
     pub draining: bool,
+    /// The weight files it holds (jobs needing others are not leased to it).
+    #[serde(default)]
+    pub weights: Vec<HeldWeights>,
+}
+
+/// A weight file a worker holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldWeights {
+    /// Catalog name (`mobilenet_v2`, `mtcnn_pnet`, ...).
+    pub name: String,
+    /// sha256 of the file, hex.
+    pub sha256: String,
+}
+
+impl WorkerRecord {
+    /// Whether it holds every weight file `names` lists.
+    pub fn holds(&self, names: &[&str]) -> bool {
+        names
+            .iter()
+            .all(|n| self.weights.iter().any(|w| w.name == *n))
+    }
 }
 
 /// One AU's test scores.

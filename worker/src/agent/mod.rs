@@ -74,6 +74,11 @@ pub struct WorkerArgs {
     /// How long to keep trying to reach the coordinator at start, seconds.
     #[arg(long, default_value_t = 300)]
     pub connect_timeout_s: u64,
+    /// Weights directory the trainers read and the worker advertises (default: $AUSWEEP_WEIGHTS,
+    /// else ~/.cache/ausweep/weights). Files added with `ausweep weights fetch/import` are
+    /// advertised at the next heartbeat.
+    #[arg(long)]
+    pub weights_dir: Option<PathBuf>,
     /// Trainer executable (default: this binary's `train`); for tests and wrappers.
     #[arg(long, env = "AUSWEEP_TRAINER", hide = true)]
     pub trainer: Option<PathBuf>,
@@ -148,6 +153,31 @@ fn free_mib(dir: &Path) -> Option<u64> {
     Some((s.f_bavail as u64).saturating_mul(s.f_frsize as u64) >> 20)
 }
 
+/// The weight files `dir` holds, as the worker advertises them (none when unreadable, said once
+/// per distinct error).
+fn held_weights(dir: &std::path::Path) -> Vec<v1::HeldWeights> {
+    static LAST_ERROR: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+    match crate::weights::held::held(dir) {
+        Ok(h) => h
+            .into_iter()
+            .map(|w| v1::HeldWeights {
+                name: w.name,
+                sha256: w.sha256,
+            })
+            .collect(),
+        Err(e) => {
+            let msg = e.to_string();
+            if let Ok(mut last) = LAST_ERROR.lock() {
+                if *last != msg {
+                    eprintln!("ausweep worker: weights: {msg}; advertising none");
+                    *last = msg;
+                }
+            }
+            Vec::new()
+        }
+    }
+}
+
 fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
@@ -199,10 +229,33 @@ async fn agent(args: WorkerArgs) -> Result<(), AgentError> {
         "--data-cache".to_string(),
         work_dir.join("data").display().to_string(),
     ];
+    let weights_dir = match &args.weights_dir {
+        Some(d) => std::path::absolute(d).map_err(|e| AgentError::Io {
+            path: d.clone(),
+            source: e,
+        })?,
+        None => crate::train::weights::weights_dir(),
+    };
+    let weights = held_weights(&weights_dir);
+    eprintln!(
+        "ausweep worker: weights {}: {}",
+        weights_dir.display(),
+        if weights.is_empty() {
+            "none (jobs that start from ImageNet weights or prepare videos will not be leased here)"
+                .to_string()
+        } else {
+            weights
+                .iter()
+                .map(|w| w.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    );
     let trainer = match &args.trainer {
         Some(p) => TrainerCmd {
             program: p.clone(),
             prefix,
+            weights_dir: weights_dir.clone(),
         },
         None => TrainerCmd {
             program: std::env::current_exe().map_err(|e| AgentError::Io {
@@ -210,6 +263,7 @@ async fn agent(args: WorkerArgs) -> Result<(), AgentError> {
                 source: e,
             })?,
             prefix,
+            weights_dir: weights_dir.clone(),
         },
     };
     let tls = (args.tls_ca.is_some() || args.coordinator.starts_with("https")).then(|| ClientTls {
@@ -222,6 +276,7 @@ async fn agent(args: WorkerArgs) -> Result<(), AgentError> {
         worker_name: args.name.clone().unwrap_or_else(|| host.clone()),
         hostname: host,
         devices: devices.to_proto(),
+        weights,
     };
     let mut sigterm = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
         .map_err(|e| AgentError::Config(format!("SIGTERM handler: {e}")))?;
@@ -280,7 +335,7 @@ async fn agent(args: WorkerArgs) -> Result<(), AgentError> {
                 lease_poll.reset_immediately();
             }
             _ = heartbeat.tick() => {
-                if beat(&session, &devices, &running).await && !draining {
+                if beat(&session, &devices, &weights_dir, &running).await && !draining {
                     eprintln!(
                         "ausweep worker: coordinator asks to drain {} running job(s) (at most {} s)",
                         running.len(),
@@ -367,21 +422,30 @@ async fn agent(args: WorkerArgs) -> Result<(), AgentError> {
         }
     }
     // One last heartbeat so the coordinator sees no lease left.
-    beat(&session, &devices, &running).await;
+    beat(&session, &devices, &weights_dir, &running).await;
     eprintln!("ausweep worker: drained; exiting");
     Ok(())
 }
 
 /// Sends one heartbeat; re-registers when asked; aborts attempts whose lease is gone. True when
 /// the coordinator asks this worker to drain.
-async fn beat(session: &Session, devices: &Devices, running: &HashMap<String, Running>) -> bool {
+async fn beat(
+    session: &Session,
+    devices: &Devices,
+    weights_dir: &std::path::Path,
+    running: &HashMap<String, Running>,
+) -> bool {
     let mut drain = false;
     let mut reg = session.registration().await;
     reg.devices = devices.to_proto();
-    session.set_devices(reg.devices.clone()).await;
+    reg.weights = held_weights(weights_dir);
+    session
+        .set_devices(reg.devices.clone(), reg.weights.clone())
+        .await;
     let req = v1::HeartbeatRequest {
         hostname: reg.hostname,
         devices: reg.devices,
+        weights: Some(v1::HeldWeightsList { items: reg.weights }),
         leases: running
             .iter()
             .map(|(id, r)| v1::ActiveLease {

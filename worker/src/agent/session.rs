@@ -100,9 +100,11 @@ impl Session {
         Duration::from_millis(self.lease_ms.load(Ordering::Relaxed).max(1_000))
     }
 
-    /// Updates the device list sent on registration and heartbeats.
-    pub async fn set_devices(&self, devices: Vec<v1::Device>) {
-        self.request.write().await.devices = devices;
+    /// Updates the devices and held weights sent on registration and heartbeats.
+    pub async fn set_devices(&self, devices: Vec<v1::Device>, weights: Vec<v1::HeldWeights>) {
+        let mut r = self.request.write().await;
+        r.devices = devices;
+        r.weights = weights;
     }
 
     /// The registration as last sent (hostname and devices travel with every heartbeat).

@@ -22,6 +22,8 @@ pub struct TrainerCmd {
     pub program: PathBuf,
     /// Arguments placed before the job's own (normally `train`).
     pub prefix: Vec<String>,
+    /// The weights directory the trainer reads (`AUSWEEP_WEIGHTS`): the one the agent advertises.
+    pub weights_dir: PathBuf,
 }
 
 /// A running trainer.
@@ -50,6 +52,7 @@ pub fn spawn(
             Kind::Cuda => "cuda:0",
         })
         .current_dir(dir)
+        .env("AUSWEEP_WEIGHTS", &cmd.weights_dir)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

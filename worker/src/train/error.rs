@@ -34,7 +34,7 @@ pub enum TrainError {
         keys: String,
     },
     /// No ImageNet weights for a backbone in the weights directory.
-    #[error("no ImageNet weights for {backbone} in {dir} (available: {available}); run `make setup`, convert a torchvision file with scripts/convert_weights.py, or set `weights: none`")]
+    #[error("no ImageNet weights for {backbone} in {dir} (available: {available}); run `ausweep weights fetch {backbone}` or `ausweep weights import {backbone} FILE`, or set `weights: none`")]
     NoWeights {
         /// The backbone.
         backbone: String,
