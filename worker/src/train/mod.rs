@@ -6,6 +6,7 @@ pub mod batch;
 pub mod checkpoint;
 pub mod dataset;
 pub mod error;
+pub mod features;
 pub mod head;
 pub mod imagenet;
 pub mod layout;

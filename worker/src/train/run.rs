@@ -6,6 +6,7 @@ use super::batch::{BatchMaker, Prefetch};
 use super::checkpoint::{self, CheckpointMeta, EarlyStopState};
 use super::dataset::{self, SplitData};
 use super::error::TrainError;
+use super::features::Features;
 use super::head::Head;
 use super::loss;
 use super::metrics::{self, Scores};
@@ -18,6 +19,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 use tch::{nn, Device, Kind, Tensor};
 
@@ -128,29 +130,6 @@ impl Model {
         v
     }
 
-    /// Sigmoid probabilities from pooled backbone features `[N,C]` (the head alone), in
-    /// inference mode, in chunks of `batch` as [`Model::predict`] does, as a flat `N × K` vector.
-    pub fn predict_features(&self, features: &Tensor, batch: usize) -> Vec<f32> {
-        let n = features.size()[0];
-        let mut out = Vec::new();
-        tch::no_grad(|| {
-            let mut at = 0;
-            while at < n {
-                let len = (batch.max(1) as i64).min(n - at);
-                let p = self
-                    .head
-                    .forward_t(&features.narrow(0, at, len), false)
-                    .sigmoid();
-                let v: Vec<f32> =
-                    Vec::try_from(p.to_kind(Kind::Float).to_device(Device::Cpu).flatten(0, -1))
-                        .unwrap_or_default();
-                out.extend(v);
-                at += len;
-            }
-        });
-        out
-    }
-
     /// Sigmoid probabilities for frames `idx`, in inference mode, as a flat `len × K` vector.
     pub fn predict(&self, bm: &BatchMaker, idx: &[usize], batch: usize) -> Vec<f32> {
         let mut out = Vec::with_capacity(idx.len());
@@ -176,27 +155,6 @@ fn count(vs: &nn::VarStore) -> i64 {
         .iter()
         .map(|t| t.numel() as i64)
         .sum()
-}
-
-/// Pooled features of frames `idx` from the frozen backbone, `[len, C]`.
-fn pooled_features(
-    model: &Model,
-    bm: &BatchMaker,
-    idx: &[usize],
-    batch: usize,
-    device: Device,
-) -> Tensor {
-    tch::no_grad(|| {
-        let parts: Vec<Tensor> = idx
-            .chunks(batch.max(1))
-            .map(|c| model.backbone.pooled(&bm.plain(c), false, usize::MAX))
-            .collect();
-        if parts.is_empty() {
-            Tensor::zeros([0, model.backbone.out_channels()], (Kind::Float, device))
-        } else {
-            Tensor::cat(&parts, 0)
-        }
-    })
 }
 
 fn subset_labels(labels: &[u8], idx: &[usize], k: usize) -> Vec<u8> {
@@ -454,15 +412,31 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<JobResult, TrainError> {
         device: format!("{device:?}"),
         feature_cache: cache,
     });
+    let cache_dir = opts.out_dir.as_path();
+    let compute = |idx: &[usize]| {
+        Features::compute(
+            &model,
+            &bm,
+            idx,
+            spec.train.batch_size * 2,
+            device,
+            cache_dir,
+        )
+    };
     let features = (cache && start_epoch <= spec.train.epochs)
-        .then(|| pooled_features(&model, &bm, &train, spec.train.batch_size * 2, device));
+        .then(|| compute(&train))
+        .transpose()?
+        .map(Arc::new);
 
     // Stage 1's backbone is frozen: validation frames' features are computed once too.
     let val_features = (cache && !val.is_empty())
-        .then(|| pooled_features(&model, &bm, &val, spec.train.batch_size * 2, device));
-    let predict_val = |model: &Model| match &val_features {
-        Some(f) => model.predict_features(f, spec.train.batch_size * 2),
-        None => model.predict(&bm, &val, spec.train.batch_size * 2),
+        .then(|| compute(&val))
+        .transpose()?;
+    let predict_val = |model: &Model| -> Result<Vec<f32>, TrainError> {
+        match &val_features {
+            Some(f) => f.predict(model, spec.train.batch_size * 2, device),
+            None => Ok(model.predict(&bm, &val, spec.train.batch_size * 2)),
+        }
     };
     let pos_weight = loss::inverse_frequency_weights(&bm.labels(&train)).to_device(device);
     let bs = spec.train.batch_size;
@@ -488,31 +462,35 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<JobResult, TrainError> {
         let (mut loss_sum, mut seen) = (0.0, 0usize);
         // Cached stage 1 indexes pooled features; otherwise frames are prepared a few batches
         // ahead on a background thread (same order and random draws as inline).
-        let mut feed: Box<dyn Iterator<Item = (Tensor, Tensor)>> = match &features {
-            Some(f) => {
-                let f = f.shallow_clone();
-                let (bm2, train2) = (bm.shallow_clone(), train.clone());
-                Box::new(batches.clone().into_iter().map(move |pos| {
-                    let p: Vec<i64> = pos.iter().map(|&p| p as i64).collect();
-                    let idx: Vec<usize> = pos.iter().map(|&p| train2[p]).collect();
-                    let feats = f.index_select(0, &Tensor::from_slice(&p).to_device(device));
-                    (feats, bm2.labels(&idx).to_device(device))
-                }))
-            }
-            None => Box::new(Prefetch::start(
-                bm.shallow_clone(),
-                batches
-                    .iter()
-                    .map(|pos| pos.iter().map(|&p| train[p]).collect())
-                    .collect(),
-                train.clone(),
-                spec.augment.clone(),
-                rng,
-                3,
-            )),
-        };
+        let mut feed: Box<dyn Iterator<Item = Result<(Tensor, Tensor), TrainError>>> =
+            match &features {
+                Some(f) => {
+                    let f = f.clone();
+                    let (bm2, train2) = (bm.shallow_clone(), train.clone());
+                    Box::new(batches.clone().into_iter().map(move |pos| {
+                        let idx: Vec<usize> = pos.iter().map(|&p| train2[p]).collect();
+                        let feats = f.rows(&pos, device)?;
+                        Ok((feats, bm2.labels(&idx).to_device(device)))
+                    }))
+                }
+                None => Box::new(
+                    Prefetch::start(
+                        bm.shallow_clone(),
+                        batches
+                            .iter()
+                            .map(|pos| pos.iter().map(|&p| train[p]).collect())
+                            .collect(),
+                        train.clone(),
+                        spec.augment.clone(),
+                        rng,
+                        3,
+                    )
+                    .map(Ok),
+                ),
+            };
         for si in 0..steps {
-            let Some((input, y)) = feed.next() else { break };
+            let Some(item) = feed.next() else { break };
+            let (input, y) = item?;
             let n = input.size()[0] as usize;
             let logits = if features.is_some() {
                 model.head.forward_t(&input, true)
@@ -552,10 +530,17 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<JobResult, TrainError> {
         }
         trained_images += seen;
         let secs = t0.elapsed().as_secs_f64();
-        let val_scores = (!val.is_empty()).then(|| {
-            let p = predict_val(&model);
-            metrics::score(&p, &val_labels, &spec.data.aus, &vec![0.5; k])
-        });
+        let val_scores = (!val.is_empty())
+            .then(|| {
+                let p = predict_val(&model)?;
+                Ok::<_, TrainError>(metrics::score(
+                    &p,
+                    &val_labels,
+                    &spec.data.aus,
+                    &vec![0.5; k],
+                ))
+            })
+            .transpose()?;
         emit(Event::Epoch {
             epoch,
             loss: loss_sum / seen.max(1) as f64,
@@ -626,7 +611,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<JobResult, TrainError> {
     let (thresholds, val_scores) = if val.is_empty() {
         (vec![0.5; k], None)
     } else {
-        let p = predict_val(&model);
+        let p = predict_val(&model)?;
         let th = match spec.thresholds {
             ausweep_proto::job::ThresholdMode::Fixed => vec![0.5; k],
             ausweep_proto::job::ThresholdMode::Tuned => {
