@@ -465,6 +465,36 @@ fn default_name() -> String {
 /// The MTCNN detector's three weight files, which preparing video data needs.
 pub const MTCNN_WEIGHTS: [&str; 3] = ["mtcnn_onet", "mtcnn_pnet", "mtcnn_rnet"];
 
+/// The weight files a job needs on the worker that runs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum WeightsNeed {
+    /// None (random init, a stage-1 checkpoint, or a file the spec names).
+    #[default]
+    Nothing,
+    /// The backbone's ImageNet file.
+    Imagenet(Backbone),
+    /// MTCNN's three files.
+    Mtcnn,
+}
+
+impl WeightsNeed {
+    /// The catalog names (`<name>.safetensors` in the weights directory).
+    pub fn names(self) -> &'static [&'static str] {
+        match self {
+            WeightsNeed::Nothing => &[],
+            WeightsNeed::Mtcnn => &MTCNN_WEIGHTS,
+            WeightsNeed::Imagenet(b) => match b {
+                Backbone::Densenet121 => &["densenet121"],
+                Backbone::Densenet201 => &["densenet201"],
+                Backbone::MobilenetV1 => &["mobilenet_v1"],
+                Backbone::MobilenetV2 => &["mobilenet_v2"],
+                Backbone::Vgg19 => &["vgg19"],
+            },
+        }
+    }
+}
+
 /// Every weight file a job can need: each backbone's ImageNet file and MTCNN's.
 pub fn all_weight_names() -> Vec<&'static str> {
     Backbone::ALL
@@ -475,22 +505,21 @@ pub fn all_weight_names() -> Vec<&'static str> {
 }
 
 impl JobSpec {
-    /// The weights-directory files (by catalog name) a worker must hold to run this job: the
-    /// backbone's ImageNet file for stage 1 from `imagenet`, MTCNN's for a preparation job.
-    pub fn needed_weights(&self) -> &'static [&'static str] {
+    /// The weights-directory files a worker must hold to run this job: the backbone's ImageNet
+    /// file for stage 1 from `imagenet`, MTCNN's for a preparation job.
+    pub fn weights_need(&self) -> WeightsNeed {
         match self.task {
-            Task::Prepare => &MTCNN_WEIGHTS,
+            Task::Prepare => WeightsNeed::Mtcnn,
             Task::Train if self.stage == 1 && self.weights == WeightsSource::Imagenet => {
-                match self.backbone {
-                    Backbone::Densenet121 => &["densenet121"],
-                    Backbone::Densenet201 => &["densenet201"],
-                    Backbone::MobilenetV1 => &["mobilenet_v1"],
-                    Backbone::MobilenetV2 => &["mobilenet_v2"],
-                    Backbone::Vgg19 => &["vgg19"],
-                }
+                WeightsNeed::Imagenet(self.backbone)
             }
-            Task::Train => &[],
+            Task::Train => WeightsNeed::Nothing,
         }
+    }
+
+    /// The catalog names of [`JobSpec::weights_need`].
+    pub fn needed_weights(&self) -> &'static [&'static str] {
+        self.weights_need().names()
     }
 
     /// Reads and validates a job file (YAML or JSON).

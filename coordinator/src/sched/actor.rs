@@ -4,8 +4,8 @@
 
 use super::state::State;
 use super::types::*;
-use crate::store::{Batch, Store, StoreError};
-use std::sync::Arc;
+use crate::store::{Batch, Store, StoreError, Tree};
+use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
@@ -27,6 +27,8 @@ const MAX_ROUND: usize = 1024;
 pub struct Scheduler {
     tx: mpsc::Sender<Op>,
     events: broadcast::Sender<Event>,
+    /// The loop owns the store (it closes when the loop ends); specs are read through this.
+    store: Weak<dyn Store>,
 }
 
 impl Scheduler {
@@ -44,14 +46,38 @@ impl Scheduler {
         let (events, _) = broadcast::channel(4096);
         let task = tokio::spawn(run(
             state,
-            store,
+            store.clone(),
             rx,
             events.clone(),
             timing,
             expiry_every,
             garbage,
         ));
-        Ok((Self { tx, events }, task))
+        let weak = Arc::downgrade(&store);
+        Ok((
+            Self {
+                tx,
+                events,
+                store: weak,
+            },
+            task,
+        ))
+    }
+
+    /// A job's spec as submitted (JSON), read from the store: specs are written once, at
+    /// submit, and never change, so this needs no turn of the loop.
+    pub fn spec_json(&self, job: &str) -> Result<String, SchedError> {
+        let store = self.store.upgrade().ok_or(SchedError::Stopped)?;
+        let bytes = store
+            .get(Tree::Specs, job)?
+            .ok_or_else(|| SchedError::NoJob(job.to_string()))?;
+        String::from_utf8(bytes).map_err(|e| {
+            SchedError::Store(StoreError::Codec {
+                tree: Tree::Specs,
+                key: job.to_string(),
+                message: e.to_string(),
+            })
+        })
     }
 
     /// Runs `f` on the state inside the loop; answers once its writes are durable.

@@ -162,7 +162,7 @@ impl State {
                 j.min_gpu_memory_mib
             );
         }
-        let needs = j.spec.needed_weights();
+        let needs = j.needs.names();
         let fitting_workers: Vec<_> = alive
             .iter()
             .filter(|w| w.rec.devices.iter().any(|d| fits(j, d)))

@@ -118,6 +118,19 @@ impl State {
         }
         let mut jobs = load_all::<JobRecord>(store, Tree::Jobs)?;
         jobs.sort_by_key(|j| j.seq);
+        // Records from before specs had their own tree: move each spec there, once.
+        let mut moved = Batch::new();
+        for j in jobs.iter_mut() {
+            if let Some(spec) = j.legacy_spec.take() {
+                j.epochs = spec.train.epochs;
+                j.needs = spec.weights_need();
+                moved.put(Tree::Specs, &j.id, &spec)?;
+                moved.put(Tree::Jobs, &j.id, &*j)?;
+            }
+        }
+        if !moved.is_empty() {
+            store.commit(&moved)?;
+        }
         for j in jobs {
             st.next_seq = st.next_seq.max(j.seq + 1);
             st.sweep_jobs
@@ -246,7 +259,9 @@ impl State {
                 sweep: parsed.sweep_id.clone(),
                 key: p.key,
                 grid_label: p.grid_label,
-                spec: p.spec,
+                epochs: p.spec.train.epochs,
+                needs: p.spec.weights_need(),
+                legacy_spec: None,
                 depends_on: p.depends_on,
                 device: p.device,
                 min_gpu_memory_mib: p.min_gpu_memory_mib,
@@ -269,6 +284,7 @@ impl State {
                 last_failure: String::new(),
             };
             self.next_seq += 1;
+            batch.put(Tree::Specs, &job.id, &p.spec)?;
             batch.put(Tree::Jobs, &job.id, &job)?;
             for d in &job.depends_on {
                 self.dependents
@@ -453,7 +469,7 @@ impl State {
             w.rec.id != worker
                 && !job.avoid_workers.contains(&w.rec.id)
                 && self.is_alive(w, now)
-                && w.rec.holds(job.spec.needed_weights())
+                && w.rec.holds(job.needs.names())
                 && w.rec.devices.iter().any(|d| fits(job, d))
         })
     }
@@ -503,7 +519,7 @@ impl State {
         let holder = &self.workers[worker].rec;
         for (_, _, id) in &self.ready {
             let j = &self.jobs[id];
-            if !fits(j, &dev) || !holder.holds(j.spec.needed_weights()) {
+            if !fits(j, &dev) || !holder.holds(j.needs.names()) {
                 continue;
             }
             if j.avoid_workers.iter().any(|w| w == worker) && self.someone_else_fits(j, worker, now)
@@ -519,7 +535,7 @@ impl State {
                 .iter()
                 .map(|(_, _, id)| &self.jobs[id])
                 .filter(|j| fits(j, &dev))
-                .flat_map(|j| j.spec.needed_weights().iter().copied())
+                .flat_map(|j| j.needs.names().iter().copied())
                 .filter(|n| !self.workers[worker].rec.holds(&[n]))
                 .collect();
             let reason = if self.ready.is_empty() {
@@ -563,11 +579,6 @@ impl State {
             outcome: "running".into(),
         };
         batch.put(Tree::Attempts, &attempt_key(&id, j.attempt), &attempt)?;
-        let spec_json = serde_json::to_string(&j.spec).map_err(|e| StoreError::Codec {
-            tree: Tree::Jobs,
-            key: id.clone(),
-            message: e.to_string(),
-        })?;
         let deps = j.depends_on.clone();
         let j = j.clone();
         // The stage a job continues from (a data-preparation job's artifact is no model).
@@ -581,7 +592,6 @@ impl State {
             attempt: j.attempt,
             token,
             deadline_ms,
-            spec_json,
             init_checkpoint,
             resume_checkpoint: j.newest_checkpoint.clone(),
             device,

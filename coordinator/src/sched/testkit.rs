@@ -104,6 +104,16 @@ impl Harness {
             .unwrap();
     }
 
+    /// A job's spec as stored at submit.
+    pub fn spec(&self, job: &str) -> ausweep_proto::JobSpec {
+        let bytes = self
+            .store
+            .get(crate::store::Tree::Specs, job)
+            .unwrap()
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    }
+
     /// Leases for a device.
     pub fn lease(&mut self, w: &str, d: u32) -> Option<Assignment> {
         match self.step(|st, now, b| st.lease(w, d, now, b)).unwrap() {

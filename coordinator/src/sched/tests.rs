@@ -22,7 +22,7 @@ fn elementwise_dependencies_release_stage2_as_soon_as_its_stage1_is_done() {
         b.init_checkpoint.as_deref(),
         Some(format!("{:064x}", a.token).as_str())
     );
-    let spec: ausweep_proto::JobSpec = serde_json::from_str(&b.spec_json).unwrap();
+    let spec = h.spec(&b.job_id);
     assert_eq!((spec.stage, spec.init_checkpoint), (2, None));
 }
 
@@ -38,7 +38,7 @@ fn a_video_sweep_prepares_first_and_stage_1_starts_from_no_checkpoint() {
     h.register("w", cpus(1));
     let p = h.lease("w", 0).unwrap();
     assert!(p.job_id.ends_with(".prepare.g0"), "{}", p.job_id);
-    let spec: ausweep_proto::JobSpec = serde_json::from_str(&p.spec_json).unwrap();
+    let spec = h.spec(&p.job_id);
     assert_eq!(spec.task, ausweep_proto::job::Task::Prepare);
     // Nothing else is offered while the data is being prepared.
     h.register("w2", cpus(1));
@@ -438,4 +438,58 @@ fn jobs_needing_weights_no_worker_holds_wait_with_that_reason_until_a_heartbeat_
         "{}",
         a.job_id
     );
+}
+
+#[test]
+fn specs_live_in_their_own_tree_and_older_stores_are_migrated_at_load() {
+    use crate::store::{Batch, Store, Tree};
+    let mut h = Harness::new();
+    h.submit(SMALL);
+    let jobs = h.store.scan(Tree::Jobs).unwrap();
+    assert_eq!(jobs.len(), 8);
+    let mut originals = Vec::new();
+    let mut legacy = Batch::new();
+    for (id, bytes) in &jobs {
+        // Job records hold no spec: transitions rewrite only the small record.
+        let mut rec: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+        assert!(rec.get("spec").is_none(), "{rec}");
+        let spec = h.spec(id);
+        // As an older coordinator wrote it: the spec inline, no `epochs`/`needs`, no spec tree.
+        let o = rec.as_object_mut().unwrap();
+        o.insert("spec".into(), serde_json::to_value(&spec).unwrap());
+        o.remove("epochs");
+        o.remove("needs");
+        legacy.put(Tree::Jobs, id, &rec).unwrap();
+        legacy.delete(Tree::Specs, id);
+        originals.push((id.clone(), spec));
+    }
+    h.store.commit(&legacy).unwrap();
+    assert!(h.store.scan(Tree::Specs).unwrap().is_empty());
+
+    h.restart();
+    for (id, spec) in &originals {
+        assert_eq!(&h.spec(id), spec, "{id}");
+        let rec: serde_json::Value =
+            serde_json::from_slice(&h.store.get(Tree::Jobs, id).unwrap().unwrap()).unwrap();
+        assert!(
+            rec.get("spec").is_none(),
+            "{id} still carries its spec: {rec}"
+        );
+        let j = h.st.job(id).unwrap();
+        assert_eq!(
+            (j.epochs, j.needs),
+            (spec.train.epochs, spec.weights_need()),
+            "{id}"
+        );
+    }
+    // A worker without MobileNet-v1's ImageNet file never gets its stage 1 after the migration.
+    h.register_holding("w", cpus(1), &["mobilenet_v2"]);
+    while let Some(a) = h.lease("w", 0) {
+        assert!(a.job_id.contains("mobilenet_v2"), "{}", a.job_id);
+        assert_eq!(h.complete("w", &a), Fenced::Current);
+    }
+    // And a second load finds nothing left to move.
+    let before = h.store.scan(Tree::Jobs).unwrap();
+    h.restart();
+    assert_eq!(h.store.scan(Tree::Jobs).unwrap(), before);
 }

@@ -134,10 +134,9 @@ pub struct Assignment {
     pub attempt: u32,
     /// Fencing token.
     pub token: u64,
-    /// Lease expiry, ms.
+    /// Lease expiry, ms. (The spec is read from [`Tree::Specs`](crate::store::Tree::Specs):
+    /// [`Scheduler::spec_json`](super::Scheduler::spec_json).)
     pub deadline_ms: u64,
-    /// The stored spec as JSON.
-    pub spec_json: String,
     /// Stage 2: the dependency's final checkpoint.
     pub init_checkpoint: Option<String>,
     /// Retry: the newest checkpoint of an earlier attempt.

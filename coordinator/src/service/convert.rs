@@ -143,7 +143,7 @@ pub(crate) fn job(v: &JobView) -> v1::JobStatus {
         progress: v.progress.as_ref().map(progress_out),
         result: v.result.as_ref().map(result_out),
         newest_checkpoint_sha256: j.newest_checkpoint.clone().unwrap_or_default(),
-        epochs: j.spec.train.epochs,
+        epochs: j.epochs,
         failures: j.failures,
         lost_attempts: j.lost,
         lost_without_progress: j.lost_streak,

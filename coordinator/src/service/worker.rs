@@ -244,6 +244,10 @@ impl Worker for WorkerSvc {
         if matches!(out, LeaseOutcome::Assigned(_)) {
             ausweep_proto::fault::point("coordinator-lease");
         }
+        let spec_json = match &out {
+            LeaseOutcome::Assigned(a) => self.sched.spec_json(&a.job_id).map_err(status)?,
+            LeaseOutcome::Nothing(_) => String::new(),
+        };
         self.metrics.observe_sched("lease", t.elapsed());
         Ok(Response::new(match out {
             LeaseOutcome::Assigned(a) => v1::LeaseReply {
@@ -252,7 +256,7 @@ impl Worker for WorkerSvc {
                     attempt: a.attempt,
                     fencing_token: a.token,
                     deadline_unix_ms: a.deadline_ms,
-                    job_spec_json: a.spec_json,
+                    job_spec_json: spec_json,
                     init_checkpoint_sha256: a.init_checkpoint.unwrap_or_default(),
                     resume_checkpoint_sha256: a.resume_checkpoint.unwrap_or_default(),
                     device_index: a.device,

@@ -36,11 +36,13 @@ pub enum Tree {
     Checkpoints,
     /// Counters (fencing token, job sequence).
     Meta,
+    /// Job specs (JSON) by job id: written once at submit, read at each lease.
+    Specs,
 }
 
 impl Tree {
     /// Every tree.
-    pub const ALL: [Tree; 7] = [
+    pub const ALL: [Tree; 8] = [
         Tree::Sweeps,
         Tree::Jobs,
         Tree::Attempts,
@@ -48,6 +50,7 @@ impl Tree {
         Tree::Results,
         Tree::Checkpoints,
         Tree::Meta,
+        Tree::Specs,
     ];
 
     /// A one-byte prefix for stores that keep every tree in one keyspace.

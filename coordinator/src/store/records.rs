@@ -2,6 +2,7 @@
 
 use crate::manifest::{DeviceReq, KeepCheckpoints};
 use crate::plan::JobKey;
+use ausweep_proto::job::WeightsNeed;
 use ausweep_proto::JobSpec;
 use serde::{Deserialize, Serialize};
 
@@ -76,8 +77,16 @@ pub struct JobRecord {
     pub key: JobKey,
     /// Grid point label.
     pub grid_label: String,
-    /// The exact spec every attempt replays.
-    pub spec: JobSpec,
+    /// Epochs of its spec (the spec itself is in [`Tree::Specs`](crate::store::Tree::Specs),
+    /// written once at submit: transitions rewrite only this small record).
+    #[serde(default)]
+    pub epochs: u32,
+    /// The weight files a worker needs for it.
+    #[serde(default)]
+    pub needs: WeightsNeed,
+    /// Stores written before specs had their own tree kept the spec here; loading moves it.
+    #[serde(default, rename = "spec", skip_serializing)]
+    pub legacy_spec: Option<Box<JobSpec>>,
     /// Jobs this waits on.
     pub depends_on: Vec<String>,
     /// Device kind needed.
