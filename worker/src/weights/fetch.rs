@@ -142,7 +142,10 @@ fn download(
         .into();
     let mut resp = agent.get(url).call().map_err(|e| match e {
         ureq::Error::StatusCode(code) => err(format!("HTTP {code}")),
-        other => err(other.to_string()),
+        other => err(format!(
+            "{other} (without a route to it: `--mirror URL` for a lab copy, or \
+             `ausweep weights import NAME FILE` for a file you have)"
+        )),
     })?;
     let total = resp
         .headers()
