@@ -24,6 +24,11 @@ fn ausweep(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `ausweep weights fetch ARGS --dir DIR`.
+fn fetch(dir: &str, args: &[&str]) -> Output {
+    ausweep(&[&["weights", "fetch"], args, &["--dir", dir]].concat())
+}
+
 fn text(o: &Output) -> String {
     format!(
         "status {}\nstdout:\n{}\nstderr:\n{}",
@@ -120,15 +125,14 @@ fn fetch_checks_the_pin_while_downloading_installs_once_and_refuses_a_corrupted_
     let d = dir.to_str().unwrap();
 
     // A corrupted copy: refused, nothing installed, no partial download left.
-    let o = ausweep(&[
-        "weights",
-        "fetch",
-        "mobilenet_v2",
-        "--mirror",
-        &format!("{}/corrupt", server.url),
-        "--dir",
+    let o = fetch(
         d,
-    ]);
+        &[
+            "mobilenet_v2",
+            "--mirror",
+            &format!("{}/corrupt", server.url),
+        ],
+    );
     assert!(!o.status.success(), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -143,15 +147,10 @@ fn fetch_checks_the_pin_while_downloading_installs_once_and_refuses_a_corrupted_
     assert!(left.is_empty(), "downloads left behind: {left:?}");
 
     // The mirror's good copy: installed, with its source, URL and hashes recorded.
-    let o = ausweep(&[
-        "weights",
-        "fetch",
-        "mobilenet_v2",
-        "--mirror",
-        &format!("{}/lab/", server.url),
-        "--dir",
+    let o = fetch(
         d,
-    ]);
+        &["mobilenet_v2", "--mirror", &format!("{}/lab/", server.url)],
+    );
     assert!(o.status.success(), "{}", text(&o));
     let m = manifest(&dir);
     let rec = &m["mobilenet_v2"];
@@ -183,15 +182,10 @@ fn fetch_checks_the_pin_while_downloading_installs_once_and_refuses_a_corrupted_
 
     // Fetching again downloads nothing.
     let before = server.requests.load(Ordering::SeqCst);
-    let o = ausweep(&[
-        "weights",
-        "fetch",
-        "mobilenet_v2",
-        "--mirror",
-        &format!("{}/lab", server.url),
-        "--dir",
+    let o = fetch(
         d,
-    ]);
+        &["mobilenet_v2", "--mirror", &format!("{}/lab", server.url)],
+    );
     assert!(o.status.success(), "{}", text(&o));
     assert!(
         String::from_utf8_lossy(&o.stdout).contains("already in"),
@@ -201,22 +195,21 @@ fn fetch_checks_the_pin_while_downloading_installs_once_and_refuses_a_corrupted_
     assert_eq!(server.requests.load(Ordering::SeqCst), before);
 
     // A missing file is the server's answer, named.
-    let o = ausweep(&[
-        "weights",
-        "fetch",
-        "densenet121",
-        "--url",
-        &format!("{}/nothing-here.pth", server.url),
-        "--dir",
+    let o = fetch(
         d,
-    ]);
+        &[
+            "densenet121",
+            "--url",
+            &format!("{}/nothing-here.pth", server.url),
+        ],
+    );
     assert!(!o.status.success(), "{}", text(&o));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("HTTP 404"),
         "{}",
         text(&o)
     );
-    let o = ausweep(&["weights", "fetch", "resnet50", "--dir", d]);
+    let o = fetch(d, &["resnet50"]);
     assert!(!o.status.success());
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("unknown weights `resnet50`"),

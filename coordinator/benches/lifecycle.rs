@@ -77,13 +77,7 @@ async fn main() {
             .register(v1::RegisterRequest {
                 worker_name: format!("w{i}"),
                 hostname: "bench".into(),
-                weights: ausweep_proto::job::all_weight_names()
-                    .into_iter()
-                    .map(|n| v1::HeldWeights {
-                        name: n.into(),
-                        sha256: "0".repeat(64),
-                    })
-                    .collect(),
+                weights: ausweep_testkit::rpc::held_all(),
                 devices: vec![v1::Device {
                     index: 0,
                     kind: v1::DeviceKind::Cpu as i32,
