@@ -29,6 +29,11 @@ fn fetch(dir: &str, args: &[&str]) -> Output {
     ausweep(&[&["weights", "fetch"], args, &["--dir", dir]].concat())
 }
 
+/// `ausweep weights import NAME FILE --dir DIR`.
+fn import(dir: &str, name: &str, file: &str) -> Output {
+    ausweep(&["weights", "import", name, file, "--dir", dir])
+}
+
 fn text(o: &Output) -> String {
     format!(
         "status {}\nstdout:\n{}\nstderr:\n{}",
@@ -257,14 +262,7 @@ fn import_takes_torchvision_and_timm_files_and_refuses_one_that_is_another_netwo
     let dir = tmp.path().join("weights");
     let d = dir.to_str().unwrap();
 
-    let o = ausweep(&[
-        "weights",
-        "import",
-        "densenet121",
-        densenet.to_str().unwrap(),
-        "--dir",
-        d,
-    ]);
+    let o = import(d, "densenet121", densenet.to_str().unwrap());
     assert!(o.status.success(), "{}", text(&o));
     assert!(
         String::from_utf8_lossy(&o.stdout)
@@ -272,14 +270,7 @@ fn import_takes_torchvision_and_timm_files_and_refuses_one_that_is_another_netwo
         "{}",
         text(&o)
     );
-    let o = ausweep(&[
-        "weights",
-        "import",
-        "mobilenet_v1",
-        timm.to_str().unwrap(),
-        "--dir",
-        d,
-    ]);
+    let o = import(d, "mobilenet_v1", timm.to_str().unwrap());
     assert!(o.status.success(), "{}", text(&o));
     let m = manifest(&dir);
     assert_eq!(
@@ -302,14 +293,7 @@ fn import_takes_torchvision_and_timm_files_and_refuses_one_that_is_another_netwo
     // directory keeps exactly what it had.
     let before = std::fs::read_to_string(dir.join("manifest.json")).unwrap();
     let v2 = torchvision_mobilenet_v2();
-    let o = ausweep(&[
-        "weights",
-        "import",
-        "mobilenet_v1",
-        v2.to_str().unwrap(),
-        "--dir",
-        d,
-    ]);
+    let o = import(d, "mobilenet_v1", v2.to_str().unwrap());
     assert!(!o.status.success(), "{}", text(&o));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -341,14 +325,7 @@ fn import_takes_torchvision_and_timm_files_and_refuses_one_that_is_another_netwo
     // Not a weights file at all.
     let junk = tmp.path().join("notes.pth");
     std::fs::write(&junk, "not a pickle").unwrap();
-    let o = ausweep(&[
-        "weights",
-        "import",
-        "densenet121",
-        junk.to_str().unwrap(),
-        "--dir",
-        d,
-    ]);
+    let o = import(d, "densenet121", junk.to_str().unwrap());
     assert!(!o.status.success(), "{}", text(&o));
     assert!(
         String::from_utf8_lossy(&o.stderr).contains("notes.pth: converting with"),
@@ -408,14 +385,11 @@ async fn a_job_waits_for_weights_no_worker_holds_and_runs_once_a_worker_imports_
 
     // The admin imports the file on the node; the next heartbeat advertises it and the sweep runs.
     let pth = torchvision_mobilenet_v2();
-    let o = ausweep(&[
-        "weights",
-        "import",
+    let o = import(
+        wdir.to_str().unwrap(),
         "mobilenet_v2",
         pth.to_str().unwrap(),
-        "--dir",
-        wdir.to_str().unwrap(),
-    ]);
+    );
     assert!(o.status.success(), "{}", text(&o));
     common::wait_sweep(
         &mut admin,
