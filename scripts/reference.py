@@ -142,6 +142,13 @@ def sweep(plan_file, data_dir, out_file, workers):
             th.append(best[2])
         return th
 
+    def job_loss(kind, pos_weight):
+        """The job's loss, as ausweep's trainer computes it (worker/src/train/loss.rs)."""
+        bce = lambda z, y, w: torch.nn.functional.binary_cross_entropy_with_logits(z, y, pos_weight=w)
+        return {"lsep": lsep, "bce": lambda z, y: bce(z, y, None),
+                "weighted_bce": lambda z, y: bce(z, y, pos_weight),
+                "lsep_bce": lambda z, y: lsep(z, y) + bce(z, y, pos_weight)}[kind]
+
     results = []
     images = 0
     for job in plan["jobs"]:
@@ -157,6 +164,11 @@ def sweep(plan_file, data_dir, out_file, workers):
         pool = lambda x: torch.nn.functional.adaptive_avg_pool2d(feat(x), 1).flatten(1)
         mk = lambda subjects: Frames(subjects, job["aus"], job["presence_threshold"], job["input_size"])
         train_ds = mk(job["train"])
+        # Per-AU positive weights #neg / #pos over the training frames (1 without positives).
+        labels = torch.stack([y for _, y in train_ds.items])
+        pos = labels.sum(0)
+        w = (labels.shape[0] - pos) / pos.clamp_min(1)
+        loss_fn = job_loss(job["loss"], torch.where(pos > 0, w, torch.ones_like(w)).clamp(1, 100))
         loader = DataLoader(train_ds, batch_size=job["batch_size"], shuffle=True,
                             num_workers=workers, persistent_workers=workers > 0)
 
@@ -194,7 +206,7 @@ def sweep(plan_file, data_dir, out_file, workers):
                             f = pool(x)
                     else:
                         f = pool(x)
-                    loss = lsep(head(f), y)
+                    loss = loss_fn(head(f), y)
                     opt.zero_grad()
                     loss.backward()
                     opt.step()

@@ -248,6 +248,7 @@ fn plan(m: &Manifest, folds: &[u32], subjects: u32, frames: u32) -> Result<serde
                 "input_size": s1.data.input_size, "batch_size": s1.train.batch_size,
                 "max_steps_per_epoch": s1.train.max_steps_per_epoch,
                 "thresholds": if s1.thresholds == ThresholdMode::Tuned { "tuned" } else { "fixed" },
+                "loss": s1.loss,
                 "stage1": stage(&s1), "stage2": stage(&s2),
             }));
         }

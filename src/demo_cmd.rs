@@ -38,6 +38,10 @@ pub struct DemoArgs {
     /// Give up after this many minutes.
     #[arg(long, default_value_t = 30)]
     pub timeout_min: u64,
+    /// Trainers the local worker runs at once, each on an equal share of the cores (default:
+    /// two when the machine has two cores or more).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub cpu_slots: Option<u16>,
 }
 
 /// The local worker: a child `ausweep worker`, stopped with SIGTERM (drain) and reaped on drop.
@@ -47,7 +51,7 @@ struct LocalWorker {
 }
 
 impl LocalWorker {
-    fn start(url: &str, out: &Path, join_token_file: &Path) -> Result<Self> {
+    fn start(url: &str, out: &Path, join_token_file: &Path, cpu_slots: u16) -> Result<Self> {
         let exe = std::env::current_exe().context("locating the ausweep binary")?;
         let log = out.join("worker.log");
         let stderr =
@@ -73,6 +77,8 @@ impl LocalWorker {
             ])
             .arg("--join-token-file")
             .arg(join_token_file)
+            .arg("--cpu-slots")
+            .arg(cpu_slots.to_string())
             .arg("--work-dir")
             .arg(out.join("worker"))
             // The demo is sized for the CPU; a GPU node runs it on the CPU too.
@@ -205,9 +211,11 @@ async fn demo(a: DemoArgs) -> Result<()> {
     if let Some(m) = h.metrics_addr {
         eprintln!("demo: metrics on http://{m}/metrics");
     }
-    let mut worker = LocalWorker::start(&url, out, &join_file)?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let slots = a.cpu_slots.unwrap_or(if cores >= 2 { 2 } else { 1 });
+    let mut worker = LocalWorker::start(&url, out, &join_file, slots)?;
     eprintln!(
-        "demo: local CPU worker started (log {})",
+        "demo: local CPU worker started with {slots} trainer slot(s) on {cores} core(s) (log {})",
         worker.log.display()
     );
 

@@ -11,7 +11,7 @@ dataset:
   folds: !kfold {k: 3, seed: 0}
   input_size: 32
   val_subjects: 1
-run_folds: [1]
+run_folds: [1, 2]
 backbones: [mobilenet_v2]
 weights: none
 loss: lsep
@@ -36,8 +36,7 @@ fn demo(manifest: &Path, out: &Path) -> std::process::Output {
         .arg(manifest)
         .arg("--out")
         .arg(out)
-        .args(["--timeout-min", "5"])
-        .env("OMP_NUM_THREADS", "1")
+        .args(["--timeout-min", "5", "--cpu-slots", "2"])
         .output()
         .unwrap()
 }
@@ -65,7 +64,12 @@ fn demo_runs_a_sweep_to_the_report_and_stops_its_worker() {
         stdout.contains("EAC-Net (published, on DISFA: not comparable)"),
         "{stdout}"
     );
-    assert!(stderr.contains("2 jobs trained"), "{stderr}");
+    assert!(stderr.contains("4 jobs trained"), "{stderr}");
+    // Two CPU slots: both folds' chains run at once, each trainer on half the cores.
+    assert!(
+        stderr.contains("leased to local device 0") && stderr.contains("leased to local device 1"),
+        "{stderr}"
+    );
     assert!(stderr.contains("stopped cleanly"), "{stderr}");
     for f in ["report.md", "report.csv", "report.json", "fig5.svg"] {
         assert!(out_dir.join("report").join(f).is_file(), "{f} missing");
@@ -80,6 +84,14 @@ fn demo_runs_a_sweep_to_the_report_and_stops_its_worker() {
     // The worker drained and said so.
     let log = std::fs::read_to_string(out_dir.join("worker.log")).unwrap();
     assert!(log.contains("drained; exiting"), "{log}");
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let share = format!("with {} thread(s)", (cores / 2).max(1));
+    let started: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("trainer started"))
+        .collect();
+    assert_eq!(started.len(), 4, "{log}");
+    assert!(started.iter().all(|l| l.contains(&share)), "{share}: {log}");
 }
 
 #[test]

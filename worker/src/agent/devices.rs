@@ -1,4 +1,4 @@
-//! Devices: NVIDIA GPUs through NVML (loaded at run time), else the CPU as one device.
+//! Devices: NVIDIA GPUs through NVML (loaded at run time), else the CPU as one or more slots.
 
 use super::AgentError;
 use ausweep_proto::v1;
@@ -12,7 +12,7 @@ const MAX_TEMPERATURE_C: u32 = 92;
 /// What a device is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
-    /// The host CPU (one slot).
+    /// A slot of the host CPU (its share of the cores).
     Cpu,
     /// A CUDA GPU.
     Cuda,
@@ -33,6 +33,8 @@ pub struct Dev {
     pub memory_mib: u64,
     /// Compute capability (major, minor).
     pub compute: Option<(i32, i32)>,
+    /// Threads a trainer on this CPU slot uses (0 for a GPU).
+    pub threads: usize,
 }
 
 /// Live health of one device.
@@ -61,8 +63,13 @@ pub struct Devices {
 }
 
 impl Devices {
-    /// Finds the GPUs (restricted to `only` when given); with none, the CPU when `allow_cpu`.
-    pub fn discover(only: Option<&[u32]>, allow_cpu: bool) -> Result<Self, AgentError> {
+    /// Finds the GPUs (restricted to `only` when given); with none, the CPU as `cpu_slots`
+    /// devices when `allow_cpu`.
+    pub fn discover(
+        only: Option<&[u32]>,
+        allow_cpu: bool,
+        cpu_slots: usize,
+    ) -> Result<Self, AgentError> {
         let (nvml, list, driver) = match Nvml::init() {
             Ok(nvml) => {
                 let n = nvml.device_count().unwrap_or(0);
@@ -81,6 +88,7 @@ impl Devices {
                         uuid: d.uuid().unwrap_or_default(),
                         memory_mib: d.memory_info().map(|m| m.total >> 20).unwrap_or(0),
                         compute: d.cuda_compute_capability().ok().map(|c| (c.major, c.minor)),
+                        threads: 0,
                     });
                 }
                 let driver = nvml.sys_driver_version().ok();
@@ -106,23 +114,29 @@ impl Devices {
                     "no GPU found; pass --allow-cpu to offer the CPU".into(),
                 ));
             }
-            return Ok(Self::cpu());
+            return Ok(Self::cpu(cpu_slots));
         }
         Ok(Self { nvml, list, driver })
     }
 
-    /// The CPU as the only device.
-    pub fn cpu() -> Self {
+    /// The CPU as `slots` devices (at least one), each trainer on an equal share of the cores:
+    /// on small images two one-thread trainers do more than one two-thread trainer.
+    pub fn cpu(slots: usize) -> Self {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let slots = slots.max(1);
         Self {
             nvml: None,
-            list: vec![Dev {
-                index: 0,
-                kind: Kind::Cpu,
-                name: "cpu".into(),
-                uuid: String::new(),
-                memory_mib: 0,
-                compute: None,
-            }],
+            list: (0..slots)
+                .map(|i| Dev {
+                    index: i as u32,
+                    kind: Kind::Cpu,
+                    name: "cpu".into(),
+                    uuid: String::new(),
+                    memory_mib: 0,
+                    compute: None,
+                    threads: (cores / slots).max(1),
+                })
+                .collect(),
             driver: None,
         }
     }
@@ -191,7 +205,7 @@ impl Devices {
         self.list
             .iter()
             .map(|d| match d.kind {
-                Kind::Cpu => "device 0: cpu".to_string(),
+                Kind::Cpu => format!("device {}: cpu ({} threads)", d.index, d.threads),
                 Kind::Cuda => format!(
                     "device {}: {} {} ({} MiB, compute {}, driver {})",
                     d.index,
@@ -232,10 +246,30 @@ mod tests {
 
     #[test]
     fn cpu_fallback_is_one_healthy_device() {
-        let d = Devices::cpu();
+        let d = Devices::cpu(1);
         let p = d.to_proto();
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].kind, v1::DeviceKind::Cpu as i32);
         assert!(p[0].healthy);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        assert_eq!(d.list[0].threads, cores);
+    }
+
+    #[test]
+    fn cpu_slots_share_the_cores() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let d = Devices::cpu(2);
+        let p = d.to_proto();
+        assert_eq!(p.iter().map(|p| p.index).collect::<Vec<_>>(), vec![0, 1]);
+        assert!(p
+            .iter()
+            .all(|p| p.kind == v1::DeviceKind::Cpu as i32 && p.healthy));
+        assert!(d.list.iter().all(|d| d.threads == (cores / 2).max(1)));
+        assert_eq!(
+            d.describe()[1],
+            format!("device 1: cpu ({} threads)", (cores / 2).max(1))
+        );
+        // Zero slots is one.
+        assert_eq!(Devices::cpu(0).list.len(), 1);
     }
 }

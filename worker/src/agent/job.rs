@@ -394,6 +394,20 @@ async fn attempt(
                     stop = Some(Outcome::Aborted);
                 }
             }
+            Event::Start {
+                frames,
+                device,
+                threads,
+                feature_cache,
+                ..
+            } => {
+                eprintln!(
+                    "ausweep worker: {} attempt {}: trainer started on {device} with {threads} thread(s), frames train/val/test {frames:?}{}",
+                    a.job_id,
+                    a.attempt,
+                    if feature_cache { ", stage-1 feature cache" } else { "" }
+                );
+            }
             Event::Checkpoint { epoch, path, .. } => {
                 // Relative to the attempt directory (an absolute path stays as it is).
                 let file = dir.join(&path);

@@ -34,9 +34,15 @@ pub struct WorkerArgs {
     /// GPU indices to offer (default: all NVML lists), e.g. `0,2`.
     #[arg(long, value_parser = parse_devices)]
     pub devices: Option<DeviceList>,
-    /// Offer the CPU as one device when no GPU is found.
+    /// Offer the CPU when no GPU is found.
     #[arg(long)]
     pub allow_cpu: bool,
+    /// With --allow-cpu: offer the CPU as this many devices, each trainer on an equal share of
+    /// the cores (two one-thread trainers train ~1.5x the images of one two-thread trainer on
+    /// small images).
+    #[arg(long, default_value_t = 1, env = "AUSWEEP_CPU_SLOTS",
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub cpu_slots: u16,
     /// Working directory: attempt directories and the checkpoint cache.
     #[arg(long, default_value = "ausweep-worker")]
     pub work_dir: PathBuf,
@@ -206,6 +212,7 @@ async fn agent(args: WorkerArgs) -> Result<(), AgentError> {
     let devices = Devices::discover(
         args.devices.as_ref().map(|d| d.0.as_slice()),
         args.allow_cpu,
+        usize::from(args.cpu_slots),
     )?;
     for line in devices.describe() {
         eprintln!("ausweep worker: {line}");

@@ -63,7 +63,11 @@ pub fn spawn(
     match dev.kind {
         // One device per child: the trainer sees its GPU as cuda:0.
         Kind::Cuda => c.env("CUDA_VISIBLE_DEVICES", dev.index.to_string()),
-        Kind::Cpu => c.env("CUDA_VISIBLE_DEVICES", ""),
+        // A CPU slot's trainer keeps to its share of the cores (libtorch's and rayon's pools).
+        Kind::Cpu => c
+            .env("CUDA_VISIBLE_DEVICES", "")
+            .env("OMP_NUM_THREADS", dev.threads.to_string())
+            .env("RAYON_NUM_THREADS", dev.threads.to_string()),
     };
     // SAFETY: prctl and signal are async-signal-safe. PDEATHSIG asks the kernel to kill the
     // child when the agent dies, so no trainer outlives a killed agent. SIGTERM is ignored (the

@@ -27,6 +27,9 @@ pub enum Event {
         device: String,
         /// Whether stage 1 trains on cached pooled features.
         feature_cache: bool,
+        /// libtorch's intra-op threads (a worker's CPU slot sets them to its share).
+        #[serde(default)]
+        threads: usize,
     },
     /// Training continues from a checkpoint.
     Resume {
