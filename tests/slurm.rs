@@ -184,7 +184,8 @@ fn epoch(j: &v1::JobStatus) -> u32 {
     j.progress.as_ref().map_or(0, |p| p.epoch)
 }
 
-/// Waits (up to `secs`) until `fold`'s stage 2 runs with at least one epoch done, before `below`.
+/// Waits (up to `secs`) until `fold`'s stage 2 runs with at least one epoch done and stored,
+/// before `below`.
 async fn stage2_running(
     admin: &mut ausweep_coordinator::client::Admin,
     id: &str,
@@ -192,10 +193,14 @@ async fn stage2_running(
     below: u32,
     secs: u64,
 ) -> v1::SweepStatus {
-    let what = format!("fold {fold} stage 2 past its first epoch");
+    let what = format!("fold {fold} stage 2 past its first epoch, with its checkpoint stored");
     wait_sweep(admin, id, Duration::from_secs(secs), &what, &[], |st| {
         let j = job(st, 2, fold);
-        j.state() == v1::JobState::Leased && epoch(j) >= 1 && epoch(j) < below
+        // The epoch is reported before its checkpoint is uploaded: wait for the stored one.
+        j.state() == v1::JobState::Leased
+            && epoch(j) >= 1
+            && epoch(j) < below
+            && !j.newest_checkpoint_sha256.is_empty()
     })
     .await
 }
