@@ -175,10 +175,17 @@ fn tables_say_what_data_they_were_measured_on() {
     r.data = super::model::DataNote::of(&demo.manifest.dataset);
     assert!(!r.data.disfa);
     let md = render::markdown(&r);
-    assert!(
-        md.contains("Measured on: the synthetic DISFA (27 subjects × 300 rendered frames, 64 px)."),
-        "{md}"
+    let ausweep_proto::job::DataSource::Synthetic {
+        subjects, frames, ..
+    } = demo.manifest.dataset.source
+    else {
+        panic!("the demo manifest is not synthetic");
+    };
+    let said = format!(
+        "Measured on: the synthetic DISFA ({subjects} subjects × {frames} rendered frames, {} px).",
+        demo.manifest.dataset.input_size
     );
+    assert!(md.contains(&said), "{said}\n{md}");
     assert!(md.contains("**Not comparable:**"), "{md}");
     assert!(
         md.contains("| EAC-Net (published, on DISFA: not comparable) |"),
