@@ -102,6 +102,8 @@ pub enum ServeError {
 pub struct Handle {
     /// The bound address.
     pub addr: SocketAddr,
+    /// Where checkpoints are stored (a temp dir, removed when it stops, without a data dir).
+    pub checkpoint_dir: PathBuf,
     /// The bound `/metrics` address, when serving metrics.
     pub metrics_addr: Option<SocketAddr>,
     metrics_task: Option<JoinHandle<()>>,
@@ -163,19 +165,23 @@ pub async fn serve(config: Config) -> Result<Handle, ServeError> {
             "the lease must last at least 3 heartbeats".into(),
         ));
     }
-    let (store, blob_dir): (Arc<dyn Store>, PathBuf) = match &config.data_dir {
-        Some(dir) => {
-            let db = dir.join("db");
-            let s = tokio::task::spawn_blocking(move || SledStore::open(&db))
-                .await
-                .map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))??;
-            (Arc::new(s), dir.join("checkpoints"))
-        }
-        None => (
-            Arc::new(MemStore::new()),
-            std::env::temp_dir().join(format!("ausweep-blobs-{:016x}", rand::random::<u64>())),
-        ),
-    };
+    // An in-memory coordinator keeps its checkpoints in a temp dir that goes when it stops.
+    let (store, blob_dir, scratch): (Arc<dyn Store>, PathBuf, Option<tempfile::TempDir>) =
+        match &config.data_dir {
+            Some(dir) => {
+                let db = dir.join("db");
+                let s = tokio::task::spawn_blocking(move || SledStore::open(&db))
+                    .await
+                    .map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))??;
+                (Arc::new(s), dir.join("checkpoints"), None)
+            }
+            None => {
+                let t = tempfile::Builder::new()
+                    .prefix("ausweep-blobs-")
+                    .tempdir()?;
+                (Arc::new(MemStore::new()), t.path().to_path_buf(), Some(t))
+            }
+        };
     let blobs =
         Blobs::open(&blob_dir, config.max_checkpoint_bytes)?.with_limit(config.max_store_bytes);
     let (gc_tx, gc_rx) = tokio::sync::mpsc::unbounded_channel();
@@ -259,9 +265,14 @@ pub async fn serve(config: Config) -> Result<Handle, ServeError> {
         .add_service(admin)
         .add_service(worker);
     let incoming = accepted(listener);
-    let server = tokio::spawn(router.serve_with_incoming_shutdown(incoming, async {
+    let served = router.serve_with_incoming_shutdown(incoming, async {
         let _ = rx.await;
-    }));
+    });
+    let server = tokio::spawn(async move {
+        let out = served.await;
+        drop(scratch);
+        out
+    });
     // One task runs the event observer and, when asked for, the `/metrics` endpoint.
     let (metrics_addr, metrics_task) = match config.metrics_listen {
         Some(l) => {
@@ -275,6 +286,7 @@ pub async fn serve(config: Config) -> Result<Handle, ServeError> {
     };
     Ok(Handle {
         addr,
+        checkpoint_dir: blob_dir,
         metrics_addr,
         metrics_task,
         shutdown: Some(tx),

@@ -248,7 +248,14 @@ async fn lifecycle_over_loopback() {
             .len(),
         1
     );
+    // Without a data dir the checkpoints live in a temp dir, which goes when the coordinator stops.
+    let scratch = h.checkpoint_dir.clone();
+    assert!(
+        scratch.join("sha256").join(&sha[..2]).join(&sha).is_file(),
+        "{scratch:?}"
+    );
     h.shutdown().await;
+    assert!(!scratch.exists(), "{scratch:?} outlived the coordinator");
 }
 
 #[tokio::test]

@@ -174,12 +174,16 @@ async fn a_full_store_refuses_uploads_and_loses_nothing() {
     assert_eq!(jb.newest_checkpoint_sha256, b1, "B's resume point survives");
     assert_eq!(download(&mut admin, &a_final).await, final_data);
     assert_eq!(download(&mut admin, &b1).await, b1_data);
-    let tmp = dir.path().join("checkpoints").join("tmp");
-    assert_eq!(
-        std::fs::read_dir(&tmp).unwrap().count(),
-        0,
-        "a refused upload left files"
-    );
+    let mut temp = Vec::new();
+    for shard in std::fs::read_dir(dir.path().join("checkpoints").join("sha256")).unwrap() {
+        for f in std::fs::read_dir(shard.unwrap().path()).unwrap() {
+            let name = f.unwrap().file_name().to_string_lossy().into_owned();
+            if name.starts_with(ausweep_coordinator::store::blobs::TEMP_PREFIX) {
+                temp.push(name);
+            }
+        }
+    }
+    assert!(temp.is_empty(), "a refused upload left files: {temp:?}");
 
     // A restart removes a blob no record names (a crash between a record's deletion and its
     // file's) and keeps every named one.

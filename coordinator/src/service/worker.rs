@@ -389,10 +389,7 @@ impl Worker for WorkerSvc {
                 _ => return Err(Status::invalid_argument("only one header per upload")),
             }
         }
-        let size = tokio::task::spawn_blocking(move || w.finish())
-            .await
-            .map_err(|e| Status::internal(e.to_string()))?
-            .map_err(blob_status)?;
+        let size = w.commit().await.map_err(blob_status)?;
         if header.size != 0 && header.size != size {
             return Err(Status::invalid_argument(format!(
                 "header said {} bytes, got {size}",

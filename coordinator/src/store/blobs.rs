@@ -1,12 +1,18 @@
-//! Checkpoint blobs: files named by their sha256, written to a temp file, fsynced, verified and
-//! renamed into place, so a registered checkpoint always has a complete file behind it.
+//! Checkpoint blobs: files named by their sha256, written to a temp file, verified, made durable
+//! and renamed into place, so a registered checkpoint always has a complete file behind it.
+//! Uploads are made durable in rounds (group commit, [`BlobWriter::commit`]): one thread syncs the
+//! filesystem once for every blob finished since its last round instead of two fsyncs per blob.
 
 use sha2::{Digest, Sha256};
 use std::fs::{self, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
+use tokio::sync::oneshot;
+
+/// Most blobs one durability round takes.
+const MAX_ROUND: usize = 4096;
 
 /// A blob operation that failed.
 #[derive(Debug, thiserror::Error)]
@@ -53,18 +59,27 @@ pub fn valid_sha256(s: &str) -> bool {
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
-/// Every file under the shard directories of `root` (`<root>/<2 hex>/<name>`): name and size.
-fn stored(root: &Path) -> std::io::Result<Vec<(String, u64)>> {
+/// Name prefix of a blob being written: it sits in its shard directory (so the rename into place
+/// stays in one directory and uploads spread over 256 directory locks) until it is durable.
+pub const TEMP_PREFIX: &str = ".tmp.";
+
+/// Every blob file under the shard directories of `root` (`<root>/<2 hex>/<name>`): name and
+/// size. With `clean`, temp files (a crash's leftovers) are removed on the way.
+fn stored(root: &Path, clean: bool) -> std::io::Result<Vec<(String, u64)>> {
     let mut out = Vec::new();
     for shard in fs::read_dir(root)? {
         let shard = shard?.path();
         if shard.is_dir() {
             for f in fs::read_dir(&shard)? {
                 let f = f?;
-                out.push((
-                    f.file_name().to_string_lossy().into_owned(),
-                    f.metadata()?.len(),
-                ));
+                let name = f.file_name().to_string_lossy().into_owned();
+                if name.starts_with(TEMP_PREFIX) {
+                    if clean {
+                        fs::remove_file(f.path())?;
+                    }
+                    continue;
+                }
+                out.push((name, f.metadata()?.len()));
             }
         }
     }
@@ -80,26 +95,146 @@ pub struct Blobs {
     used: Arc<AtomicU64>,
     /// Most bytes the store may hold (0: no limit).
     limit: u64,
+    /// The durability rounds' thread (it ends when the last clone is dropped).
+    rounds: mpsc::Sender<Queued>,
+}
+
+/// A blob whose data is written and verified but not yet durable.
+#[derive(Debug)]
+struct Sealed {
+    file: File,
+    tmp: PathBuf,
+    final_path: PathBuf,
+    size: u64,
+    used: Arc<AtomicU64>,
+}
+
+/// A sealed blob waiting for its round, with whom to tell.
+type Queued = (Sealed, oneshot::Sender<Result<u64, BlobError>>);
+
+/// Syncs the filesystem that holds `dir` (Linux `syncfs`): every file written there is durable.
+fn sync_filesystem(dir: &File) -> std::io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: `dir` is an open file descriptor for the duration of the call.
+        if unsafe { libc::syncfs(dir.as_raw_fd()) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = dir;
+        Err(std::io::Error::other("syncfs needs Linux"))
+    }
+}
+
+/// Renames a durable blob into place (in its shard directory) and counts its bytes if it is new.
+fn place(s: &Sealed) -> Result<(), BlobError> {
+    let existed = s.final_path.is_file();
+    fs::rename(&s.tmp, &s.final_path)?;
+    if !existed {
+        s.used.fetch_add(s.size, Ordering::Relaxed);
+    }
+    Ok(())
+}
+
+/// Makes one blob durable alone: fsync the file, rename it, fsync its directory.
+fn make_one_durable(s: &Sealed) -> Result<u64, BlobError> {
+    s.file.sync_all()?;
+    place(s)?;
+    if let Some(parent) = s.final_path.parent() {
+        File::open(parent)?.sync_all()?;
+    }
+    Ok(s.size)
+}
+
+/// Makes a round of blobs durable together: one filesystem sync for their data, the renames, one
+/// sync for the renames. A failed sync fails the whole round (no blob of it is promised).
+fn make_round_durable(root: &Path, round: &[Sealed]) -> Vec<Result<u64, BlobError>> {
+    if let [one] = round {
+        return vec![make_one_durable(one)];
+    }
+    let synced = File::open(root).and_then(|d| {
+        sync_filesystem(&d)?;
+        Ok(d)
+    });
+    let dir = match synced {
+        Ok(d) => d,
+        Err(e) => {
+            return round
+                .iter()
+                .map(|_| Err(BlobError::Io(clone_io(&e))))
+                .collect()
+        }
+    };
+    let placed: Vec<Result<u64, BlobError>> =
+        round.iter().map(|s| place(s).map(|()| s.size)).collect();
+    match sync_filesystem(&dir) {
+        Ok(()) => placed,
+        Err(e) => round
+            .iter()
+            .map(|_| Err(BlobError::Io(clone_io(&e))))
+            .collect(),
+    }
+}
+
+fn clone_io(e: &std::io::Error) -> std::io::Error {
+    std::io::Error::new(e.kind(), e.to_string())
+}
+
+/// The rounds' thread: waits for a sealed blob, takes every other one already queued, makes them
+/// durable together, answers each. New blobs queue while a round syncs, so rounds grow with load.
+/// Returns how many rounds it ran once every sender is gone.
+fn run_rounds(root: PathBuf, rx: mpsc::Receiver<Queued>) -> usize {
+    let mut rounds = 0;
+    while let Ok(first) = rx.recv() {
+        rounds += 1;
+        let mut queued = vec![first];
+        while queued.len() < MAX_ROUND {
+            match rx.try_recv() {
+                Ok(q) => queued.push(q),
+                Err(_) => break,
+            }
+        }
+        let (sealed, replies): (Vec<Sealed>, Vec<_>) = queued.into_iter().unzip();
+        for (reply, outcome) in replies.into_iter().zip(make_round_durable(&root, &sealed)) {
+            // An upload whose caller went away leaves an unnamed blob: the next start removes it.
+            let _ = reply.send(outcome);
+        }
+        // A temp file left by a failed rename is removed when the store next opens.
+        drop(sealed);
+    }
+    rounds
 }
 
 impl Blobs {
     /// Opens (creating) the directory; leftover temp files of a crash are removed.
     pub fn open(dir: &Path, max_bytes: u64) -> Result<Self, BlobError> {
         fs::create_dir_all(dir.join("sha256"))?;
-        let tmp = dir.join("tmp");
-        if tmp.exists() {
-            fs::remove_dir_all(&tmp)?;
+        // Where earlier versions wrote their temp files.
+        let old_tmp = dir.join("tmp");
+        if old_tmp.exists() {
+            fs::remove_dir_all(&old_tmp)?;
         }
-        fs::create_dir_all(&tmp)?;
-        let used = stored(&dir.join("sha256"))?
+        let used = stored(&dir.join("sha256"), true)?
             .iter()
             .map(|(_, len)| len)
             .sum();
+        let (rounds, rx) = mpsc::channel();
+        let root = dir.to_path_buf();
+        std::thread::Builder::new()
+            .name("blob-durability".into())
+            .spawn(move || {
+                run_rounds(root, rx);
+            })?;
         Ok(Self {
             dir: dir.to_path_buf(),
             max_bytes,
             used: Arc::new(AtomicU64::new(used)),
             limit: 0,
+            rounds,
         })
     }
 
@@ -129,7 +264,7 @@ impl Blobs {
 
     /// Every stored blob's name.
     pub fn list(&self) -> Result<Vec<String>, BlobError> {
-        Ok(stored(&self.dir.join("sha256"))?
+        Ok(stored(&self.dir.join("sha256"), false)?
             .into_iter()
             .map(|(name, _)| name)
             .filter(|name| valid_sha256(name))
@@ -178,10 +313,14 @@ impl Blobs {
     /// Starts a new blob; `expected` is the announced sha256.
     pub fn writer(&self, expected: &str) -> Result<BlobWriter, BlobError> {
         let final_path = self.path(expected)?;
-        let tmp = self
-            .dir
-            .join("tmp")
-            .join(format!("{expected}.{:016x}", rand::random::<u64>()));
+        let shard = final_path
+            .parent()
+            .ok_or_else(|| std::io::Error::other("no parent"))?;
+        fs::create_dir_all(shard)?;
+        let tmp = shard.join(format!(
+            "{TEMP_PREFIX}{expected}.{:016x}",
+            rand::random::<u64>()
+        ));
         Ok(BlobWriter {
             file: Some(File::create(&tmp)?),
             tmp,
@@ -191,6 +330,7 @@ impl Blobs {
             size: 0,
             max_bytes: self.max_bytes,
             used: self.used.clone(),
+            rounds: self.rounds.clone(),
         })
     }
 
@@ -215,6 +355,7 @@ pub struct BlobWriter {
     size: u64,
     max_bytes: u64,
     used: Arc<AtomicU64>,
+    rounds: mpsc::Sender<Queued>,
 }
 
 impl BlobWriter {
@@ -231,8 +372,8 @@ impl BlobWriter {
         }
     }
 
-    /// Verifies the hash, fsyncs, renames into place and fsyncs the directory; returns the size.
-    pub fn finish(mut self) -> Result<u64, BlobError> {
+    /// Verifies the hash and closes the writing: the data is written, not yet durable.
+    fn seal(mut self) -> Result<Sealed, BlobError> {
         let actual = hex::encode(std::mem::take(&mut self.hasher).finalize());
         if actual != self.expected {
             return Err(BlobError::Mismatch {
@@ -244,26 +385,41 @@ impl BlobWriter {
             .file
             .take()
             .ok_or_else(|| std::io::Error::other("writer finished"))?;
-        file.sync_all()?;
-        drop(file);
-        let parent = self
-            .final_path
-            .parent()
-            .ok_or_else(|| std::io::Error::other("no parent"))?;
-        fs::create_dir_all(parent)?;
-        let existed = self.final_path.is_file();
-        fs::rename(&self.tmp, &self.final_path)?;
-        if !existed {
-            self.used.fetch_add(self.size, Ordering::Relaxed);
+        Ok(Sealed {
+            file,
+            tmp: std::mem::take(&mut self.tmp),
+            final_path: self.final_path.clone(),
+            size: self.size,
+            used: self.used.clone(),
+        })
+    }
+
+    /// Verifies the hash, fsyncs, renames into place and fsyncs the directory; returns the size.
+    pub fn finish(self) -> Result<u64, BlobError> {
+        make_one_durable(&self.seal()?)
+    }
+
+    /// Verifies the hash and makes the blob durable in the next round with every other blob
+    /// finished meanwhile (one filesystem sync for them all); returns the size once it is durable.
+    pub async fn commit(self) -> Result<u64, BlobError> {
+        let (tx, rx) = oneshot::channel();
+        let rounds = self.rounds.clone();
+        let sealed = self.seal()?;
+        if let Err(mpsc::SendError((sealed, _))) = rounds.send((sealed, tx)) {
+            // The rounds' thread is gone (it cannot be while a `Blobs` lives): do it here.
+            return tokio::task::spawn_blocking(move || make_one_durable(&sealed))
+                .await
+                .map_err(|e| BlobError::Io(std::io::Error::other(e.to_string())))?;
         }
-        File::open(parent)?.sync_all()?;
-        Ok(self.size)
+        rx.await
+            .map_err(|_| BlobError::Io(std::io::Error::other("durability round lost")))?
     }
 }
 
 impl Drop for BlobWriter {
     fn drop(&mut self) {
-        if self.file.is_some() || self.tmp.exists() {
+        // A sealed writer handed its temp file on (its path is empty now).
+        if !self.tmp.as_os_str().is_empty() {
             let _ = fs::remove_file(&self.tmp);
         }
     }
@@ -282,10 +438,93 @@ mod tests {
         let mut s = String::new();
         std::io::Read::read_to_string(&mut b.open_blob(&sha).unwrap(), &mut s).unwrap();
         assert_eq!(s, "weights");
-        assert!(fs::read_dir(dir.path().join("tmp"))
-            .unwrap()
-            .next()
-            .is_none());
+        assert_eq!(temp_files(dir.path()), 0);
+    }
+
+    /// Temp files anywhere under the blob directory.
+    fn temp_files(root: &Path) -> usize {
+        let mut n = 0;
+        for shard in fs::read_dir(root.join("sha256")).unwrap() {
+            for f in fs::read_dir(shard.unwrap().path()).unwrap() {
+                n += usize::from(
+                    f.unwrap()
+                        .file_name()
+                        .to_string_lossy()
+                        .starts_with(TEMP_PREFIX),
+                );
+            }
+        }
+        n
+    }
+
+    #[test]
+    fn blobs_finished_together_are_made_durable_in_one_round() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Blobs::open(dir.path(), 1 << 20).unwrap();
+        // Eight uploads finish while the rounds' thread is busy: they queue, then go as one round.
+        let (tx, rx) = mpsc::channel();
+        let mut answers = Vec::new();
+        let mut shas = Vec::new();
+        for i in 0..8u8 {
+            let data = vec![i; 100 + usize::from(i)];
+            let sha = hex::encode(Sha256::digest(&data));
+            let mut w = b.writer(&sha).unwrap();
+            w.write(&data).unwrap();
+            let (reply, answer) = oneshot::channel();
+            tx.send((w.seal().unwrap(), reply)).unwrap();
+            answers.push(answer);
+            shas.push((sha, data));
+        }
+        assert_eq!(temp_files(dir.path()), 8, "sealed blobs wait as temp files");
+        assert!(
+            shas.iter().all(|(sha, _)| !b.contains(sha)),
+            "in place before durable"
+        );
+        drop(tx);
+        assert_eq!(run_rounds(dir.path().to_path_buf(), rx), 1);
+        for (mut answer, (sha, data)) in answers.into_iter().zip(&shas) {
+            assert_eq!(answer.try_recv().unwrap().unwrap(), data.len() as u64);
+            assert_eq!(fs::read(b.path(sha).unwrap()).unwrap(), *data);
+        }
+        assert_eq!(temp_files(dir.path()), 0);
+        let total: u64 = shas.iter().map(|(_, d)| d.len() as u64).sum();
+        assert_eq!(b.usage().0, total);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_commits_all_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = Blobs::open(dir.path(), 1 << 20).unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..64u32 {
+            let b = b.clone();
+            tasks.push(tokio::spawn(async move {
+                let data = i.to_le_bytes().repeat(10);
+                let sha = hex::encode(Sha256::digest(&data));
+                let mut w = b.writer(&sha).unwrap();
+                w.write(&data).unwrap();
+                (w.commit().await.unwrap(), sha)
+            }));
+        }
+        for t in tasks {
+            let (size, sha) = t.await.unwrap();
+            assert_eq!(size, 40);
+            assert!(b.contains(&sha));
+        }
+        assert_eq!(b.usage().0, 64 * 40);
+        assert_eq!(temp_files(dir.path()), 0);
+        // A store reopened counts the same bytes, and a crash's temp file is removed.
+        let leftover = dir
+            .path()
+            .join("sha256")
+            .join("ab")
+            .join(format!("{TEMP_PREFIX}x"));
+        fs::create_dir_all(leftover.parent().unwrap()).unwrap();
+        fs::write(&leftover, b"half").unwrap();
+        let again = Blobs::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(again.usage().0, 64 * 40);
+        assert!(!leftover.exists());
+        assert_eq!(again.list().unwrap().len(), 64);
     }
 
     #[test]
@@ -300,10 +539,7 @@ mod tests {
         let mut w = b.writer(&fake).unwrap();
         assert!(matches!(w.write(b"too long"), Err(BlobError::TooLarge(4))));
         drop(w);
-        assert!(fs::read_dir(dir.path().join("tmp"))
-            .unwrap()
-            .next()
-            .is_none());
+        assert_eq!(temp_files(dir.path()), 0);
     }
 
     #[test]
