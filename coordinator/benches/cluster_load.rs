@@ -11,7 +11,7 @@
 //! Env: AUSWEEP_BIN (default target/light/release/ausweep, `make light`), AUSWEEP_LOAD_WORKERS (1000),
 //! AUSWEEP_LOAD_JOBS (100000), AUSWEEP_LOAD_SECS (max seconds of the saturation phase, 60; it
 //! also stops at 40 % of the jobs), AUSWEEP_LOAD_CURVE_SECS (max seconds per curve point, 10),
-//! AUSWEEP_LOAD_HEARTBEAT_SECS (5).
+//! AUSWEEP_LOAD_HEARTBEAT_SECS (5), AUSWEEP_LOAD_KEEP (set: keep the data dir, to profile a restart).
 
 use ausweep_coordinator::client;
 use ausweep_proto::v1;
@@ -163,6 +163,13 @@ async fn main() {
     let max_secs = env("AUSWEEP_LOAD_SECS", 60);
     let dir = tempfile::tempdir().expect("tempdir");
     let data = dir.path().join("data");
+    let _dir = if std::env::var_os("AUSWEEP_LOAD_KEEP").is_some() {
+        println!("keeping the data dir {}", data.display());
+        let _ = dir.keep();
+        None
+    } else {
+        Some(dir)
+    };
     let mut table: Vec<(String, String)> = Vec::new();
     let mut row = |k: &str, v: String| {
         println!("{k}: {v}");

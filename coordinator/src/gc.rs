@@ -4,7 +4,6 @@
 use crate::sched::Scheduler;
 use crate::server::ServeError;
 use crate::store::blobs::Blobs;
-use std::collections::HashSet;
 use tokio::sync::mpsc;
 
 /// Removes the blobs of every committed batch of deleted checkpoint records.
@@ -22,22 +21,24 @@ pub async fn remove_garbage(mut rx: mpsc::UnboundedReceiver<Vec<String>>, blobs:
     }
 }
 
-/// At start, before serving: removes blobs that no checkpoint record names. Returns how many.
-pub async fn sweep_orphans(sched: &Scheduler, blobs: &Blobs) -> Result<usize, ServeError> {
-    let named: HashSet<String> = sched
-        .call(|st, _, _| Ok(st.checkpoint_shas()))
+/// At start, before serving: removes the blobs of `found` (the files [`Blobs::open_listing`]
+/// found) that no checkpoint record names. Returns how many.
+pub async fn sweep_orphans(
+    sched: &Scheduler,
+    blobs: &Blobs,
+    found: Vec<String>,
+) -> Result<usize, ServeError> {
+    let orphans = sched
+        .call(move |st, _, _| Ok(st.unrecorded_checkpoints(found)))
         .await
         .map_err(|e| ServeError::Config(e.to_string()))?;
+    let removed = orphans.len();
     let b = blobs.clone();
-    let removed = tokio::task::spawn_blocking(move || -> Result<usize, ServeError> {
-        let mut n = 0;
-        for sha in b.list()? {
-            if !named.contains(&sha) {
-                b.remove(&sha)?;
-                n += 1;
-            }
+    tokio::task::spawn_blocking(move || -> Result<(), ServeError> {
+        for sha in orphans {
+            b.remove(&sha)?;
         }
-        Ok(n)
+        Ok(())
     })
     .await
     .map_err(|e| ServeError::Config(e.to_string()))??;

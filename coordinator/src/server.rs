@@ -165,6 +165,7 @@ pub async fn serve(config: Config) -> Result<Handle, ServeError> {
             "the lease must last at least 3 heartbeats".into(),
         ));
     }
+    let started = std::time::Instant::now();
     // An in-memory coordinator keeps its checkpoints in a temp dir that goes when it stops.
     let (store, blob_dir, scratch): (Arc<dyn Store>, PathBuf, Option<tempfile::TempDir>) =
         match &config.data_dir {
@@ -182,12 +183,22 @@ pub async fn serve(config: Config) -> Result<Handle, ServeError> {
                 (Arc::new(MemStore::new()), t.path().to_path_buf(), Some(t))
             }
         };
-    let blobs =
-        Blobs::open(&blob_dir, config.max_checkpoint_bytes)?.with_limit(config.max_store_bytes);
+    // The checkpoint directory is walked while the state loads (both take a while at scale).
+    let max_blob = config.max_checkpoint_bytes;
+    let walked = blob_dir.clone();
+    let walk = tokio::task::spawn_blocking(move || Blobs::open_listing(&walked, max_blob));
     let (gc_tx, gc_rx) = tokio::sync::mpsc::unbounded_channel();
     let (sched, sched_task) =
         Scheduler::start(store, config.timing, config.expiry_every, Some(gc_tx))?;
-    crate::gc::sweep_orphans(&sched, &blobs).await?;
+    let (blobs, found) = walk
+        .await
+        .map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))??;
+    let blobs = blobs.with_limit(config.max_store_bytes);
+    crate::gc::sweep_orphans(&sched, &blobs, found).await?;
+    eprintln!(
+        "ausweep coordinator: store, state and checkpoints ready in {} ms",
+        started.elapsed().as_millis()
+    );
     tokio::spawn(crate::gc::remove_garbage(gc_rx, blobs.clone()));
     let baselines = crate::report::baselines::Baselines::embedded().ok();
     let metrics =

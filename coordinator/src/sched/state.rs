@@ -98,6 +98,18 @@ impl State {
     /// Rebuilds the state from the store; leases keep their deadlines.
     pub fn load(store: &dyn Store, timing: Timing, now: u64) -> Result<Self, StoreError> {
         let mut st = Self::new(timing, now);
+        // The big trees decode on their own threads (a restart is mostly JSON decoding).
+        let (checkpoints, results, jobs) = std::thread::scope(|s| {
+            let checkpoints = s.spawn(|| load_all::<CheckpointRecord>(store, Tree::Checkpoints));
+            let results = s.spawn(|| load_all::<ResultRecord>(store, Tree::Results));
+            let jobs = load_all::<JobRecord>(store, Tree::Jobs);
+            let lost = |_| StoreError::Backend("a decoding thread panicked".into());
+            (
+                checkpoints.join().map_err(lost),
+                results.join().map_err(lost),
+                jobs,
+            )
+        });
         for s in load_all::<SweepRecord>(store, Tree::Sweeps)? {
             st.sweeps.insert(s.id.clone(), s);
         }
@@ -110,13 +122,13 @@ impl State {
                 },
             );
         }
-        for c in load_all::<CheckpointRecord>(store, Tree::Checkpoints)? {
+        for c in checkpoints?? {
             st.index_checkpoint(c);
         }
-        for r in load_all::<ResultRecord>(store, Tree::Results)? {
+        for r in results?? {
             st.results.insert(r.job.clone(), r);
         }
-        let mut jobs = load_all::<JobRecord>(store, Tree::Jobs)?;
+        let mut jobs = jobs?;
         jobs.sort_by_key(|j| j.seq);
         // Records from before specs had their own tree: move each spec there, once.
         let mut moved = Batch::new();
@@ -772,9 +784,12 @@ impl State {
         self.checkpoint_bytes
     }
 
-    /// The names of every recorded checkpoint.
-    pub fn checkpoint_shas(&self) -> HashSet<String> {
-        self.checkpoints.keys().cloned().collect()
+    /// Those of `names` that no checkpoint record names.
+    pub fn unrecorded_checkpoints(&self, names: Vec<String>) -> Vec<String> {
+        names
+            .into_iter()
+            .filter(|n| !self.checkpoints.contains_key(n))
+            .collect()
     }
 
     /// Completes a job with its result; a stale attempt's result is discarded.

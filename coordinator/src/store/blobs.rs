@@ -212,16 +212,24 @@ fn run_rounds(root: PathBuf, rx: mpsc::Receiver<Queued>) -> usize {
 impl Blobs {
     /// Opens (creating) the directory; leftover temp files of a crash are removed.
     pub fn open(dir: &Path, max_bytes: u64) -> Result<Self, BlobError> {
+        Ok(Self::open_listing(dir, max_bytes)?.0)
+    }
+
+    /// [`Blobs::open`], also returning the name of every blob found (one walk of the directory).
+    pub fn open_listing(dir: &Path, max_bytes: u64) -> Result<(Self, Vec<String>), BlobError> {
         fs::create_dir_all(dir.join("sha256"))?;
         // Where earlier versions wrote their temp files.
         let old_tmp = dir.join("tmp");
         if old_tmp.exists() {
             fs::remove_dir_all(&old_tmp)?;
         }
-        let used = stored(&dir.join("sha256"), true)?
-            .iter()
-            .map(|(_, len)| len)
-            .sum();
+        let found = stored(&dir.join("sha256"), true)?;
+        let used = found.iter().map(|(_, len)| len).sum();
+        let names = found
+            .into_iter()
+            .map(|(name, _)| name)
+            .filter(|name| valid_sha256(name))
+            .collect();
         let (rounds, rx) = mpsc::channel();
         let root = dir.to_path_buf();
         std::thread::Builder::new()
@@ -229,13 +237,14 @@ impl Blobs {
             .spawn(move || {
                 run_rounds(root, rx);
             })?;
-        Ok(Self {
+        let blobs = Self {
             dir: dir.to_path_buf(),
             max_bytes,
             used: Arc::new(AtomicU64::new(used)),
             limit: 0,
             rounds,
-        })
+        };
+        Ok((blobs, names))
     }
 
     /// Sets the most bytes the store may hold (0: no limit).
