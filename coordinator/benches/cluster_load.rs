@@ -11,7 +11,8 @@
 //! Env: AUSWEEP_BIN (default target/light/release/ausweep, `make light`), AUSWEEP_LOAD_WORKERS (1000),
 //! AUSWEEP_LOAD_JOBS (100000), AUSWEEP_LOAD_SECS (max seconds of the saturation phase, 60; it
 //! also stops at 40 % of the jobs), AUSWEEP_LOAD_CURVE_SECS (max seconds per curve point, 10),
-//! AUSWEEP_LOAD_HEARTBEAT_SECS (5), AUSWEEP_LOAD_KEEP (set: keep the data dir, to profile a restart).
+//! AUSWEEP_LOAD_HEARTBEAT_SECS (5), AUSWEEP_LOAD_RATES (extra curve points at fixed
+//! lifecycles/s, comma-separated), AUSWEEP_LOAD_KEEP (set: keep the data dir, to profile a restart).
 
 use ausweep_coordinator::client;
 use ausweep_proto::v1;
@@ -330,23 +331,30 @@ async fn main() {
     // start, so waiting for a free worker or a queued server shows (no coordinated omission).
     let curve_secs = env("AUSWEEP_LOAD_CURVE_SECS", 10) as f64;
     let mut finished = n;
-    for frac in [0.1, 0.5, 0.9, 1.0] {
-        let rate = saturated * frac;
+    // The fractions of the saturating rate, then any fixed rates asked for (to compare builds at
+    // the same offered load).
+    let mut points: Vec<(String, f64)> = [0.1, 0.5, 0.9, 1.0]
+        .iter()
+        .map(|f| (format!("{:>3.0} %", f * 100.0), saturated * f))
+        .collect();
+    for r in std::env::var("AUSWEEP_LOAD_RATES")
+        .unwrap_or_default()
+        .split(',')
+    {
+        if let Ok(r) = r.trim().parse::<f64>() {
+            points.push(("fixed".into(), r));
+        }
+    }
+    for (label, rate) in points {
         let budget = (submitted.saturating_sub(finished) / 4).min((rate * curve_secs) as u64);
         if budget == 0 || rate < 1.0 {
-            row(
-                &format!("curve {:.0} %", frac * 100.0),
-                "no jobs left".into(),
-            );
+            row(&format!("curve {label}"), "no jobs left".into());
             continue;
         }
         let (mut lat, ok, secs) = open_loop(&clients, rate, budget).await;
         finished += ok;
         row(
-            &format!(
-                "lease latency at {:>3.0} % ({rate:.0}/s offered)",
-                frac * 100.0
-            ),
+            &format!("lease latency at {label} ({rate:.0}/s offered)"),
             format!(
                 "p50 {:.2} ms, p99 {:.2} ms; {:.0} lifecycles/s achieved ({ok} in {secs:.1} s)",
                 pct(&mut lat, 0.5),
