@@ -5,6 +5,7 @@ pub mod cli;
 pub mod gc;
 pub mod launch;
 pub mod manifest;
+mod memory;
 pub mod metrics;
 pub mod plan;
 pub mod report;

@@ -195,6 +195,8 @@ pub async fn serve(config: Config) -> Result<Handle, ServeError> {
         .map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))??;
     let blobs = blobs.with_limit(config.max_store_bytes);
     crate::gc::sweep_orphans(&sched, &blobs, found).await?;
+    // The store's decoding is freed by now (it peaks well above the state it leaves).
+    crate::memory::release_free_memory();
     eprintln!(
         "ausweep coordinator: store, state and checkpoints ready in {} ms",
         started.elapsed().as_millis()

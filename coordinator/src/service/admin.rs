@@ -78,6 +78,11 @@ impl Admin for AdminSvc {
             .call(move |st, now, b| st.submit(&parsed, jobs, now, b))
             .await
             .map_err(status)?;
+        if out.jobs >= crate::memory::LARGE_SUBMIT_JOBS {
+            // The plan and the records' encodings are freed by now; hand them back, off the
+            // answer's path.
+            tokio::task::spawn_blocking(crate::memory::release_free_memory);
+        }
         Ok(Response::new(v1::SubmitReply {
             sweep_id: out.sweep_id,
             name: out.name,
