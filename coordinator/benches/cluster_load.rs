@@ -210,7 +210,7 @@ async fn main() {
             submitted as f64 / submit_s
         ),
     );
-    let (after_submit, _) = rss(pid);
+    let (after_submit, submit_hwm) = rss(pid);
 
     // Register the workers.
     let t0 = Instant::now();
@@ -441,7 +441,7 @@ async fn main() {
     row(
         "coordinator RSS",
         format!(
-            "idle {idle:.0} MiB, after submit {after_submit:.0} MiB, under load {peak_live:.0} MiB, peak (VmHWM) {peak:.0} MiB, before stop {before_stop:.0} MiB, after restart {restarted:.0} MiB (VmHWM {restarted_hwm:.0} MiB)"
+            "idle {idle:.0} MiB, after submit {after_submit:.0} MiB (VmHWM {submit_hwm:.0} MiB), under load {peak_live:.0} MiB, peak (VmHWM) {peak:.0} MiB, before stop {before_stop:.0} MiB, after restart {restarted:.0} MiB (VmHWM {restarted_hwm:.0} MiB)"
         ),
     );
     row(
