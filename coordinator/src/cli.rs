@@ -145,6 +145,9 @@ pub struct ServeArgs {
     /// State directory (sled db and checkpoints).
     #[arg(long, env = "AUSWEEP_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Checkpoint files here instead of <data-dir>/checkpoints (e.g. a bigger or separate disk).
+    #[arg(long, env = "AUSWEEP_CHECKPOINT_DIR")]
+    pub checkpoint_dir: Option<PathBuf>,
     /// Admin token.
     #[arg(long, env = "AUSWEEP_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
@@ -186,6 +189,7 @@ pub struct ServeArgs {
 struct FileConfig {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
+    checkpoint_dir: Option<PathBuf>,
     admin_token_file: Option<PathBuf>,
     join_token_file: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
@@ -258,6 +262,7 @@ pub fn config(a: &ServeArgs) -> Result<Config> {
                 .or(f.data_dir)
                 .unwrap_or_else(|| PathBuf::from("ausweep-data")),
         ),
+        checkpoint_dir: a.checkpoint_dir.clone().or(f.checkpoint_dir),
         admin_token: admin,
         join_token: join,
         timing,

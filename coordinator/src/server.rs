@@ -38,6 +38,9 @@ pub struct Config {
     pub listen: SocketAddr,
     /// State directory: `db/` (sled) and `checkpoints/`; `None` keeps state in memory.
     pub data_dir: Option<PathBuf>,
+    /// Where checkpoint files go instead of `<data_dir>/checkpoints` (e.g. another filesystem
+    /// than the store's); without either, a temp dir removed when the coordinator stops.
+    pub checkpoint_dir: Option<PathBuf>,
     /// Admin token (kept only hashed after start).
     pub admin_token: String,
     /// Worker join token (kept only hashed after start).
@@ -65,6 +68,7 @@ impl Config {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir,
+            checkpoint_dir: None,
             admin_token: admin_token.into(),
             join_token: join_token.into(),
             timing: Timing::default(),
@@ -167,22 +171,26 @@ pub async fn serve(config: Config) -> Result<Handle, ServeError> {
     }
     let started = std::time::Instant::now();
     // An in-memory coordinator keeps its checkpoints in a temp dir that goes when it stops.
-    let (store, blob_dir, scratch): (Arc<dyn Store>, PathBuf, Option<tempfile::TempDir>) =
-        match &config.data_dir {
-            Some(dir) => {
-                let db = dir.join("db");
-                let s = tokio::task::spawn_blocking(move || SledStore::open(&db))
-                    .await
-                    .map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))??;
-                (Arc::new(s), dir.join("checkpoints"), None)
-            }
-            None => {
-                let t = tempfile::Builder::new()
-                    .prefix("ausweep-blobs-")
-                    .tempdir()?;
-                (Arc::new(MemStore::new()), t.path().to_path_buf(), Some(t))
-            }
-        };
+    let store: Arc<dyn Store> = match &config.data_dir {
+        Some(dir) => {
+            let db = dir.join("db");
+            let s = tokio::task::spawn_blocking(move || SledStore::open(&db))
+                .await
+                .map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))??;
+            Arc::new(s)
+        }
+        None => Arc::new(MemStore::new()),
+    };
+    let (blob_dir, scratch) = match (&config.checkpoint_dir, &config.data_dir) {
+        (Some(dir), _) => (dir.clone(), None),
+        (None, Some(dir)) => (dir.join("checkpoints"), None),
+        (None, None) => {
+            let t = tempfile::Builder::new()
+                .prefix("ausweep-blobs-")
+                .tempdir()?;
+            (t.path().to_path_buf(), Some(t))
+        }
+    };
     // The checkpoint directory is walked while the state loads (both take a while at scale).
     let max_blob = config.max_checkpoint_bytes;
     let walked = blob_dir.clone();

@@ -197,3 +197,45 @@ async fn a_full_store_refuses_uploads_and_loses_nothing() {
     assert!(blobs.contains(&a_final) && blobs.contains(&b1));
     assert_eq!(download(&mut admin, &b1).await, b1_data);
 }
+
+/// `checkpoint_dir` puts the files on another path than the store (another disk): uploads land
+/// there and nowhere under the data dir, and a restart finds them.
+#[tokio::test]
+async fn checkpoints_can_live_outside_the_data_dir() {
+    let data = tempfile::tempdir().unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let start_here = || async {
+        let mut cfg = Config::local(ADMIN, JOIN, Some(data.path().to_path_buf()));
+        cfg.checkpoint_dir = Some(elsewhere.path().join("ckpt"));
+        rpc::InProcess::start(cfg).await
+    };
+    let mut c = start_here().await;
+    assert_eq!(c.handle.checkpoint_dir, elsewhere.path().join("ckpt"));
+    let id = c.submit(&demo()).await;
+    let mut w = worker(&c.url).await;
+    let a = lease(&mut w).await;
+    let data_bytes = b"weights on the other disk".to_vec();
+    let sha = upload(&mut w, &a, &data_bytes, 1, v1::CheckpointKind::Epoch)
+        .await
+        .unwrap();
+    let file = elsewhere
+        .path()
+        .join("ckpt/sha256")
+        .join(&sha[..2])
+        .join(&sha);
+    assert_eq!(std::fs::read(&file).unwrap(), data_bytes);
+    assert!(
+        !data.path().join("checkpoints").exists(),
+        "the data dir got a checkpoints/ too"
+    );
+    c.handle.shutdown().await;
+    let mut c = start_here().await;
+    assert_eq!(download(&mut c.admin, &sha).await, data_bytes);
+    let st = sweep(&mut c.admin, &id).await;
+    assert!(
+        st.jobs.iter().any(|j| j.newest_checkpoint_sha256 == sha),
+        "{}",
+        rpc::describe(&st)
+    );
+    c.handle.shutdown().await;
+}

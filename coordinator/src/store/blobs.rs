@@ -63,6 +63,28 @@ pub fn valid_sha256(s: &str) -> bool {
 /// stays in one directory and uploads spread over 256 directory locks) until it is durable.
 pub const TEMP_PREFIX: &str = ".tmp.";
 
+/// Removes what earlier versions left in `<root>/tmp` (`<sha256>.<16 hex>` files), and the
+/// directory once empty; anything else there is left alone (the root may be a user's directory).
+fn remove_old_temp_files(tmp: &Path) -> std::io::Result<()> {
+    let entries = match fs::read_dir(tmp) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for f in entries {
+        let f = f?;
+        let name = f.file_name().to_string_lossy().into_owned();
+        let ours = name.split_once('.').is_some_and(|(sha, tail)| {
+            valid_sha256(sha) && tail.len() == 16 && tail.bytes().all(|b| b.is_ascii_hexdigit())
+        });
+        if ours && f.file_type()?.is_file() {
+            fs::remove_file(f.path())?;
+        }
+    }
+    let _ = fs::remove_dir(tmp);
+    Ok(())
+}
+
 /// Every blob file under the shard directories of `root` (`<root>/<2 hex>/<name>`): name and
 /// size. With `clean`, temp files (a crash's leftovers) are removed on the way.
 fn stored(root: &Path, clean: bool) -> std::io::Result<Vec<(String, u64)>> {
@@ -218,11 +240,7 @@ impl Blobs {
     /// [`Blobs::open`], also returning the name of every blob found (one walk of the directory).
     pub fn open_listing(dir: &Path, max_bytes: u64) -> Result<(Self, Vec<String>), BlobError> {
         fs::create_dir_all(dir.join("sha256"))?;
-        // Where earlier versions wrote their temp files.
-        let old_tmp = dir.join("tmp");
-        if old_tmp.exists() {
-            fs::remove_dir_all(&old_tmp)?;
-        }
+        remove_old_temp_files(&dir.join("tmp"))?;
         let found = stored(&dir.join("sha256"), true)?;
         let used = found.iter().map(|(_, len)| len).sum();
         let names = found
@@ -549,6 +567,23 @@ mod tests {
         assert!(matches!(w.write(b"too long"), Err(BlobError::TooLarge(4))));
         drop(w);
         assert_eq!(temp_files(dir.path()), 0);
+    }
+
+    #[test]
+    fn only_our_old_temp_files_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let tmp = dir.path().join("tmp");
+        fs::create_dir_all(&tmp).unwrap();
+        let ours = tmp.join(format!("{}.{:016x}", "a".repeat(64), 7));
+        fs::write(&ours, b"half").unwrap();
+        fs::write(tmp.join("notes.txt"), b"a user's file").unwrap();
+        Blobs::open(dir.path(), 10).unwrap();
+        assert!(!ours.exists());
+        assert!(tmp.join("notes.txt").is_file());
+        fs::remove_file(tmp.join("notes.txt")).unwrap();
+        fs::write(&ours, b"half").unwrap();
+        Blobs::open(dir.path(), 10).unwrap();
+        assert!(!tmp.exists(), "an emptied tmp/ stays");
     }
 
     #[test]
