@@ -121,10 +121,10 @@ pub struct Blobs {
     rounds: mpsc::Sender<Queued>,
 }
 
-/// A blob whose data is written and verified but not yet durable.
+/// A blob whose data is written and verified but not yet durable (its file is closed: a round of
+/// many uploads holds no descriptors).
 #[derive(Debug)]
 struct Sealed {
-    file: File,
     tmp: PathBuf,
     final_path: PathBuf,
     size: u64,
@@ -164,7 +164,7 @@ fn place(s: &Sealed) -> Result<(), BlobError> {
 
 /// Makes one blob durable alone: fsync the file, rename it, fsync its directory.
 fn make_one_durable(s: &Sealed) -> Result<u64, BlobError> {
-    s.file.sync_all()?;
+    File::open(&s.tmp)?.sync_all()?;
     place(s)?;
     if let Some(parent) = s.final_path.parent() {
         File::open(parent)?.sync_all()?;
@@ -175,8 +175,8 @@ fn make_one_durable(s: &Sealed) -> Result<u64, BlobError> {
 /// Makes a round of blobs durable together: one filesystem sync for their data, the renames, one
 /// sync for the renames. A failed sync fails the whole round (no blob of it is promised).
 fn make_round_durable(root: &Path, round: &[Sealed]) -> Vec<Result<u64, BlobError>> {
-    if let [one] = round {
-        return vec![make_one_durable(one)];
+    if round.len() == 1 || !cfg!(target_os = "linux") {
+        return round.iter().map(make_one_durable).collect();
     }
     let synced = File::open(root).and_then(|d| {
         sync_filesystem(&d)?;
@@ -408,12 +408,11 @@ impl BlobWriter {
                 actual,
             });
         }
-        let file = self
-            .file
+        // Closed here: its data is in the page cache, the round makes it durable.
+        self.file
             .take()
             .ok_or_else(|| std::io::Error::other("writer finished"))?;
         Ok(Sealed {
-            file,
             tmp: std::mem::take(&mut self.tmp),
             final_path: self.final_path.clone(),
             size: self.size,

@@ -1,5 +1,5 @@
 //! The sled store: one sled tree, each logical tree a one-byte key prefix, so a [`Batch`] is one
-//! atomic `apply_batch` followed by a `flush` (the commit point).
+//! atomic `apply_batch` followed by a `flush` and an `fdatasync` of sled's log (the commit point).
 
 use super::{Batch, Op, Store, StoreError, Tree};
 use std::path::Path;
@@ -12,6 +12,8 @@ const CACHE_BYTES: u64 = 32 << 20;
 pub struct SledStore {
     db: sled::Db,
     tree: sled::Tree,
+    /// sled's log file, synced after each flush (see [`SledStore::commit`]).
+    log: std::sync::Arc<std::fs::File>,
 }
 
 fn backend(e: sled::Error) -> StoreError {
@@ -37,7 +39,17 @@ impl SledStore {
             .open()
             .map_err(backend)?;
         let tree = db.open_tree("ausweep").map_err(backend)?;
-        Ok(Self { db, tree })
+        let log = std::fs::File::open(dir.join("db")).map_err(|e| {
+            StoreError::Backend(format!(
+                "opening sled's log {}: {e}",
+                dir.join("db").display()
+            ))
+        })?;
+        Ok(Self {
+            db,
+            tree,
+            log: std::sync::Arc::new(log),
+        })
     }
 
     /// Bytes on disk, as sled reports them.
@@ -60,6 +72,12 @@ impl Store for SledStore {
         }
         self.tree.apply_batch(b).map_err(backend)?;
         self.tree.flush().map_err(backend)?;
+        // On Linux sled's flush writes its log with `sync_file_range`, which neither flushes the
+        // disk's write cache nor makes a grown file's size durable: a power cut could lose an
+        // answered commit. One fdatasync per commit (a scheduler round, not a call) closes that.
+        self.log
+            .sync_data()
+            .map_err(|e| StoreError::Backend(format!("syncing sled's log: {e}")))?;
         Ok(())
     }
 
