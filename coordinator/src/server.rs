@@ -200,7 +200,10 @@ pub async fn serve(config: Config) -> Result<Handle, ServeError> {
         Scheduler::start(store, config.timing, config.expiry_every, Some(gc_tx))?;
     let (blobs, found) = walk
         .await
-        .map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))??;
+        .map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))?
+        .map_err(|e| {
+            ServeError::Config(format!("checkpoint directory {}: {e}", blob_dir.display()))
+        })?;
     let blobs = blobs.with_limit(config.max_store_bytes);
     crate::gc::sweep_orphans(&sched, &blobs, found).await?;
     // The store's decoding is freed by now (it peaks well above the state it leaves).

@@ -239,3 +239,22 @@ async fn checkpoints_can_live_outside_the_data_dir() {
     );
     c.handle.shutdown().await;
 }
+
+/// A checkpoint directory that cannot be used stops the start with an error naming it.
+#[tokio::test]
+async fn an_unusable_checkpoint_dir_is_named_in_the_error() {
+    let data = tempfile::tempdir().unwrap();
+    let file = data.path().join("not-a-dir");
+    std::fs::write(&file, b"x").unwrap();
+    let mut cfg = Config::local(ADMIN, JOIN, Some(data.path().join("state")));
+    cfg.checkpoint_dir = Some(file.clone());
+    let Err(e) = ausweep_coordinator::serve(cfg).await else {
+        panic!("a coordinator started with a file as its checkpoint directory");
+    };
+    let msg = e.to_string();
+    assert!(
+        msg.contains(&format!("checkpoint directory {}", file.display())),
+        "{msg}"
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"x", "the file was touched");
+}
