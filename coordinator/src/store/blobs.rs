@@ -184,26 +184,21 @@ fn make_round_durable(root: &Path, round: &[Sealed]) -> Vec<Result<u64, BlobErro
     });
     let dir = match synced {
         Ok(d) => d,
-        Err(e) => {
-            return round
-                .iter()
-                .map(|_| Err(BlobError::Io(clone_io(&e))))
-                .collect()
-        }
+        Err(e) => return failed_round(round.len(), &e),
     };
     let placed: Vec<Result<u64, BlobError>> =
         round.iter().map(|s| place(s).map(|()| s.size)).collect();
     match sync_filesystem(&dir) {
         Ok(()) => placed,
-        Err(e) => round
-            .iter()
-            .map(|_| Err(BlobError::Io(clone_io(&e))))
-            .collect(),
+        Err(e) => failed_round(round.len(), &e),
     }
 }
 
-fn clone_io(e: &std::io::Error) -> std::io::Error {
-    std::io::Error::new(e.kind(), e.to_string())
+/// The same failure for each of a round's `n` blobs.
+fn failed_round(n: usize, e: &std::io::Error) -> Vec<Result<u64, BlobError>> {
+    (0..n)
+        .map(|_| Err(BlobError::Io(std::io::Error::new(e.kind(), e.to_string()))))
+        .collect()
 }
 
 /// The rounds' thread: waits for a sealed blob, takes every other one already queued, makes them
