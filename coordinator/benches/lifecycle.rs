@@ -207,7 +207,8 @@ async fn main() {
         let store = SledStore::open(dir.path()).expect("sled");
         let mut st = State::new(Timing::default(), 1);
         let mut b = Batch::new();
-        st.submit(&p, jobs, 1, &mut b).expect("submit");
+        let specs = plan::encode_specs(&jobs).expect("specs");
+        st.submit(&p, jobs, specs, 1, &mut b).expect("submit");
         store.commit(&b).expect("commit");
     }
     let t0 = Instant::now();

@@ -70,6 +70,14 @@ pub struct PlannedJob {
     pub priority: i32,
 }
 
+/// The plan's specs encoded for the store (see [`crate::store::specs`]).
+pub fn encode_specs(
+    plan: &[PlannedJob],
+) -> Result<crate::store::specs::Encoded, crate::store::StoreError> {
+    let specs: Vec<(&str, &JobSpec)> = plan.iter().map(|p| (p.id.as_str(), &p.spec)).collect();
+    crate::store::specs::encode_sweep(&specs)
+}
+
 /// A manifest that parsed but could not be expanded (a grid value the spec refuses).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("field `{field}`: {message}")]

@@ -4,7 +4,7 @@
 
 use super::state::State;
 use super::types::*;
-use crate::store::{Batch, Store, StoreError, Tree};
+use crate::store::{Batch, Store, StoreError};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -68,16 +68,7 @@ impl Scheduler {
     /// submit, and never change, so this needs no turn of the loop.
     pub fn spec_json(&self, job: &str) -> Result<String, SchedError> {
         let store = self.store.upgrade().ok_or(SchedError::Stopped)?;
-        let bytes = store
-            .get(Tree::Specs, job)?
-            .ok_or_else(|| SchedError::NoJob(job.to_string()))?;
-        String::from_utf8(bytes).map_err(|e| {
-            SchedError::Store(StoreError::Codec {
-                tree: Tree::Specs,
-                key: job.to_string(),
-                message: e.to_string(),
-            })
-        })
+        crate::store::specs::get(&*store, job)?.ok_or_else(|| SchedError::NoJob(job.to_string()))
     }
 
     /// Runs `f` on the state inside the loop; answers once its writes are durable.

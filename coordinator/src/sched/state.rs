@@ -5,12 +5,33 @@ use super::types::*;
 use crate::manifest::{DeviceReq, Parsed};
 use crate::plan::PlannedJob;
 use crate::store::records::*;
-use crate::store::{load_all, Batch, Store, StoreError, Tree};
+use crate::store::{codec, decode, load_all, Batch, Store, StoreError, Tree};
+use ausweep_proto::JobSpec;
 use std::cmp::Reverse;
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 /// Meta key of the next fencing token.
 const META_TOKEN: &str = "next_token";
+/// A job record and the spec a record of an older store carries inline.
+type LoadedJob = (JobRecord, Option<Box<JobSpec>>);
+
+/// Every job record, with the spec a record of an older store carries inline.
+fn load_jobs(store: &dyn Store) -> Result<Vec<LoadedJob>, StoreError> {
+    store
+        .scan(Tree::Jobs)?
+        .into_iter()
+        .map(|(k, v)| {
+            let job: JobRecord = decode(Tree::Jobs, &k, &v)?;
+            let legacy = if codec::is_json(&v) {
+                decode::<LegacySpec>(Tree::Jobs, &k, &v)?.spec
+            } else {
+                None
+            };
+            Ok((job, legacy))
+        })
+        .collect()
+}
+
 /// Meta key of the next job sequence number.
 const META_SEQ: &str = "next_seq";
 
@@ -102,7 +123,7 @@ impl State {
         let (checkpoints, results, jobs) = std::thread::scope(|s| {
             let checkpoints = s.spawn(|| load_all::<CheckpointRecord>(store, Tree::Checkpoints));
             let results = s.spawn(|| load_all::<ResultRecord>(store, Tree::Results));
-            let jobs = load_all::<JobRecord>(store, Tree::Jobs);
+            let jobs = load_jobs(store);
             let lost = |_| StoreError::Backend("a decoding thread panicked".into());
             (
                 checkpoints.join().map_err(lost),
@@ -129,20 +150,26 @@ impl State {
             st.results.insert(r.job.clone(), r);
         }
         let mut jobs = jobs?;
-        jobs.sort_by_key(|j| j.seq);
+        jobs.sort_by_key(|(j, _)| j.seq);
         // Records from before specs had their own tree: move each spec there, once.
         let mut moved = Batch::new();
-        for j in jobs.iter_mut() {
-            if let Some(spec) = j.legacy_spec.take() {
+        for (j, legacy) in jobs.iter_mut() {
+            if let Some(spec) = legacy.take() {
                 j.epochs = spec.train.epochs;
                 j.needs = spec.weights_need();
-                moved.put(Tree::Specs, &j.id, &spec)?;
+                let json = serde_json::to_vec(&spec).map_err(|e| StoreError::Codec {
+                    tree: Tree::Specs,
+                    key: j.id.clone(),
+                    message: e.to_string(),
+                })?;
+                moved.put_raw(Tree::Specs, &j.id, json);
                 moved.put(Tree::Jobs, &j.id, &*j)?;
             }
         }
         if !moved.is_empty() {
             store.commit(&moved)?;
         }
+        let jobs = jobs.into_iter().map(|(j, _)| j);
         for j in jobs {
             st.next_seq = st.next_seq.max(j.seq + 1);
             st.sweep_jobs
@@ -227,11 +254,13 @@ impl State {
         Ok(())
     }
 
-    /// Adds a sweep and its jobs; the identical manifest again returns the existing sweep.
+    /// Adds a sweep and its jobs, with their specs as [`crate::plan::encode_specs`] encoded
+    /// them; the identical manifest again returns the existing sweep.
     pub fn submit(
         &mut self,
         parsed: &Parsed,
         plan: Vec<PlannedJob>,
+        specs: crate::store::specs::Encoded,
         now: u64,
         batch: &mut Batch,
     ) -> Result<SubmitOutcome, SchedError> {
@@ -264,6 +293,7 @@ impl State {
         batch.put(Tree::Sweeps, &sweep.id, &sweep)?;
         self.sweeps.insert(sweep.id.clone(), sweep);
         let n = plan.len() as u32;
+        specs.put(batch);
         let mut ids = Vec::with_capacity(plan.len());
         for p in plan {
             let job = JobRecord {
@@ -273,7 +303,6 @@ impl State {
                 grid_label: p.grid_label,
                 epochs: p.spec.train.epochs,
                 needs: p.spec.weights_need(),
-                legacy_spec: None,
                 depends_on: p.depends_on,
                 device: p.device,
                 min_gpu_memory_mib: p.min_gpu_memory_mib,
@@ -296,7 +325,6 @@ impl State {
                 last_failure: String::new(),
             };
             self.next_seq += 1;
-            batch.put(Tree::Specs, &job.id, &p.spec)?;
             batch.put(Tree::Jobs, &job.id, &job)?;
             for d in &job.depends_on {
                 self.dependents

@@ -83,7 +83,9 @@ impl Harness {
     pub fn submit(&mut self, text: &str) -> SubmitOutcome {
         let p = manifest::parse(text, "t.yaml").unwrap();
         let jobs = plan::expand(&p.sweep_id, &p.manifest).unwrap();
-        self.step(|st, now, b| st.submit(&p, jobs, now, b)).unwrap()
+        let specs = plan::encode_specs(&jobs).unwrap();
+        self.step(|st, now, b| st.submit(&p, jobs, specs, now, b))
+            .unwrap()
     }
 
     /// Registers a worker holding every weight file.
@@ -106,12 +108,8 @@ impl Harness {
 
     /// A job's spec as stored at submit.
     pub fn spec(&self, job: &str) -> ausweep_proto::JobSpec {
-        let bytes = self
-            .store
-            .get(crate::store::Tree::Specs, job)
-            .unwrap()
-            .unwrap();
-        serde_json::from_slice(&bytes).unwrap()
+        let json = crate::store::specs::get(&self.store, job).unwrap().unwrap();
+        serde_json::from_str(&json).unwrap()
     }
 
     /// Leases for a device.

@@ -442,7 +442,8 @@ fn jobs_needing_weights_no_worker_holds_wait_with_that_reason_until_a_heartbeat_
 
 #[test]
 fn specs_live_in_their_own_tree_and_older_stores_are_migrated_at_load() {
-    use crate::store::{Batch, Store, Tree};
+    use crate::store::records::JobRecord;
+    use crate::store::{codec, decode, Batch, Store, Tree};
     let mut h = Harness::new();
     h.submit(SMALL);
     let jobs = h.store.scan(Tree::Jobs).unwrap();
@@ -451,17 +452,20 @@ fn specs_live_in_their_own_tree_and_older_stores_are_migrated_at_load() {
     let mut legacy = Batch::new();
     for (id, bytes) in &jobs {
         // Job records hold no spec: transitions rewrite only the small record.
-        let mut rec: serde_json::Value = serde_json::from_slice(bytes).unwrap();
-        assert!(rec.get("spec").is_none(), "{rec}");
+        let rec: JobRecord = decode(Tree::Jobs, id, bytes).unwrap();
+        let mut rec = serde_json::to_value(&rec).unwrap();
         let spec = h.spec(id);
-        // As an older coordinator wrote it: the spec inline, no `epochs`/`needs`, no spec tree.
+        // As an older coordinator wrote it: JSON, the spec inline, no `epochs`/`needs`, no spec
+        // tree.
         let o = rec.as_object_mut().unwrap();
         o.insert("spec".into(), serde_json::to_value(&spec).unwrap());
         o.remove("epochs");
         o.remove("needs");
-        legacy.put(Tree::Jobs, id, &rec).unwrap();
-        legacy.delete(Tree::Specs, id);
+        legacy.put_raw(Tree::Jobs, id, serde_json::to_vec(&rec).unwrap());
         originals.push((id.clone(), spec));
+    }
+    for (k, _) in h.store.scan(Tree::Specs).unwrap() {
+        legacy.delete(Tree::Specs, &k);
     }
     h.store.commit(&legacy).unwrap();
     assert!(h.store.scan(Tree::Specs).unwrap().is_empty());
@@ -469,11 +473,11 @@ fn specs_live_in_their_own_tree_and_older_stores_are_migrated_at_load() {
     h.restart();
     for (id, spec) in &originals {
         assert_eq!(&h.spec(id), spec, "{id}");
-        let rec: serde_json::Value =
-            serde_json::from_slice(&h.store.get(Tree::Jobs, id).unwrap().unwrap()).unwrap();
+        let raw = h.store.get(Tree::Jobs, id).unwrap().unwrap();
         assert!(
-            rec.get("spec").is_none(),
-            "{id} still carries its spec: {rec}"
+            !codec::is_json(&raw),
+            "{id} is still the old JSON record with its spec: {}",
+            String::from_utf8_lossy(&raw)
         );
         let j = h.st.job(id).unwrap();
         assert_eq!(

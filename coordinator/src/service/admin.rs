@@ -69,13 +69,24 @@ impl Admin for AdminSvc {
                 self.max_manifest
             )));
         }
-        let parsed = manifest::parse_limited(&r.manifest_yaml, &file, self.max_manifest)
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let jobs = plan::expand(&parsed.sweep_id, &parsed.manifest)
-            .map_err(|e| Status::invalid_argument(format!("{file}: {e}")))?;
+        let max = self.max_manifest;
+        // Parsing, expanding and encoding a large sweep is CPU work: on a blocking thread, off
+        // the runtime and the scheduler's loop (its transient allocations stay in that thread's
+        // arena, which the trim below hands back whole).
+        let (parsed, jobs, specs) = tokio::task::spawn_blocking(move || {
+            let parsed = manifest::parse_limited(&r.manifest_yaml, &file, max)
+                .map_err(|e| Status::invalid_argument(e.to_string()))?;
+            let jobs = plan::expand(&parsed.sweep_id, &parsed.manifest)
+                .map_err(|e| Status::invalid_argument(format!("{file}: {e}")))?;
+            let specs =
+                plan::encode_specs(&jobs).map_err(|e| Status::internal(format!("{file}: {e}")))?;
+            Ok::<_, Status>((parsed, jobs, specs))
+        })
+        .await
+        .map_err(|e| Status::internal(format!("submit: {e}")))??;
         let out = self
             .sched
-            .call(move |st, now, b| st.submit(&parsed, jobs, now, b))
+            .call(move |st, now, b| st.submit(&parsed, jobs, specs, now, b))
             .await
             .map_err(status)?;
         if out.jobs >= crate::memory::LARGE_SUBMIT_JOBS {

@@ -23,11 +23,17 @@ fn put_get_overwrite_delete(s: &dyn Store) {
     let mut b = Batch::new();
     b.put(Tree::Sweeps, "a", &1u32).unwrap();
     s.commit(&b).unwrap();
-    assert_eq!(s.get(Tree::Sweeps, "a").unwrap(), Some(b"1".to_vec()));
+    assert_eq!(
+        s.get(Tree::Sweeps, "a").unwrap(),
+        Some(super::codec::encode(Tree::Sweeps, "a", &1u32).unwrap())
+    );
     let mut b = Batch::new();
     b.put(Tree::Sweeps, "a", &2u32).unwrap();
     s.commit(&b).unwrap();
-    assert_eq!(s.get(Tree::Sweeps, "a").unwrap(), Some(b"2".to_vec()));
+    assert_eq!(
+        s.get(Tree::Sweeps, "a").unwrap(),
+        Some(super::codec::encode(Tree::Sweeps, "a", &2u32).unwrap())
+    );
     let mut b = Batch::new();
     b.delete(Tree::Sweeps, "a");
     b.delete(Tree::Sweeps, "never-there");
@@ -71,7 +77,7 @@ fn batch_applies_in_order(s: &dyn Store) {
     assert_eq!(s.get(Tree::Jobs, "x").unwrap(), None);
     assert_eq!(
         s.get(Tree::Jobs, "y").unwrap(),
-        Some(b"\"second\"".to_vec())
+        Some(super::codec::encode(Tree::Jobs, "y", &"second").unwrap())
     );
     let mut b = Batch::new();
     b.delete(Tree::Jobs, "y");

@@ -6,9 +6,11 @@
 //! round of events, so many transitions share one flush.
 
 pub mod blobs;
+pub mod codec;
 mod mem;
 pub mod records;
 mod sled_store;
+pub mod specs;
 
 #[cfg(test)]
 mod conformance;
@@ -36,7 +38,7 @@ pub enum Tree {
     Checkpoints,
     /// Counters (fencing token, job sequence).
     Meta,
-    /// Job specs (JSON) by job id: written once at submit, read at each lease.
+    /// Job specs (JSON) by job id: written once at submit, read at each lease ([`specs`]).
     Specs,
 }
 
@@ -99,20 +101,21 @@ impl Batch {
         Self::default()
     }
 
-    /// Adds a JSON-encoded record.
+    /// Adds a record, binary-encoded ([`codec`]).
     pub fn put<T: Serialize>(
         &mut self,
         tree: Tree,
         key: &str,
         value: &T,
     ) -> Result<(), StoreError> {
-        let bytes = serde_json::to_vec(value).map_err(|e| StoreError::Codec {
-            tree,
-            key: key.to_string(),
-            message: e.to_string(),
-        })?;
+        let bytes = codec::encode(tree, key, value)?;
         self.ops.push(Op::Put(tree, key.to_string(), bytes));
         Ok(())
+    }
+
+    /// Adds a value as given.
+    pub fn put_raw(&mut self, tree: Tree, key: &str, bytes: Vec<u8>) {
+        self.ops.push(Op::Put(tree, key.to_string(), bytes));
     }
 
     /// Adds a removal.
@@ -141,13 +144,9 @@ pub trait Store: Send + Sync + 'static {
     fn scan(&self, tree: Tree) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
 }
 
-/// Decodes one JSON record.
+/// Decodes one record (binary, or JSON as older versions wrote it).
 pub fn decode<T: DeserializeOwned>(tree: Tree, key: &str, bytes: &[u8]) -> Result<T, StoreError> {
-    serde_json::from_slice(bytes).map_err(|e| StoreError::Codec {
-        tree,
-        key: key.to_string(),
-        message: e.to_string(),
-    })
+    codec::decode(tree, key, bytes)
 }
 
 /// Reads and decodes every record of a tree.

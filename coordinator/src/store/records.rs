@@ -1,4 +1,5 @@
-//! The records the scheduler keeps in the store (JSON-encoded).
+//! The records the scheduler keeps in the store (encoded by [`codec`](super::codec): binary,
+//! positional; older versions wrote JSON, which still decodes).
 
 use crate::manifest::{DeviceReq, KeepCheckpoints};
 use crate::plan::JobKey;
@@ -84,9 +85,6 @@ pub struct JobRecord {
     /// The weight files a worker needs for it.
     #[serde(default)]
     pub needs: WeightsNeed,
-    /// Stores written before specs had their own tree kept the spec here; loading moves it.
-    #[serde(default, rename = "spec", skip_serializing)]
-    pub legacy_spec: Option<Box<JobSpec>>,
     /// Jobs this waits on.
     pub depends_on: Vec<String>,
     /// Device kind needed.
@@ -137,6 +135,14 @@ pub struct JobRecord {
 
 fn default_max_lost() -> u32 {
     10
+}
+
+/// The spec that job records of stores written before specs had their own tree carry (JSON).
+#[derive(Debug, Deserialize)]
+pub struct LegacySpec {
+    /// The spec, when the record has one; loading moves it to [`Tree::Specs`](super::Tree::Specs).
+    #[serde(default)]
+    pub spec: Option<Box<JobSpec>>,
 }
 
 /// One attempt's history.

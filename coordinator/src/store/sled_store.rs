@@ -124,7 +124,7 @@ mod tests {
         let s = SledStore::open(dir.path()).unwrap();
         assert_eq!(
             s.get(Tree::Jobs, "j1").unwrap(),
-            Some(b"\"hello\"".to_vec())
+            Some(crate::store::codec::encode(Tree::Jobs, "j1", &"hello").unwrap())
         );
     }
 }

@@ -1,0 +1,206 @@
+//! How records are encoded in the store: compact binary (postcard after a one-byte version tag),
+//! and JSON, which older versions wrote and which still decodes.
+//!
+//! The binary form is positional: a field or an enum variant can only be added by defining a
+//! new version tag (the old tag keeps decoding into the same fields), never by editing a record
+//! type in place. The store's tests decode a record of every type written by this version.
+
+use super::{StoreError, Tree};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// The first byte of a binary record (no JSON text starts with it).
+pub const BINARY_V1: u8 = 1;
+
+fn codec_error(tree: Tree, key: &str, message: impl ToString) -> StoreError {
+    StoreError::Codec {
+        tree,
+        key: key.to_string(),
+        message: message.to_string(),
+    }
+}
+
+/// Encodes a record in the binary form.
+pub fn encode<T: Serialize>(tree: Tree, key: &str, value: &T) -> Result<Vec<u8>, StoreError> {
+    postcard::to_extend(value, vec![BINARY_V1]).map_err(|e| codec_error(tree, key, e))
+}
+
+/// Whether a stored value is JSON (written by an older version, or a job spec).
+pub fn is_json(bytes: &[u8]) -> bool {
+    bytes.first() != Some(&BINARY_V1)
+}
+
+/// Decodes a record in either form; trailing bytes after a binary record are an error.
+pub fn decode<T: DeserializeOwned>(tree: Tree, key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    match bytes.split_first() {
+        Some((&BINARY_V1, body)) => {
+            let (v, rest) =
+                postcard::take_from_bytes(body).map_err(|e| codec_error(tree, key, e))?;
+            if !rest.is_empty() {
+                return Err(codec_error(
+                    tree,
+                    key,
+                    format!("{} bytes left after the record", rest.len()),
+                ));
+            }
+            Ok(v)
+        }
+        _ => serde_json::from_slice(bytes).map_err(|e| codec_error(tree, key, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::records::*;
+
+    fn roundtrip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(v: T) -> usize {
+        let bin = encode(Tree::Jobs, "k", &v).unwrap();
+        assert!(!is_json(&bin));
+        assert_eq!(decode::<T>(Tree::Jobs, "k", &bin).unwrap(), v);
+        let json = serde_json::to_vec(&v).unwrap();
+        assert!(is_json(&json));
+        assert_eq!(decode::<T>(Tree::Jobs, "k", &json).unwrap(), v);
+        assert!(bin.len() < json.len(), "{} >= {}", bin.len(), json.len());
+        bin.len()
+    }
+
+    fn sample_job() -> JobRecord {
+        JobRecord {
+            id: "0d0cfc3fc1215f58.densenet121.f1.s2.g0".into(),
+            sweep: "0d0cfc3fc1215f58".into(),
+            key: crate::plan::JobKey {
+                backbone: ausweep_proto::job::Backbone::Densenet121,
+                fold: 1,
+                stage: 2,
+                grid: 0,
+            },
+            grid_label: "seed=0,train.lr=0.001".into(),
+            epochs: 3,
+            needs: ausweep_proto::job::WeightsNeed::Mtcnn,
+            depends_on: vec!["0d0cfc3fc1215f58.densenet121.f1.s1.g0".into()],
+            device: crate::manifest::DeviceReq::Cuda,
+            min_gpu_memory_mib: 8_000,
+            priority: -2,
+            seq: 40_000,
+            max_attempts: 3,
+            attempts_per_run: 3,
+            state: JobState::Succeeded,
+            attempt: 1,
+            lease: None,
+            avoid_workers: Vec::new(),
+            last_error: String::new(),
+            newest_checkpoint: Some("6e".repeat(32)),
+            final_checkpoint: Some("6e".repeat(32)),
+            failures: 0,
+            lost: 0,
+            lost_streak: 0,
+            max_lost: 10,
+            keep: crate::manifest::KeepCheckpoints::Best,
+            last_failure: String::new(),
+        }
+    }
+
+    #[test]
+    fn every_record_type_decodes_in_both_forms_and_binary_is_smaller() {
+        let mut job = sample_job();
+        roundtrip(job.clone());
+        job.lease = Some(Lease {
+            worker: "w".into(),
+            device: 3,
+            token: 1 << 40,
+            deadline_ms: 1_796_000_000_000,
+            started_ms: 1_795_000_000_000,
+            resume_from: Some("ab".repeat(32)),
+        });
+        job.state = JobState::Leased;
+        job.avoid_workers = vec!["x".into()];
+        let n = roundtrip(job.clone());
+        assert!(n * 2 < serde_json::to_vec(&job).unwrap().len(), "{n}");
+        roundtrip(AttemptRecord {
+            job: "s.j".into(),
+            attempt: 2,
+            worker: "w".into(),
+            token: 7,
+            started_ms: 1,
+            ended_ms: 2,
+            outcome: "failed: x".into(),
+        });
+        roundtrip(CheckpointRecord {
+            sha256: "cd".repeat(32),
+            size: 1 << 33,
+            job: "s.j".into(),
+            attempt: 1,
+            epoch: 4,
+            created_ms: 5,
+            final_result: true,
+            bad: false,
+            val_f1: Some(0.625),
+        });
+        roundtrip(ResultRecord {
+            job: "s.j".into(),
+            attempt: 1,
+            aus: vec![AuScoreRecord {
+                au: 12,
+                f1: 0.1 + 0.2,
+                precision: f64::MIN_POSITIVE,
+                recall: 1.0,
+                threshold: 0.5,
+            }],
+            avg_f1: 0.3,
+            params_total: 2_000_000,
+            params_trainable: 10_000,
+            train_seconds: 12.5,
+            images_per_sec: 300.25,
+            checkpoint: "ef".repeat(32),
+            dataset: Some(DatasetRecord {
+                kind: "disfa".into(),
+                content_hash: "01".repeat(32),
+                frames: 130_814,
+                aus: vec![1, 2, 4],
+                crop: "eyes".into(),
+                size: 224,
+                normalisation: "imagenet".into(),
+            }),
+        });
+        roundtrip(WorkerRecord {
+            id: "w".into(),
+            hostname: "node1".into(),
+            devices: vec![DeviceRecord {
+                index: 0,
+                cuda: true,
+                memory_mib: 81_559,
+                name: "NVIDIA H100".into(),
+                healthy: true,
+            }],
+            session_hash: "aa".repeat(32),
+            registered_ms: 9,
+            draining: true,
+            weights: vec![HeldWeights {
+                name: "mobilenet_v2".into(),
+                sha256: "bb".repeat(32),
+            }],
+        });
+        roundtrip(SweepRecord {
+            id: "0d0cfc3fc1215f58".into(),
+            name: "n".into(),
+            version: 2,
+            created_ms: 3,
+            canonical: "{\"name\":\"n\"}".into(),
+            cancelled: true,
+        });
+    }
+
+    #[test]
+    fn a_damaged_binary_record_is_an_error_naming_it() {
+        let mut bin = encode(Tree::Results, "s.j", &(1u32, "x".to_string())).unwrap();
+        bin.push(0);
+        let e = decode::<(u32, String)>(Tree::Results, "s.j", &bin).unwrap_err();
+        assert!(
+            e.to_string().contains("Results/s.j") && e.to_string().contains("1 bytes left"),
+            "{e}"
+        );
+        let e = decode::<(u32, String)>(Tree::Results, "s.j", &bin[..3]).unwrap_err();
+        assert!(e.to_string().contains("Results/s.j"), "{e}");
+    }
+}
