@@ -207,7 +207,7 @@ async fn main() {
         let store = SledStore::open(dir.path()).expect("sled");
         let mut st = State::new(Timing::default(), 1);
         let mut b = Batch::new();
-        let specs = plan::encode_specs(&jobs).expect("specs");
+        let specs = plan::encode_specs(&p.sweep_id, &jobs).expect("specs");
         st.submit(&p, jobs, specs, 1, &mut b).expect("submit");
         store.commit(&b).expect("commit");
     }

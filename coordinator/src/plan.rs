@@ -70,12 +70,13 @@ pub struct PlannedJob {
     pub priority: i32,
 }
 
-/// The plan's specs encoded for the store (see [`crate::store::specs`]).
+/// The plan's specs encoded for the store, once for the sweep (see [`crate::store::specs`]).
 pub fn encode_specs(
+    sweep_id: &str,
     plan: &[PlannedJob],
-) -> Result<crate::store::specs::Encoded, crate::store::StoreError> {
+) -> Result<crate::store::specs::SweepSpecs, crate::store::StoreError> {
     let specs: Vec<(&str, &JobSpec)> = plan.iter().map(|p| (p.id.as_str(), &p.spec)).collect();
-    crate::store::specs::encode_sweep(&specs)
+    crate::store::specs::SweepSpecs::encode(sweep_id, &specs)
 }
 
 /// A manifest that parsed but could not be expanded (a grid value the spec refuses).

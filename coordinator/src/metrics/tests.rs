@@ -121,7 +121,7 @@ fn refresh_counts_jobs_reasons_workers_and_gpus() {
     let now = 1_000_000;
     let mut st = State::new(Timing::default(), now);
     let mut b = Batch::new();
-    let specs = crate::plan::encode_specs(&plan).unwrap();
+    let specs = crate::plan::encode_specs(&parsed.sweep_id, &plan).unwrap();
     st.submit(&parsed, plan, specs, now, &mut b).unwrap();
     let gpu = |index, memory_mib| DeviceRecord {
         index,

@@ -46,7 +46,7 @@ pub(super) fn fixture() -> (MemStore, String) {
     let store = MemStore::new();
     let mut st = State::new(Timing::default(), 1);
     let mut b = Batch::new();
-    let specs = plan::encode_specs(&jobs).unwrap();
+    let specs = plan::encode_specs(&parsed.sweep_id, &jobs).unwrap();
     st.submit(&parsed, jobs, specs, 1, &mut b).unwrap();
     let id = parsed.sweep_id.clone();
     let j = |f: u32, s: u32| format!("{id}.mobilenet_v2.f{f}.s{s}.g0");

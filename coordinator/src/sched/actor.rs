@@ -64,11 +64,12 @@ impl Scheduler {
         ))
     }
 
-    /// A job's spec as submitted (JSON), read from the store: specs are written once, at
-    /// submit, and never change, so this needs no turn of the loop.
+    /// A job's whole spec (JSON) as stores of older versions kept it, read from the store:
+    /// such specs never change, so this needs no turn of the loop.
     pub fn spec_json(&self, job: &str) -> Result<String, SchedError> {
         let store = self.store.upgrade().ok_or(SchedError::Stopped)?;
-        crate::store::specs::get(&*store, job)?.ok_or_else(|| SchedError::NoJob(job.to_string()))
+        crate::store::specs::get_whole(&*store, job)?
+            .ok_or_else(|| SchedError::NoJob(job.to_string()))
     }
 
     /// Runs `f` on the state inside the loop; answers once its writes are durable.

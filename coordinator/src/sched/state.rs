@@ -50,6 +50,8 @@ pub struct State {
     pub(crate) timing: Timing,
     pub(crate) sweeps: HashMap<String, SweepRecord>,
     pub(crate) sweep_jobs: HashMap<String, Vec<String>>,
+    /// Each sweep's base spec (jobs hold their patch of it).
+    spec_bases: HashMap<String, std::sync::Arc<serde_json::Value>>,
     pub(crate) jobs: HashMap<String, JobRecord>,
     pub(crate) ready: BTreeSet<ReadyKey>,
     pub(crate) dependents: HashMap<String, Vec<String>>,
@@ -95,6 +97,7 @@ impl State {
             timing,
             sweeps: HashMap::new(),
             sweep_jobs: HashMap::new(),
+            spec_bases: HashMap::new(),
             jobs: HashMap::new(),
             ready: BTreeSet::new(),
             dependents: HashMap::new(),
@@ -195,6 +198,14 @@ impl State {
                 .next_token
                 .max(crate::store::decode(Tree::Meta, META_TOKEN, &v)?);
         }
+        for (sweep, specs) in crate::store::specs::SweepSpecs::load_all(store)? {
+            for (id, patch) in specs.patches {
+                if let Some(j) = st.jobs.get_mut(&id) {
+                    j.spec_patch = Some(patch);
+                }
+            }
+            st.spec_bases.insert(sweep, specs.base);
+        }
         let ids: Vec<String> = st.jobs.keys().cloned().collect();
         for id in ids {
             st.refresh_ready(&id);
@@ -260,7 +271,7 @@ impl State {
         &mut self,
         parsed: &Parsed,
         plan: Vec<PlannedJob>,
-        specs: crate::store::specs::Encoded,
+        specs: crate::store::specs::SweepSpecs,
         now: u64,
         batch: &mut Batch,
     ) -> Result<SubmitOutcome, SchedError> {
@@ -273,6 +284,17 @@ impl State {
                 created: false,
                 jobs,
             });
+        }
+        if specs.patches.len() != plan.len()
+            || specs
+                .patches
+                .iter()
+                .zip(&plan)
+                .any(|((id, _), p)| *id != p.id)
+        {
+            return Err(SchedError::Plan(
+                "the encoded specs do not match the plan's jobs".into(),
+            ));
         }
         let name = parsed.manifest.name.clone();
         let version = 1 + self
@@ -293,7 +315,10 @@ impl State {
         batch.put(Tree::Sweeps, &sweep.id, &sweep)?;
         self.sweeps.insert(sweep.id.clone(), sweep);
         let n = plan.len() as u32;
-        specs.put(batch);
+        specs.put(batch, &parsed.sweep_id)?;
+        let mut patches = specs.patches.into_iter().map(|(_, p)| p);
+        self.spec_bases
+            .insert(parsed.sweep_id.clone(), specs.base.clone());
         let mut ids = Vec::with_capacity(plan.len());
         for p in plan {
             let job = JobRecord {
@@ -303,6 +328,7 @@ impl State {
                 grid_label: p.grid_label,
                 epochs: p.spec.train.epochs,
                 needs: p.spec.weights_need(),
+                spec_patch: patches.next(),
                 depends_on: p.depends_on,
                 device: p.device,
                 min_gpu_memory_mib: p.min_gpu_memory_mib,
@@ -627,8 +653,10 @@ impl State {
             .filter_map(|d| self.jobs.get(d))
             .find(|d| d.key.stage != crate::plan::PREPARE_STAGE)
             .and_then(|d| d.final_checkpoint.clone());
+        let spec = self.spec_of(&id);
         let a = Assignment {
             job_id: id.clone(),
+            spec,
             attempt: j.attempt,
             token,
             deadline_ms,
@@ -641,6 +669,14 @@ impl State {
         self.save_job(&id, batch)?;
         self.event(&j, format!("leased to {worker} device {device}"));
         Ok(LeaseOutcome::Assigned(Box::new(a)))
+    }
+
+    /// A job's sweep's base spec and the job's patch of it; `None` for a job whose spec an
+    /// older store kept whole.
+    pub fn spec_of(&self, job: &str) -> Option<(std::sync::Arc<serde_json::Value>, Box<str>)> {
+        let j = self.jobs.get(job)?;
+        let base = self.spec_bases.get(&j.sweep)?;
+        Some((base.clone(), j.spec_patch.clone()?))
     }
 
     /// Checks a report's fencing token.

@@ -83,7 +83,7 @@ impl Harness {
     pub fn submit(&mut self, text: &str) -> SubmitOutcome {
         let p = manifest::parse(text, "t.yaml").unwrap();
         let jobs = plan::expand(&p.sweep_id, &p.manifest).unwrap();
-        let specs = plan::encode_specs(&jobs).unwrap();
+        let specs = plan::encode_specs(&p.sweep_id, &jobs).unwrap();
         self.step(|st, now, b| st.submit(&p, jobs, specs, now, b))
             .unwrap()
     }
@@ -108,7 +108,12 @@ impl Harness {
 
     /// A job's spec as stored at submit.
     pub fn spec(&self, job: &str) -> ausweep_proto::JobSpec {
-        let json = crate::store::specs::get(&self.store, job).unwrap().unwrap();
+        let json = match self.st.spec_of(job) {
+            Some((base, patch)) => crate::store::specs::render(&base, &patch, job).unwrap(),
+            None => crate::store::specs::get_whole(&self.store, job)
+                .unwrap()
+                .unwrap(),
+        };
         serde_json::from_str(&json).unwrap()
     }
 

@@ -441,6 +441,41 @@ fn jobs_needing_weights_no_worker_holds_wait_with_that_reason_until_a_heartbeat_
 }
 
 #[test]
+fn specs_are_stored_once_per_sweep_and_a_lease_carries_them_across_a_restart() {
+    use crate::store::{Store, Tree};
+    let mut h = Harness::new();
+    h.submit(SMALL);
+    let p = crate::manifest::parse(SMALL, "t.yaml").unwrap();
+    let plan = crate::plan::expand(&p.sweep_id, &p.manifest).unwrap();
+    assert_eq!(plan.len(), 8);
+    assert!(h.store.scan(Tree::Specs).unwrap().is_empty());
+    let sweeps = h.store.scan(Tree::SweepSpecs).unwrap();
+    assert_eq!(sweeps.len(), 1);
+    assert_eq!(sweeps[0].0, p.sweep_id);
+    let whole: usize = plan
+        .iter()
+        .map(|j| serde_json::to_vec(&j.spec).unwrap().len())
+        .sum();
+    assert!(
+        sweeps[0].1.len() * 2 < whole,
+        "{} vs {whole}",
+        sweeps[0].1.len()
+    );
+    h.restart();
+    for j in &plan {
+        assert_eq!(h.spec(&j.id), j.spec, "{}", j.id);
+    }
+    h.register("w", cpus(1));
+    let a = h.lease("w", 0).unwrap();
+    let (base, patch) = a.spec.clone().unwrap();
+    let spec: ausweep_proto::JobSpec =
+        serde_json::from_str(&crate::store::specs::render(&base, &patch, &a.job_id).unwrap())
+            .unwrap();
+    let planned = plan.iter().find(|j| j.id == a.job_id).unwrap();
+    assert_eq!(spec, planned.spec);
+}
+
+#[test]
 fn specs_live_in_their_own_tree_and_older_stores_are_migrated_at_load() {
     use crate::store::records::JobRecord;
     use crate::store::{codec, decode, Batch, Store, Tree};
@@ -464,14 +499,16 @@ fn specs_live_in_their_own_tree_and_older_stores_are_migrated_at_load() {
         legacy.put_raw(Tree::Jobs, id, serde_json::to_vec(&rec).unwrap());
         originals.push((id.clone(), spec));
     }
-    for (k, _) in h.store.scan(Tree::Specs).unwrap() {
-        legacy.delete(Tree::Specs, &k);
+    for (k, _) in h.store.scan(Tree::SweepSpecs).unwrap() {
+        legacy.delete(Tree::SweepSpecs, &k);
     }
     h.store.commit(&legacy).unwrap();
     assert!(h.store.scan(Tree::Specs).unwrap().is_empty());
 
     h.restart();
     for (id, spec) in &originals {
+        // Read whole from the spec tree, where the load moved it.
+        assert!(h.st.spec_of(id).is_none(), "{id}");
         assert_eq!(&h.spec(id), spec, "{id}");
         let raw = h.store.get(Tree::Jobs, id).unwrap().unwrap();
         assert!(

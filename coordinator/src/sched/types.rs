@@ -134,9 +134,12 @@ pub struct Assignment {
     pub attempt: u32,
     /// Fencing token.
     pub token: u64,
-    /// Lease expiry, ms. (The spec is read from [`Tree::Specs`](crate::store::Tree::Specs):
-    /// [`Scheduler::spec_json`](super::Scheduler::spec_json).)
+    /// Lease expiry, ms.
     pub deadline_ms: u64,
+    /// The job's sweep's base spec and the job's patch of it
+    /// ([`specs::render`](crate::store::specs::render) makes the spec); `None` for a store that
+    /// kept the spec whole ([`Scheduler::spec_json`](super::Scheduler::spec_json)).
+    pub spec: Option<(std::sync::Arc<serde_json::Value>, Box<str>)>,
     /// Stage 2: the dependency's final checkpoint.
     pub init_checkpoint: Option<String>,
     /// Retry: the newest checkpoint of an earlier attempt.

@@ -78,8 +78,8 @@ impl Admin for AdminSvc {
                 .map_err(|e| Status::invalid_argument(e.to_string()))?;
             let jobs = plan::expand(&parsed.sweep_id, &parsed.manifest)
                 .map_err(|e| Status::invalid_argument(format!("{file}: {e}")))?;
-            let specs =
-                plan::encode_specs(&jobs).map_err(|e| Status::internal(format!("{file}: {e}")))?;
+            let specs = plan::encode_specs(&parsed.sweep_id, &jobs)
+                .map_err(|e| Status::internal(format!("{file}: {e}")))?;
             Ok::<_, Status>((parsed, jobs, specs))
         })
         .await

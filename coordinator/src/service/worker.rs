@@ -245,7 +245,11 @@ impl Worker for WorkerSvc {
             ausweep_proto::fault::point("coordinator-lease");
         }
         let spec_json = match &out {
-            LeaseOutcome::Assigned(a) => self.sched.spec_json(&a.job_id).map_err(status)?,
+            LeaseOutcome::Assigned(a) => match &a.spec {
+                Some((base, patch)) => crate::store::specs::render(base, patch, &a.job_id)
+                    .map_err(|e| status(e.into()))?,
+                None => self.sched.spec_json(&a.job_id).map_err(status)?,
+            },
             LeaseOutcome::Nothing(_) => String::new(),
         };
         self.metrics.observe_sched("lease", t.elapsed());

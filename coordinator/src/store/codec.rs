@@ -78,6 +78,7 @@ mod tests {
             grid_label: "seed=0,train.lr=0.001".into(),
             epochs: 3,
             needs: ausweep_proto::job::WeightsNeed::Mtcnn,
+            spec_patch: None,
             depends_on: vec!["0d0cfc3fc1215f58.densenet121.f1.s1.g0".into()],
             device: crate::manifest::DeviceReq::Cuda,
             min_gpu_memory_mib: 8_000,

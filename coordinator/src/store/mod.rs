@@ -38,13 +38,15 @@ pub enum Tree {
     Checkpoints,
     /// Counters (fencing token, job sequence).
     Meta,
-    /// Job specs (JSON) by job id: written once at submit, read at each lease ([`specs`]).
+    /// Whole job specs (JSON) by job id, as older versions stored them ([`specs`]).
     Specs,
+    /// Each sweep's specs by sweep id: its base spec and each job's differences ([`specs`]).
+    SweepSpecs,
 }
 
 impl Tree {
     /// Every tree.
-    pub const ALL: [Tree; 8] = [
+    pub const ALL: [Tree; 9] = [
         Tree::Sweeps,
         Tree::Jobs,
         Tree::Attempts,
@@ -53,6 +55,7 @@ impl Tree {
         Tree::Checkpoints,
         Tree::Meta,
         Tree::Specs,
+        Tree::SweepSpecs,
     ];
 
     /// A one-byte prefix for stores that keep every tree in one keyspace.

@@ -85,6 +85,11 @@ pub struct JobRecord {
     /// The weight files a worker needs for it.
     #[serde(default)]
     pub needs: WeightsNeed,
+    /// Its spec's differences from its sweep's base spec (JSON; kept in
+    /// [`Tree::SweepSpecs`](crate::store::Tree::SweepSpecs), not in this record); `None` in
+    /// stores that kept each spec whole.
+    #[serde(skip)]
+    pub spec_patch: Option<Box<str>>,
     /// Jobs this waits on.
     pub depends_on: Vec<String>,
     /// Device kind needed.

@@ -1,51 +1,197 @@
-//! Job specs in the store: JSON, one value per job, written once at submit and read at each
-//! lease. Encoding a sweep's specs is CPU work proportional to the sweep, so it is done before
-//! the scheduler's turn ([`encode_sweep`]), not inside it.
+//! Job specs, stored once per sweep. A sweep's jobs share almost all of their spec, so the
+//! store keeps, per sweep, one value in [`Tree::SweepSpecs`]: the first job's spec whole (the
+//! base) and, per job, the object fields where its spec differs from the base (a patch: its
+//! backbone, fold, stage, grid values). The scheduler holds the parsed base and each job's patch
+//! in memory and a lease renders the spec from them, outside the scheduler's loop.
 //!
-//! (Specs stored once per sweep, as a base and per-job differences, were measured: 2x less on
-//! disk, but sled 0.34 then held ~290 MiB more in memory for 100,000 jobs; see docs/stress.md.)
+//! Stores of older versions kept each job's spec whole in [`Tree::Specs`]; those still read.
+//! (One store value per job's patch was measured and not kept: sled 0.34 holds many more B-tree
+//! node versions in memory when values are small, +290 MiB for 100,000 jobs; docs/stress.md.)
 
-use super::{Batch, Store, StoreError, Tree};
-use serde::Serialize;
+use super::{codec, Batch, Store, StoreError, Tree};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use std::sync::Arc;
 
-fn codec(key: &str, message: impl ToString) -> StoreError {
+/// A job's spec as its differences from its sweep's base.
+#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+struct Patch {
+    /// Fields set (added or changed): path of object keys, value.
+    #[serde(default, rename = "s", skip_serializing_if = "Vec::is_empty")]
+    set: Vec<(Vec<String>, Value)>,
+    /// Fields the base has and the spec has not.
+    #[serde(default, rename = "u", skip_serializing_if = "Vec::is_empty")]
+    unset: Vec<Vec<String>>,
+}
+
+/// A sweep's specs as stored: the base (JSON) and each job's patch (JSON), by job id.
+#[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
+struct Stored {
+    base: String,
+    jobs: Vec<(String, String)>,
+}
+
+/// A sweep's specs, in memory: the parsed base and each job's patch.
+#[derive(Debug, Default)]
+pub struct SweepSpecs {
+    /// The base spec.
+    pub base: Arc<Value>,
+    /// Job id and its patch (JSON), in plan order.
+    pub patches: Vec<(String, Box<str>)>,
+}
+
+fn codec_err(tree: Tree, key: &str, message: impl ToString) -> StoreError {
     StoreError::Codec {
-        tree: Tree::Specs,
+        tree,
         key: key.to_string(),
         message: message.to_string(),
     }
 }
 
-/// A sweep's specs encoded for the store, ready to commit.
-#[derive(Debug, Default)]
-pub struct Encoded(Vec<(String, Vec<u8>)>);
-
-impl Encoded {
-    /// Adds the values to a batch.
-    pub fn put(self, batch: &mut Batch) {
-        for (k, v) in self.0 {
-            batch.put_raw(Tree::Specs, &k, v);
+impl SweepSpecs {
+    /// Encodes a sweep's specs: the first job's as the base, every job's as a patch of it. (CPU
+    /// work proportional to the sweep: done before the scheduler's turn, not inside it.)
+    pub fn encode<T: Serialize>(sweep: &str, jobs: &[(&str, &T)]) -> Result<Self, StoreError> {
+        let err = |key: &str, e: serde_json::Error| codec_err(Tree::SweepSpecs, key, e);
+        let Some((_, first)) = jobs.first() else {
+            return Ok(Self::default());
+        };
+        let base = serde_json::to_value(first).map_err(|e| err(sweep, e))?;
+        let mut patches = Vec::with_capacity(jobs.len());
+        for (id, spec) in jobs {
+            let target = serde_json::to_value(spec).map_err(|e| err(id, e))?;
+            let mut patch = Patch::default();
+            diff(&base, &target, &mut Vec::new(), &mut patch);
+            // The patch must give the spec back exactly.
+            if apply(base.clone(), &patch) != target {
+                return Err(codec_err(
+                    Tree::SweepSpecs,
+                    id,
+                    "the spec cannot be written as a patch of its sweep's first spec",
+                ));
+            }
+            let json = serde_json::to_string(&patch).map_err(|e| err(id, e))?;
+            patches.push((id.to_string(), json.into_boxed_str()));
         }
+        Ok(Self {
+            base: Arc::new(base),
+            patches,
+        })
+    }
+
+    /// Adds the sweep's value to a batch.
+    pub fn put(&self, batch: &mut Batch, sweep: &str) -> Result<(), StoreError> {
+        let stored = Stored {
+            base: serde_json::to_string(&*self.base)
+                .map_err(|e| codec_err(Tree::SweepSpecs, sweep, e))?,
+            jobs: self
+                .patches
+                .iter()
+                .map(|(id, p)| (id.clone(), p.to_string()))
+                .collect(),
+        };
+        batch.put(Tree::SweepSpecs, sweep, &stored)
+    }
+
+    /// Every sweep's specs in the store, by sweep id.
+    pub fn load_all(store: &dyn Store) -> Result<Vec<(String, SweepSpecs)>, StoreError> {
+        store
+            .scan(Tree::SweepSpecs)?
+            .into_iter()
+            .map(|(sweep, bytes)| {
+                let s: Stored = codec::decode(Tree::SweepSpecs, &sweep, &bytes)?;
+                let base: Value = serde_json::from_str(&s.base)
+                    .map_err(|e| codec_err(Tree::SweepSpecs, &sweep, e))?;
+                let patches = s
+                    .jobs
+                    .into_iter()
+                    .map(|(id, p)| (id, p.into_boxed_str()))
+                    .collect();
+                Ok((
+                    sweep,
+                    SweepSpecs {
+                        base: Arc::new(base),
+                        patches,
+                    },
+                ))
+            })
+            .collect()
     }
 }
 
-/// Encodes a sweep's specs (JSON, by job id).
-pub fn encode_sweep<T: Serialize>(jobs: &[(&str, &T)]) -> Result<Encoded, StoreError> {
-    jobs.iter()
-        .map(|(id, spec)| {
-            let bytes = serde_json::to_vec(spec).map_err(|e| codec(id, e))?;
-            Ok((id.to_string(), bytes))
-        })
-        .collect::<Result<_, _>>()
-        .map(Encoded)
+/// A job's spec (JSON) from its sweep's base and its patch.
+pub fn render(base: &Value, patch: &str, job: &str) -> Result<String, StoreError> {
+    let p: Patch = serde_json::from_str(patch).map_err(|e| codec_err(Tree::SweepSpecs, job, e))?;
+    serde_json::to_string(&apply(base.clone(), &p)).map_err(|e| codec_err(Tree::SweepSpecs, job, e))
 }
 
-/// A job's spec (JSON), or `None` when the store has none for it.
-pub fn get(store: &dyn Store, job: &str) -> Result<Option<String>, StoreError> {
+/// A job's whole spec (JSON) as older stores kept it, or `None` when there is none.
+pub fn get_whole(store: &dyn Store, job: &str) -> Result<Option<String>, StoreError> {
     store
         .get(Tree::Specs, job)?
-        .map(|b| String::from_utf8(b).map_err(|e| codec(job, e)))
+        .map(|b| String::from_utf8(b).map_err(|e| codec_err(Tree::Specs, job, e)))
         .transpose()
+}
+
+/// Adds to `patch` what turns `base` into `target` below `path`.
+fn diff(base: &Value, target: &Value, path: &mut Vec<String>, patch: &mut Patch) {
+    match (base, target) {
+        (Value::Object(b), Value::Object(t)) => {
+            for (k, tv) in t {
+                path.push(k.clone());
+                match b.get(k) {
+                    Some(bv) => diff(bv, tv, path, patch),
+                    None => patch.set.push((path.clone(), tv.clone())),
+                }
+                path.pop();
+            }
+            for k in b.keys().filter(|k| !t.contains_key(*k)) {
+                let mut p = path.clone();
+                p.push(k.clone());
+                patch.unset.push(p);
+            }
+        }
+        _ if base == target => {}
+        _ => patch.set.push((path.clone(), target.clone())),
+    }
+}
+
+/// The base with the patch applied (paths through non-objects make objects of them).
+fn apply(mut base: Value, patch: &Patch) -> Value {
+    for (path, v) in &patch.set {
+        match path.split_last() {
+            None => base = v.clone(),
+            Some((last, parents)) => {
+                let mut at = &mut base;
+                for k in parents {
+                    at = object(at).entry(k.clone()).or_insert(Value::Null);
+                }
+                object(at).insert(last.clone(), v.clone());
+            }
+        }
+    }
+    for path in &patch.unset {
+        if let Some((last, parents)) = path.split_last() {
+            let mut at = Some(&mut base);
+            for k in parents {
+                at = at.and_then(|v| v.get_mut(k.as_str()));
+            }
+            if let Some(Value::Object(m)) = at {
+                m.remove(last);
+            }
+        }
+    }
+    base
+}
+
+fn object(v: &mut Value) -> &mut Map<String, Value> {
+    if !v.is_object() {
+        *v = Value::Object(Map::new());
+    }
+    match v {
+        Value::Object(m) => m,
+        _ => unreachable!("made an object above"),
+    }
 }
 
 #[cfg(test)]
@@ -55,21 +201,76 @@ mod tests {
     use serde_json::json;
 
     #[test]
-    fn specs_read_back_as_written_and_a_damaged_one_is_named() {
-        let store = MemStore::default();
-        let (a, b) = (json!({"name": "s/a", "fold": 1}), json!({"name": "s/b"}));
-        let mut batch = Batch::new();
-        encode_sweep(&[("s.a", &a), ("s.b", &b)])
+    fn every_spec_renders_back_equal_and_patches_hold_only_the_differences() {
+        let base = json!({"name": "s/a", "backbone": "densenet121", "fold": 1,
+            "train": {"lr": 0.001, "epochs": 3, "batch_size": 32}, "init": null,
+            "data": {"aus": [1, 2, 4], "source": {"kind": "synthetic", "seed": 0}}});
+        let mut other = base.clone();
+        other["name"] = json!("s/b");
+        other["train"]["lr"] = json!(0.002);
+        other["data"]["aus"] = json!([1, 2]);
+        other["init"] = json!("abc");
+        other["extra"] = json!({"x": [null]});
+        other["data"]["source"]
+            .as_object_mut()
             .unwrap()
-            .put(&mut batch);
-        batch.put_raw(Tree::Specs, "s.bad", vec![b'{', 0xff]);
-        store.commit(&batch).unwrap();
-        let read = |k: &str| -> serde_json::Value {
-            serde_json::from_str(&get(&store, k).unwrap().unwrap()).unwrap()
-        };
-        assert_eq!((read("s.a"), read("s.b")), (a, b));
-        assert_eq!(get(&store, "s.none").unwrap(), None);
-        let e = get(&store, "s.bad").unwrap_err().to_string();
-        assert!(e.contains("Specs/s.bad"), "{e}");
+            .remove("seed");
+        let mut scalar_to_object = base.clone();
+        scalar_to_object["fold"] = json!({"k": 3});
+        let jobs = [
+            ("sw.a", base.clone()),
+            ("sw.b", other.clone()),
+            ("sw.c", scalar_to_object.clone()),
+        ];
+        let refs: Vec<(&str, &Value)> = jobs.iter().map(|(k, v)| (*k, v)).collect();
+        let specs = SweepSpecs::encode("sw", &refs).unwrap();
+        // Stored and loaded back, one value for the sweep.
+        let store = MemStore::default();
+        let mut b = Batch::new();
+        specs.put(&mut b, "sw").unwrap();
+        assert_eq!(b.ops.len(), 1);
+        store.commit(&b).unwrap();
+        let loaded = SweepSpecs::load_all(&store).unwrap();
+        assert_eq!(loaded.len(), 1);
+        let (sweep, loaded) = &loaded[0];
+        assert_eq!(sweep, "sw");
+        assert_eq!(loaded.patches, specs.patches);
+        for ((id, spec), (pid, patch)) in jobs.iter().zip(&loaded.patches) {
+            assert_eq!(id, pid);
+            let got: Value =
+                serde_json::from_str(&render(&loaded.base, patch, id).unwrap()).unwrap();
+            assert_eq!(&got, spec, "{id}");
+        }
+        let patch = |i: usize| -> Patch { serde_json::from_str(&specs.patches[i].1).unwrap() };
+        assert_eq!(patch(0), Patch::default());
+        assert_eq!(&*specs.patches[0].1, "{}");
+        assert_eq!(patch(1).set.len(), 5, "{:?}", patch(1));
+        assert_eq!(patch(1).unset, vec![vec!["data", "source", "seed"]]);
+        assert!(
+            specs.patches[2].1.len() * 4 < serde_json::to_vec(&scalar_to_object).unwrap().len()
+        );
+    }
+
+    #[test]
+    fn whole_specs_of_older_stores_still_read_and_bad_values_are_named() {
+        let store = MemStore::default();
+        let mut b = Batch::new();
+        b.put_raw(Tree::Specs, "old.job", b"{\"name\":\"x\"}".to_vec());
+        b.put_raw(Tree::Specs, "old.bad", vec![b'{', 0xff]);
+        b.put_raw(Tree::SweepSpecs, "broken", b"{\"base\":1}".to_vec());
+        store.commit(&b).unwrap();
+        assert_eq!(
+            get_whole(&store, "old.job").unwrap().unwrap(),
+            "{\"name\":\"x\"}"
+        );
+        assert_eq!(get_whole(&store, "old.none").unwrap(), None);
+        let e = get_whole(&store, "old.bad").unwrap_err().to_string();
+        assert!(e.contains("Specs/old.bad"), "{e}");
+        let e = SweepSpecs::load_all(&store).unwrap_err().to_string();
+        assert!(e.contains("SweepSpecs/broken"), "{e}");
+        let e = render(&json!({}), "not json", "sw.j")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("sw.j"), "{e}");
     }
 }
