@@ -451,7 +451,7 @@ fn specs_are_stored_once_per_sweep_and_a_lease_carries_them_across_a_restart() {
     assert!(h.store.scan(Tree::Specs).unwrap().is_empty());
     let sweeps = h.store.scan(Tree::SweepSpecs).unwrap();
     assert_eq!(sweeps.len(), 1);
-    assert_eq!(sweeps[0].0, p.sweep_id);
+    assert_eq!(sweeps[0].0, format!("{}#000000", p.sweep_id));
     let whole: usize = plan
         .iter()
         .map(|j| serde_json::to_vec(&j.spec).unwrap().len())

@@ -1,5 +1,6 @@
 //! The sled store: one sled tree, each logical tree a one-byte key prefix, so a [`Batch`] is one
-//! atomic `apply_batch` followed by a `flush` and an `fdatasync` of sled's log (the commit point).
+//! atomic `apply_batch` followed by a `flush` and an `fdatasync` of sled's log (the commit point),
+//! with sled's large-page files synced before it.
 
 use super::{Batch, Op, Store, StoreError, Tree};
 use std::path::Path;
@@ -14,6 +15,59 @@ pub struct SledStore {
     tree: sled::Tree,
     /// sled's log file, synced after each flush (see [`SledStore::commit`]).
     log: std::sync::Arc<std::fs::File>,
+    /// sled's directory of pages too large for the log, and the files in it already synced.
+    blobs: std::sync::Arc<BlobFiles>,
+}
+
+/// sled 0.34 writes a page larger than a quarter of a log segment (128 KiB) to a file of its own
+/// in `<db>/blobs/` and never syncs it, while the log's record pointing at it is synced: such a
+/// page could be lost to a power cut. [`SledStore::commit`] syncs new ones before the log.
+#[derive(Debug)]
+struct BlobFiles {
+    dir: std::path::PathBuf,
+    synced: std::sync::Mutex<std::collections::HashSet<std::ffi::OsString>>,
+}
+
+impl BlobFiles {
+    /// Syncs the files not synced yet, then the directory; returns how many.
+    fn sync_new(&self) -> Result<usize, StoreError> {
+        let err = |what: &str, e: std::io::Error| {
+            StoreError::Backend(format!(
+                "syncing sled's {what} in {}: {e}",
+                self.dir.display()
+            ))
+        };
+        let mut synced = self
+            .synced
+            .lock()
+            .map_err(|_| StoreError::Backend("blob file list poisoned".into()))?;
+        let mut present = std::collections::HashSet::new();
+        let mut new = 0;
+        let entries = match std::fs::read_dir(&self.dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(err("blob directory", e)),
+        };
+        for entry in entries {
+            let name = entry.map_err(|e| err("blob directory", e))?.file_name();
+            if !synced.contains(&name) {
+                match std::fs::File::open(self.dir.join(&name)).and_then(|f| f.sync_data()) {
+                    Ok(()) => new += 1,
+                    // sled removed it meanwhile (its page was rewritten).
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                    Err(e) => return Err(err("blob file", e)),
+                }
+            }
+            present.insert(name);
+        }
+        if new > 0 {
+            std::fs::File::open(&self.dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| err("blob directory", e))?;
+        }
+        *synced = present;
+        Ok(new)
+    }
 }
 
 fn backend(e: sled::Error) -> StoreError {
@@ -49,6 +103,10 @@ impl SledStore {
             db,
             tree,
             log: std::sync::Arc::new(log),
+            blobs: std::sync::Arc::new(BlobFiles {
+                dir: dir.join("blobs"),
+                synced: Default::default(),
+            }),
         })
     }
 
@@ -71,7 +129,12 @@ impl Store for SledStore {
             }
         }
         self.tree.apply_batch(b).map_err(backend)?;
+        // A large page's file is written while the batch is applied: durable before the log
+        // record that points at it.
+        self.blobs.sync_new()?;
         self.tree.flush().map_err(backend)?;
+        // And any the flush wrote (pages consolidated as it wrote them).
+        self.blobs.sync_new()?;
         // On Linux sled's flush writes its log with `sync_file_range`, which neither flushes the
         // disk's write cache nor makes a grown file's size durable: a power cut could lose an
         // answered commit. One fdatasync per commit (a scheduler round, not a call) closes that.
@@ -110,6 +173,35 @@ mod tests {
     fn conformance() {
         let dir = tempfile::tempdir().unwrap();
         super::super::conformance::run(&SledStore::open(dir.path()).unwrap());
+    }
+
+    #[test]
+    fn pages_sled_writes_to_files_of_their_own_are_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        let mut b = Batch::new();
+        b.put(Tree::Meta, "small", &1u32).unwrap();
+        s.commit(&b).unwrap();
+        assert!(s.blobs.synced.lock().unwrap().is_empty());
+        // A 300 KiB value makes its page a blob file.
+        let big = vec![7u8; 300 << 10];
+        let mut b = Batch::new();
+        b.put_raw(Tree::Sweeps, "big", big.clone());
+        s.commit(&b).unwrap();
+        let files: Vec<_> = std::fs::read_dir(dir.path().join("blobs"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(!files.is_empty());
+        let synced = s.blobs.synced.lock().unwrap().clone();
+        assert!(
+            files.iter().all(|f| synced.contains(f)),
+            "{files:?} vs {synced:?}"
+        );
+        assert_eq!(s.blobs.sync_new().unwrap(), 0, "each file is synced once");
+        drop(s);
+        let s = SledStore::open(dir.path()).unwrap();
+        assert_eq!(s.get(Tree::Sweeps, "big").unwrap(), Some(big));
     }
 
     #[test]

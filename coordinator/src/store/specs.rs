@@ -1,7 +1,7 @@
 //! Job specs, stored once per sweep. A sweep's jobs share almost all of their spec, so the
-//! store keeps, per sweep, one value in [`Tree::SweepSpecs`]: the first job's spec whole (the
+//! store keeps, per sweep, a few values in [`Tree::SweepSpecs`]: the first job's spec whole (the
 //! base) and, per job, the object fields where its spec differs from the base (a patch: its
-//! backbone, fold, stage, grid values). The scheduler holds the parsed base and each job's patch
+//! backbone, fold, stage, grid values), in chunks of a few KiB. The scheduler holds the parsed base and each job's patch
 //! in memory and a lease renders the spec from them, outside the scheduler's loop.
 //!
 //! Stores of older versions kept each job's spec whole in [`Tree::Specs`]; those still read.
@@ -12,6 +12,10 @@ use super::{codec, Batch, Store, StoreError, Tree};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::sync::Arc;
+
+/// Bytes of patches per stored chunk: values stay far below the size at which sled 0.34 writes
+/// a page to a file of its own.
+pub const CHUNK_BYTES: usize = 4096;
 
 /// A job's spec as its differences from its sweep's base.
 #[derive(Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -31,13 +35,16 @@ struct Stored {
     jobs: Vec<(String, String)>,
 }
 
+/// Job ids and their patches (JSON).
+pub type Patches = Vec<(String, Box<str>)>;
+
 /// A sweep's specs, in memory: the parsed base and each job's patch.
 #[derive(Debug, Default)]
 pub struct SweepSpecs {
     /// The base spec.
     pub base: Arc<Value>,
     /// Job id and its patch (JSON), in plan order.
-    pub patches: Vec<(String, Box<str>)>,
+    pub patches: Patches,
 }
 
 fn codec_err(tree: Tree, key: &str, message: impl ToString) -> StoreError {
@@ -79,34 +86,59 @@ impl SweepSpecs {
         })
     }
 
-    /// Adds the sweep's value to a batch.
+    /// Adds the sweep's values to a batch: chunks of about [`CHUNK_BYTES`] under
+    /// `<sweep>#<n>`, the base in the first.
     pub fn put(&self, batch: &mut Batch, sweep: &str) -> Result<(), StoreError> {
-        let stored = Stored {
+        let mut chunk = Stored {
             base: serde_json::to_string(&*self.base)
                 .map_err(|e| codec_err(Tree::SweepSpecs, sweep, e))?,
-            jobs: self
-                .patches
-                .iter()
-                .map(|(id, p)| (id.clone(), p.to_string()))
-                .collect(),
+            jobs: Vec::new(),
         };
-        batch.put(Tree::SweepSpecs, sweep, &stored)
+        let mut bytes = chunk.base.len();
+        let mut n = 0;
+        for (id, p) in &self.patches {
+            if bytes > CHUNK_BYTES {
+                batch.put(Tree::SweepSpecs, &chunk_key(sweep, n), &chunk)?;
+                chunk = Stored::default();
+                bytes = 0;
+                n += 1;
+            }
+            bytes += id.len() + p.len() + 2;
+            chunk.jobs.push((id.clone(), p.to_string()));
+        }
+        batch.put(Tree::SweepSpecs, &chunk_key(sweep, n), &chunk)
     }
 
     /// Every sweep's specs in the store, by sweep id.
     pub fn load_all(store: &dyn Store) -> Result<Vec<(String, SweepSpecs)>, StoreError> {
-        store
-            .scan(Tree::SweepSpecs)?
-            .into_iter()
-            .map(|(sweep, bytes)| {
-                let s: Stored = codec::decode(Tree::SweepSpecs, &sweep, &bytes)?;
+        let mut out: Vec<(String, Option<Value>, Patches)> = Vec::new();
+        // Keys sort by sweep, then chunk: each sweep's chunks are consecutive, the base first.
+        for (key, bytes) in store.scan(Tree::SweepSpecs)? {
+            let (sweep, _) = key
+                .rsplit_once('#')
+                .ok_or_else(|| codec_err(Tree::SweepSpecs, &key, "the key has no `#<chunk>`"))?;
+            let s: Stored = codec::decode(Tree::SweepSpecs, &key, &bytes)?;
+            if out.last().is_none_or(|(last, _, _)| last != sweep) {
+                out.push((sweep.to_string(), None, Vec::new()));
+            }
+            let Some(cur) = out.last_mut() else { continue };
+            if !s.base.is_empty() {
                 let base: Value = serde_json::from_str(&s.base)
-                    .map_err(|e| codec_err(Tree::SweepSpecs, &sweep, e))?;
-                let patches = s
-                    .jobs
-                    .into_iter()
-                    .map(|(id, p)| (id, p.into_boxed_str()))
-                    .collect();
+                    .map_err(|e| codec_err(Tree::SweepSpecs, &key, e))?;
+                cur.1 = Some(base);
+            }
+            cur.2
+                .extend(s.jobs.into_iter().map(|(id, p)| (id, p.into_boxed_str())));
+        }
+        out.into_iter()
+            .map(|(sweep, base, patches)| {
+                let base = base.ok_or_else(|| {
+                    codec_err(
+                        Tree::SweepSpecs,
+                        &sweep,
+                        "no chunk holds the sweep's base spec",
+                    )
+                })?;
                 Ok((
                     sweep,
                     SweepSpecs {
@@ -117,6 +149,11 @@ impl SweepSpecs {
             })
             .collect()
     }
+}
+
+/// A chunk's key: chunks sort in order.
+fn chunk_key(sweep: &str, n: usize) -> String {
+    format!("{sweep}#{n:06}")
 }
 
 /// A job's spec (JSON) from its sweep's base and its patch.
@@ -228,7 +265,7 @@ mod tests {
         let store = MemStore::default();
         let mut b = Batch::new();
         specs.put(&mut b, "sw").unwrap();
-        assert_eq!(b.ops.len(), 1);
+        assert_eq!(b.ops.len(), 1, "three small patches fit one chunk");
         store.commit(&b).unwrap();
         let loaded = SweepSpecs::load_all(&store).unwrap();
         assert_eq!(loaded.len(), 1);
@@ -252,12 +289,56 @@ mod tests {
     }
 
     #[test]
+    fn a_large_sweep_is_stored_in_small_chunks_and_loads_in_order() {
+        let specs: Vec<(String, Value)> = (0..2000)
+            .map(|i| {
+                (
+                    format!("big.j{i}"),
+                    json!({"name": format!("j{i}"), "lr": 0.001, "fold": 1}),
+                )
+            })
+            .collect();
+        let refs: Vec<(&str, &Value)> = specs.iter().map(|(k, v)| (k.as_str(), v)).collect();
+        let small: Vec<(&str, &Value)> = refs[..2].to_vec();
+        let store = MemStore::default();
+        let mut b = Batch::new();
+        SweepSpecs::encode("big", &refs)
+            .unwrap()
+            .put(&mut b, "big")
+            .unwrap();
+        SweepSpecs::encode("a", &small)
+            .unwrap()
+            .put(&mut b, "a")
+            .unwrap();
+        store.commit(&b).unwrap();
+        let values = store.scan(Tree::SweepSpecs).unwrap();
+        assert!(values.len() > 5, "{}", values.len());
+        assert!(values.iter().all(|(_, v)| v.len() < 2 * CHUNK_BYTES));
+        let loaded = SweepSpecs::load_all(&store).unwrap();
+        let names: Vec<&str> = loaded.iter().map(|(s, _)| s.as_str()).collect();
+        assert_eq!(names, ["a", "big"]);
+        let big = &loaded[1].1;
+        assert_eq!(big.patches.len(), 2000);
+        for ((id, spec), (pid, patch)) in specs.iter().zip(&big.patches) {
+            assert_eq!(id, pid);
+            let got: Value = serde_json::from_str(&render(&big.base, patch, id).unwrap()).unwrap();
+            assert_eq!(&got, spec);
+        }
+        // A store that lost the base chunk says so.
+        let mut b = Batch::new();
+        b.delete(Tree::SweepSpecs, &chunk_key("big", 0));
+        store.commit(&b).unwrap();
+        let e = SweepSpecs::load_all(&store).unwrap_err().to_string();
+        assert!(e.contains("SweepSpecs/big") && e.contains("base"), "{e}");
+    }
+
+    #[test]
     fn whole_specs_of_older_stores_still_read_and_bad_values_are_named() {
         let store = MemStore::default();
         let mut b = Batch::new();
         b.put_raw(Tree::Specs, "old.job", b"{\"name\":\"x\"}".to_vec());
         b.put_raw(Tree::Specs, "old.bad", vec![b'{', 0xff]);
-        b.put_raw(Tree::SweepSpecs, "broken", b"{\"base\":1}".to_vec());
+        b.put_raw(Tree::SweepSpecs, "broken#000000", b"{\"base\":1}".to_vec());
         store.commit(&b).unwrap();
         assert_eq!(
             get_whole(&store, "old.job").unwrap().unwrap(),
@@ -267,7 +348,7 @@ mod tests {
         let e = get_whole(&store, "old.bad").unwrap_err().to_string();
         assert!(e.contains("Specs/old.bad"), "{e}");
         let e = SweepSpecs::load_all(&store).unwrap_err().to_string();
-        assert!(e.contains("SweepSpecs/broken"), "{e}");
+        assert!(e.contains("SweepSpecs/broken#000000"), "{e}");
         let e = render(&json!({}), "not json", "sw.j")
             .unwrap_err()
             .to_string();
