@@ -61,14 +61,14 @@ impl State {
             .map(|id| {
                 let j = &self.jobs[id];
                 JobView {
-                    job: j.clone(),
+                    job: (**j).clone(),
                     pending_reason: if j.state == JobState::Pending {
                         self.pending_reason(j, now)
                     } else {
                         String::new()
                     },
                     progress: self.progress.get(id).cloned(),
-                    result: self.results.get(id).cloned(),
+                    result: self.results.get(id).map(|r| (**r).clone()),
                 }
             })
             .collect();

@@ -52,7 +52,8 @@ pub struct State {
     pub(crate) sweep_jobs: HashMap<String, Vec<String>>,
     /// Each sweep's base spec (jobs hold their patch of it).
     spec_bases: HashMap<String, std::sync::Arc<serde_json::Value>>,
-    pub(crate) jobs: HashMap<String, JobRecord>,
+    /// Boxed, like the results: the tables stay small and grow without copying the records.
+    pub(crate) jobs: HashMap<String, Box<JobRecord>>,
     pub(crate) ready: BTreeSet<ReadyKey>,
     pub(crate) dependents: HashMap<String, Vec<String>>,
     pub(crate) leased: HashSet<String>,
@@ -60,14 +61,14 @@ pub struct State {
     persisted_deadline: HashMap<String, u64>,
     pub(crate) workers: HashMap<String, LiveWorker>,
     pub(crate) busy: HashMap<(String, u32), String>,
-    pub(crate) checkpoints: HashMap<String, CheckpointRecord>,
+    pub(crate) checkpoints: HashMap<String, Box<CheckpointRecord>>,
     /// Checkpoints by the job that uploaded them.
     job_checkpoints: HashMap<String, Vec<String>>,
     /// Bytes of all recorded checkpoints.
     checkpoint_bytes: u64,
     /// Checkpoints whose records this round deleted: their blobs go once the round commits.
     garbage: Vec<String>,
-    pub(crate) results: HashMap<String, ResultRecord>,
+    pub(crate) results: HashMap<String, Box<ResultRecord>>,
     pub(crate) progress: HashMap<String, Progress>,
     next_token: u64,
     next_seq: u64,
@@ -150,7 +151,7 @@ impl State {
             st.index_checkpoint(c);
         }
         for r in results?? {
-            st.results.insert(r.job.clone(), r);
+            st.results.insert(r.job.clone(), Box::new(r));
         }
         let mut jobs = jobs?;
         jobs.sort_by_key(|(j, _)| j.seq);
@@ -191,7 +192,7 @@ impl State {
                 st.leased.insert(j.id.clone());
                 st.persisted_deadline.insert(j.id.clone(), l.deadline_ms);
             }
-            st.jobs.insert(j.id.clone(), j);
+            st.jobs.insert(j.id.clone(), Box::new(j));
         }
         if let Some(v) = store.get(Tree::Meta, META_TOKEN)? {
             st.next_token = st
@@ -360,7 +361,7 @@ impl State {
             }
             ids.push(job.id.clone());
             self.event(&job, "submitted");
-            self.jobs.insert(job.id.clone(), job);
+            self.jobs.insert(job.id.clone(), Box::new(job));
         }
         batch.put(Tree::Meta, META_SEQ, &self.next_seq)?;
         for id in &ids {
@@ -770,7 +771,7 @@ impl State {
             .entry(c.job.clone())
             .or_default()
             .push(c.sha256.clone());
-        self.checkpoints.insert(c.sha256.clone(), c);
+        self.checkpoints.insert(c.sha256.clone(), Box::new(c));
     }
 
     /// Checkpoints a job must keep: its resume point, its final weights and what retention asks.
@@ -891,7 +892,7 @@ impl State {
             dataset: result.dataset,
         };
         batch.put(Tree::Results, job, &rec)?;
-        self.results.insert(job.to_string(), rec);
+        self.results.insert(job.to_string(), Box::new(rec));
         j.state = JobState::Succeeded;
         j.final_checkpoint = Some(result.checkpoint.clone());
         j.newest_checkpoint = Some(result.checkpoint);
@@ -965,7 +966,7 @@ impl State {
             FailureKind::BadCheckpoint => "bad checkpoint",
             FailureKind::Transient | FailureKind::Lost => "failed",
         };
-        let at = |c: &Option<String>, recs: &HashMap<String, CheckpointRecord>| match c {
+        let at = |c: &Option<String>, recs: &HashMap<String, Box<CheckpointRecord>>| match c {
             Some(sha) => format!(
                 "checkpoint {}… (epoch {})",
                 sha.get(..12).unwrap_or(sha),
@@ -1220,7 +1221,7 @@ impl State {
 
     /// One job.
     pub fn job(&self, id: &str) -> Option<&JobRecord> {
-        self.jobs.get(id)
+        self.jobs.get(id).map(|j| &**j)
     }
 
     /// The current fencing-token counter (for checks).

@@ -49,6 +49,81 @@ pub fn decode<T: DeserializeOwned>(tree: Tree, key: &str, bytes: &[u8]) -> Resul
     }
 }
 
+/// A sha256 in hex as a record field: 32 bytes in the binary form, the hex text in JSON
+/// (`#[serde(with = "codec::sha")]`); text that is not lowercase 64-hex is kept as text.
+pub mod sha {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    /// The binary form's value.
+    #[derive(Serialize, Deserialize)]
+    pub(super) enum Compact {
+        /// 64 lowercase hex digits.
+        Sha([u8; 32]),
+        /// Anything else, as given.
+        Text(String),
+    }
+
+    impl Compact {
+        pub(super) fn of(s: &str) -> Self {
+            let mut b = [0u8; 32];
+            let lower = s.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+            match hex::decode_to_slice(s, &mut b) {
+                Ok(()) if lower => Compact::Sha(b),
+                _ => Compact::Text(s.to_string()),
+            }
+        }
+
+        pub(super) fn text(self) -> String {
+            match self {
+                Compact::Sha(b) => hex::encode(b),
+                Compact::Text(s) => s,
+            }
+        }
+    }
+
+    /// Serializes a hex sha256.
+    pub fn serialize<S: Serializer>(s: &str, ser: S) -> Result<S::Ok, S::Error> {
+        if ser.is_human_readable() {
+            ser.serialize_str(s)
+        } else {
+            Compact::of(s).serialize(ser)
+        }
+    }
+
+    /// Deserializes a hex sha256.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        if d.is_human_readable() {
+            String::deserialize(d)
+        } else {
+            Compact::deserialize(d).map(Compact::text)
+        }
+    }
+}
+
+/// [`sha`] for an optional field.
+pub mod sha_opt {
+    use super::sha::Compact;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    /// Serializes an optional hex sha256.
+    pub fn serialize<S: Serializer>(s: &Option<String>, ser: S) -> Result<S::Ok, S::Error> {
+        if ser.is_human_readable() {
+            s.serialize(ser)
+        } else {
+            s.as_deref().map(Compact::of).serialize(ser)
+        }
+    }
+
+    /// Deserializes an optional hex sha256.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+        if d.is_human_readable() {
+            Option::<String>::deserialize(d)
+        } else {
+            Option::<Compact>::deserialize(d).map(|c| c.map(Compact::text))
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,6 +265,41 @@ mod tests {
             canonical: "{\"name\":\"n\"}".into(),
             cancelled: true,
         });
+    }
+
+    #[test]
+    fn shas_take_32_bytes_and_anything_else_is_kept_as_text() {
+        #[derive(Debug, PartialEq, Serialize, serde::Deserialize)]
+        struct R {
+            #[serde(with = "sha")]
+            a: String,
+            #[serde(with = "sha_opt")]
+            b: Option<String>,
+        }
+        let hex = "0123456789abcdef".repeat(4);
+        let r = R {
+            a: hex.clone(),
+            b: Some(hex.clone()),
+        };
+        let bin = encode(Tree::Results, "k", &r).unwrap();
+        assert_eq!(bin.len(), 1 + 2 * 33 + 1, "{bin:?}");
+        assert_eq!(decode::<R>(Tree::Results, "k", &bin).unwrap(), r);
+        let json = serde_json::to_string(&r).unwrap();
+        assert!(json.contains(&hex), "{json}");
+        for odd in [
+            "",
+            "short",
+            &hex.to_uppercase(),
+            &format!("{hex}00"),
+            &"zz".repeat(32),
+        ] {
+            let r = R {
+                a: odd.to_string(),
+                b: None,
+            };
+            let bin = encode(Tree::Results, "k", &r).unwrap();
+            assert_eq!(decode::<R>(Tree::Results, "k", &bin).unwrap(), r, "{odd}");
+        }
     }
 
     #[test]

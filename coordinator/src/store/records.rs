@@ -63,7 +63,7 @@ pub struct Lease {
     /// When the attempt started, ms.
     pub started_ms: u64,
     /// The checkpoint the attempt was told to resume from (progress is a newer one).
-    #[serde(default)]
+    #[serde(default, with = "crate::store::codec::sha_opt")]
     pub resume_from: Option<String>,
 }
 
@@ -115,8 +115,10 @@ pub struct JobRecord {
     /// Why the last attempt failed.
     pub last_error: String,
     /// Newest checkpoint any attempt uploaded (resume point).
+    #[serde(with = "crate::store::codec::sha_opt")]
     pub newest_checkpoint: Option<String>,
     /// The final checkpoint (set on success).
+    #[serde(with = "crate::store::codec::sha_opt")]
     pub final_checkpoint: Option<String>,
     /// Attempts that failed (they use up `max_attempts`).
     #[serde(default)]
@@ -194,6 +196,7 @@ pub struct WorkerRecord {
     /// Devices.
     pub devices: Vec<DeviceRecord>,
     /// sha256 of the session token, hex.
+    #[serde(with = "crate::store::codec::sha")]
     pub session_hash: String,
     /// Registration time, ms.
     pub registered_ms: u64,
@@ -211,6 +214,7 @@ pub struct HeldWeights {
     /// Catalog name (`mobilenet_v2`, `mtcnn_pnet`, ...).
     pub name: String,
     /// sha256 of the file, hex.
+    #[serde(with = "crate::store::codec::sha")]
     pub sha256: String,
 }
 
@@ -258,6 +262,7 @@ pub struct ResultRecord {
     /// Throughput.
     pub images_per_sec: f64,
     /// Final checkpoint sha256.
+    #[serde(with = "crate::store::codec::sha")]
     pub checkpoint: String,
     /// What the model was trained on (absent in records of older versions).
     #[serde(default)]
@@ -316,6 +321,7 @@ impl DatasetRecord {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckpointRecord {
     /// sha256, hex (the blob's name).
+    #[serde(with = "crate::store::codec::sha")]
     pub sha256: String,
     /// Bytes.
     pub size: u64,
