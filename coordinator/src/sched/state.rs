@@ -23,7 +23,7 @@ fn load_jobs(store: &dyn Store) -> Result<Vec<LoadedJob>, StoreError> {
         .map(|(k, v)| {
             let job: JobRecord = decode(Tree::Jobs, &k, &v)?;
             let legacy = if codec::is_json(&v) {
-                decode::<LegacySpec>(Tree::Jobs, &k, &v)?.spec
+                codec::decode::<LegacySpec>(Tree::Jobs, &k, &v)?.spec
             } else {
                 None
             };

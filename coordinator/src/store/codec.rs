@@ -100,6 +100,23 @@ pub mod sha {
     }
 }
 
+/// A field that repeats the record's key: the value in JSON, nothing (an empty string) in the
+/// binary form, where [`Record::fill_from_key`](super::Record::fill_from_key) restores it.
+pub mod from_key {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Serializes the field (empty in the binary form).
+    pub fn serialize<S: Serializer>(s: &str, ser: S) -> Result<S::Ok, S::Error> {
+        let text = if ser.is_human_readable() { s } else { "" };
+        ser.serialize_str(text)
+    }
+
+    /// Deserializes the field (empty from the binary form, until the key fills it).
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        String::deserialize(d)
+    }
+}
+
 /// [`sha`] for an optional field.
 pub mod sha_opt {
     use super::sha::Compact;
@@ -129,13 +146,16 @@ mod tests {
     use super::*;
     use crate::store::records::*;
 
-    fn roundtrip<T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug>(v: T) -> usize {
-        let bin = encode(Tree::Jobs, "k", &v).unwrap();
+    fn roundtrip<T: crate::store::Record + PartialEq + std::fmt::Debug>(key: &str, v: T) -> usize {
+        let bin = encode(Tree::Jobs, key, &v).unwrap();
         assert!(!is_json(&bin));
-        assert_eq!(decode::<T>(Tree::Jobs, "k", &bin).unwrap(), v);
+        assert_eq!(crate::store::decode::<T>(Tree::Jobs, key, &bin).unwrap(), v);
         let json = serde_json::to_vec(&v).unwrap();
         assert!(is_json(&json));
-        assert_eq!(decode::<T>(Tree::Jobs, "k", &json).unwrap(), v);
+        assert_eq!(
+            crate::store::decode::<T>(Tree::Jobs, key, &json).unwrap(),
+            v
+        );
         assert!(bin.len() < json.len(), "{} >= {}", bin.len(), json.len());
         bin.len()
     }
@@ -180,7 +200,8 @@ mod tests {
     #[test]
     fn every_record_type_decodes_in_both_forms_and_binary_is_smaller() {
         let mut job = sample_job();
-        roundtrip(job.clone());
+        let key = job.id.clone();
+        roundtrip(&key, job.clone());
         job.lease = Some(Lease {
             worker: "w".into(),
             device: 3,
@@ -191,80 +212,104 @@ mod tests {
         });
         job.state = JobState::Leased;
         job.avoid_workers = vec!["x".into()];
-        let n = roundtrip(job.clone());
+        let n = roundtrip(&key, job.clone());
+        // The id and sweep come from the key, not from the bytes.
+        let bin = encode(Tree::Jobs, &key, &job).unwrap();
+        assert!(!bin.windows(job.id.len()).any(|w| w == job.id.as_bytes()));
+        let other: JobRecord =
+            crate::store::decode(Tree::Jobs, "ab12.vgg19.f2.s1.g3", &bin).unwrap();
+        assert_eq!(
+            (other.id.as_str(), other.sweep.as_str()),
+            ("ab12.vgg19.f2.s1.g3", "ab12")
+        );
         assert!(n * 2 < serde_json::to_vec(&job).unwrap().len(), "{n}");
-        roundtrip(AttemptRecord {
-            job: "s.j".into(),
-            attempt: 2,
-            worker: "w".into(),
-            token: 7,
-            started_ms: 1,
-            ended_ms: 2,
-            outcome: "failed: x".into(),
-        });
-        roundtrip(CheckpointRecord {
-            sha256: "cd".repeat(32),
-            size: 1 << 33,
-            job: "s.j".into(),
-            attempt: 1,
-            epoch: 4,
-            created_ms: 5,
-            final_result: true,
-            bad: false,
-            val_f1: Some(0.625),
-        });
-        roundtrip(ResultRecord {
-            job: "s.j".into(),
-            attempt: 1,
-            aus: vec![AuScoreRecord {
-                au: 12,
-                f1: 0.1 + 0.2,
-                precision: f64::MIN_POSITIVE,
-                recall: 1.0,
-                threshold: 0.5,
-            }],
-            avg_f1: 0.3,
-            params_total: 2_000_000,
-            params_trainable: 10_000,
-            train_seconds: 12.5,
-            images_per_sec: 300.25,
-            checkpoint: "ef".repeat(32),
-            dataset: Some(DatasetRecord {
-                kind: "disfa".into(),
-                content_hash: "01".repeat(32),
-                frames: 130_814,
-                aus: vec![1, 2, 4],
-                crop: "eyes".into(),
-                size: 224,
-                normalisation: "imagenet".into(),
-            }),
-        });
-        roundtrip(WorkerRecord {
-            id: "w".into(),
-            hostname: "node1".into(),
-            devices: vec![DeviceRecord {
-                index: 0,
-                cuda: true,
-                memory_mib: 81_559,
-                name: "NVIDIA H100".into(),
-                healthy: true,
-            }],
-            session_hash: "aa".repeat(32),
-            registered_ms: 9,
-            draining: true,
-            weights: vec![HeldWeights {
-                name: "mobilenet_v2".into(),
-                sha256: "bb".repeat(32),
-            }],
-        });
-        roundtrip(SweepRecord {
-            id: "0d0cfc3fc1215f58".into(),
-            name: "n".into(),
-            version: 2,
-            created_ms: 3,
-            canonical: "{\"name\":\"n\"}".into(),
-            cancelled: true,
-        });
+        roundtrip(
+            "s.j#0002",
+            AttemptRecord {
+                job: "s.j".into(),
+                attempt: 2,
+                worker: "w".into(),
+                token: 7,
+                started_ms: 1,
+                ended_ms: 2,
+                outcome: "failed: x".into(),
+            },
+        );
+        roundtrip(
+            &"cd".repeat(32),
+            CheckpointRecord {
+                sha256: "cd".repeat(32),
+                size: 1 << 33,
+                job: "s.j".into(),
+                attempt: 1,
+                epoch: 4,
+                created_ms: 5,
+                final_result: true,
+                bad: false,
+                val_f1: Some(0.625),
+            },
+        );
+        roundtrip(
+            "s.j",
+            ResultRecord {
+                job: "s.j".into(),
+                attempt: 1,
+                aus: vec![AuScoreRecord {
+                    au: 12,
+                    f1: 0.1 + 0.2,
+                    precision: f64::MIN_POSITIVE,
+                    recall: 1.0,
+                    threshold: 0.5,
+                }],
+                avg_f1: 0.3,
+                params_total: 2_000_000,
+                params_trainable: 10_000,
+                train_seconds: 12.5,
+                images_per_sec: 300.25,
+                checkpoint: "ef".repeat(32),
+                dataset: Some(DatasetRecord {
+                    kind: "disfa".into(),
+                    content_hash: "01".repeat(32),
+                    frames: 130_814,
+                    aus: vec![1, 2, 4],
+                    crop: "eyes".into(),
+                    size: 224,
+                    normalisation: "imagenet".into(),
+                }),
+            },
+        );
+        roundtrip(
+            "w",
+            WorkerRecord {
+                id: "w".into(),
+                hostname: "node1".into(),
+                devices: vec![DeviceRecord {
+                    index: 0,
+                    cuda: true,
+                    memory_mib: 81_559,
+                    name: "NVIDIA H100".into(),
+                    healthy: true,
+                }],
+                session_hash: "aa".repeat(32),
+                registered_ms: 9,
+                draining: true,
+                weights: vec![HeldWeights {
+                    name: "mobilenet_v2".into(),
+                    sha256: "bb".repeat(32),
+                }],
+            },
+        );
+        roundtrip(
+            "0d0cfc3fc1215f58",
+            SweepRecord {
+                id: "0d0cfc3fc1215f58".into(),
+                name: "n".into(),
+                version: 2,
+                created_ms: 3,
+                canonical: "{\"name\":\"n\"}".into(),
+                cancelled: true,
+            },
+        );
     }
 
     #[test]

@@ -147,13 +147,26 @@ pub trait Store: Send + Sync + 'static {
     fn scan(&self, tree: Tree) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
 }
 
+/// A value kept in the store. Fields that repeat the record's key are not stored in the binary
+/// form ([`codec::from_key`]); decoding fills them in from the key.
+pub trait Record: Serialize + DeserializeOwned {
+    /// Fills the fields the key gives (a no-op for most values).
+    fn fill_from_key(&mut self, _key: &str) {}
+}
+
+impl Record for u64 {}
+impl Record for u32 {}
+impl Record for String {}
+
 /// Decodes one record (binary, or JSON as older versions wrote it).
-pub fn decode<T: DeserializeOwned>(tree: Tree, key: &str, bytes: &[u8]) -> Result<T, StoreError> {
-    codec::decode(tree, key, bytes)
+pub fn decode<T: Record>(tree: Tree, key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    let mut v: T = codec::decode(tree, key, bytes)?;
+    v.fill_from_key(key);
+    Ok(v)
 }
 
 /// Reads and decodes every record of a tree.
-pub fn load_all<T: DeserializeOwned>(store: &dyn Store, tree: Tree) -> Result<Vec<T>, StoreError> {
+pub fn load_all<T: Record>(store: &dyn Store, tree: Tree) -> Result<Vec<T>, StoreError> {
     store
         .scan(tree)?
         .into_iter()

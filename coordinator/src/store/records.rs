@@ -70,9 +70,11 @@ pub struct Lease {
 /// A job of a sweep.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobRecord {
-    /// Job id.
+    /// Job id (the key).
+    #[serde(with = "crate::store::codec::from_key")]
     pub id: String,
-    /// Sweep id.
+    /// Sweep id (the job id's first part).
+    #[serde(with = "crate::store::codec::from_key")]
     pub sweep: String,
     /// Position in the sweep.
     pub key: JobKey,
@@ -155,7 +157,8 @@ pub struct LegacySpec {
 /// One attempt's history.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttemptRecord {
-    /// Job id.
+    /// Job id (the key's part before `#`).
+    #[serde(with = "crate::store::codec::from_key")]
     pub job: String,
     /// 1-based attempt.
     pub attempt: u32,
@@ -245,7 +248,8 @@ pub struct AuScoreRecord {
 /// A completed job's result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResultRecord {
-    /// Job id.
+    /// Job id (the key).
+    #[serde(with = "crate::store::codec::from_key")]
     pub job: String,
     /// The attempt that produced it.
     pub attempt: u32,
@@ -320,8 +324,8 @@ impl DatasetRecord {
 /// A stored checkpoint file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CheckpointRecord {
-    /// sha256, hex (the blob's name).
-    #[serde(with = "crate::store::codec::sha")]
+    /// sha256, hex (the blob's name; the key).
+    #[serde(with = "crate::store::codec::from_key")]
     pub sha256: String,
     /// Bytes.
     pub size: u64,
@@ -343,3 +347,41 @@ pub struct CheckpointRecord {
     #[serde(default)]
     pub val_f1: Option<f64>,
 }
+
+impl crate::store::Record for JobRecord {
+    fn fill_from_key(&mut self, key: &str) {
+        if self.id.is_empty() {
+            self.id = key.to_string();
+        }
+        if self.sweep.is_empty() {
+            self.sweep = key.split_once('.').map_or(key, |(s, _)| s).to_string();
+        }
+    }
+}
+
+impl crate::store::Record for AttemptRecord {
+    fn fill_from_key(&mut self, key: &str) {
+        if self.job.is_empty() {
+            self.job = key.rsplit_once('#').map_or(key, |(j, _)| j).to_string();
+        }
+    }
+}
+
+impl crate::store::Record for ResultRecord {
+    fn fill_from_key(&mut self, key: &str) {
+        if self.job.is_empty() {
+            self.job = key.to_string();
+        }
+    }
+}
+
+impl crate::store::Record for CheckpointRecord {
+    fn fill_from_key(&mut self, key: &str) {
+        if self.sha256.is_empty() {
+            self.sha256 = key.to_string();
+        }
+    }
+}
+
+impl crate::store::Record for SweepRecord {}
+impl crate::store::Record for WorkerRecord {}
