@@ -161,11 +161,8 @@ impl State {
             if let Some(spec) = legacy.take() {
                 j.epochs = spec.train.epochs;
                 j.needs = spec.weights_need();
-                let json = serde_json::to_vec(&spec).map_err(|e| StoreError::Codec {
-                    tree: Tree::Specs,
-                    key: j.id.clone(),
-                    message: e.to_string(),
-                })?;
+                let json = serde_json::to_vec(&spec)
+                    .map_err(|e| codec::codec_error(Tree::Specs, &j.id, e))?;
                 moved.put_raw(Tree::Specs, &j.id, json);
                 moved.put(Tree::Jobs, &j.id, &*j)?;
             }

@@ -12,7 +12,8 @@ use serde::Serialize;
 /// The first byte of a binary record (no JSON text starts with it).
 pub const BINARY_V1: u8 = 1;
 
-fn codec_error(tree: Tree, key: &str, message: impl ToString) -> StoreError {
+/// A [`StoreError::Codec`] for a record.
+pub(crate) fn codec_error(tree: Tree, key: &str, message: impl ToString) -> StoreError {
     StoreError::Codec {
         tree,
         key: key.to_string(),

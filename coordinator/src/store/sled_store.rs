@@ -129,12 +129,10 @@ impl Store for SledStore {
             }
         }
         self.tree.apply_batch(b).map_err(backend)?;
-        // A large page's file is written while the batch is applied: durable before the log
-        // record that points at it.
+        // A large page's file is written while the batch is applied (when sled reserves the
+        // page's log space; its flush writes none): durable before the log record pointing at it.
         self.blobs.sync_new()?;
         self.tree.flush().map_err(backend)?;
-        // And any the flush wrote (pages consolidated as it wrote them).
-        self.blobs.sync_new()?;
         // On Linux sled's flush writes its log with `sync_file_range`, which neither flushes the
         // disk's write cache nor makes a grown file's size durable: a power cut could lose an
         // answered commit. One fdatasync per commit (a scheduler round, not a call) closes that.

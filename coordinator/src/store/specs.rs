@@ -47,19 +47,11 @@ pub struct SweepSpecs {
     pub patches: Patches,
 }
 
-fn codec_err(tree: Tree, key: &str, message: impl ToString) -> StoreError {
-    StoreError::Codec {
-        tree,
-        key: key.to_string(),
-        message: message.to_string(),
-    }
-}
-
 impl SweepSpecs {
     /// Encodes a sweep's specs: the first job's as the base, every job's as a patch of it. (CPU
     /// work proportional to the sweep: done before the scheduler's turn, not inside it.)
     pub fn encode<T: Serialize>(sweep: &str, jobs: &[(&str, &T)]) -> Result<Self, StoreError> {
-        let err = |key: &str, e: serde_json::Error| codec_err(Tree::SweepSpecs, key, e);
+        let err = |key: &str, e: serde_json::Error| codec::codec_error(Tree::SweepSpecs, key, e);
         let Some((_, first)) = jobs.first() else {
             return Ok(Self::default());
         };
@@ -71,7 +63,7 @@ impl SweepSpecs {
             diff(&base, &target, &mut Vec::new(), &mut patch);
             // The patch must give the spec back exactly.
             if apply(base.clone(), &patch) != target {
-                return Err(codec_err(
+                return Err(codec::codec_error(
                     Tree::SweepSpecs,
                     id,
                     "the spec cannot be written as a patch of its sweep's first spec",
@@ -91,7 +83,7 @@ impl SweepSpecs {
     pub fn put(&self, batch: &mut Batch, sweep: &str) -> Result<(), StoreError> {
         let mut chunk = Stored {
             base: serde_json::to_string(&*self.base)
-                .map_err(|e| codec_err(Tree::SweepSpecs, sweep, e))?,
+                .map_err(|e| codec::codec_error(Tree::SweepSpecs, sweep, e))?,
             jobs: Vec::new(),
         };
         let mut bytes = chunk.base.len();
@@ -114,9 +106,9 @@ impl SweepSpecs {
         let mut out: Vec<(String, Option<Value>, Patches)> = Vec::new();
         // Keys sort by sweep, then chunk: each sweep's chunks are consecutive, the base first.
         for (key, bytes) in store.scan(Tree::SweepSpecs)? {
-            let (sweep, _) = key
-                .rsplit_once('#')
-                .ok_or_else(|| codec_err(Tree::SweepSpecs, &key, "the key has no `#<chunk>`"))?;
+            let (sweep, _) = key.rsplit_once('#').ok_or_else(|| {
+                codec::codec_error(Tree::SweepSpecs, &key, "the key has no `#<chunk>`")
+            })?;
             let s: Stored = codec::decode(Tree::SweepSpecs, &key, &bytes)?;
             if out.last().is_none_or(|(last, _, _)| last != sweep) {
                 out.push((sweep.to_string(), None, Vec::new()));
@@ -124,7 +116,7 @@ impl SweepSpecs {
             let Some(cur) = out.last_mut() else { continue };
             if !s.base.is_empty() {
                 let base: Value = serde_json::from_str(&s.base)
-                    .map_err(|e| codec_err(Tree::SweepSpecs, &key, e))?;
+                    .map_err(|e| codec::codec_error(Tree::SweepSpecs, &key, e))?;
                 cur.1 = Some(base);
             }
             cur.2
@@ -133,7 +125,7 @@ impl SweepSpecs {
         out.into_iter()
             .map(|(sweep, base, patches)| {
                 let base = base.ok_or_else(|| {
-                    codec_err(
+                    codec::codec_error(
                         Tree::SweepSpecs,
                         &sweep,
                         "no chunk holds the sweep's base spec",
@@ -158,15 +150,17 @@ fn chunk_key(sweep: &str, n: usize) -> String {
 
 /// A job's spec (JSON) from its sweep's base and its patch.
 pub fn render(base: &Value, patch: &str, job: &str) -> Result<String, StoreError> {
-    let p: Patch = serde_json::from_str(patch).map_err(|e| codec_err(Tree::SweepSpecs, job, e))?;
-    serde_json::to_string(&apply(base.clone(), &p)).map_err(|e| codec_err(Tree::SweepSpecs, job, e))
+    let p: Patch =
+        serde_json::from_str(patch).map_err(|e| codec::codec_error(Tree::SweepSpecs, job, e))?;
+    serde_json::to_string(&apply(base.clone(), &p))
+        .map_err(|e| codec::codec_error(Tree::SweepSpecs, job, e))
 }
 
 /// A job's whole spec (JSON) as older stores kept it, or `None` when there is none.
 pub fn get_whole(store: &dyn Store, job: &str) -> Result<Option<String>, StoreError> {
     store
         .get(Tree::Specs, job)?
-        .map(|b| String::from_utf8(b).map_err(|e| codec_err(Tree::Specs, job, e)))
+        .map(|b| String::from_utf8(b).map_err(|e| codec::codec_error(Tree::Specs, job, e)))
         .transpose()
 }
 
