@@ -3,6 +3,7 @@
 
 use crate::auth::TokenHash;
 use crate::metrics::{rpc::RpcLayer, Metrics};
+use crate::sched::actor::Running;
 use crate::sched::{Scheduler, Timing};
 use crate::service::admin::AdminSvc;
 use crate::service::worker::{Sessions, WorkerSvc};
@@ -113,7 +114,7 @@ pub struct Handle {
     metrics_task: Option<JoinHandle<()>>,
     shutdown: Option<oneshot::Sender<()>>,
     server: JoinHandle<Result<(), tonic::transport::Error>>,
-    sched: JoinHandle<()>,
+    sched: Running,
 }
 
 impl Handle {
@@ -129,8 +130,7 @@ impl Handle {
             self.server.abort();
             let _ = (&mut self.server).await;
         }
-        self.sched.abort();
-        let _ = (&mut self.sched).await;
+        self.sched.stop().await;
         if let Some(t) = self.metrics_task.take() {
             t.abort();
         }
@@ -143,9 +143,8 @@ impl Handle {
             t.abort();
         }
         self.server.abort();
-        self.sched.abort();
         let _ = self.server.await;
-        let _ = self.sched.await;
+        self.sched.stop().await;
     }
 
     /// Waits until the server stops.

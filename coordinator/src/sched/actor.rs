@@ -1,10 +1,13 @@
 //! The scheduler's event loop: the single writer. Each round takes every queued call, applies
 //! them to the state, commits their writes with one durable flush, then answers them all (group
-//! commit). A timer expires leases once a second.
+//! commit). The loop runs on a thread of its own and commits inline: a round costs one wakeup,
+//! not a hop through the async runtime for each commit. A ticker task asks it to expire leases
+//! once a second.
 
 use super::state::State;
 use super::types::*;
 use crate::store::{Batch, Store, StoreError};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -31,8 +34,42 @@ pub struct Scheduler {
     store: Weak<dyn Store>,
 }
 
+/// The running loop: stop it and wait until it has released the store.
+pub struct Running {
+    thread: tokio::task::JoinHandle<()>,
+    stop: Arc<AtomicBool>,
+    tx: mpsc::WeakSender<Op>,
+}
+
+impl Running {
+    /// Stops the loop after its current round (calls still queued are answered `Stopped`) and
+    /// waits until it has ended and dropped the store.
+    pub async fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake a loop that waits for work; a full queue means it is awake already.
+        if let Some(tx) = self.tx.upgrade() {
+            let _ = tx.try_send(nothing());
+        }
+        let _ = self.thread.await;
+    }
+}
+
+/// An operation that changes nothing (wakes the loop).
+fn nothing() -> Op {
+    Box::new(|_, _, _| Box::new(|_| {}))
+}
+
+/// The expiry of leases and heartbeats, as an operation of the loop.
+fn expiry() -> Op {
+    Box::new(|st, now, batch| {
+        // An expiry that fails to encode leaves the state untouched; the next tick retries.
+        let _ = st.expire(now, batch);
+        Box::new(|_| {})
+    })
+}
+
 impl Scheduler {
-    /// Loads the state from the store and starts the loop; returns the handle and the task.
+    /// Loads the state from the store and starts the loop; returns the handle and the loop.
     /// Checkpoints whose records a committed round deleted are sent to `garbage` (their blobs
     /// can go: no record names them any more).
     pub fn start(
@@ -40,27 +77,33 @@ impl Scheduler {
         timing: Timing,
         expiry_every: Duration,
         garbage: Option<mpsc::UnboundedSender<Vec<String>>>,
-    ) -> Result<(Self, tokio::task::JoinHandle<()>), StoreError> {
+    ) -> Result<(Self, Running), StoreError> {
         let state = State::load(store.as_ref(), timing, now_ms())?;
         let (tx, rx) = mpsc::channel(8192);
         let (events, _) = broadcast::channel(4096);
-        let task = tokio::spawn(run(
-            state,
-            store.clone(),
-            rx,
-            events.clone(),
-            timing,
-            expiry_every,
-            garbage,
-        ));
+        let stop = Arc::new(AtomicBool::new(false));
         let weak = Arc::downgrade(&store);
+        let looped = Loop {
+            state,
+            store,
+            events: events.clone(),
+            timing,
+            garbage,
+            stop: stop.clone(),
+        };
+        let thread = tokio::task::spawn_blocking(move || looped.run(rx));
+        tokio::spawn(tick(tx.downgrade(), expiry_every));
         Ok((
             Self {
-                tx,
+                tx: tx.clone(),
                 events,
                 store: weak,
             },
-            task,
+            Running {
+                thread,
+                stop,
+                tx: tx.downgrade(),
+            },
         ))
     }
 
@@ -99,74 +142,194 @@ impl Scheduler {
     }
 }
 
-async fn run(
-    mut state: State,
-    store: Arc<dyn Store>,
-    mut rx: mpsc::Receiver<Op>,
-    events: broadcast::Sender<Event>,
-    timing: Timing,
-    expiry_every: Duration,
-    garbage: Option<mpsc::UnboundedSender<Vec<String>>>,
-) {
-    let mut tick = tokio::time::interval(expiry_every);
+/// Sends the expiry to the loop every `every`, until the loop has gone.
+async fn tick(tx: mpsc::WeakSender<Op>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let mut round = Vec::new();
-        let mut expire = false;
-        tokio::select! {
-            op = rx.recv() => match op {
-                Some(op) => round.push(op),
-                None => break,
-            },
-            _ = tick.tick() => expire = true,
+        tick.tick().await;
+        let Some(tx) = tx.upgrade() else { return };
+        if tx.send(expiry()).await.is_err() {
+            return;
         }
-        while round.len() < MAX_ROUND {
-            match rx.try_recv() {
-                Ok(op) => round.push(op),
-                Err(_) => break,
+    }
+}
+
+/// What the loop's thread owns.
+struct Loop {
+    state: State,
+    store: Arc<dyn Store>,
+    events: broadcast::Sender<Event>,
+    timing: Timing,
+    garbage: Option<mpsc::UnboundedSender<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Loop {
+    /// Runs rounds until every handle has gone, `stop` is set, or a failed commit cannot
+    /// reload the store.
+    fn run(mut self, mut rx: mpsc::Receiver<Op>) {
+        while let Some(first) = rx.blocking_recv() {
+            if self.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            let mut round = vec![first];
+            while round.len() < MAX_ROUND {
+                match rx.try_recv() {
+                    Ok(op) => round.push(op),
+                    Err(_) => break,
+                }
+            }
+            if !self.round(round) || self.stop.load(Ordering::SeqCst) {
+                break;
             }
         }
+    }
+
+    /// Applies, commits and answers one round; false when the loop cannot go on.
+    fn round(&mut self, round: Vec<Op>) -> bool {
         let now = now_ms();
         let mut batch = Batch::new();
         let responders: Vec<Responder> = round
             .into_iter()
-            .map(|op| op(&mut state, now, &mut batch))
+            .map(|op| op(&mut self.state, now, &mut batch))
             .collect();
-        if expire {
-            // An expiry that fails to encode leaves the state untouched; the next tick retries.
-            let _ = state.expire(now, &mut batch);
-        }
         let committed = if batch.is_empty() {
             Ok(())
         } else {
-            let s = store.clone();
-            match tokio::task::spawn_blocking(move || s.commit(&batch)).await {
-                Ok(r) => r.map_err(|e| e.to_string()),
-                Err(e) => Err(format!("commit task: {e}")),
-            }
+            self.store.commit(&batch).map_err(|e| e.to_string())
         };
         let ok = committed.is_ok();
         for r in responders {
             r(committed.clone());
         }
         if ok {
-            for e in state.drain_events() {
-                let _ = events.send(e);
+            for e in self.state.drain_events() {
+                let _ = self.events.send(e);
             }
-            let gone = state.take_garbage();
-            if let (Some(g), false) = (&garbage, gone.is_empty()) {
+            let gone = self.state.take_garbage();
+            if let (Some(g), false) = (&self.garbage, gone.is_empty()) {
                 let _ = g.send(gone);
             }
-        } else {
-            // The writes did not land: forget the in-memory changes, reload what is durable.
-            let s = store.clone();
-            let reloaded =
-                tokio::task::spawn_blocking(move || State::load(s.as_ref(), timing, now_ms()))
-                    .await;
-            match reloaded {
-                Ok(Ok(st)) => state = st,
-                _ => break,
-            }
+            return true;
         }
+        // The writes did not land: forget the in-memory changes, reload what is durable.
+        match State::load(self.store.as_ref(), self.timing, now_ms()) {
+            Ok(st) => {
+                self.state = st;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::manifest;
+    use crate::plan;
+    use crate::sched::testkit::{cpus, held, SMALL};
+    use crate::store::{MemStore, SledStore};
+
+    /// Waits until `check` gives `Ok`, or fails with the last thing it saw.
+    async fn until<F, Fut>(what: &str, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<(), String>>,
+    {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let seen = match check().await {
+                Ok(()) => return,
+                Err(s) => s,
+            };
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{what}: not within 10 s; last saw {seen}"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn stopping_releases_the_store_while_handles_remain() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("db");
+        let store: Arc<dyn Store> = Arc::new(SledStore::open(&db).unwrap());
+        let (sched, running) =
+            Scheduler::start(store, Timing::default(), Duration::from_secs(1), None).unwrap();
+        let held = sched.clone();
+        let p = manifest::parse(SMALL, "t.yaml").unwrap();
+        let jobs = plan::expand(&p.sweep_id, &p.manifest).unwrap();
+        let specs = plan::encode_specs(&p.sweep_id, &jobs).unwrap();
+        let out = sched
+            .call(move |st, now, b| st.submit(&p, jobs, specs, now, b))
+            .await
+            .unwrap();
+        tokio::time::timeout(Duration::from_secs(10), running.stop())
+            .await
+            .expect("the loop did not stop within 10 s");
+        // The loop has dropped the store: it opens again, with what was committed.
+        let reopened = SledStore::open(&db).expect("the store is still held");
+        let st = State::load(&reopened, Timing::default(), now_ms()).unwrap();
+        assert_eq!(st.job_ids().count() as u32, out.jobs);
+        let late = held.call(|_, _, _| Ok(())).await;
+        assert!(matches!(late, Err(SchedError::Stopped)), "{late:?}");
+    }
+
+    #[tokio::test]
+    async fn leases_expire_with_no_call_to_wake_the_loop() {
+        let timing = Timing {
+            heartbeat_ms: 10,
+            lease_ms: 40,
+            no_worker_grace_ms: 10_000,
+        };
+        let store: Arc<dyn Store> = Arc::new(MemStore::new());
+        let (sched, running) =
+            Scheduler::start(store, timing, Duration::from_millis(20), None).unwrap();
+        let p = manifest::parse(SMALL, "t.yaml").unwrap();
+        let jobs = plan::expand(&p.sweep_id, &p.manifest).unwrap();
+        let specs = plan::encode_specs(&p.sweep_id, &jobs).unwrap();
+        let job = sched
+            .call(move |st, now, b| {
+                st.submit(&p, jobs, specs, now, b)?;
+                let reg = Registration {
+                    id: "w".into(),
+                    hostname: "h".into(),
+                    devices: cpus(1),
+                    weights: held(&ausweep_proto::job::all_weight_names()),
+                };
+                st.register(reg, "hash".into(), now, b)?;
+                match st.lease("w", 0, now, b)? {
+                    LeaseOutcome::Assigned(a) => Ok(a.job_id),
+                    LeaseOutcome::Nothing(r) => Err(SchedError::NoJob(format!("{r:?}"))),
+                }
+            })
+            .await
+            .unwrap();
+        // Only reads from here on: the expiry must come from the loop's own timer.
+        until("the lease expires", || {
+            let (s, job) = (sched.clone(), job.clone());
+            async move {
+                let j = s
+                    .call(move |st, _, _| Ok(st.job(&job).cloned()))
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .ok_or("no job")?;
+                if j.lease.is_none() && j.last_error.contains("lease expired") {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "{:?} lease {:?} {:?}",
+                        j.state, j.lease, j.last_error
+                    ))
+                }
+            }
+        })
+        .await;
+        tokio::time::timeout(Duration::from_secs(10), running.stop())
+            .await
+            .expect("the loop did not stop within 10 s");
     }
 }
