@@ -4,6 +4,8 @@
 //! admin verbs, report, plan): no libtorch, no venv.
 
 #[cfg(feature = "train")]
+mod alloc;
+#[cfg(feature = "train")]
 mod bench;
 #[cfg(feature = "train")]
 mod bench_predict;
@@ -172,6 +174,14 @@ fn main() {
     #[cfg(feature = "train")]
     let _ = ausweep_worker::train::load_cuda_backend();
     let cli = Cli::parse();
+    // Processes that train or run models keep their freed pages (see `alloc`).
+    #[cfg(feature = "train")]
+    if matches!(cli.cmd, Cmd::Train(_) | Cmd::Predict(_) | Cmd::Bench { .. }) {
+        if let Err(e) = alloc::keep_freed_pages() {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    }
     let r: Result<()> = match cli.cmd {
         #[cfg(feature = "train")]
         Cmd::Demo(a) => demo_cmd::run(a),

@@ -37,7 +37,6 @@ pub struct TrainArgs {
 
 /// Runs `ausweep train`.
 pub fn run(a: TrainArgs) -> Result<()> {
-    ausweep_worker::train::cap_malloc_arenas();
     let text =
         std::fs::read_to_string(&a.job).with_context(|| format!("reading {}", a.job.display()))?;
     let mut spec = {

@@ -20,17 +20,6 @@ pub mod weights;
 
 pub use error::TrainError;
 
-/// Caps glibc at two malloc arenas in this process unless `MALLOC_ARENA_MAX` is set: a stage-2
-/// trainer peaks ~8 % lower at the same speed. Call before any thread starts.
-pub fn cap_malloc_arenas() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
-        // SAFETY: mallopt only sets an allocator tunable; no memory is touched.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 2);
-        }
-    }
-}
 pub use run::{run, JobResult, Model, RunOptions};
 
 /// Parses a device flag: `cpu`, `cuda`, `cuda:N` or `auto` (CUDA when available); a CUDA device
