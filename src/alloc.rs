@@ -13,52 +13,33 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// jemalloc's default 10 s: each step frees and reallocates the same activations, and returned
 /// pages come back as page faults (half the images/s). Call once a process knows it trains.
 pub fn keep_freed_pages() -> Result<(), String> {
+    let set =
+        |name: &str| write(name, -1).map_err(|rc| format!("jemalloc setting {name}: error {rc}"));
     // Arenas made from now on, then those that exist (an index not yet in use is EFAULT).
-    write_isize("arenas.dirty_decay_ms", -1)?;
-    write_isize("arenas.muzzy_decay_ms", -1)?;
-    for i in 0..narenas()? {
+    set("arenas.dirty_decay_ms")?;
+    set("arenas.muzzy_decay_ms")?;
+    for i in 0..read::<u32>("arenas.narenas")? {
         for setting in ["dirty_decay_ms", "muzzy_decay_ms"] {
-            match write_isize(&format!("arena.{i}.{setting}"), -1) {
-                Err(e) if e.ends_with(&format!("error {}", libc::EFAULT)) => {}
-                other => other?,
+            match write(&format!("arena.{i}.{setting}"), -1) {
+                Ok(()) | Err(libc::EFAULT) => {}
+                Err(rc) => return Err(format!("jemalloc setting arena.{i}.{setting}: error {rc}")),
             }
         }
     }
     Ok(())
 }
 
-/// How many arena slots jemalloc has (`arenas.narenas`).
-fn narenas() -> Result<u32, String> {
-    let mut v: u32 = 0;
-    let mut len = std::mem::size_of::<u32>();
-    // SAFETY: the name is NUL-terminated; `v` and `len` describe a writable unsigned int.
-    let rc = unsafe {
-        tikv_jemalloc_sys::mallctl(
-            c"arenas.narenas".as_ptr(),
-            (&mut v as *mut u32).cast(),
-            &mut len,
-            std::ptr::null_mut(),
-            0,
-        )
-    };
-    if rc == 0 {
-        Ok(v)
-    } else {
-        Err(format!("jemalloc setting arenas.narenas: error {rc}"))
-    }
-}
-
-/// Reads an `ssize_t` setting (e.g. `arenas.dirty_decay_ms`).
-#[cfg(test)]
-fn read_isize(name: &str) -> Result<isize, String> {
+/// Reads a setting of type `T` (`u32` for `arenas.narenas`, `isize` for the decays).
+fn read<T: Copy + Default>(name: &str) -> Result<T, String> {
     let key = std::ffi::CString::new(name).map_err(|e| format!("{name}: {e}"))?;
-    let mut v: isize = 0;
-    let mut len = std::mem::size_of::<isize>();
-    // SAFETY: `key` is NUL-terminated; `v` and `len` describe a writable ssize_t.
+    let mut v = T::default();
+    let mut len = std::mem::size_of::<T>();
+    // SAFETY: `key` is NUL-terminated; `v` and `len` describe a writable value of the
+    // setting's type.
     let rc = unsafe {
         tikv_jemalloc_sys::mallctl(
             key.as_ptr(),
-            (&mut v as *mut isize).cast(),
+            (&mut v as *mut T).cast(),
             &mut len,
             std::ptr::null_mut(),
             0,
@@ -71,8 +52,9 @@ fn read_isize(name: &str) -> Result<isize, String> {
     }
 }
 
-fn write_isize(name: &str, mut value: isize) -> Result<(), String> {
-    let key = std::ffi::CString::new(name).map_err(|e| format!("{name}: {e}"))?;
+/// Writes an `ssize_t` setting; jemalloc's error code when it refuses.
+fn write(name: &str, mut value: isize) -> Result<(), libc::c_int> {
+    let key = std::ffi::CString::new(name).map_err(|_| libc::EINVAL)?;
     // SAFETY: `key` is NUL-terminated; `value` is a readable ssize_t of the given size.
     let rc = unsafe {
         tikv_jemalloc_sys::mallctl(
@@ -86,7 +68,7 @@ fn write_isize(name: &str, mut value: isize) -> Result<(), String> {
     if rc == 0 {
         Ok(())
     } else {
-        Err(format!("jemalloc setting {name}: error {rc}"))
+        Err(rc)
     }
 }
 
@@ -115,8 +97,8 @@ mod tests {
     #[test]
     fn a_trainer_keeps_its_freed_pages() {
         keep_freed_pages().unwrap();
-        assert_eq!(read_isize("arenas.dirty_decay_ms"), Ok(-1));
-        assert_eq!(read_isize("arenas.muzzy_decay_ms"), Ok(-1));
-        assert_eq!(read_isize("arena.0.dirty_decay_ms"), Ok(-1));
+        assert_eq!(read::<isize>("arenas.dirty_decay_ms"), Ok(-1));
+        assert_eq!(read::<isize>("arenas.muzzy_decay_ms"), Ok(-1));
+        assert_eq!(read::<isize>("arena.0.dirty_decay_ms"), Ok(-1));
     }
 }
