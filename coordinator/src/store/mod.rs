@@ -70,6 +70,9 @@ pub enum StoreError {
     /// The backing database failed.
     #[error("store backend: {0}")]
     Backend(String),
+    /// Another process (a coordinator, a `report --data-dir`) holds the store's lock.
+    #[error("the store {} is in use by another process (is a coordinator running on it?)", .0.display())]
+    InUse(std::path::PathBuf),
     /// A record could not be encoded or decoded.
     #[error("store record {tree:?}/{key}: {message}")]
     Codec {

@@ -8,6 +8,10 @@ use std::path::Path;
 /// sled's page cache, bytes.
 const CACHE_BYTES: u64 = 32 << 20;
 
+/// How long [`SledStore::open`] waits for the store's lock: sled's background threads hold a
+/// dropped store's file (and its lock) for a moment after the last handle goes.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
 /// A store on disk (sled 0.34).
 #[derive(Debug, Clone)]
 pub struct SledStore {
@@ -84,14 +88,27 @@ fn full_key(tree: Tree, key: &str) -> Vec<u8> {
 impl SledStore {
     /// Opens (or creates) the store in a directory.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        // The scheduler holds the whole state in memory and reads the store only when it starts,
-        // so sled's page cache (1 GiB by default) would only hold copies: keep it small.
-        let db = sled::Config::new()
-            .path(dir)
-            .flush_every_ms(None)
-            .cache_capacity(CACHE_BYTES)
-            .open()
-            .map_err(backend)?;
+        let deadline = std::time::Instant::now() + LOCK_WAIT;
+        let db = loop {
+            // The scheduler holds the whole state in memory and reads the store only when it
+            // starts, so sled's page cache (1 GiB by default) would only hold copies: keep it small.
+            match sled::Config::new()
+                .path(dir)
+                .flush_every_ms(None)
+                .cache_capacity(CACHE_BYTES)
+                .open()
+            {
+                Ok(db) => break db,
+                // sled reports its lock as an `Other` I/O error; its text is the only sign.
+                Err(sled::Error::Io(e)) if e.to_string().contains("could not acquire lock") => {
+                    if std::time::Instant::now() >= deadline {
+                        return Err(StoreError::InUse(dir.to_path_buf()));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => return Err(backend(e)),
+            }
+        };
         let tree = db.open_tree("ausweep").map_err(backend)?;
         let log = std::fs::File::open(dir.join("db")).map_err(|e| {
             StoreError::Backend(format!(
@@ -200,6 +217,31 @@ mod tests {
         drop(s);
         let s = SledStore::open(dir.path()).unwrap();
         assert_eq!(s.get(Tree::Sweeps, "big").unwrap(), Some(big));
+    }
+
+    #[test]
+    fn a_store_held_open_is_named_and_one_let_go_meanwhile_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = SledStore::open(dir.path()).unwrap();
+        let t0 = std::time::Instant::now();
+        let err = SledStore::open(dir.path()).unwrap_err();
+        assert!(
+            matches!(&err, StoreError::InUse(p) if p == dir.path()),
+            "{err}"
+        );
+        assert!(err.to_string().contains("in use"), "{err}");
+        assert!(t0.elapsed() >= LOCK_WAIT, "it gave up before its wait");
+        // A handle let go while the open waits (as sled's threads do after a drop): it opens.
+        let mut b = Batch::new();
+        b.put_raw(Tree::Meta, "kept", vec![7, 7]);
+        held.commit(&b).unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(LOCK_WAIT / 4);
+            drop(held);
+        });
+        let s = SledStore::open(dir.path()).expect("opens once the lock is let go");
+        release.join().unwrap();
+        assert_eq!(s.get(Tree::Meta, "kept").unwrap(), Some(vec![7, 7]));
     }
 
     #[test]
