@@ -1,13 +1,14 @@
 //! The scheduler's event loop: the single writer. Each round takes every queued call, applies
-//! them to the state, commits their writes with one durable flush, then answers them all (group
-//! commit). The loop runs on a thread of its own and commits inline: a round costs one wakeup,
-//! not a hop through the async runtime for each commit. A ticker task asks it to expire leases
-//! once a second.
+//! them to the state and their writes to the store, and hands the round to a syncer thread,
+//! which makes every round handed over so far durable with one flush and then answers them, in
+//! order (group commit, pipelined: the next round is applied while the last one syncs). The loop
+//! runs on a thread of its own: a round costs one wakeup, not a hop through the async runtime.
+//! A ticker task asks it to expire leases once a second.
 
 use super::state::State;
 use super::types::*;
 use crate::store::{Batch, Store, StoreError};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -144,7 +145,8 @@ impl Scheduler {
 
 /// Sends the expiry to the loop every `every`, until the loop has gone.
 async fn tick(tx: mpsc::WeakSender<Op>, every: Duration) {
-    let mut tick = tokio::time::interval(every);
+    // The first expiry one period after the start, like every later one.
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
@@ -165,10 +167,34 @@ struct Loop {
     stop: Arc<AtomicBool>,
 }
 
+/// A round applied to the state and the store, waiting for a sync to cover it.
+struct Applied {
+    responders: Vec<Responder>,
+    events: Vec<Event>,
+    garbage: Vec<String>,
+    /// Whether the round wrote anything (a read-only round needs no sync of its own, only the
+    /// rounds before it answered).
+    wrote: bool,
+}
+
+/// The loop's side of the syncer: it hands applied rounds over, in order.
+struct ToSyncer {
+    tx: std::sync::mpsc::SyncSender<Applied>,
+    /// Rounds handed over and not yet answered.
+    pending: Arc<AtomicUsize>,
+    /// Set by the syncer when a sync failed (the loop then reloads what is durable).
+    failed: Arc<AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
 impl Loop {
-    /// Runs rounds until every handle has gone, `stop` is set, or a failed commit cannot
-    /// reload the store.
+    /// Runs rounds until every handle has gone, `stop` is set, or a failed write cannot
+    /// reload the store; then waits until the syncer has answered every applied round.
     fn run(mut self, mut rx: mpsc::Receiver<Op>) {
+        let syncer = match self.start_syncer() {
+            Ok(s) => s,
+            Err(_) => return,
+        };
         while let Some(first) = rx.blocking_recv() {
             if self.stop.load(Ordering::SeqCst) {
                 break;
@@ -180,40 +206,121 @@ impl Loop {
                     Err(_) => break,
                 }
             }
-            if !self.round(round) || self.stop.load(Ordering::SeqCst) {
+            if !self.round(round, &syncer) || self.stop.load(Ordering::SeqCst) {
                 break;
             }
         }
+        let ToSyncer { tx, thread, .. } = syncer;
+        drop(tx);
+        let _ = thread.join();
     }
 
-    /// Applies, commits and answers one round; false when the loop cannot go on.
-    fn round(&mut self, round: Vec<Op>) -> bool {
+    /// Starts the thread that makes applied rounds durable and answers them, in order: each
+    /// sync takes every round handed over so far, so one flush covers many rounds, and the loop
+    /// applies the next round while it runs.
+    fn start_syncer(&self) -> std::io::Result<ToSyncer> {
+        // One round may wait while another syncs: the loop then blocks, and calls gather into
+        // its next round instead of many small ones.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Applied>(1);
+        let pending = Arc::new(AtomicUsize::new(0));
+        let failed = Arc::new(AtomicBool::new(false));
+        let (store, events, garbage) = (
+            self.store.clone(),
+            self.events.clone(),
+            self.garbage.clone(),
+        );
+        let (left, fail) = (pending.clone(), failed.clone());
+        let thread = std::thread::Builder::new()
+            .name("ausweep-sync".into())
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut rounds = vec![first];
+                    rounds.extend(rx.try_iter());
+                    // Every round here was applied before this sync began: it covers them all.
+                    let synced = if rounds.iter().any(|r| r.wrote) {
+                        store.sync().map_err(|e| e.to_string())
+                    } else {
+                        Ok(())
+                    };
+                    if synced.is_err() {
+                        fail.store(true, Ordering::SeqCst);
+                    }
+                    for r in rounds {
+                        for answer in r.responders {
+                            answer(synced.clone());
+                        }
+                        if synced.is_ok() {
+                            for e in r.events {
+                                let _ = events.send(e);
+                            }
+                            if let (Some(g), false) = (&garbage, r.garbage.is_empty()) {
+                                let _ = g.send(r.garbage);
+                            }
+                        }
+                        left.fetch_sub(1, Ordering::SeqCst);
+                    }
+                }
+            })?;
+        Ok(ToSyncer {
+            tx,
+            pending,
+            failed,
+            thread,
+        })
+    }
+
+    /// Applies one round and hands it to the syncer (or answers it at once when it wrote
+    /// nothing and no round waits for a sync); false when the loop cannot go on.
+    fn round(&mut self, round: Vec<Op>, syncer: &ToSyncer) -> bool {
+        // A sync failed: what the state holds may not be durable; start again from the store.
+        if syncer.failed.swap(false, Ordering::SeqCst) && !self.reload() {
+            return false;
+        }
         let now = now_ms();
         let mut batch = Batch::new();
         let responders: Vec<Responder> = round
             .into_iter()
             .map(|op| op(&mut self.state, now, &mut batch))
             .collect();
-        let committed = if batch.is_empty() {
-            Ok(())
-        } else {
-            self.store.commit(&batch).map_err(|e| e.to_string())
-        };
-        let ok = committed.is_ok();
-        for r in responders {
-            r(committed.clone());
+        let wrote = !batch.is_empty();
+        if let Err(e) = self.store.apply(&batch) {
+            for r in responders {
+                r(Err(e.to_string()));
+            }
+            // The writes did not land: forget the in-memory changes, reload what is stored.
+            return self.reload();
         }
-        if ok {
-            for e in self.state.drain_events() {
+        let applied = Applied {
+            responders,
+            events: self.state.drain_events(),
+            garbage: self.state.take_garbage(),
+            wrote,
+        };
+        if !wrote && syncer.pending.load(Ordering::SeqCst) == 0 {
+            // Nothing written and every earlier round answered: what it read is durable.
+            for r in applied.responders {
+                r(Ok(()));
+            }
+            for e in applied.events {
                 let _ = self.events.send(e);
             }
-            let gone = self.state.take_garbage();
-            if let (Some(g), false) = (&self.garbage, gone.is_empty()) {
-                let _ = g.send(gone);
+            if let (Some(g), false) = (&self.garbage, applied.garbage.is_empty()) {
+                let _ = g.send(applied.garbage);
             }
             return true;
         }
-        // The writes did not land: forget the in-memory changes, reload what is durable.
+        syncer.pending.fetch_add(1, Ordering::SeqCst);
+        if let Err(std::sync::mpsc::SendError(lost)) = syncer.tx.send(applied) {
+            for r in lost.responders {
+                r(Err("the store's syncer has stopped".into()));
+            }
+            return false;
+        }
+        true
+    }
+
+    /// Replaces the state with what the store holds; false when it cannot be read.
+    fn reload(&mut self) -> bool {
         match State::load(self.store.as_ref(), self.timing, now_ms()) {
             Ok(st) => {
                 self.state = st;
@@ -328,6 +435,204 @@ mod tests {
             }
         })
         .await;
+        tokio::time::timeout(Duration::from_secs(10), running.stop())
+            .await
+            .expect("the loop did not stop within 10 s");
+    }
+
+    /// A memory store whose syncs wait for the test's permits and can be made to fail; it
+    /// counts applies and records how many of them the last finished sync covered.
+    #[derive(Default)]
+    struct GatedStore {
+        inner: MemStore,
+        applied: AtomicUsize,
+        synced: AtomicUsize,
+        syncs: AtomicUsize,
+        waiting: AtomicUsize,
+        /// Calls the loop has run.
+        ran: AtomicUsize,
+        permits: std::sync::Mutex<usize>,
+        opened: std::sync::Condvar,
+        fail_next: AtomicBool,
+    }
+
+    impl GatedStore {
+        fn grant(&self, n: usize) {
+            *self.permits.lock().unwrap() += n;
+            self.opened.notify_all();
+        }
+        fn seen(&self) -> String {
+            format!(
+                "ran {} applied {} synced {} syncs {} waiting {}",
+                self.ran.load(Ordering::SeqCst),
+                self.applied.load(Ordering::SeqCst),
+                self.synced.load(Ordering::SeqCst),
+                self.syncs.load(Ordering::SeqCst),
+                self.waiting.load(Ordering::SeqCst)
+            )
+        }
+    }
+
+    impl Store for GatedStore {
+        fn apply(&self, batch: &Batch) -> Result<(), StoreError> {
+            self.inner.apply(batch)?;
+            if !batch.is_empty() {
+                self.applied.fetch_add(1, Ordering::SeqCst);
+            }
+            Ok(())
+        }
+        fn sync(&self) -> Result<(), StoreError> {
+            let covers = self.applied.load(Ordering::SeqCst);
+            self.waiting.fetch_add(1, Ordering::SeqCst);
+            let mut permits = self.permits.lock().unwrap();
+            while *permits == 0 {
+                permits = self.opened.wait(permits).unwrap();
+            }
+            *permits -= 1;
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            self.syncs.fetch_add(1, Ordering::SeqCst);
+            if self.fail_next.swap(false, Ordering::SeqCst) {
+                return Err(StoreError::Backend("injected sync failure".into()));
+            }
+            self.synced.fetch_max(covers, Ordering::SeqCst);
+            Ok(())
+        }
+        fn get(&self, tree: crate::store::Tree, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            self.inner.get(tree, key)
+        }
+        fn scan(&self, tree: crate::store::Tree) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+            self.inner.scan(tree)
+        }
+    }
+
+    /// A call that writes one meta key (or nothing) and, once answered, says how many applies
+    /// the store had synced at that moment.
+    fn write(
+        sched: &Scheduler,
+        store: &Arc<GatedStore>,
+        key: Option<&'static str>,
+    ) -> tokio::task::JoinHandle<(Result<(), SchedError>, usize)> {
+        let (sched, store, seen) = (sched.clone(), store.clone(), store.clone());
+        tokio::spawn(async move {
+            let r = sched
+                .call(move |_, _, b| {
+                    store.ran.fetch_add(1, Ordering::SeqCst);
+                    if let Some(k) = key {
+                        b.put_raw(crate::store::Tree::Meta, k, vec![1]);
+                    }
+                    Ok(())
+                })
+                .await;
+            (r, seen.synced.load(Ordering::SeqCst))
+        })
+    }
+
+    /// Opens a gated store's syncs for good when dropped (a failed test still lets the loop end).
+    struct OpenOnDrop(Arc<GatedStore>);
+
+    impl Drop for OpenOnDrop {
+        fn drop(&mut self) {
+            self.0.grant(usize::MAX / 2);
+        }
+    }
+
+    #[tokio::test]
+    async fn the_next_round_applies_while_the_last_syncs_and_each_answers_after_its_sync() {
+        let store = Arc::new(GatedStore::default());
+        let _open = OpenOnDrop(store.clone());
+        let (sched, running) = Scheduler::start(
+            store.clone(),
+            Timing::default(),
+            Duration::from_secs(3600),
+            None,
+        )
+        .unwrap();
+        let a = write(&sched, &store, Some("a"));
+        until("a's sync waits", || {
+            let seen = store.seen();
+            let ok = store.waiting.load(Ordering::SeqCst) == 1;
+            async move {
+                if ok {
+                    Ok(())
+                } else {
+                    Err(seen)
+                }
+            }
+        })
+        .await;
+        // While a's sync waits, b is applied (the loop does not wait for the sync) ...
+        let b = write(&sched, &store, Some("b"));
+        until("b is applied while a syncs", || {
+            let seen = store.seen();
+            let ok = store.applied.load(Ordering::SeqCst) == 2;
+            async move {
+                if ok {
+                    Ok(())
+                } else {
+                    Err(seen)
+                }
+            }
+        })
+        .await;
+        // ... and a read behind them is answered only once what it read is durable.
+        let mut c = write(&sched, &store, None);
+        until("the read has run", || {
+            let seen = store.seen();
+            let ok = store.ran.load(Ordering::SeqCst) == 3;
+            async move {
+                if ok {
+                    Ok(())
+                } else {
+                    Err(seen)
+                }
+            }
+        })
+        .await;
+        // Had it been answered once it ran, its answer would be here well within this.
+        let early = tokio::time::timeout(Duration::from_millis(300), &mut c).await;
+        assert!(
+            early.is_err(),
+            "the read was answered before b was durable: {early:?}"
+        );
+        store.grant(10);
+        let (ra, sa) = a.await.unwrap();
+        let (rb, sb) = b.await.unwrap();
+        let (rc, sc) = c.await.unwrap();
+        assert!(
+            ra.is_ok() && rb.is_ok() && rc.is_ok(),
+            "{ra:?} {rb:?} {rc:?}"
+        );
+        assert!(sa >= 1, "a answered before its sync: {}", store.seen());
+        assert!(sb >= 2, "b answered before its sync: {}", store.seen());
+        assert!(
+            sc >= 2,
+            "the read answered before b was durable: {}",
+            store.seen()
+        );
+        assert_eq!(store.syncs.load(Ordering::SeqCst), 2, "{}", store.seen());
+        tokio::time::timeout(Duration::from_secs(10), running.stop())
+            .await
+            .expect("the loop did not stop within 10 s");
+    }
+
+    #[tokio::test]
+    async fn a_failed_sync_fails_its_calls_and_the_loop_goes_on() {
+        let store = Arc::new(GatedStore::default());
+        store.grant(1000);
+        store.fail_next.store(true, Ordering::SeqCst);
+        let (sched, running) = Scheduler::start(
+            store.clone(),
+            Timing::default(),
+            Duration::from_secs(3600),
+            None,
+        )
+        .unwrap();
+        let (r, _) = write(&sched, &store, Some("a")).await.unwrap();
+        let err = r.expect_err("a call whose sync failed was answered Ok");
+        assert!(err.to_string().contains("injected sync failure"), "{err}");
+        let (r, synced) = write(&sched, &store, Some("b")).await.unwrap();
+        assert!(r.is_ok(), "{r:?}");
+        assert_eq!(synced, 2, "{}", store.seen());
         tokio::time::timeout(Duration::from_secs(10), running.stop())
             .await
             .expect("the loop did not stop within 10 s");

@@ -27,7 +27,7 @@ impl MemStore {
 }
 
 impl Store for MemStore {
-    fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
+    fn apply(&self, batch: &Batch) -> Result<(), StoreError> {
         let mut data = self.lock()?;
         for op in &batch.ops {
             match op {
@@ -39,6 +39,10 @@ impl Store for MemStore {
                 }
             }
         }
+        Ok(())
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
         Ok(())
     }
 

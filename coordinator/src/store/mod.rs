@@ -1,9 +1,10 @@
 //! Durable state: a small key-value `Store` trait (sled and in-memory implementations), the
 //! record types kept in it, and the checkpoint blob directory.
 //!
-//! Trees: sweeps, jobs, attempts, workers, results, checkpoints, meta. A [`Batch`] commits
-//! atomically and is durable (flushed) when `commit` returns: the scheduler commits once per
-//! round of events, so many transitions share one flush.
+//! Trees: sweeps, jobs, attempts, workers, results, checkpoints, meta. A [`Batch`] applies
+//! atomically and is durable once a `sync` that began after it returns (`commit` does both): the
+//! scheduler applies once per round of events and syncs its rounds on a thread of its own, so
+//! many transitions share one flush and the next round's work overlaps the last one's flush.
 
 pub mod blobs;
 pub mod codec;
@@ -142,8 +143,18 @@ impl Batch {
 
 /// A durable key-value store with named trees; one writer (the scheduler) uses it.
 pub trait Store: Send + Sync + 'static {
-    /// Applies the batch atomically; when this returns Ok the writes survive a crash.
-    fn commit(&self, batch: &Batch) -> Result<(), StoreError>;
+    /// Applies the batch atomically; readers see it at once, a crash may still lose it.
+    fn apply(&self, batch: &Batch) -> Result<(), StoreError>;
+    /// Makes every batch applied before this call durable (may run beside a later `apply`).
+    fn sync(&self) -> Result<(), StoreError>;
+    /// Applies the batch and makes it durable: when this returns Ok the writes survive a crash.
+    fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        self.apply(batch)?;
+        self.sync()
+    }
     /// One value.
     fn get(&self, tree: Tree, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Every (key, value) of a tree, in key order.

@@ -1,6 +1,6 @@
 //! The sled store: one sled tree, each logical tree a one-byte key prefix, so a [`Batch`] is one
-//! atomic `apply_batch` followed by a `flush` and an `fdatasync` of sled's log (the commit point),
-//! with sled's large-page files synced before it.
+//! atomic `apply_batch` (sled's large-page files synced after it), and a sync is a `flush` and an
+//! `fdatasync` of sled's log (the commit point).
 
 use super::{Batch, Op, Store, StoreError, Tree};
 use std::path::Path;
@@ -17,7 +17,7 @@ const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 pub struct SledStore {
     db: sled::Db,
     tree: sled::Tree,
-    /// sled's log file, synced after each flush (see [`SledStore::commit`]).
+    /// sled's log file, synced after each flush (see `SledStore::sync`).
     log: std::sync::Arc<std::fs::File>,
     /// sled's directory of pages too large for the log, and the files in it already synced.
     blobs: std::sync::Arc<BlobFiles>,
@@ -25,7 +25,7 @@ pub struct SledStore {
 
 /// sled 0.34 writes a page larger than a quarter of a log segment (128 KiB) to a file of its own
 /// in `<db>/blobs/` and never syncs it, while the log's record pointing at it is synced: such a
-/// page could be lost to a power cut. [`SledStore::commit`] syncs new ones before the log.
+/// page could be lost to a power cut. `SledStore::apply` syncs new ones before the log is.
 #[derive(Debug)]
 struct BlobFiles {
     dir: std::path::PathBuf,
@@ -134,7 +134,7 @@ impl SledStore {
 }
 
 impl Store for SledStore {
-    fn commit(&self, batch: &Batch) -> Result<(), StoreError> {
+    fn apply(&self, batch: &Batch) -> Result<(), StoreError> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -147,8 +147,13 @@ impl Store for SledStore {
         }
         self.tree.apply_batch(b).map_err(backend)?;
         // A large page's file is written while the batch is applied (when sled reserves the
-        // page's log space; its flush writes none): durable before the log record pointing at it.
+        // page's log space; its flush writes none): durable before the log record pointing at
+        // it. Synced here, by the one writer, so no file is listed while sled still writes it.
         self.blobs.sync_new()?;
+        Ok(())
+    }
+
+    fn sync(&self) -> Result<(), StoreError> {
         self.tree.flush().map_err(backend)?;
         // On Linux sled's flush writes its log with `sync_file_range`, which neither flushes the
         // disk's write cache nor makes a grown file's size durable: a power cut could lose an
