@@ -87,6 +87,7 @@ light:
 	CARGO_TARGET_DIR=$(CURDIR)/target/light $(CARGO) build --profile $(LIGHT_PROFILE) --no-default-features --bin ausweep
 light-check:
 	CARGO_TARGET_DIR=$(CURDIR)/target/light $(CARGO) build --no-default-features --bin ausweep
+	CARGO_TARGET_DIR=$(CURDIR)/target/light $(CARGO) clippy -p ausweep --no-default-features --bins -- -D warnings
 	bash scripts/light-check.sh target/light/debug/ausweep
 
 # Formatting of every workspace (the main one and fuzz/), without changing anything.

@@ -66,7 +66,7 @@ enum Cmd {
     #[cfg(feature = "train")]
     Worker(ausweep_worker::agent::WorkerArgs),
     #[command(flatten)]
-    Cluster(ausweep_coordinator::cli::Command),
+    Cluster(Box<ausweep_coordinator::cli::Command>),
     /// Benchmarks (measured next to PyTorch eager in the same run).
     #[cfg(feature = "train")]
     Bench {
@@ -201,7 +201,7 @@ fn main() {
         Cmd::Man { out_dir } => man(out_dir),
         Cmd::Cluster(cmd) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(ausweep_coordinator::cli::run(cmd))),
+            .and_then(|rt| rt.block_on(ausweep_coordinator::cli::run(*cmd))),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");

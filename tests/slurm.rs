@@ -382,6 +382,8 @@ async fn the_launcher_brings_workers_for_waiting_jobs_and_they_leave_when_idle()
             .env("AUSWEEP_JOIN_TOKEN_FILE", &token)
             .env("AUSWEEP_BIN", bin())
             .env("AUSWEEP_WORKER_ARGS", "--allow-cpu --max-jobs 1")
+            .env("AUSWEEP_WORK_ROOT", r)
+            .env_remove("AUSWEEP_WORK_DIR")
             .env("OMP_NUM_THREADS", "1")
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
@@ -450,6 +452,21 @@ async fn the_launcher_brings_workers_for_waiting_jobs_and_they_leave_when_idle()
     assert!(
         most_at_once <= 2,
         "more than 2 allocations at once:\n{text}"
+    );
+    // Each allocation's worker worked under the test's root (AUSWEEP_WORK_ROOT), none in /tmp.
+    let work_dirs = std::fs::read_dir(r)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("ausweep-worker-")
+        })
+        .count();
+    assert!(
+        (1..=submitted).contains(&work_dirs),
+        "{work_dirs} work dirs for {submitted} allocations under {}:\n{text}",
+        r.display()
     );
     eprintln!(
         "slurm launch: {} jobs done {:.1} s after they were submitted to the running launcher, {submitted} allocation(s) submitted",

@@ -94,17 +94,18 @@ impl Scheduler {
         };
         let thread = tokio::task::spawn_blocking(move || looped.run(rx));
         tokio::spawn(tick(tx.downgrade(), expiry_every));
+        let running = Running {
+            thread,
+            stop,
+            tx: tx.downgrade(),
+        };
         Ok((
             Self {
-                tx: tx.clone(),
+                tx,
                 events,
                 store: weak,
             },
-            Running {
-                thread,
-                stop,
-                tx: tx.downgrade(),
-            },
+            running,
         ))
     }
 
