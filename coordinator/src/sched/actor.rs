@@ -506,6 +506,21 @@ mod tests {
         }
     }
 
+    /// A scheduler on the gated store whose lease expiry never comes within a test.
+    fn start_gated(store: &Arc<GatedStore>) -> (Scheduler, Running) {
+        let hour = Duration::from_secs(3600);
+        Scheduler::start(store.clone(), Timing::default(), hour, None).unwrap()
+    }
+
+    /// Waits until `ok` holds for the gated store, or fails with what the store last showed.
+    async fn until_store(what: &str, store: &Arc<GatedStore>, ok: impl Fn(&GatedStore) -> bool) {
+        until(what, || {
+            let seen = if ok(store) { Ok(()) } else { Err(store.seen()) };
+            async move { seen }
+        })
+        .await;
+    }
+
     /// A call that writes one meta key (or nothing) and, once answered, says how many applies
     /// the store had synced at that moment.
     fn write(
@@ -541,52 +556,22 @@ mod tests {
     async fn the_next_round_applies_while_the_last_syncs_and_each_answers_after_its_sync() {
         let store = Arc::new(GatedStore::default());
         let _open = OpenOnDrop(store.clone());
-        let (sched, running) = Scheduler::start(
-            store.clone(),
-            Timing::default(),
-            Duration::from_secs(3600),
-            None,
-        )
-        .unwrap();
+        let (sched, running) = start_gated(&store);
         let a = write(&sched, &store, Some("a"));
-        until("a's sync waits", || {
-            let seen = store.seen();
-            let ok = store.waiting.load(Ordering::SeqCst) == 1;
-            async move {
-                if ok {
-                    Ok(())
-                } else {
-                    Err(seen)
-                }
-            }
+        until_store("a's sync waits", &store, |s| {
+            s.waiting.load(Ordering::SeqCst) == 1
         })
         .await;
         // While a's sync waits, b is applied (the loop does not wait for the sync) ...
         let b = write(&sched, &store, Some("b"));
-        until("b is applied while a syncs", || {
-            let seen = store.seen();
-            let ok = store.applied.load(Ordering::SeqCst) == 2;
-            async move {
-                if ok {
-                    Ok(())
-                } else {
-                    Err(seen)
-                }
-            }
+        until_store("b is applied while a syncs", &store, |s| {
+            s.applied.load(Ordering::SeqCst) == 2
         })
         .await;
         // ... and a read behind them is answered only once what it read is durable.
         let mut c = write(&sched, &store, None);
-        until("the read has run", || {
-            let seen = store.seen();
-            let ok = store.ran.load(Ordering::SeqCst) == 3;
-            async move {
-                if ok {
-                    Ok(())
-                } else {
-                    Err(seen)
-                }
-            }
+        until_store("the read has run", &store, |s| {
+            s.ran.load(Ordering::SeqCst) == 3
         })
         .await;
         // Had it been answered once it ran, its answer would be here well within this.
@@ -621,13 +606,7 @@ mod tests {
         let store = Arc::new(GatedStore::default());
         store.grant(1000);
         store.fail_next.store(true, Ordering::SeqCst);
-        let (sched, running) = Scheduler::start(
-            store.clone(),
-            Timing::default(),
-            Duration::from_secs(3600),
-            None,
-        )
-        .unwrap();
+        let (sched, running) = start_gated(&store);
         let (r, _) = write(&sched, &store, Some("a")).await.unwrap();
         let err = r.expect_err("a call whose sync failed was answered Ok");
         assert!(err.to_string().contains("injected sync failure"), "{err}");
