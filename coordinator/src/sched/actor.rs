@@ -178,6 +178,30 @@ struct Applied {
     wrote: bool,
 }
 
+impl Applied {
+    /// Answers the round's calls with the outcome of its sync and, once durable, publishes its
+    /// events and hands over its checkpoint garbage.
+    fn answer(
+        self,
+        synced: &Result<(), String>,
+        events: &broadcast::Sender<Event>,
+        garbage: &Option<mpsc::UnboundedSender<Vec<String>>>,
+    ) {
+        for answer in self.responders {
+            answer(synced.clone());
+        }
+        if synced.is_err() {
+            return;
+        }
+        for e in self.events {
+            let _ = events.send(e);
+        }
+        if let (Some(g), false) = (garbage, self.garbage.is_empty()) {
+            let _ = g.send(self.garbage);
+        }
+    }
+}
+
 /// The loop's side of the syncer: it hands applied rounds over, in order.
 struct ToSyncer {
     tx: std::sync::mpsc::SyncSender<Applied>,
@@ -247,17 +271,7 @@ impl Loop {
                         fail.store(true, Ordering::SeqCst);
                     }
                     for r in rounds {
-                        for answer in r.responders {
-                            answer(synced.clone());
-                        }
-                        if synced.is_ok() {
-                            for e in r.events {
-                                let _ = events.send(e);
-                            }
-                            if let (Some(g), false) = (&garbage, r.garbage.is_empty()) {
-                                let _ = g.send(r.garbage);
-                            }
-                        }
+                        r.answer(&synced, &events, &garbage);
                         left.fetch_sub(1, Ordering::SeqCst);
                     }
                 }
@@ -299,15 +313,7 @@ impl Loop {
         };
         if !wrote && syncer.pending.load(Ordering::SeqCst) == 0 {
             // Nothing written and every earlier round answered: what it read is durable.
-            for r in applied.responders {
-                r(Ok(()));
-            }
-            for e in applied.events {
-                let _ = self.events.send(e);
-            }
-            if let (Some(g), false) = (&self.garbage, applied.garbage.is_empty()) {
-                let _ = g.send(applied.garbage);
-            }
+            applied.answer(&Ok(()), &self.events, &self.garbage);
             return true;
         }
         syncer.pending.fetch_add(1, Ordering::SeqCst);
