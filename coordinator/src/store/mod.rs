@@ -12,6 +12,7 @@ mod mem;
 pub mod records;
 mod sled_store;
 pub mod specs;
+mod wal;
 
 #[cfg(test)]
 mod conformance;
