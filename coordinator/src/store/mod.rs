@@ -12,7 +12,6 @@ mod mem;
 pub mod records;
 mod sled_store;
 pub mod specs;
-mod wal;
 
 #[cfg(test)]
 mod conformance;
