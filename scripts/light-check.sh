@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The control-plane build (no `train` feature) links no libtorch and runs without the venv:
-# `cargo tree` has no tch, `ldd` shows no torch library, and with an empty environment (no
-# LD_LIBRARY_PATH, a fresh HOME, no venv) it plans a manifest, serves, takes a submit and
-# answers status. Prints its idle resident memory. Exits non-zero at the first failure.
+# `cargo tree` has no tch, `ldd` shows no torch library, the binary defines jemalloc's malloc,
+# and with an empty environment (no LD_LIBRARY_PATH, a fresh HOME, no venv) it plans a
+# manifest, serves, takes a submit and answers status. Prints its idle resident memory. Exits
+# non-zero at the first failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=${1:-target/light/debug/ausweep}
@@ -17,6 +18,9 @@ if ldd "$BIN" | grep -qi torch; then
   ldd "$BIN" | grep -i torch >&2
   fail "$BIN links a torch library"
 fi
+# The coordinator allocates through jemalloc (a fifth of its CPU under load was glibc's malloc):
+# the binary itself defines malloc.
+nm -D --defined-only "$BIN" | grep -qw malloc || fail "$BIN does not carry jemalloc's malloc"
 
 tmp=$(mktemp -d)
 trap 'kill $pid 2>/dev/null || true; rm -rf "$tmp"' EXIT

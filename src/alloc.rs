@@ -1,7 +1,12 @@
 //! The process's allocator: jemalloc in place of glibc's malloc, for libtorch's tensors as well
-//! (its symbols are unprefixed, so every library of the process allocates through it).
+//! (its symbols are unprefixed, so every library of the process allocates through it), in the
+//! control-plane build too.
 //!
-//! Why: a stage-2 trainer (MobileNet-v2, batch 32, 112 px) peaked at 1,499 MiB with glibc,
+//! Why, for the coordinator: under load a fifth of its CPU went to glibc's malloc and free
+//! (`_int_malloc`, `_int_free`, `unlink_chunk`, `malloc_consolidate`: records, sled's nodes and
+//! RPC buffers allocated on one thread and freed on another); docs/stress.md has the figures.
+//!
+//! Why, for a trainer: a stage-2 trainer (MobileNet-v2, batch 32, 112 px) peaked at 1,499 MiB with glibc,
 //! whose free lists keep autograd's freed activations fragmented; with jemalloc and freed pages
 //! kept for reuse it peaks at 1,134 MiB and trains faster (63.8 against 47.6 images/s), the
 //! same F1 to the last digit.
@@ -12,6 +17,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// Keeps a trainer's freed pages for reuse instead of handing them back to the kernel after
 /// jemalloc's default 10 s: each step frees and reallocates the same activations, and returned
 /// pages come back as page faults (half the images/s). Call once a process knows it trains.
+#[cfg(feature = "train")]
 pub fn keep_freed_pages() -> Result<(), String> {
     let set =
         |name: &str| write(name, -1).map_err(|rc| format!("jemalloc setting {name}: error {rc}"));
@@ -30,6 +36,7 @@ pub fn keep_freed_pages() -> Result<(), String> {
 }
 
 /// Reads a setting of type `T` (`u32` for `arenas.narenas`, `isize` for the decays).
+#[cfg(feature = "train")]
 fn read<T: Copy + Default>(name: &str) -> Result<T, String> {
     let key = std::ffi::CString::new(name).map_err(|e| format!("{name}: {e}"))?;
     let mut v = T::default();
@@ -53,6 +60,7 @@ fn read<T: Copy + Default>(name: &str) -> Result<T, String> {
 }
 
 /// Writes an `ssize_t` setting; jemalloc's error code when it refuses.
+#[cfg(feature = "train")]
 fn write(name: &str, mut value: isize) -> Result<(), libc::c_int> {
     let key = std::ffi::CString::new(name).map_err(|_| libc::EINVAL)?;
     // SAFETY: `key` is NUL-terminated; `value` is a readable ssize_t of the given size.
@@ -72,7 +80,7 @@ fn write(name: &str, mut value: isize) -> Result<(), libc::c_int> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "train"))]
 mod tests {
     use super::*;
 

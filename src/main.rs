@@ -3,7 +3,6 @@
 //! Without the default `train` feature the binary is the control plane only (coordinator,
 //! admin verbs, report, plan): no libtorch, no venv.
 
-#[cfg(feature = "train")]
 mod alloc;
 #[cfg(feature = "train")]
 mod bench;

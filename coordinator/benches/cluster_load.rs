@@ -2,8 +2,9 @@
 //! dir) under 1,000 simulated workers over 100,000 jobs, all through the real gRPC client.
 //!
 //! Reports: submit time for the jobs (manifests with `grid:` axes); the saturating rate of
-//! lease -> progress -> upload -> complete lifecycles (closed loop, every worker back to back);
-//! the load–latency curve: lease latency p50/p99 with lifecycles started on a fixed schedule
+//! lease -> progress -> upload -> complete lifecycles (closed loop, every worker back to back)
+//! and the CPU time the coordinator and this client used per lifecycle meanwhile (with the
+//! machine's busy and stolen time: on a shared machine the steadier figure); the load–latency curve: lease latency p50/p99 with lifecycles started on a fixed schedule
 //! (open loop) at 10 %, 50 %, 90 % and 100 % of that rate; saturated heartbeats/s; restart time
 //! with the full store; the coordinator's RSS (VmRSS/VmHWM from /proc) idle, after submit, peak and
 //! after restart; bytes on disk per job.
@@ -85,6 +86,39 @@ fn rss(pid: u32) -> (f64, f64) {
             / 1024.0
     };
     (kb("VmRSS:"), kb("VmHWM:"))
+}
+
+/// CPU seconds a process has used (user + system), from `/proc/<pid>/stat`.
+fn cpu_secs(pid: &str) -> f64 {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // The fields after the command name (which may hold spaces) start after its ')'.
+    let rest = s.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0.0))
+        .collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name and state.
+    let ticks = f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0);
+    // SAFETY: sysconf only reads a constant.
+    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64
+}
+
+/// The machine's busy and stolen CPU time so far, seconds (the `cpu` line of `/proc/stat`).
+fn machine_cpu() -> (f64, f64) {
+    let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let f: Vec<f64> = s
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0.0))
+        .collect();
+    let at = |i: usize| f.get(i).copied().unwrap_or(0.0);
+    // SAFETY: sysconf only reads a constant.
+    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    // user nice system (idle iowait) irq softirq steal
+    ((at(0) + at(1) + at(2) + at(5) + at(6)) / tck, at(7) / tck)
 }
 
 struct Coordinator {
@@ -269,6 +303,8 @@ async fn main() {
     let stop = Arc::new(AtomicBool::new(false));
     let done = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
+    let (coord_cpu0, self_cpu0, machine0) =
+        (cpu_secs(&pid.to_string()), cpu_secs("self"), machine_cpu());
     let t0 = Instant::now();
     for (w, _) in clients.clone() {
         let (stop, done) = (stop.clone(), done.clone());
@@ -309,11 +345,27 @@ async fn main() {
     let el = t0.elapsed().as_secs_f64();
     let n = done.load(Ordering::Relaxed);
     let saturated = n as f64 / el;
+    let coord_cpu = cpu_secs(&pid.to_string()) - coord_cpu0;
+    let self_cpu = cpu_secs("self") - self_cpu0;
+    let machine1 = machine_cpu();
     row(
         "lifecycles (saturated, closed loop)",
         format!(
             "{n} lease -> progress -> upload -> complete in {el:.1} s = {saturated:.0}/s ({} heartbeats on the side)",
             beats.load(Ordering::Relaxed)
+        ),
+    );
+    row(
+        "CPU at saturation",
+        format!(
+            "coordinator {:.0} µs per lifecycle ({:.2} cores), bench client {:.0} µs per lifecycle ({:.2} cores); machine busy {:.2} of {} cores, stolen by the host {:.2}",
+            coord_cpu / n.max(1) as f64 * 1e6,
+            coord_cpu / el,
+            self_cpu / n.max(1) as f64 * 1e6,
+            self_cpu / el,
+            (machine1.0 - machine0.0) / el,
+            std::thread::available_parallelism().map_or(0, |c| c.get()),
+            (machine1.1 - machine0.1) / el,
         ),
     );
     row(
