@@ -6,10 +6,10 @@
 //! (`_int_malloc`, `_int_free`, `unlink_chunk`, `malloc_consolidate`: records, sled's nodes and
 //! RPC buffers allocated on one thread and freed on another); docs/stress.md has the figures.
 //!
-//! Why, for a trainer: a stage-2 trainer (MobileNet-v2, batch 32, 112 px) peaked at 1,499 MiB with glibc,
-//! whose free lists keep autograd's freed activations fragmented; with jemalloc and freed pages
-//! kept for reuse it peaks at 1,134 MiB and trains faster (63.8 against 47.6 images/s), the
-//! same F1 to the last digit.
+//! Why, for a trainer: a stage-2 trainer (MobileNet-v2, batch 32, 112 px) peaked at 1,499 MiB
+//! with glibc, whose free lists keep autograd's freed activations fragmented; with jemalloc and
+//! freed pages kept for reuse it peaks at 1,134 MiB and trains faster (63.8 against 47.6
+//! images/s), the same F1 to the last digit.
 
 #[global_allocator]
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
