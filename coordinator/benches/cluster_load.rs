@@ -4,8 +4,8 @@
 //! Reports: submit time for the jobs (manifests with `grid:` axes); the saturating rate of
 //! lease -> progress -> upload -> complete lifecycles (closed loop, every worker back to back)
 //! and the CPU time the coordinator and this client used per lifecycle meanwhile (with the
-//! machine's busy and stolen time: on a shared machine the steadier figure); the load–latency curve: lease latency p50/p99 with lifecycles started on a fixed schedule
-//! (open loop) at 10 %, 50 %, 90 % and 100 % of that rate; saturated heartbeats/s; restart time
+//! machine's busy and stolen time: on a shared machine the steadier figure); the load–latency
+//! curve: lease latency p50/p99 with lifecycles started on a fixed schedule (open loop) at 10 %, 50 %, 90 % and 100 % of that rate; saturated heartbeats/s; restart time
 //! with the full store; the coordinator's RSS (VmRSS/VmHWM from /proc) idle, after submit, peak and
 //! after restart; bytes on disk per job.
 //!
@@ -88,6 +88,12 @@ fn rss(pid: u32) -> (f64, f64) {
     (kb("VmRSS:"), kb("VmHWM:"))
 }
 
+/// The kernel's clock ticks per second, the unit of `/proc`'s CPU times.
+fn ticks_per_sec() -> f64 {
+    // SAFETY: sysconf only reads a constant.
+    unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64
+}
+
 /// CPU seconds a process has used (user + system), from `/proc/<pid>/stat`.
 fn cpu_secs(pid: &str) -> f64 {
     let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -99,8 +105,7 @@ fn cpu_secs(pid: &str) -> f64 {
         .collect();
     // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name and state.
     let ticks = f.get(11).copied().unwrap_or(0.0) + f.get(12).copied().unwrap_or(0.0);
-    // SAFETY: sysconf only reads a constant.
-    ticks / unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64
+    ticks / ticks_per_sec()
 }
 
 /// The machine's busy and stolen CPU time so far, seconds (the `cpu` line of `/proc/stat`).
@@ -115,8 +120,7 @@ fn machine_cpu() -> (f64, f64) {
         .map(|v| v.parse().unwrap_or(0.0))
         .collect();
     let at = |i: usize| f.get(i).copied().unwrap_or(0.0);
-    // SAFETY: sysconf only reads a constant.
-    let tck = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let tck = ticks_per_sec();
     // user nice system (idle iowait) irq softirq steal
     ((at(0) + at(1) + at(2) + at(5) + at(6)) / tck, at(7) / tck)
 }
