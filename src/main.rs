@@ -16,6 +16,7 @@ mod bench_sweep;
 mod dataset_cmd;
 #[cfg(feature = "train")]
 mod demo_cmd;
+#[cfg(test)] mod doc_commands;
 #[cfg(feature = "train")]
 mod predict;
 #[cfg(feature = "train")]

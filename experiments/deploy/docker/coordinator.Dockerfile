@@ -1,5 +1,5 @@
 # The coordinator image: the control-plane build without libtorch (`make light`), on a slim
-# Debian. It serves gRPC on 7070 and Prometheus metrics where --metrics-listen says.
+# Debian. It serves gRPC on 7077 and Prometheus metrics where --metrics-listen says.
 # Build from the repository root after `make light`:
 #   docker build -f experiments/deploy/docker/coordinator.Dockerfile -t ausweep-coordinator:0.1.0 .
 FROM debian:bookworm-slim
@@ -11,6 +11,6 @@ COPY target/light/release/ausweep /usr/local/bin/ausweep
 
 USER 10001
 VOLUME ["/var/lib/ausweep"]
-EXPOSE 7070 9090
+EXPOSE 7077 9090
 ENTRYPOINT ["/usr/local/bin/ausweep"]
-CMD ["coordinator", "--listen", "0.0.0.0:7070", "--metrics-listen", "0.0.0.0:9090", "--data-dir", "/var/lib/ausweep"]
+CMD ["coordinator", "--listen", "0.0.0.0:7077", "--metrics-listen", "0.0.0.0:9090", "--data-dir", "/var/lib/ausweep"]
