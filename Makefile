@@ -89,6 +89,14 @@ light-check:
 	CARGO_TARGET_DIR=$(CURDIR)/target/light $(CARGO) build --no-default-features --bin ausweep
 	CARGO_TARGET_DIR=$(CURDIR)/target/light $(CARGO) clippy -p ausweep --no-default-features --bins -- -D warnings
 	bash scripts/light-check.sh target/light/debug/ausweep
+	# Fault injection (AUSWEEP_FAULT_AT, proto/src/fault.rs) exists only in builds made for tests.
+	CARGO_TARGET_DIR=$(CURDIR)/target/light $(CARGO) build --profile $(LIGHT_PROFILE) --no-default-features --bin ausweep
+	@for b in target/light/debug/ausweep target/light/$(LIGHT_PROFILE:dev=debug)/ausweep; do \
+		[ -x $$b ] || { echo "light-check: FAILED: $$b missing" >&2; exit 1; }; \
+		if grep -qaF AUSWEEP_FAULT_AT $$b; then \
+			echo "light-check: FAILED: $$b contains AUSWEEP_FAULT_AT (fault injection outside a test build)" >&2; exit 1; \
+		fi; \
+	done; echo "light-check: ok: no fault injection (AUSWEEP_FAULT_AT) in the light binaries"
 
 # Formatting of every workspace (the main one and fuzz/), without changing anything.
 .PHONY: fmt-check

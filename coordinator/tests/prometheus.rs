@@ -1,11 +1,14 @@
 //! A real Prometheus server (Debian's `prometheus` package) scrapes a running coordinator;
 //! every query of the Grafana dashboard must return data through Prometheus's HTTP API, and
-//! `promtool` must accept our exposition, the alert rules and the scrape config.
+//! `promtool` must accept our exposition, the alert rules and the scrape config, and the alert
+//! rules must pass their unit tests (experiments/prometheus/alerts_test.yml): each alert fires in
+//! one case and stays quiet in another.
 
 use ausweep_coordinator::client;
 use ausweep_coordinator::{serve, Config};
 use ausweep_proto::v1;
 use sha2::{Digest, Sha256};
+use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -396,4 +399,82 @@ async fn prometheus_scrapes_every_dashboard_query() {
     .unwrap();
     beat.abort();
     h.shutdown().await;
+}
+
+/// `promtool test rules`: every case of alerts_test.yml gets the alerts it expects (labels and
+/// annotations as the rules render them), and nothing where it expects none.
+#[test]
+fn alert_rules_pass_their_unit_tests() {
+    promtool(
+        &[
+            "test",
+            "rules",
+            repo("experiments/prometheus/alerts_test.yml")
+                .to_str()
+                .unwrap(),
+        ],
+        None,
+    );
+}
+
+/// Every alert of alerts.yml has a case in alerts_test.yml where it fires and one where it stays
+/// quiet; a case naming no alert of alerts.yml (a typo passes `exp_alerts: []` vacuously) fails.
+#[test]
+fn every_alert_has_a_firing_and_a_quiet_case() {
+    let yaml = |p: &str| -> serde_yaml::Value {
+        serde_yaml::from_str(&std::fs::read_to_string(repo(p)).unwrap())
+            .unwrap_or_else(|e| panic!("{p}: {e}"))
+    };
+    let rules = yaml("experiments/prometheus/alerts.yml");
+    let alerts: BTreeSet<String> = rules["groups"]
+        .as_sequence()
+        .expect("alerts.yml: groups")
+        .iter()
+        .flat_map(|g| g["rules"].as_sequence().expect("alerts.yml: rules"))
+        .filter_map(|r| r["alert"].as_str().map(str::to_string))
+        .collect();
+    assert!(alerts.len() >= 6, "alerts.yml: {alerts:?}");
+
+    let tests = yaml("experiments/prometheus/alerts_test.yml");
+    assert_eq!(
+        tests["rule_files"].as_sequence().map(Vec::as_slice),
+        Some(&[serde_yaml::Value::from("alerts.yml")][..]),
+        "alerts_test.yml must test alerts.yml"
+    );
+    let (mut firing, mut quiet) = (BTreeSet::new(), BTreeSet::new());
+    for group in tests["tests"]
+        .as_sequence()
+        .expect("alerts_test.yml: tests")
+    {
+        for case in group["alert_rule_test"].as_sequence().into_iter().flatten() {
+            let name = case["alertname"]
+                .as_str()
+                .expect("alerts_test.yml: alertname")
+                .to_string();
+            // A missing `exp_alerts` expects none, as `exp_alerts: []` does.
+            match case["exp_alerts"].as_sequence() {
+                Some(exp) if !exp.is_empty() => firing.insert(name),
+                _ => quiet.insert(name),
+            };
+        }
+    }
+    let mut wrong: Vec<String> = Vec::new();
+    for a in &alerts {
+        if !firing.contains(a) {
+            wrong.push(format!("{a}: no case where it fires"));
+        }
+        if !quiet.contains(a) {
+            wrong.push(format!(
+                "{a}: no case where it stays quiet (exp_alerts: [])"
+            ));
+        }
+    }
+    for a in firing.union(&quiet).filter(|a| !alerts.contains(*a)) {
+        wrong.push(format!("{a}: tested, but alerts.yml has no such alert"));
+    }
+    assert!(
+        wrong.is_empty(),
+        "experiments/prometheus/alerts_test.yml:\n{}",
+        wrong.join("\n")
+    );
 }

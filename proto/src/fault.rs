@@ -1,10 +1,14 @@
 //! Fault injection for crash-window tests: `AUSWEEP_FAULT_AT` names points (comma-separated)
-//! at which this process kills itself with SIGKILL, as a crash or `kill -9` would. Unset in
-//! normal use; read once.
+//! at which this process kills itself with SIGKILL, as a crash or `kill -9` would. Read once.
+//!
+//! It exists only in builds made for tests: the cargo feature `fault-injection`, which the root
+//! package enables through its `[dev-dependencies]`, so `cargo test` builds the binary with it
+//! and `cargo build --release` (make build, make light, make dist) without. Without the feature
+//! [`point`] is empty and the variable is never read.
 
-use std::sync::OnceLock;
-
+#[cfg(feature = "fault-injection")]
 fn armed() -> &'static [String] {
+    use std::sync::OnceLock;
     static ARMED: OnceLock<Vec<String>> = OnceLock::new();
     ARMED.get_or_init(|| {
         std::env::var("AUSWEEP_FAULT_AT")
@@ -20,6 +24,7 @@ fn armed() -> &'static [String] {
 
 /// Dies here (SIGKILL to this process; its trainers follow through PDEATHSIG) when `point` is
 /// armed.
+#[cfg(feature = "fault-injection")]
 pub fn point(point: &str) {
     if armed().iter().any(|p| p == point) {
         eprintln!("ausweep: fault injection: killed at {point}");
@@ -29,3 +34,22 @@ pub fn point(point: &str) {
         }
     }
 }
+
+/// Nothing: this build has no fault injection (the feature `fault-injection` is off).
+#[cfg(not(feature = "fault-injection"))]
+#[inline]
+pub fn point(_point: &str) {}
+
+/// Panics here when `point` is armed: a bug in an operation, as a test stages one (the
+/// coordinator's scheduler must then stop the process rather than linger).
+#[cfg(feature = "fault-injection")]
+pub fn panic_at(point: &str) {
+    if armed().iter().any(|p| p == point) {
+        panic!("fault injection: panic at {point}");
+    }
+}
+
+/// Nothing: this build has no fault injection (the feature `fault-injection` is off).
+#[cfg(not(feature = "fault-injection"))]
+#[inline]
+pub fn panic_at(_point: &str) {}
