@@ -289,9 +289,7 @@ async fn demo(a: DemoArgs) -> Result<()> {
         store: None,
         baselines: None,
         baselines_file: None,
-        coordinator: url.clone(),
-        admin_token: Some(admin_token.clone()),
-        ca: None,
+        conn: ausweep_coordinator::cli::Conn::plain(&url, Some(admin_token.clone())),
     })
     .await?;
     // With an output folder the report says what it wrote; show the tables themselves too.

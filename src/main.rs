@@ -16,7 +16,8 @@ mod bench_sweep;
 mod dataset_cmd;
 #[cfg(feature = "train")]
 mod demo_cmd;
-#[cfg(test)] mod doc_commands;
+#[cfg(test)]
+mod doc_commands;
 #[cfg(feature = "train")]
 mod predict;
 #[cfg(feature = "train")]
@@ -186,7 +187,11 @@ fn main() {
         #[cfg(feature = "train")]
         Cmd::Demo(a) => demo_cmd::run(a),
         #[cfg(feature = "train")]
-        Cmd::Train(a) => train_cmd::run(a),
+        // The trainer's exit code tells the agent how it failed (ausweep_proto::trainer).
+        Cmd::Train(a) => train_cmd::run(a).inspect_err(|e| {
+            eprintln!("error: {e:#}");
+            std::process::exit(train_cmd::exit_code(e));
+        }),
         #[cfg(feature = "train")]
         Cmd::Predict(a) => predict::run(a),
         #[cfg(feature = "train")]
@@ -201,7 +206,12 @@ fn main() {
         Cmd::Man { out_dir } => man(out_dir),
         Cmd::Cluster(cmd) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
-            .and_then(|rt| rt.block_on(ausweep_coordinator::cli::run(*cmd))),
+            .and_then(|rt| {
+                let r = rt.block_on(ausweep_coordinator::cli::run(*cmd));
+                // A stuck blocking task must not keep a failed coordinator alive.
+                rt.shutdown_timeout(std::time::Duration::from_secs(5));
+                r
+            }),
     };
     if let Err(e) = r {
         eprintln!("error: {e:#}");
@@ -346,7 +356,7 @@ fn default_image() -> Result<PathBuf> {
         .output()
         .map_err(|e| {
             anyhow::anyhow!(
-                "no image given, no photo beside the binary, and no Python at {}: {e} (pass --image)",
+                "no image given, no photo beside the binary, and no Python at {}: {e} (give an image: `ausweep weights check NAME IMAGE`)",
                 py.display()
             )
         })?;

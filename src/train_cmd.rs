@@ -35,6 +35,26 @@ pub struct TrainArgs {
     summary: bool,
 }
 
+/// The exit code of a failed `ausweep train`: the agent↔trainer contract's kind of the first
+/// typed error in the chain (a job file the spec refuses is a bad configuration).
+pub fn exit_code(e: &anyhow::Error) -> i32 {
+    use ausweep_proto::trainer::TrainerExit;
+    let kind = e.chain().find_map(|c| {
+        if let Some(t) = c.downcast_ref::<train::TrainError>() {
+            Some(t.exit())
+        } else if c.downcast_ref::<ausweep_proto::JobError>().is_some() {
+            Some(TrainerExit::BadConfig)
+        } else {
+            c.downcast_ref::<ausweep_data::DataError>()
+                .map(|d| match d {
+                    ausweep_data::DataError::Io { .. } => TrainerExit::Node,
+                    _ => TrainerExit::BadConfig,
+                })
+        }
+    });
+    kind.unwrap_or(TrainerExit::Failed).code()
+}
+
 /// Runs `ausweep train`.
 pub fn run(a: TrainArgs) -> Result<()> {
     let text =

@@ -568,3 +568,225 @@ async fn plan_gives_the_coordinators_verdict_on_every_manifest() {
     }
     assert!(good >= 2 && bad >= 25, "{good} accepted, {bad} refused");
 }
+
+/// A CA, a server certificate for `localhost` and a client certificate it signed, and a client
+/// certificate from another CA, as PEM files in `dir`.
+struct Pki {
+    ca: String,
+    server: (String, String),
+    client: (String, String),
+    stranger: (String, String),
+}
+
+fn pki(dir: &Path) -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let ca = |name: &str| {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name.push(DnType::CommonName, name);
+        CertifiedIssuer::self_signed(p, KeyPair::generate().unwrap()).unwrap()
+    };
+    let leaf = |name: &str, issuer: &CertifiedIssuer<'static, KeyPair>| {
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .signed_by(&key, issuer)
+            .unwrap();
+        (
+            write(dir, &format!("{name}.pem"), &cert.pem()),
+            write(dir, &format!("{name}.key"), &key.serialize_pem()),
+        )
+    };
+    let (root, other) = (ca("lab CA"), ca("another CA"));
+    Pki {
+        ca: write(dir, "ca.pem", &root.pem()),
+        server: leaf("server", &root),
+        client: leaf("client", &root),
+        stranger: leaf("stranger", &other),
+    }
+}
+
+/// Every client command reaches a coordinator that requires mutual TLS, with the client
+/// certificate as flags or environment; without one, or with one from another CA, the refusal is
+/// one line that names the cause. Sweeps are named by their name as well as their id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_client_command_speaks_mutual_tls_and_says_why_it_is_refused() {
+    let _serial = SERIAL.lock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let p = pki(root);
+    let mut coord = Coordinator {
+        child: None,
+        bin: bin().to_path_buf(),
+        port: 0,
+        data: root.join("coord"),
+        log: root.join("coordinator.log"),
+        lease_ms: LEASE_MS,
+        env: vec![
+            ("AUSWEEP_TLS_CERT".into(), p.server.0.clone()),
+            ("AUSWEEP_TLS_KEY".into(), p.server.1.clone()),
+            ("AUSWEEP_TLS_CLIENT_CA".into(), p.ca.clone()),
+        ],
+    };
+    coord.spawn();
+    let url = format!("https://localhost:{}", coord.port);
+    let run = |args: &[&str], env: &[(&str, &str)]| {
+        Command::new(bin())
+            .args(args)
+            .env("AUSWEEP_COORDINATOR", &url)
+            .env("AUSWEEP_ADMIN_TOKEN", ADMIN)
+            .env("AUSWEEP_CA", &p.ca)
+            .envs(env.iter().copied())
+            .output()
+            .expect("run ausweep")
+    };
+    let mine = [
+        ("AUSWEEP_CLIENT_CERT", p.client.0.as_str()),
+        ("AUSWEEP_CLIENT_KEY", p.client.1.as_str()),
+    ];
+    // No client certificate: one line, the cause and the flags that mend it.
+    let err = refused(run(&["status"], &[]), "status without a client certificate");
+    assert_eq!(
+        err.trim(),
+        format!(
+            "error: connecting to {url}: the coordinator requires a client certificate (mutual \
+             TLS): give --client-cert and --client-key (AUSWEEP_CLIENT_CERT, AUSWEEP_CLIENT_KEY)"
+        )
+    );
+    let err = refused(
+        run(
+            &[
+                "status",
+                "--client-cert",
+                &p.stranger.0,
+                "--client-key",
+                &p.stranger.1,
+            ],
+            &[],
+        ),
+        "status with another CA's certificate",
+    );
+    assert!(
+        err.contains(&format!(
+            "the coordinator refused the client certificate {}",
+            p.stranger.0
+        )) && err.trim().lines().count() == 1,
+        "{err}"
+    );
+    // With it, as flags and as environment, every verb gets through.
+    let file = write(root, "tls.yaml", &manifest("tls", &[1], 6));
+    let out = ok(run(&["submit", &file], &mine), "submit over mutual TLS");
+    let id = sweep_id(&out);
+    ok(
+        run(
+            &[
+                "status",
+                "--client-cert",
+                &p.client.0,
+                "--client-key",
+                &p.client.1,
+            ],
+            &[],
+        ),
+        "status with the certificate as flags",
+    );
+    // By name: the newest sweep of that name.
+    let status = ok(run(&["status", "tls"], &mine), "status by name");
+    assert_eq!(states(&status), ["pending", "pending"], "{status}");
+    let report = ok(
+        run(&["report", "tls", "--format", "json"], &mine),
+        "report by name",
+    );
+    let json: serde_json::Value = serde_json::from_str(&report).unwrap();
+    assert_eq!(json["sweep_id"], id.as_str(), "{report}");
+    // predict SWEEP:BACKBONE reaches the coordinator (the sweep has no finished job yet).
+    let err = refused(
+        run(&["predict", "--model", "tls:mobilenet_v2", &file], &mine),
+        "predict from a sweep",
+    );
+    assert!(
+        err.contains("sweep tls has no finished job of backbone `mobilenet_v2`"),
+        "{err}"
+    );
+    // An unknown name lists what there is.
+    let err = refused(
+        run(&["status", "paper"], &mine),
+        "status of an unknown name",
+    );
+    assert!(
+        err.contains(&format!(
+            "no sweep `paper` by id, name or unique id prefix; sweeps: tls v1 ({id})"
+        )),
+        "{err}"
+    );
+    // A worker agent with the same variables registers over mutual TLS.
+    let worker = Worker::start(
+        bin(),
+        &url,
+        root,
+        "tls-node",
+        &[
+            ("AUSWEEP_CA", p.ca.as_str()),
+            ("AUSWEEP_CLIENT_CERT", p.client.0.as_str()),
+            ("AUSWEEP_CLIENT_KEY", p.client.1.as_str()),
+        ],
+    );
+    wait::until_blocking(
+        "the worker to register over mutual TLS",
+        Duration::from_secs(60),
+        Duration::from_millis(200),
+        || {
+            let out = run(&["workers"], &mine);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            if text.contains("tls-node") {
+                Seen::Done(())
+            } else {
+                Seen::Not(format!("{text}{}", worker.log()))
+            }
+        },
+    );
+    ok(run(&["cancel", "tls"], &mine), "cancel by name");
+    drop(worker);
+    coord.kill();
+}
+
+/// A scheduler that dies (here: a panic in its lease expiry, armed by fault injection) stops the
+/// coordinator with the cause and a non-zero exit, where it used to answer UNAVAILABLE forever;
+/// a restart recovers every job.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_scheduler_stops_the_coordinator_and_a_restart_recovers_every_job() {
+    let _serial = SERIAL.lock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path();
+    let mut coord = start_coordinator(&root.join("c"), LEASE_MS);
+    let file = write(root, "dies.yaml", &manifest("dies", &[1, 2], 6));
+    let id = sweep_id(&ok(cli(&coord, &["submit", &file]), "submit"));
+    coord.stop();
+    coord.env = vec![("AUSWEEP_FAULT_AT".into(), "scheduler-expiry-panic".into())];
+    coord.spawn();
+    let mut child = coord.child.take().expect("the coordinator runs");
+    let log = coord.log.clone();
+    let status = wait::until_blocking(
+        "the coordinator to exit once its scheduler died",
+        Duration::from_secs(60),
+        Duration::from_millis(50),
+        || {
+            exit_seen(&mut child, || {
+                std::fs::read_to_string(&log).unwrap_or_default()
+            })
+        },
+    );
+    assert_eq!(status.code(), Some(1), "{}", coord.log());
+    let text = coord.log();
+    assert!(
+        text.contains(
+            "ausweep coordinator: exiting: the scheduler stopped: the scheduler loop \
+                       panicked: fault injection: panic at scheduler-expiry-panic"
+        ),
+        "{text}"
+    );
+    coord.env.clear();
+    coord.spawn();
+    let status = ok(cli(&coord, &["status", &id]), "status after the restart");
+    assert_eq!(states(&status), ["pending"; 4], "{status}");
+}

@@ -283,3 +283,86 @@ async fn sigkilled_worker_is_replaced_and_sigterm_drains_at_a_checkpoint() {
     h.shutdown().await;
     eprintln!("kill/drain test: {:.1} s", t0.elapsed().as_secs_f64());
 }
+
+/// A worker whose node lacks the dataset's mount (here: the dataset folder hidden under an
+/// empty tmpfs in the worker's own mount namespace) loses its attempt as that node's problem:
+/// the job waits, saying which worker lacks which path, and another worker that sees the data
+/// runs it, although the sweep allows no retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_missing_the_data_mount_hands_the_job_on_and_the_job_says_why_it_waits() {
+    let _serial = SERIAL.lock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("disfa");
+    let st = Command::new(bin())
+        .args(["dataset", "synth"])
+        .arg(&data)
+        .args(["--subjects", "27", "--frames", "8", "--size", "32"])
+        .status()
+        .unwrap();
+    assert!(st.success(), "ausweep dataset synth: {st}");
+    let (h, mut admin, url) = coordinator(&tmp.path().join("coord")).await;
+    let yaml = manifest("mount", &[1], 1)
+        .replace(
+            "source: {kind: synthetic, subjects: 27, frames: 8, seed: 3}",
+            &format!(
+                "source: {{kind: disfa, labels_root: {0}, frames_root: {0}/Frames}}",
+                data.display()
+            ),
+        )
+        .replace("retries: 3", "retries: 0");
+    assert!(yaml.contains("kind: disfa"), "{yaml}");
+    let id = submit(&mut admin, yaml).await;
+    // The agent runs in a mount namespace of its own where the dataset folder is an empty tmpfs.
+    let wrapper = tmp.path().join("unmounted.sh");
+    std::fs::write(
+        &wrapper,
+        "#!/bin/sh\nexec unshare -m sh -c 'mount -t tmpfs none \"$AUSWEEP_HIDE\" && exec \
+         \"$AUSWEEP_REAL_BIN\" \"$@\"' sh \"$@\"\n",
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let hide = data.to_str().unwrap();
+    let real = bin().to_str().unwrap();
+    let blind = Worker::start(
+        &wrapper,
+        &url,
+        tmp.path(),
+        "blind",
+        &[("AUSWEEP_HIDE", hide), ("AUSWEEP_REAL_BIN", real)],
+    );
+    // The mount point is there (empty), the folder inside it is not.
+    let lacks = format!(
+        "no connected worker can run it: blind: dataset path {}/Frames does not exist on this \
+         worker",
+        data.display()
+    );
+    let st = wait_sweep(
+        &mut admin,
+        &id,
+        Duration::from_secs(120),
+        "the stage-1 job to wait, naming the worker that lacks its data",
+        &[&blind],
+        |st| st.jobs.iter().any(|j| j.pending_reason.starts_with(&lacks)),
+    )
+    .await;
+    let job = st.jobs.iter().find(|j| j.stage == 1).unwrap().clone();
+    assert_eq!(job.state(), v1::JobState::Pending, "{}", describe(&st));
+    // A worker that sees the data runs it, and its stage 2.
+    let sighted = start_worker(&url, tmp.path(), "sighted", &[]);
+    let st = wait_sweep(
+        &mut admin,
+        &id,
+        Duration::from_secs(300),
+        "the sweep to finish on the worker that sees the data",
+        &[&blind, &sighted],
+        all_succeeded,
+    )
+    .await;
+    let done = st.jobs.iter().find(|j| j.job_id == job.job_id).unwrap();
+    assert_eq!(done.attempt, 2, "{}", describe(&st));
+    h.shutdown().await;
+}

@@ -208,6 +208,70 @@ fn a_video_gives_openface_rows_for_every_strided_frame() {
 }
 
 #[test]
+fn a_damaged_video_is_named_and_the_other_inputs_are_still_written() {
+    let d = tempfile::tempdir().unwrap();
+    let model = checkpoint(&d.path().join("model"), &AUS, 8, &[0.5; 8]);
+    let astronaut = common::photo(d.path(), "astronaut");
+    let video = d.path().join("clip.mp4");
+    let st = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=224x224:rate=10",
+        ])
+        .args([
+            "-frames:v",
+            "30",
+            "-pix_fmt",
+            "yuv420p",
+            "-c:v",
+            "libx264",
+            "-crf",
+            "12",
+        ])
+        .arg(&video)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    // The middle of the stream overwritten: ffprobe still reads the container, ffmpeg decodes
+    // what it can, says so on stderr, and exits 0.
+    let mut bytes = std::fs::read(&video).unwrap();
+    let n = bytes.len();
+    for b in &mut bytes[n * 3 / 10..n * 6 / 10] {
+        *b = 0x5A;
+    }
+    let damaged = d.path().join("damaged.mp4");
+    std::fs::write(&damaged, bytes).unwrap();
+    let out = d.path().join("out.jsonl");
+    let r = ausweep(&[
+        "--model",
+        model.to_str().unwrap(),
+        damaged.to_str().unwrap(),
+        astronaut.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let err = text(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains(&format!(
+            "{}: the video is damaged: ffmpeg: ",
+            damaged.display()
+        )),
+        "{err}"
+    );
+    let rows = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        rows.lines().any(|l| l.contains("astronaut.png")),
+        "the photo after the damaged video was not written: {rows}"
+    );
+}
+
+#[test]
 fn au_list_mismatches_are_refused_with_what_the_model_knows() {
     let d = tempfile::tempdir().unwrap();
     let astronaut = common::photo(d.path(), "astronaut");

@@ -1,5 +1,6 @@
 //! `ausweep train` as a user runs it: a real child process, JSON lines on stdout.
 
+use ausweep_proto::trainer::TrainerExit;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -189,14 +190,37 @@ fn bad_job_files_name_the_field() {
             .arg(d.path().join("o"))
             .output()
             .unwrap();
-        assert_eq!(out.status.code(), Some(1));
         let err = String::from_utf8_lossy(&out.stderr);
+        // The agent reads the failure's kind from the exit code, never from these words.
+        assert_eq!(
+            out.status.code(),
+            Some(TrainerExit::BadConfig.code()),
+            "case {i}: {err}"
+        );
         assert!(
             err.contains(field) && err.contains(&format!("bad{i}.yaml")),
             "case {i}: {err}"
         );
         assert!(!err.contains("panicked"), "{err}");
     }
+    // Data this node cannot read (a mount missing here) is the node's problem: exit 74.
+    let job = write_job(
+        d.path(),
+        "unmounted.yaml",
+        "backbone: mobilenet_v2\nstage: 1\nfold: 1\ndata:\n  source: {kind: disfa, \
+         labels_root: /nonexistent/mnt/labels, frames_root: /nonexistent/mnt/frames}\n  \
+         input_size: 48\n",
+    );
+    let out = ausweep()
+        .arg("train")
+        .arg(&job)
+        .arg("--out")
+        .arg(d.path().join("o"))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(TrainerExit::Node.code()), "{err}");
+    assert!(err.contains("/nonexistent/mnt/labels"), "{err}");
 }
 
 #[test]

@@ -115,10 +115,12 @@ pub enum Launch {
     Slurm(crate::launch::SlurmArgs),
 }
 
-/// How admin commands reach the coordinator.
+/// How every client command reaches the coordinator: URL, TLS files and the admin token, as
+/// flags or environment variables (the same for the admin verbs, `report`, `launch slurm` and
+/// `predict --model SWEEP:BACKBONE`).
 #[derive(Debug, Clone, clap::Args)]
 pub struct Conn {
-    /// Coordinator URL.
+    /// Coordinator URL (`https://` speaks TLS: with --ca, or else the system's roots).
     #[arg(
         long,
         env = "AUSWEEP_COORDINATOR",
@@ -127,10 +129,61 @@ pub struct Conn {
     pub coordinator: String,
     /// Admin token.
     #[arg(long, env = "AUSWEEP_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: String,
-    /// CA certificate for an https coordinator.
+    pub admin_token: Option<String>,
+    /// CA certificate (PEM) that signed the coordinator's certificate.
     #[arg(long, env = "AUSWEEP_CA")]
     pub ca: Option<PathBuf>,
+    /// Client certificate (PEM) for a coordinator that requires mutual TLS (with --client-key).
+    #[arg(long, env = "AUSWEEP_CLIENT_CERT", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, env = "AUSWEEP_CLIENT_KEY", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+    /// Server name to verify in the coordinator's certificate (default: the URL's host).
+    #[arg(long, env = "AUSWEEP_TLS_DOMAIN")]
+    pub tls_domain: Option<String>,
+}
+
+impl Conn {
+    /// A plaintext connection to `url` (the flags' defaults otherwise).
+    pub fn plain(url: &str, admin_token: Option<String>) -> Self {
+        Self {
+            coordinator: url.into(),
+            admin_token,
+            ca: None,
+            client_cert: None,
+            client_key: None,
+            tls_domain: None,
+        }
+    }
+
+    /// The TLS settings these flags give (none: plaintext, or `https://` on the system roots).
+    pub fn tls(&self) -> Option<ClientTls> {
+        let identity = self.client_cert.clone().zip(self.client_key.clone());
+        (self.ca.is_some() || identity.is_some() || self.tls_domain.is_some()).then(|| ClientTls {
+            ca: self.ca.clone(),
+            identity,
+            domain: self.tls_domain.clone(),
+        })
+    }
+
+    /// The admin token, or an error saying how to give one (`what` names the command).
+    pub fn token(&self, what: &str) -> Result<&str> {
+        self.admin_token.as_deref().ok_or_else(|| {
+            anyhow::anyhow!(
+                "{what} needs the admin token: give --admin-token or AUSWEEP_ADMIN_TOKEN"
+            )
+        })
+    }
+
+    /// An admin client on this connection.
+    pub async fn admin(&self, what: &str) -> Result<client::Admin> {
+        let token = self.token(what)?;
+        let ch = client::connect(&self.coordinator, self.tls().as_ref())
+            .await
+            .map_err(|e| anyhow::anyhow!("connecting to {}: {e}", self.coordinator))?;
+        Ok(client::admin(ch, token)?)
+    }
 }
 
 /// `ausweep coordinator` options.
@@ -279,14 +332,7 @@ pub fn config(a: &ServeArgs) -> Result<Config> {
 }
 
 pub(crate) async fn admin(c: &Conn) -> Result<client::Admin> {
-    let tls = c.ca.as_ref().map(|ca| ClientTls {
-        ca: Some(ca.clone()),
-        ..Default::default()
-    });
-    let ch = client::connect(&c.coordinator, tls.as_ref())
-        .await
-        .map_err(|e| anyhow::anyhow!("connecting to {}: {e}", c.coordinator))?;
-    Ok(client::admin(ch, &c.admin_token)?)
+    c.admin("this command").await
 }
 
 fn mib(bytes: u64) -> String {
@@ -315,7 +361,10 @@ pub async fn run(cmd: Command) -> Result<()> {
                 eprintln!("ausweep coordinator metrics on http://{m}/metrics");
             }
             tokio::select! {
-                r = h.wait() => r?,
+                r = h.wait() => if let Err(e) = r {
+                    eprintln!("ausweep coordinator: exiting: {e}");
+                    return Err(e.into());
+                },
                 _ = tokio::signal::ctrl_c() => eprintln!("stopping"),
             }
         }

@@ -8,7 +8,6 @@ use anyhow::{bail, Context, Result};
 use ausweep_proto::v1;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 /// Flags of `ausweep launch slurm`.
@@ -39,6 +38,9 @@ pub struct SlurmArgs {
     /// starting weights are missing there get no allocation. Unchecked when absent.
     #[arg(long, env = "AUSWEEP_WEIGHTS")]
     pub weights: Option<PathBuf>,
+    /// Longest wait, seconds, for one `squeue` or `sbatch` (a hung slurmctld costs one round).
+    #[arg(long, default_value_t = 60)]
+    pub slurm_timeout_s: u64,
 }
 
 /// What the launcher saw: jobs a new worker could run now, and why the other pending ones
@@ -138,36 +140,54 @@ async fn demand(admin: &mut crate::client::Admin, weights: Option<&Path>) -> Res
     Ok(d)
 }
 
-/// Slurm job ids of our allocations, queued or running.
-fn allocations(job_name: &str) -> Result<Vec<String>> {
-    let o = Command::new("squeue")
-        .args(["-h", "-o", "%i", &format!("--name={job_name}")])
-        .output()
-        .context("running squeue (is Slurm's client installed and SLURM_CONF set?)")?;
+/// Runs an external command to its end, or kills it after `limit`: its output, or an error
+/// naming the command and what went wrong (not found, timed out, its stderr on failure).
+pub async fn bounded(mut cmd: tokio::process::Command, limit: Duration) -> Result<String> {
+    let name = cmd.as_std().get_program().to_string_lossy().into_owned();
+    cmd.kill_on_drop(true)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().with_context(|| format!("running {name}"))?;
+    let o = match tokio::time::timeout(limit, child.wait_with_output()).await {
+        Ok(o) => o.with_context(|| format!("waiting for {name}"))?,
+        Err(_) => bail!(
+            "{name} did not finish within {} s (killed)",
+            limit.as_secs_f64()
+        ),
+    };
     if !o.status.success() {
-        bail!("squeue: {}", String::from_utf8_lossy(&o.stderr).trim());
+        bail!("{name}: {}", String::from_utf8_lossy(&o.stderr).trim());
     }
-    Ok(String::from_utf8_lossy(&o.stdout)
+    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+/// Slurm job ids of our allocations, queued or running.
+async fn allocations(job_name: &str, limit: Duration) -> Result<Vec<String>> {
+    let mut c = tokio::process::Command::new("squeue");
+    c.args(["-h", "-o", "%i", &format!("--name={job_name}")]);
+    let out = bounded(c, limit)
+        .await
+        .context("is Slurm's client installed and SLURM_CONF set?")?;
+    Ok(out
         .lines()
         .map(|l| l.trim().to_string())
         .filter(|l| !l.is_empty())
         .collect())
 }
 
-fn sbatch(a: &SlurmArgs) -> Result<String> {
-    let o = Command::new("sbatch")
-        .arg("--parsable")
+async fn sbatch(a: &SlurmArgs) -> Result<String> {
+    let mut c = tokio::process::Command::new("sbatch");
+    c.arg("--parsable")
         .arg(format!("--job-name={}", a.job_name))
         .args(&a.sbatch_args)
         .arg(&a.recipe)
         .env("AUSWEEP_COORDINATOR", &a.conn.coordinator)
-        .env("AUSWEEP_IDLE_EXIT_S", a.idle_exit_s.to_string())
-        .output()
-        .context("running sbatch")?;
-    if !o.status.success() {
-        bail!("sbatch: {}", String::from_utf8_lossy(&o.stderr).trim());
-    }
-    Ok(String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .env("AUSWEEP_IDLE_EXIT_S", a.idle_exit_s.to_string());
+    Ok(bounded(c, Duration::from_secs(a.slurm_timeout_s.max(1)))
+        .await?
+        .trim()
+        .to_string())
 }
 
 /// How many allocations to add: enough for the runnable jobs, up to the maximum.
@@ -192,7 +212,7 @@ pub async fn run(a: SlurmArgs) -> Result<()> {
         }
         let (demand, allocs) = match (
             demand(&mut admin, a.weights.as_deref()).await,
-            allocations(&a.job_name),
+            allocations(&a.job_name, Duration::from_secs(a.slurm_timeout_s.max(1))).await,
         ) {
             (Ok(d), Ok(al)) => (d, al),
             (Err(e), _) | (_, Err(e)) => {
@@ -219,7 +239,7 @@ pub async fn run(a: SlurmArgs) -> Result<()> {
             continue;
         }
         for _ in 0..add {
-            match sbatch(&a) {
+            match sbatch(&a).await {
                 Ok(id) => eprintln!("{state}: submitted allocation {id}"),
                 Err(e) => {
                     eprintln!("{state}: {e:#}");
@@ -235,10 +255,11 @@ pub async fn run(a: SlurmArgs) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::{blocker, to_submit, Demand};
+    use super::{blocker, bounded, to_submit, Demand};
     use ausweep_proto::v1;
     use std::collections::BTreeMap;
     use std::path::PathBuf;
+    use std::time::Duration;
 
     fn job(stage: u32, backbone: &str, reason: &str) -> v1::JobStatus {
         v1::JobStatus {
@@ -302,5 +323,23 @@ mod tests {
         assert_eq!(to_submit(9, 1, 4), 3);
         assert_eq!(to_submit(2, 3, 4), 0);
         assert_eq!(to_submit(9, 4, 4), 0);
+    }
+
+    #[tokio::test]
+    async fn a_hung_slurm_command_is_killed_at_its_limit_and_named() {
+        let mut c = tokio::process::Command::new("sleep");
+        c.arg("600");
+        let err = bounded(c, Duration::from_millis(300)).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "sleep did not finish within 0.3 s (killed)"
+        );
+        let mut c = tokio::process::Command::new("sh");
+        c.args(["-c", "echo 'sbatch: error: invalid partition' >&2; exit 1"]);
+        let err = bounded(c, Duration::from_secs(30)).await.unwrap_err();
+        assert_eq!(err.to_string(), "sh: sbatch: error: invalid partition");
+        let mut c = tokio::process::Command::new("echo");
+        c.arg("4242");
+        assert_eq!(bounded(c, Duration::from_secs(30)).await.unwrap(), "4242\n");
     }
 }

@@ -101,6 +101,9 @@ pub enum ServeError {
     /// gRPC transport failure.
     #[error("transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// The scheduler loop ended by itself (its cause); the coordinator cannot serve without it.
+    #[error("the scheduler stopped: {0}")]
+    SchedulerStopped(String),
 }
 
 /// A running coordinator.
@@ -147,12 +150,19 @@ impl Handle {
         self.sched.stop().await;
     }
 
-    /// Waits until the server stops.
-    pub async fn wait(self) -> Result<(), ServeError> {
-        self.server
-            .await
-            .map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))??;
-        Ok(())
+    /// Waits until the server stops, or the scheduler loop dies (an error naming its cause:
+    /// a coordinator that can only answer UNAVAILABLE should exit and be restarted).
+    pub async fn wait(mut self) -> Result<(), ServeError> {
+        tokio::select! {
+            served = &mut self.server => {
+                served.map_err(|e| ServeError::Io(std::io::Error::other(e.to_string())))??;
+                Ok(())
+            }
+            why = self.sched.died() => {
+                self.server.abort();
+                Err(ServeError::SchedulerStopped(why))
+            }
+        }
     }
 }
 
@@ -195,7 +205,7 @@ pub async fn serve(config: Config) -> Result<Handle, ServeError> {
     let walked = blob_dir.clone();
     let walk = tokio::task::spawn_blocking(move || Blobs::open_listing(&walked, max_blob));
     let (gc_tx, gc_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (sched, sched_task) =
+    let (sched, mut sched_task) =
         Scheduler::start(store, config.timing, config.expiry_every, Some(gc_tx))?;
     let (blobs, found) = walk
         .await
@@ -227,10 +237,13 @@ pub async fn serve(config: Config) -> Result<Handle, ServeError> {
         }
     };
     let sessions: Sessions = Default::default();
-    let known = sched
-        .call(|st, now, _| Ok(st.list_workers(now)))
-        .await
-        .map_err(|e| ServeError::Config(e.to_string()))?;
+    let known = match sched.call(|st, now, _| Ok(st.list_workers(now))).await {
+        Ok(k) => k,
+        Err(crate::sched::SchedError::Stopped) => {
+            return Err(ServeError::SchedulerStopped(sched_task.died().await))
+        }
+        Err(e) => return Err(ServeError::Config(e.to_string())),
+    };
     if let Ok(mut s) = sessions.write() {
         for w in known {
             if let Some(h) = TokenHash::from_hex(&w.worker.session_hash) {

@@ -47,9 +47,7 @@ async fn report_over_the_admin_api_marks_a_partial_sweep() {
         store: None,
         baselines: None,
         baselines_file: None,
-        coordinator: ip.url.clone(),
-        admin_token: Some(ADMIN.into()),
-        ca: None,
+        conn: ausweep_coordinator::cli::Conn::plain(&ip.url, Some(ADMIN.into())),
     };
     let json: serde_json::Value = serde_json::from_str(&run_report(&args).await.unwrap()).unwrap();
     assert_eq!(json["partial"], true);
@@ -94,7 +92,7 @@ async fn report_over_the_admin_api_marks_a_partial_sweep() {
         assert!(out.join(f).is_file(), "{f}");
     }
     // A wrong admin token: the coordinator refuses it (not a connection failure).
-    a.admin_token = Some("wrong-token-0123456789".into());
+    a.conn.admin_token = Some("wrong-token-0123456789".into());
     let e = run_report(&a).await.expect_err("a wrong admin token");
     let s = status_of(&e);
     assert_eq!(

@@ -2,6 +2,7 @@
 
 use ausweep_coordinator::client::{self, ClientTls};
 use ausweep_coordinator::{serve, TlsFiles};
+use ausweep_proto::tls_probe::TlsRefusal;
 use ausweep_proto::v1;
 use ausweep_testkit::{rpc, ADMIN};
 use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
@@ -61,6 +62,8 @@ fn pki() -> Pki {
 struct Failure {
     code: Option<Code>,
     causes: String,
+    /// Why TLS was refused, when the connect said so.
+    refusal: Option<TlsRefusal>,
 }
 
 fn causes(e: &(dyn std::error::Error + 'static)) -> String {
@@ -89,6 +92,7 @@ async fn list(url: &str, tls: Option<&ClientTls>) -> Result<usize, Failure> {
     let ch = client::connect(url, tls).await.map_err(|e| Failure {
         code: None,
         causes: causes(&*e),
+        refusal: e.downcast_ref::<TlsRefusal>().cloned(),
     })?;
     let mut a = client::admin(ch, ADMIN).expect("admin client");
     a.list_sweeps(v1::ListSweepsRequest {})
@@ -97,7 +101,19 @@ async fn list(url: &str, tls: Option<&ClientTls>) -> Result<usize, Failure> {
         .map_err(|s| Failure {
             code: Some(s.code()),
             causes: causes(&s),
+            refusal: None,
         })
+}
+
+/// Asserts that connecting failed with this TLS refusal, and that its message is one line.
+fn assert_refused(what: &str, r: Result<usize, Failure>, want: TlsRefusal) {
+    match r {
+        Ok(n) => panic!("{what}: answered ({n} sweeps); expected {want:?}"),
+        Err(f) => {
+            assert_eq!(f.refusal.as_ref(), Some(&want), "{what}: {f:?}");
+            assert!(!f.causes.contains('\n'), "{what}: {}", f.causes);
+        }
+    }
 }
 
 #[tokio::test]
@@ -136,11 +152,18 @@ async fn tls_serves_clients_that_trust_its_ca_and_refuses_plaintext() {
         identity: None,
         domain: Some("localhost".into()),
     };
-    assert_fails(
+    assert_refused(
         "a client trusting another CA",
         list(&url, Some(&distrusting)).await,
-        None,
-        &["invalid peer certificate: UnknownIssuer"],
+        TlsRefusal::UnknownCa {
+            ca: Some(p.stranger.0.display().to_string()),
+        },
+    );
+    // `https://` without a CA: the system's roots, which do not hold the test's CA.
+    assert_refused(
+        "https without --ca",
+        list(&url, None).await,
+        TlsRefusal::UnknownCa { ca: None },
     );
     // A client that expects another name refuses the certificate.
     let elsewhere = ClientTls {
@@ -148,11 +171,12 @@ async fn tls_serves_clients_that_trust_its_ca_and_refuses_plaintext() {
         identity: None,
         domain: Some("example.org".into()),
     };
-    assert_fails(
+    assert_refused(
         "a client expecting another server name",
         list(&url, Some(&elsewhere)).await,
-        None,
-        &["certificate not valid for name \"example.org\""],
+        TlsRefusal::NameMismatch {
+            name: "example.org".into(),
+        },
     );
     h.kill().await;
 }
@@ -174,19 +198,70 @@ async fn mutual_tls_requires_a_client_certificate_from_the_ca() {
         domain: Some("localhost".into()),
     };
     assert_eq!(list(&url, Some(&with(Some(p.client.clone())))).await, Ok(0));
-    // TLS 1.3: the client finishes its side of the handshake, then reads the server's alert
-    // with its first call.
-    assert_fails(
+    // TLS 1.3: the client finishes its side of the handshake, and only the server's alert
+    // after it says why; the connect waits for it and names it.
+    assert_refused(
         "no client certificate",
         list(&url, Some(&with(None))).await,
-        Some(Code::Unknown),
-        &["received fatal alert: CertificateRequired"],
+        TlsRefusal::ClientCertRequired,
     );
-    assert_fails(
+    assert_refused(
         "a client certificate from another CA",
         list(&url, Some(&with(Some(p.stranger.clone())))).await,
-        Some(Code::Unknown),
-        &["received fatal alert: UnknownCA"],
+        TlsRefusal::ClientCertRefused {
+            cert: p.stranger.0.display().to_string(),
+            alert: "UnknownCA".into(),
+        },
+    );
+    h.kill().await;
+}
+
+#[tokio::test]
+async fn an_expired_certificate_and_a_plaintext_coordinator_are_named() {
+    let p = pki();
+    let dir = tempfile::tempdir().unwrap();
+    let root = ca("ausweep test CA");
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["localhost".to_string()]).unwrap();
+    params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+    params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+    let cert = params.signed_by(&key, &root).unwrap();
+    let mut cfg = rpc::config(None);
+    cfg.tls = Some(TlsFiles {
+        cert: write(dir.path(), "old.pem", cert.pem()),
+        key: write(dir.path(), "old.key", key.serialize_pem()),
+        client_ca: None,
+    });
+    let ca_file = write(dir.path(), "ca.pem", root.pem());
+    let h = serve(cfg).await.unwrap();
+    let trusting = ClientTls {
+        ca: Some(ca_file),
+        ..Default::default()
+    };
+    assert_refused(
+        "an expired server certificate",
+        list(
+            &format!("https://localhost:{}", h.addr.port()),
+            Some(&trusting),
+        )
+        .await,
+        TlsRefusal::Expired,
+    );
+    h.kill().await;
+    // `https://` against a plaintext coordinator.
+    let h = serve(rpc::config(None)).await.unwrap();
+    let plain = ClientTls {
+        ca: Some(p.ca.clone()),
+        ..Default::default()
+    };
+    assert_refused(
+        "https against a plaintext coordinator",
+        list(
+            &format!("https://localhost:{}", h.addr.port()),
+            Some(&plain),
+        )
+        .await,
+        TlsRefusal::NotTls,
     );
     h.kill().await;
 }

@@ -46,12 +46,30 @@ pub struct ClientTls {
     pub domain: Option<String>,
 }
 
-/// Connects to a coordinator (`http://host:port` or `https://...`).
+/// Connects to a coordinator (`http://host:port` or `https://...`). `https://` always speaks
+/// TLS: with `tls.ca`, or else the system's roots. A refused TLS connection is a
+/// [`TlsRefusal`](crate::tls_probe::TlsRefusal) naming the cause.
 pub async fn connect(
     url: &str,
     tls: Option<&ClientTls>,
 ) -> Result<Channel, Box<dyn std::error::Error + Send + Sync>> {
     let mut ep = Endpoint::from_shared(url.to_string())?.tcp_nodelay(true);
+    let https = ep.uri().scheme_str() == Some("https");
+    let system = ClientTls::default();
+    let tls = tls.or(https.then_some(&system));
+    if let (true, Some(t)) = (https, tls) {
+        let uri = ep.uri();
+        let host = uri.host().unwrap_or("localhost");
+        let port = uri.port_u16().unwrap_or(443);
+        crate::tls_probe::probe(
+            host,
+            port,
+            t.domain.as_deref(),
+            t.ca.as_deref(),
+            t.identity.as_ref(),
+        )
+        .await?;
+    }
     if let Some(t) = tls {
         let mut c = ClientTlsConfig::new().with_enabled_roots();
         if let Some(ca) = &t.ca {

@@ -4,6 +4,8 @@
 pub mod client;
 pub mod fault;
 pub mod job;
+pub mod tls_probe;
+pub mod trainer;
 pub mod wire;
 pub mod yaml;
 

@@ -159,6 +159,8 @@ pub fn probe(p: &Path) -> Result<VideoInfo> {
 pub struct VideoFrames {
     child: Child,
     stdout: ChildStdout,
+    /// What ffmpeg wrote on stderr (at `-v error`, only errors), gathered by a thread.
+    stderr: Option<std::thread::JoinHandle<String>>,
     info: VideoInfo,
     stride: u64,
     next: u64,
@@ -184,16 +186,24 @@ impl VideoFrames {
                 "-",
             ])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| anyhow!("running ffmpeg (install ffmpeg; `make setup` does): {e}"))?;
         let stdout = child
             .stdout
             .take()
             .ok_or_else(|| anyhow!("ffmpeg has no stdout"))?;
+        let stderr = child.stderr.take().map(|mut e| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = e.read_to_string(&mut text);
+                text
+            })
+        });
         Ok(VideoFrames {
             child,
             stdout,
+            stderr,
             info,
             stride,
             next: 0,
@@ -214,6 +224,7 @@ impl VideoFrames {
             }
         }
         if got < buf.len() {
+            self.finished(got)?;
             return Ok(None);
         }
         let index = self.next * self.stride;
@@ -221,6 +232,37 @@ impl VideoFrames {
         let img = RgbImage::from_raw(w, h, buf)
             .ok_or_else(|| anyhow!("{}: frame of the wrong size", self.path.display()))?;
         Ok(Some((index, index as f64 / self.info.fps, img)))
+    }
+}
+
+impl VideoFrames {
+    /// At the end of ffmpeg's output: an error naming the file when ffmpeg failed, reported
+    /// errors (a corrupt stream it concealed) or stopped inside a frame.
+    fn finished(&mut self, partial: usize) -> Result<()> {
+        let status = self.child.wait();
+        let said = self
+            .stderr
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default();
+        let said: Vec<&str> = said
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty())
+            .collect();
+        let first = said.first().copied().unwrap_or("");
+        let more = match said.len() {
+            0 | 1 => String::new(),
+            n => format!(" (and {} more line(s))", n - 1),
+        };
+        let p = self.path.display();
+        match status {
+            Err(e) => bail!("{p}: waiting for ffmpeg: {e}"),
+            Ok(s) if !s.success() => bail!("{p}: ffmpeg failed ({s}): {first}{more}"),
+            Ok(_) if !said.is_empty() => bail!("{p}: the video is damaged: ffmpeg: {first}{more}"),
+            Ok(_) if partial > 0 => bail!("{p}: ffmpeg stopped inside a frame ({partial} bytes)"),
+            Ok(_) => Ok(()),
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //! fold's final checkpoint of that backbone, downloaded from the coordinator's store).
 
 use anyhow::{anyhow, bail, Context, Result};
-use ausweep_proto::client::{self, ClientTls};
+use ausweep_proto::client;
 use ausweep_proto::v1;
 use ausweep_worker::agent::checkpoints::Cache;
 use sha2::{Digest, Sha256};
@@ -10,23 +10,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use tokio_stream::StreamExt;
 
-/// How to reach the coordinator for a sweep reference.
-#[derive(Debug, Clone, clap::Args)]
-pub struct Remote {
-    /// Coordinator URL (for `--model SWEEP:BACKBONE`).
-    #[arg(
-        long,
-        env = "AUSWEEP_COORDINATOR",
-        default_value = "http://127.0.0.1:7077"
-    )]
-    pub coordinator: String,
-    /// Admin token (for `--model SWEEP:BACKBONE`).
-    #[arg(long, env = "AUSWEEP_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
-    /// CA certificate for an https coordinator.
-    #[arg(long, env = "AUSWEEP_CA")]
-    pub ca: Option<PathBuf>,
-}
+/// How to reach the coordinator for a sweep reference: the same flags as every client command.
+pub type Remote = ausweep_coordinator::cli::Conn;
 
 /// The checkpoint file `--model` names, and a line saying where it came from.
 pub fn resolve(model: &str, remote: &Remote, cache_dir: &Path) -> Result<(PathBuf, String)> {
@@ -55,13 +40,13 @@ pub fn resolve(model: &str, remote: &Remote, cache_dir: &Path) -> Result<(PathBu
     else {
         bail!("--model {model}: no such file, and not a SWEEP:BACKBONE reference");
     };
-    let token = remote.admin_token.as_deref().ok_or_else(|| {
-        anyhow!("--model {model} names a sweep: give --admin-token (or AUSWEEP_ADMIN_TOKEN)")
-    })?;
+    if remote.admin_token.is_none() {
+        bail!("--model {model} names a sweep: give --admin-token (or AUSWEEP_ADMIN_TOKEN)");
+    }
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    rt.block_on(fetch_best(sweep, backbone, remote, token, cache_dir))
+    rt.block_on(fetch_best(sweep, backbone, remote, cache_dir))
 }
 
 /// The stage and fold a sweep reference picks: among the backbone's succeeded jobs with a
@@ -88,17 +73,9 @@ async fn fetch_best(
     sweep: &str,
     backbone: &str,
     remote: &Remote,
-    token: &str,
     cache_dir: &Path,
 ) -> Result<(PathBuf, String)> {
-    let tls = remote.ca.as_ref().map(|ca| ClientTls {
-        ca: Some(ca.clone()),
-        ..Default::default()
-    });
-    let ch = client::connect(&remote.coordinator, tls.as_ref())
-        .await
-        .map_err(|e| anyhow!("connecting to {}: {e}", remote.coordinator))?;
-    let mut admin = client::admin(ch, token)?;
+    let mut admin = remote.admin("--model SWEEP:BACKBONE").await?;
     let st = admin
         .get_sweep(v1::GetSweepRequest {
             sweep_id: sweep.into(),
@@ -124,7 +101,7 @@ async fn fetch_best(
     }
     let stem = cache_dir.join(&sha);
     if !stem.with_extension("safetensors").is_file() || !stem.with_extension("json").is_file() {
-        cache.unpack(&sha, &stem)?;
+        cache.unpack(&sha, &stem).await?;
     }
     let how = format!(
         "sweep {sweep} {backbone}: job {} (stage {}, fold {}, test F1 {:.1} %), checkpoint {}",

@@ -3,7 +3,7 @@
 use super::baselines::Baselines;
 use super::{build, chart, render, score, source};
 use anyhow::{bail, Context, Result};
-use ausweep_proto::{client, v1};
+use ausweep_proto::v1;
 use std::path::PathBuf;
 
 /// Output formats of `ausweep report`.
@@ -38,19 +38,9 @@ pub struct ReportArgs {
     /// Baselines file (default: the built-in experiments/baselines.yaml).
     #[arg(long)]
     pub baselines_file: Option<PathBuf>,
-    /// Coordinator URL.
-    #[arg(
-        long,
-        env = "AUSWEEP_COORDINATOR",
-        default_value = "http://127.0.0.1:7077"
-    )]
-    pub coordinator: String,
-    /// Admin token (not needed with --store).
-    #[arg(long, env = "AUSWEEP_ADMIN_TOKEN", hide_env_values = true)]
-    pub admin_token: Option<String>,
-    /// CA certificate for an https coordinator.
-    #[arg(long, env = "AUSWEEP_CA")]
-    pub ca: Option<PathBuf>,
+    /// How to reach the coordinator (not needed with --store).
+    #[command(flatten)]
+    pub conn: crate::cli::Conn,
 }
 
 /// `ausweep score` options.
@@ -97,17 +87,13 @@ async fn input(a: &ReportArgs) -> Result<super::SweepInput> {
         })?;
         return Ok(source::from_store(&store, &a.sweep)?);
     }
-    let Some(token) = &a.admin_token else {
+    if a.conn.admin_token.is_none() {
         bail!("give an admin token (--admin-token or AUSWEEP_ADMIN_TOKEN), or read a state directory with --store");
-    };
-    let tls = a.ca.as_ref().map(|ca| client::ClientTls {
-        ca: Some(ca.clone()),
-        ..Default::default()
-    });
-    let ch = client::connect(&a.coordinator, tls.as_ref())
-        .await
-        .map_err(|e| anyhow::anyhow!("connecting to {}: {e}", a.coordinator))?;
-    let status = client::admin(ch, token)?
+    }
+    let status = a
+        .conn
+        .admin("report")
+        .await?
         .get_sweep(v1::GetSweepRequest {
             sweep_id: a.sweep.clone(),
         })
@@ -193,9 +179,7 @@ mod tests {
             store: Some(dir.path().to_path_buf()),
             baselines: Some(vec!["jaa_net".into()]),
             baselines_file: None,
-            coordinator: String::new(),
-            admin_token: None,
-            ca: None,
+            conn: crate::cli::Conn::plain("", None),
         };
         let msg = run_report(&args).await.unwrap();
         assert!(

@@ -37,7 +37,7 @@ pub struct Scheduler {
 
 /// The running loop: stop it and wait until it has released the store.
 pub struct Running {
-    thread: tokio::task::JoinHandle<()>,
+    thread: tokio::task::JoinHandle<Result<(), String>>,
     stop: Arc<AtomicBool>,
     tx: mpsc::WeakSender<Op>,
 }
@@ -53,6 +53,25 @@ impl Running {
         }
         let _ = self.thread.await;
     }
+
+    /// Waits until the loop ends without being stopped (its syncer failed to start, the store
+    /// could not be reloaded after a failed write, an operation panicked) and says why.
+    pub async fn died(&mut self) -> String {
+        match (&mut self.thread).await {
+            Ok(Err(why)) => why,
+            Ok(Ok(())) => "the scheduler loop ended: every handle on it has gone".into(),
+            Err(e) if e.is_panic() => {
+                let p = e.into_panic();
+                let text = p
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| p.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic with no message".into());
+                format!("the scheduler loop panicked: {text}")
+            }
+            Err(e) => format!("the scheduler loop was cancelled: {e}"),
+        }
+    }
 }
 
 /// An operation that changes nothing (wakes the loop).
@@ -63,6 +82,8 @@ fn nothing() -> Op {
 /// The expiry of leases and heartbeats, as an operation of the loop.
 fn expiry() -> Op {
     Box::new(|st, now, batch| {
+        // Test builds only: a panicking operation (tests/admin_cli.rs).
+        ausweep_proto::fault::panic_at("scheduler-expiry-panic");
         // An expiry that fails to encode leaves the state untouched; the next tick retries.
         let _ = st.expire(now, batch);
         Box::new(|_| {})
@@ -214,12 +235,13 @@ struct ToSyncer {
 
 impl Loop {
     /// Runs rounds until every handle has gone, `stop` is set, or a failed write cannot
-    /// reload the store; then waits until the syncer has answered every applied round.
-    fn run(mut self, mut rx: mpsc::Receiver<Op>) {
-        let syncer = match self.start_syncer() {
-            Ok(s) => s,
-            Err(_) => return,
-        };
+    /// reload the store; then waits until the syncer has answered every applied round. An
+    /// end that no one asked for is an `Err` with its cause.
+    fn run(mut self, mut rx: mpsc::Receiver<Op>) -> Result<(), String> {
+        let syncer = self
+            .start_syncer()
+            .map_err(|e| format!("the store's syncer thread could not start: {e}"))?;
+        let mut ended = Ok(());
         while let Some(first) = rx.blocking_recv() {
             if self.stop.load(Ordering::SeqCst) {
                 break;
@@ -231,13 +253,20 @@ impl Loop {
                     Err(_) => break,
                 }
             }
-            if !self.round(round, &syncer) || self.stop.load(Ordering::SeqCst) {
+            if let Err(why) = self.round(round, &syncer) {
+                ended = Err(why);
+                break;
+            }
+            if self.stop.load(Ordering::SeqCst) {
                 break;
             }
         }
         let ToSyncer { tx, thread, .. } = syncer;
         drop(tx);
-        let _ = thread.join();
+        if thread.join().is_err() && ended.is_ok() && !self.stop.load(Ordering::SeqCst) {
+            ended = Err("the store's syncer thread panicked".into());
+        }
+        ended
     }
 
     /// Starts the thread that makes applied rounds durable and answers them, in order: each
@@ -285,11 +314,11 @@ impl Loop {
     }
 
     /// Applies one round and hands it to the syncer (or answers it at once when it wrote
-    /// nothing and no round waits for a sync); false when the loop cannot go on.
-    fn round(&mut self, round: Vec<Op>, syncer: &ToSyncer) -> bool {
+    /// nothing and no round waits for a sync); `Err` with the cause when the loop cannot go on.
+    fn round(&mut self, round: Vec<Op>, syncer: &ToSyncer) -> Result<(), String> {
         // A sync failed: what the state holds may not be durable; start again from the store.
-        if syncer.failed.swap(false, Ordering::SeqCst) && !self.reload() {
-            return false;
+        if syncer.failed.swap(false, Ordering::SeqCst) {
+            self.reload()?;
         }
         let now = now_ms();
         let mut batch = Batch::new();
@@ -314,27 +343,25 @@ impl Loop {
         if !wrote && syncer.pending.load(Ordering::SeqCst) == 0 {
             // Nothing written and every earlier round answered: what it read is durable.
             applied.answer(&Ok(()), &self.events, &self.garbage);
-            return true;
+            return Ok(());
         }
         syncer.pending.fetch_add(1, Ordering::SeqCst);
         if let Err(std::sync::mpsc::SendError(lost)) = syncer.tx.send(applied) {
             for r in lost.responders {
                 r(Err("the store's syncer has stopped".into()));
             }
-            return false;
+            return Err("the store's syncer thread has stopped".into());
         }
-        true
+        Ok(())
     }
 
-    /// Replaces the state with what the store holds; false when it cannot be read.
-    fn reload(&mut self) -> bool {
-        match State::load(self.store.as_ref(), self.timing, now_ms()) {
-            Ok(st) => {
-                self.state = st;
-                true
-            }
-            Err(_) => false,
-        }
+    /// Replaces the state with what the store holds; `Err` when it cannot be read.
+    fn reload(&mut self) -> Result<(), String> {
+        let st = State::load(self.store.as_ref(), self.timing, now_ms()).map_err(|e| {
+            format!("after a failed write, the state could not be reloaded from the store: {e}")
+        })?;
+        self.state = st;
+        Ok(())
     }
 }
 
@@ -461,9 +488,17 @@ mod tests {
         permits: std::sync::Mutex<usize>,
         opened: std::sync::Condvar,
         fail_next: AtomicBool,
+        /// Every read fails (a reload cannot see what is durable).
+        fail_reads: AtomicBool,
     }
 
     impl GatedStore {
+        fn readable(&self) -> Result<(), StoreError> {
+            if self.fail_reads.load(Ordering::SeqCst) {
+                return Err(StoreError::Backend("injected read failure".into()));
+            }
+            Ok(())
+        }
         fn grant(&self, n: usize) {
             *self.permits.lock().unwrap() += n;
             self.opened.notify_all();
@@ -505,9 +540,11 @@ mod tests {
             Ok(())
         }
         fn get(&self, tree: crate::store::Tree, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+            self.readable()?;
             self.inner.get(tree, key)
         }
         fn scan(&self, tree: crate::store::Tree) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+            self.readable()?;
             self.inner.scan(tree)
         }
     }
@@ -622,5 +659,45 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(10), running.stop())
             .await
             .expect("the loop did not stop within 10 s");
+    }
+
+    #[tokio::test]
+    async fn a_panic_in_an_operation_ends_the_loop_and_says_why() {
+        let store: Arc<dyn Store> = Arc::new(MemStore::new());
+        let hour = Duration::from_secs(3600);
+        let (sched, mut running) = Scheduler::start(store, Timing::default(), hour, None).unwrap();
+        let r = sched
+            .call(|_, _, _| -> Result<(), SchedError> { panic!("an operation went wrong") })
+            .await;
+        assert!(matches!(r, Err(SchedError::Stopped)), "{r:?}");
+        let why = tokio::time::timeout(Duration::from_secs(10), running.died())
+            .await
+            .expect("the loop's end was not reported within 10 s");
+        assert!(
+            why.contains("panicked") && why.contains("an operation went wrong"),
+            "{why}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_store_that_cannot_be_reloaded_ends_the_loop_and_says_why() {
+        let store = Arc::new(GatedStore::default());
+        store.grant(1000);
+        let (sched, mut running) = start_gated(&store);
+        // The next sync fails and every read of the store after it fails too: the loop cannot
+        // know what is durable.
+        store.fail_next.store(true, Ordering::SeqCst);
+        store.fail_reads.store(true, Ordering::SeqCst);
+        let (r, _) = write(&sched, &store, Some("a")).await.unwrap();
+        assert!(r.is_err(), "a call whose sync failed was answered Ok");
+        // The failure is seen by the next round.
+        let _ = write(&sched, &store, Some("b")).await.unwrap();
+        let why = tokio::time::timeout(Duration::from_secs(10), running.died())
+            .await
+            .expect("the loop's end was not reported within 10 s");
+        assert!(
+            why.contains("could not be reloaded") && why.contains("injected read failure"),
+            "{why}"
+        );
     }
 }

@@ -244,3 +244,40 @@ fn retention_best_keeps_the_best_validation_epoch_too() {
     assert_eq!(h.complete("w", &a), Fenced::Current);
     assert_eq!(job_shas(&h, &a.job_id), vec![(1, true), (3, false)]);
 }
+
+#[test]
+fn a_node_failure_moves_the_job_to_another_worker_and_says_which_workers_cannot_run_it() {
+    let mut h = Harness::new();
+    h.submit(&SMALL.replace("retries: 1", "retries: 0"));
+    h.register("w", cpus(1));
+    let a = h.lease("w", 0).unwrap();
+    let why = "dataset path /mnt/disfa does not exist on this worker";
+    let f = fail(&mut h, &a, FailureKind::Node, why);
+    assert!(
+        f.will_retry,
+        "a node failure is retried even with no retries left"
+    );
+    let j = h.st.job(&a.job_id).unwrap().clone();
+    assert_eq!((j.state, j.failures), (JobState::Pending, 0));
+    // The worker that lacks the data is not offered the job again, even alone.
+    let other = h.lease("w", 0).unwrap();
+    assert_ne!(
+        other.job_id, a.job_id,
+        "the same job went back to the node that lacks its data"
+    );
+    let reason = h.st.pending_reason(&j, h.now);
+    assert_eq!(
+        reason,
+        format!(
+            "no connected worker can run it: w: {why} (a worker is offered it again once it \
+             registers anew, e.g. its agent restarted after the fix)"
+        )
+    );
+    // Another worker gets it.
+    h.register("w2", cpus(1));
+    let b = h.lease("w2", 0).unwrap();
+    assert_eq!(b.job_id, a.job_id);
+    // Registering anew clears what a worker lacked.
+    h.register("w", cpus(1));
+    assert!(!h.st.cannot_run(&a.job_id, "w"));
+}

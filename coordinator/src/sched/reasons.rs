@@ -46,6 +46,41 @@ impl State {
         v
     }
 
+    /// The sweep an admin's argument names: its id, or a sweep name (the newest version of that
+    /// name), or a unique prefix of an id; otherwise an error listing the candidates.
+    pub fn resolve_sweep(&self, arg: &str) -> Result<String, SchedError> {
+        if self.sweeps.contains_key(arg) {
+            return Ok(arg.to_string());
+        }
+        if let Some(s) = self
+            .sweeps
+            .values()
+            .filter(|s| s.name == arg)
+            .max_by_key(|s| (s.version, s.created_ms))
+        {
+            return Ok(s.id.clone());
+        }
+        let prefixed: Vec<&String> = self.sweeps.keys().filter(|k| k.starts_with(arg)).collect();
+        if let [one] = prefixed.as_slice() {
+            return Ok((*one).clone());
+        }
+        let mut known: Vec<String> = self
+            .sweeps
+            .values()
+            .filter(|s| prefixed.is_empty() || s.id.starts_with(arg))
+            .map(|s| format!("{} v{} ({})", s.name, s.version, s.id))
+            .collect();
+        known.sort();
+        Err(SchedError::UnknownSweep {
+            arg: arg.to_string(),
+            candidates: if known.is_empty() {
+                "none: no sweep has been submitted".into()
+            } else {
+                known.join(", ")
+            },
+        })
+    }
+
     /// One sweep with every job and why the pending ones wait.
     pub fn sweep_detail(&self, sweep: &str, now: u64) -> Result<SweepDetail, SchedError> {
         let s = self
@@ -195,6 +230,16 @@ impl State {
             .filter(|w| w.rec.holds(needs))
             .map(|w| w.rec.id.clone())
             .collect();
+        if let Some(lacks) = self.node_lacks.get(&j.id) {
+            if fitting.iter().all(|w| lacks.contains_key(w)) {
+                let why: Vec<String> = lacks.iter().map(|(w, r)| format!("{w}: {r}")).collect();
+                return format!(
+                    "no connected worker can run it: {} (a worker is offered it again once it \
+                     registers anew, e.g. its agent restarted after the fix)",
+                    why.join("; ")
+                );
+            }
+        }
         if fitting.iter().all(|w| j.avoid_workers.contains(w)) && !j.avoid_workers.is_empty() {
             return format!("only worker {} fits and it failed the last attempt; it gets the job when it asks again", fitting.join(", "));
         }

@@ -8,7 +8,7 @@ use crate::store::records::*;
 use crate::store::{codec, decode, load_all, Batch, Store, StoreError, Tree};
 use ausweep_proto::JobSpec;
 use std::cmp::Reverse;
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// Meta key of the next fencing token.
 const META_TOKEN: &str = "next_token";
@@ -75,6 +75,9 @@ pub struct State {
     pub(crate) started_ms: u64,
     pub(crate) last_worker_seen_ms: u64,
     events: Vec<Event>,
+    /// Per job, the workers that reported they cannot run it (a node failure) and why. Kept in
+    /// memory only: after a restart a worker that still cannot run it says so again.
+    pub(crate) node_lacks: HashMap<String, BTreeMap<String, String>>,
 }
 
 fn ready_key(j: &JobRecord) -> ReadyKey {
@@ -117,6 +120,7 @@ impl State {
             started_ms: now,
             last_worker_seen_ms: 0,
             events: Vec::new(),
+            node_lacks: HashMap::new(),
         }
     }
 
@@ -392,6 +396,12 @@ impl State {
             weights: reg.weights,
         };
         batch.put(Tree::Workers, &rec.id, &rec)?;
+        // A worker registering anew (an agent restarted once its mount is back) may run again
+        // what it could not.
+        for lacks in self.node_lacks.values_mut() {
+            lacks.remove(&reg.id);
+        }
+        self.node_lacks.retain(|_, l| !l.is_empty());
         self.workers.insert(
             reg.id,
             LiveWorker {
@@ -532,10 +542,18 @@ impl State {
         self.workers.values().any(|w| {
             w.rec.id != worker
                 && !job.avoid_workers.contains(&w.rec.id)
+                && !self.cannot_run(&job.id, &w.rec.id)
                 && self.is_alive(w, now)
                 && w.rec.holds(job.needs.names())
                 && w.rec.devices.iter().any(|d| fits(job, d))
         })
+    }
+
+    /// Whether `worker` reported that it cannot run `job` (a node failure).
+    pub(crate) fn cannot_run(&self, job: &str, worker: &str) -> bool {
+        self.node_lacks
+            .get(job)
+            .is_some_and(|l| l.contains_key(worker))
     }
 
     pub(crate) fn is_alive(&self, w: &LiveWorker, now: u64) -> bool {
@@ -583,7 +601,7 @@ impl State {
         let holder = &self.workers[worker].rec;
         for (_, _, id) in &self.ready {
             let j = &self.jobs[id];
-            if !fits(j, &dev) || !holder.holds(j.needs.names()) {
+            if !fits(j, &dev) || !holder.holds(j.needs.names()) || self.cannot_run(id, worker) {
                 continue;
             }
             if j.avoid_workers.iter().any(|w| w == worker) && self.someone_else_fits(j, worker, now)
@@ -922,6 +940,17 @@ impl State {
                 will_retry: false,
             });
         }
+        if kind == FailureKind::Node {
+            self.node_lacks
+                .entry(job.to_string())
+                .or_default()
+                .insert(worker.to_string(), reason.to_string());
+            let will_retry = self.end_attempt(job, reason, Cause::Node, now, batch)?;
+            return Ok(FailOutcome {
+                fenced: Fenced::Current,
+                will_retry,
+            });
+        }
         if kind == FailureKind::Lost {
             let will_retry = self.end_attempt(job, reason, Cause::Lost, now, batch)?;
             return Ok(FailOutcome {
@@ -952,7 +981,10 @@ impl State {
                 }
                 true
             }
-            FailureKind::BadCheckpoint | FailureKind::Transient | FailureKind::Lost => true,
+            FailureKind::BadCheckpoint
+            | FailureKind::Transient
+            | FailureKind::Lost
+            | FailureKind::Node => true,
         };
         let signature = format!("{}|{kind:?}|{reason}", resume_from.as_deref().unwrap_or(""));
         let repeated = kind == FailureKind::Transient && j.last_failure == signature;
@@ -961,7 +993,7 @@ impl State {
             FailureKind::BadConfig => "bad config",
             FailureKind::OutOfMemory => "out of memory",
             FailureKind::BadCheckpoint => "bad checkpoint",
-            FailureKind::Transient | FailureKind::Lost => "failed",
+            FailureKind::Transient | FailureKind::Lost | FailureKind::Node => "failed",
         };
         let at = |c: &Option<String>, recs: &HashMap<String, Box<CheckpointRecord>>| match c {
             Some(sha) => format!(
@@ -1057,6 +1089,12 @@ impl State {
                 j.max_attempts += 1;
                 j.lost_streak < j.max_lost
             }
+            // The node's problem: the job waits for a worker that can run it, however many
+            // cannot (the pending reason names them).
+            Cause::Node => {
+                j.max_attempts += 1;
+                true
+            }
         };
         j.last_error = format!("attempt {}: {reason}", j.attempt);
         j.avoid_workers = vec![worker];
@@ -1079,7 +1117,7 @@ impl State {
                         j.last_error, j.lost_streak, j.max_lost
                     );
                 }
-                Cause::Failure { retry: false } => {}
+                Cause::Failure { retry: false } | Cause::Node => {}
             }
         }
         self.release(job, reason, now, batch)?;
@@ -1234,6 +1272,8 @@ enum Cause {
     Failure { retry: bool },
     /// Lost to the infrastructure (worker death, lease expiry, drain, restart).
     Lost,
+    /// The worker cannot run the job (a node failure): not the job's failure.
+    Node,
 }
 
 /// Attempt record key: `<job>#<attempt, zero-padded>`.

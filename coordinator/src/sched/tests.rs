@@ -534,3 +534,35 @@ fn specs_live_in_their_own_tree_and_older_stores_are_migrated_at_load() {
     h.restart();
     assert_eq!(h.store.scan(Tree::Jobs).unwrap(), before);
 }
+
+#[test]
+fn a_sweep_is_named_by_id_by_name_newest_version_or_unique_id_prefix() {
+    let mut h = Harness::new();
+    let v1 = h.submit(SMALL);
+    let v2 = h.submit(&SMALL.replace("frames: 4", "frames: 5"));
+    assert_eq!((v1.version, v2.version, v1.name.as_str()), (1, 2, "small"));
+    let other = h.submit(&SMALL.replace("name: small", "name: other"));
+    let resolve = |h: &Harness, a: &str| h.st.resolve_sweep(a);
+    assert_eq!(resolve(&h, &v1.sweep_id).unwrap(), v1.sweep_id);
+    assert_eq!(resolve(&h, "small").unwrap(), v2.sweep_id);
+    assert_eq!(resolve(&h, "other").unwrap(), other.sweep_id);
+    // The shortest prefix that only one id has.
+    let prefix = (1..v1.sweep_id.len())
+        .map(|n| &v1.sweep_id[..n])
+        .find(|p| {
+            ![&v2.sweep_id, &other.sweep_id]
+                .iter()
+                .any(|id| id.starts_with(p))
+        })
+        .unwrap();
+    assert_eq!(resolve(&h, prefix).unwrap(), v1.sweep_id);
+    let err = resolve(&h, "paper").unwrap_err().to_string();
+    assert_eq!(
+        err,
+        format!(
+            "no sweep `paper` by id, name or unique id prefix; sweeps: other v1 ({}), \
+             small v1 ({}), small v2 ({})",
+            other.sweep_id, v1.sweep_id, v2.sweep_id
+        )
+    );
+}

@@ -31,6 +31,14 @@ pub enum SchedError {
     /// No such sweep.
     #[error("no sweep `{0}`")]
     NoSweep(String),
+    /// No sweep has this id, name or id prefix (an ambiguous prefix lists its matches).
+    #[error("no sweep `{arg}` by id, name or unique id prefix; sweeps: {candidates}")]
+    UnknownSweep {
+        /// What was asked for.
+        arg: String,
+        /// The sweeps it could have meant (name, version, id).
+        candidates: String,
+    },
     /// No such job.
     #[error("no job `{0}`")]
     NoJob(String),
@@ -72,6 +80,9 @@ pub enum FailureKind {
     BadCheckpoint,
     /// Lost to the infrastructure (drain, preemption): not the job's failure.
     Lost,
+    /// The worker cannot run it (its data missing on that node): retried elsewhere; that
+    /// worker is not offered it again until it registers anew.
+    Node,
 }
 
 /// An uploaded checkpoint as the scheduler records it.

@@ -34,6 +34,15 @@ impl AdminSvc {
     fn auth<T>(&self, req: &Request<T>) -> Result<(), Status> {
         auth::require(req.metadata(), &self.admin, "admin")
     }
+
+    /// The id of the sweep an argument names (id, name: its newest version, or id prefix).
+    async fn sweep_id(&self, arg: &str) -> Result<String, Status> {
+        let arg = sweep_arg(arg)?;
+        self.sched
+            .call(move |st, _, _| st.resolve_sweep(&arg))
+            .await
+            .map_err(status)
+    }
 }
 
 fn sweep_arg(id: &str) -> Result<String, Status> {
@@ -123,7 +132,7 @@ impl Admin for AdminSvc {
         req: Request<v1::GetSweepRequest>,
     ) -> Result<Response<v1::SweepStatus>, Status> {
         self.auth(&req)?;
-        let id = sweep_arg(&req.get_ref().sweep_id)?;
+        let id = self.sweep_id(&req.get_ref().sweep_id).await?;
         let d = self
             .sched
             .call(move |st, now, _| st.sweep_detail(&id, now))
@@ -144,7 +153,7 @@ impl Admin for AdminSvc {
         req: Request<v1::CancelRequest>,
     ) -> Result<Response<v1::CancelReply>, Status> {
         self.auth(&req)?;
-        let id = sweep_arg(&req.get_ref().sweep_id)?;
+        let id = self.sweep_id(&req.get_ref().sweep_id).await?;
         let n = self
             .sched
             .call(move |st, now, b| st.cancel(&id, now, b))
@@ -158,7 +167,7 @@ impl Admin for AdminSvc {
         req: Request<v1::ResubmitFailedRequest>,
     ) -> Result<Response<v1::ResubmitFailedReply>, Status> {
         self.auth(&req)?;
-        let id = sweep_arg(&req.get_ref().sweep_id)?;
+        let id = self.sweep_id(&req.get_ref().sweep_id).await?;
         let n = self
             .sched
             .call(move |st, _, b| st.resubmit_failed(&id, b))
@@ -174,7 +183,7 @@ impl Admin for AdminSvc {
         req: Request<v1::WatchRequest>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         self.auth(&req)?;
-        let id = sweep_arg(&req.get_ref().sweep_id)?;
+        let id = self.sweep_id(&req.get_ref().sweep_id).await?;
         // Subscribe before the snapshot so nothing falls between them.
         let mut rx = self.sched.subscribe();
         let sid = id.clone();

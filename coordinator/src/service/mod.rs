@@ -10,7 +10,9 @@ use tonic::Status;
 /// Maps a scheduler error to a gRPC status.
 pub(crate) fn status(e: SchedError) -> Status {
     match e {
-        SchedError::NoSweep(_) | SchedError::NoJob(_) => Status::not_found(e.to_string()),
+        SchedError::NoSweep(_) | SchedError::NoJob(_) | SchedError::UnknownSweep { .. } => {
+            Status::not_found(e.to_string())
+        }
         SchedError::UnknownWorker(_) => Status::not_found(e.to_string()),
         SchedError::NoDevice { .. } | SchedError::Plan(_) => {
             Status::invalid_argument(e.to_string())

@@ -338,6 +338,7 @@ impl Worker for WorkerSvc {
             v1::FailureKind::BadConfig => FailureKind::BadConfig,
             v1::FailureKind::BadCheckpoint => FailureKind::BadCheckpoint,
             v1::FailureKind::Lost => FailureKind::Lost,
+            v1::FailureKind::Node => FailureKind::Node,
             _ => FailureKind::Transient,
         };
         let reason: String = r.reason.chars().take(4096).collect();
@@ -379,7 +380,10 @@ impl Worker for WorkerSvc {
         if let Err(e) = self.blobs.check_room(&header.sha256, header.size) {
             return Err(blob_status(e));
         }
-        let mut w = self.blobs.writer(&header.sha256).map_err(blob_status)?;
+        // File work on tokio's blocking threads: a disk slow to take gigabytes of checkpoints
+        // must not stall the heartbeats the runtime serves meanwhile.
+        let (blobs, sha) = (self.blobs.clone(), header.sha256.clone());
+        let mut w = off_runtime(move || blobs.writer(&sha)).await?;
         while let Some(chunk) = stream.next().await {
             match chunk?.part {
                 Some(v1::checkpoint_chunk::Part::Data(d)) => {
@@ -388,7 +392,7 @@ impl Worker for WorkerSvc {
                             "chunks are at most {CHUNK_BYTES} bytes"
                         )));
                     }
-                    w.write(&d).map_err(blob_status)?;
+                    w = off_runtime(move || w.write(&d).map(|()| w)).await?;
                 }
                 _ => return Err(Status::invalid_argument("only one header per upload")),
             }
@@ -486,4 +490,14 @@ fn blob_status(e: crate::store::blobs::BlobError) -> Status {
         BlobError::Io(io) => Status::internal(format!("checkpoint store: {io}")),
         other => Status::invalid_argument(other.to_string()),
     }
+}
+
+/// Runs blob file work on a blocking thread; its error as the RPC's status.
+async fn off_runtime<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, crate::store::blobs::BlobError> + Send + 'static,
+) -> Result<T, Status> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Status::internal(format!("blob write stopped: {e}")))?
+        .map_err(blob_status)
 }

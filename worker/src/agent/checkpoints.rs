@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_stream::StreamExt;
 
 /// First bytes of a bundle.
@@ -82,8 +82,16 @@ impl Cache {
         self.dir.join(format!("{sha}.ckpt"))
     }
 
-    /// Packs `file` (`X.safetensors`) and `X.json` into a bundle in the cache; returns its sha256.
-    pub fn pack(&self, file: &Path) -> Result<(String, u64), AgentError> {
+    /// Packs `file` (`X.safetensors`) and `X.json` into a bundle in the cache; returns its
+    /// sha256. The reading, hashing, writing and fsync (gigabytes for a large model with its
+    /// optimiser state) run on a blocking thread: the runtime keeps heartbeating meanwhile.
+    pub async fn pack(&self, file: &Path) -> Result<(String, u64), AgentError> {
+        let (cache, file) = (self.clone(), file.to_path_buf());
+        off_runtime(move || cache.pack_blocking(&file)).await
+    }
+
+    /// [`Cache::pack`] on the calling thread.
+    pub fn pack_blocking(&self, file: &Path) -> Result<(String, u64), AgentError> {
         let json_path = file.with_extension("json");
         let json = std::fs::read(&json_path).map_err(io(&json_path))?;
         let tmp = self.dir.join(format!(
@@ -121,8 +129,14 @@ impl Cache {
     }
 
     /// Unpacks bundle `sha` into `<dst_stem>.safetensors` and `<dst_stem>.json`; returns the
-    /// checkpoint's epoch (from its metadata).
-    pub fn unpack(&self, sha: &str, dst_stem: &Path) -> Result<u32, AgentError> {
+    /// checkpoint's epoch (from its metadata). Runs on a blocking thread, as [`Cache::pack`].
+    pub async fn unpack(&self, sha: &str, dst_stem: &Path) -> Result<u32, AgentError> {
+        let (cache, sha, dst) = (self.clone(), sha.to_string(), dst_stem.to_path_buf());
+        off_runtime(move || cache.unpack_blocking(&sha, &dst)).await
+    }
+
+    /// [`Cache::unpack`] on the calling thread.
+    pub fn unpack_blocking(&self, sha: &str, dst_stem: &Path) -> Result<u32, AgentError> {
         let src = self.path(sha);
         let bad = |m: &str| AgentError::Checkpoint(format!("{}: {m}", src.display()));
         let mut f = std::fs::File::open(&src).map_err(io(&src))?;
@@ -194,24 +208,26 @@ impl Cache {
             std::process::id(),
             rand::random::<u64>()
         ));
-        let mut out = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+        // tokio's files write and fsync on its blocking threads, never on the runtime's.
+        let mut out = tokio::fs::File::create(&tmp).await.map_err(io(&tmp))?;
         let mut h = Sha256::new();
         while let Some(chunk) = stream.next().await {
             if let Some(Part::Data(d)) = chunk?.part {
                 h.update(&d);
-                out.write_all(&d).map_err(io(&tmp))?;
+                out.write_all(&d).await.map_err(io(&tmp))?;
             }
         }
-        out.sync_all().map_err(io(&tmp))?;
+        out.sync_all().await.map_err(io(&tmp))?;
+        drop(out);
         let got = hex::encode(h.finalize());
         if got != sha {
-            let _ = std::fs::remove_file(&tmp);
+            let _ = tokio::fs::remove_file(&tmp).await;
             return Err(AgentError::Checkpoint(format!(
                 "downloaded data has sha256 {got}, expected {sha}"
             )));
         }
         let dst = self.path(sha);
-        std::fs::rename(&tmp, &dst).map_err(io(&dst))?;
+        tokio::fs::rename(&tmp, &dst).await.map_err(io(&dst))?;
         Ok(())
     }
 
@@ -275,6 +291,16 @@ impl Cache {
     }
 }
 
+/// Runs blocking file work on tokio's blocking threads (the runtime's threads keep serving
+/// heartbeats and progress meanwhile).
+pub async fn off_runtime<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, AgentError> + Send + 'static,
+) -> Result<T, AgentError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| AgentError::Checkpoint(format!("file work stopped: {e}")))?
+}
+
 /// The chunk stream of one upload: the header, then the file in [`CHUNK_BYTES`] pieces.
 fn chunks(
     header: v1::CheckpointHeader,
@@ -327,16 +353,172 @@ mod tests {
         let src = dir.path().join("epoch-0002.safetensors");
         std::fs::write(&src, b"tensor bytes").unwrap();
         std::fs::write(src.with_extension("json"), br#"{"epoch": 2}"#).unwrap();
-        let (sha, size) = cache.pack(&src).unwrap();
+        let (sha, size) = cache.pack_blocking(&src).unwrap();
         assert_eq!(size, std::fs::metadata(cache.path(&sha)).unwrap().len());
         let dst = dir.path().join("out/epoch-0002");
-        assert_eq!(cache.unpack(&sha, &dst).unwrap(), 2);
+        assert_eq!(cache.unpack_blocking(&sha, &dst).unwrap(), 2);
         assert_eq!(
             std::fs::read(dst.with_extension("safetensors")).unwrap(),
             b"tensor bytes"
         );
         // A damaged bundle is refused.
         std::fs::write(cache.path("bad"), b"AUSWCKB1").unwrap();
-        assert!(cache.unpack("bad", &dst).is_err());
+        let err = cache.unpack_blocking("bad", &dst).unwrap_err().to_string();
+        assert!(err.ends_with("bad.ckpt: too short"), "{err}");
+    }
+
+    fn mkfifo(p: &Path) {
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path; creates a file, touches no memory of ours.
+        assert_eq!(
+            unsafe { libc::mkfifo(c.as_ptr(), 0o600) },
+            0,
+            "mkfifo {}",
+            p.display()
+        );
+    }
+
+    /// Runs `body` on a one-thread runtime in a thread of its own and waits for it with a
+    /// deadline: a body that blocks the runtime's only thread never lets its other tasks run.
+    fn on_one_thread<F>(what: &str, body: impl FnOnce() -> F + Send + 'static)
+    where
+        F: std::future::Future<Output = Result<(), String>>,
+    {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let _ = tx.send(rt.block_on(body()));
+        });
+        match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(r) => r.unwrap_or_else(|e| panic!("{what}: {e}")),
+            Err(_) => panic!(
+                "{what}: not finished within 30 s: it blocked the runtime's thread, so the task \
+                 feeding it never ran"
+            ),
+        }
+    }
+
+    /// The checkpoint is a FIFO that a task of the same one-thread runtime fills: packing it
+    /// finishes only if the packing leaves the runtime's thread free for that task.
+    #[test]
+    fn packing_and_unpacking_leave_the_runtime_free() {
+        on_one_thread("pack", || async {
+            let dir = tempfile::tempdir().unwrap();
+            let cache = Cache::open(dir.path().join("cache")).unwrap();
+            let src = dir.path().join("epoch-0001.safetensors");
+            std::fs::write(src.with_extension("json"), br#"{"epoch": 1}"#).unwrap();
+            mkfifo(&src);
+            let fifo = src.clone();
+            let feed = tokio::spawn(async move {
+                let mut f = tokio::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&fifo)
+                    .await?;
+                f.write_all(b"tensor bytes").await
+            });
+            let (sha, _) = cache.pack(&src).await.map_err(|e| e.to_string())?;
+            feed.await.unwrap().map_err(|e| e.to_string())?;
+            // Unpacking reads a bundle that a task of the runtime writes into a FIFO too.
+            let bundle = std::fs::read(cache.path(&sha)).unwrap();
+            std::fs::remove_file(cache.path(&sha)).unwrap();
+            mkfifo(&cache.path(&sha));
+            let fifo = cache.path(&sha);
+            let feed = tokio::spawn(async move {
+                let mut f = tokio::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&fifo)
+                    .await?;
+                f.write_all(&bundle).await
+            });
+            let dst = dir.path().join("out/epoch-0001");
+            let epoch = cache.unpack(&sha, &dst).await.map_err(|e| e.to_string())?;
+            feed.await.unwrap().map_err(|e| e.to_string())?;
+            assert_eq!(epoch, 1);
+            assert_eq!(
+                std::fs::read(dst.with_extension("safetensors")).unwrap(),
+                b"tensor bytes"
+            );
+            Ok(())
+        });
+    }
+
+    /// The longest gap of a 50 ms ticker (as the agent's heartbeat) on a two-thread runtime
+    /// while `n` tasks pack `mib`-MiB checkpoints at once, on the runtime's threads (before)
+    /// and off them (after). A measurement, not a check:
+    /// `cargo test -p ausweep-worker --release heartbeat_gap -- --ignored --nocapture`
+    /// (AUSWEEP_GAP_N, AUSWEEP_GAP_MIB).
+    #[test]
+    #[ignore]
+    fn heartbeat_gap_while_packing() {
+        let env = |k: &str, d: usize| {
+            std::env::var(k)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(d)
+        };
+        let (n, mib) = (env("AUSWEEP_GAP_N", 4), env("AUSWEEP_GAP_MIB", 512));
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::open(dir.path().join("cache")).unwrap();
+        let files: Vec<PathBuf> = (0..n)
+            .map(|i| {
+                let f = dir.path().join(format!("t{i}.safetensors"));
+                let block = vec![i as u8; 1 << 20];
+                let mut out = std::fs::File::create(&f).unwrap();
+                for _ in 0..mib {
+                    out.write_all(&block).unwrap();
+                }
+                std::fs::write(f.with_extension("json"), br#"{"epoch": 1}"#).unwrap();
+                f
+            })
+            .collect();
+        for off in [false, true] {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap();
+            let worst = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let total = rt.block_on(async {
+                let w = worst.clone();
+                let ticker = tokio::spawn(async move {
+                    let mut last = std::time::Instant::now();
+                    loop {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        let now = std::time::Instant::now();
+                        w.fetch_max((now - last).as_micros() as u64, Ordering::Relaxed);
+                        last = now;
+                    }
+                });
+                let t0 = std::time::Instant::now();
+                let mut packs = tokio::task::JoinSet::new();
+                for f in files.clone() {
+                    let c = cache.clone();
+                    packs.spawn(async move {
+                        if off {
+                            c.pack(&f).await.map(|_| ())
+                        } else {
+                            c.pack_blocking(&f).map(|_| ())
+                        }
+                    });
+                }
+                while let Some(r) = packs.join_next().await {
+                    r.unwrap().unwrap();
+                }
+                let total = t0.elapsed();
+                // A few more ticks so the ticker has seen the end of the packing.
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                ticker.abort();
+                total
+            });
+            println!(
+                "{n} trainers x {mib} MiB packed {}: {:.2} s in all, longest heartbeat gap {:.0} ms",
+                if off { "off the runtime (after)" } else { "on the runtime (before)" },
+                total.as_secs_f64(),
+                worst.load(Ordering::Relaxed) as f64 / 1000.0
+            );
+        }
     }
 }

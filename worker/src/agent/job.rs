@@ -114,7 +114,12 @@ pub async fn run(ctx: Arc<Ctx>, a: v1::Assignment, dev: Dev, control: watch::Rec
             }
         }
     }
-    cleanup(&ctx.cache, &attempt_dir, &packed, !done);
+    {
+        // Removing gigabytes of weights takes a while: not on the runtime's threads.
+        let (cache, packed) = (ctx.cache.clone(), packed.clone());
+        let _ = tokio::task::spawn_blocking(move || cleanup(&cache, &attempt_dir, &packed, !done))
+            .await;
+    }
     match outcome {
         Outcome::Done => eprintln!("ausweep worker: {label} completed"),
         Outcome::Aborted => eprintln!("ausweep worker: {label} aborted (lease no longer valid)"),
@@ -221,7 +226,7 @@ async fn resume_into(
     ctx.cache.fetch(&ctx.session, sha).await?;
     // The bundle's metadata names the epoch; unpack under a scratch name, then rename.
     let scratch = dir.join("resume");
-    let epoch = ctx.cache.unpack(sha, &scratch)?;
+    let epoch = ctx.cache.unpack(sha, &scratch).await?;
     let stem = ckpt_dir.join(crate::train::checkpoint::epoch_stem(epoch));
     for ext in ["safetensors", "json"] {
         std::fs::rename(scratch.with_extension(ext), stem.with_extension(ext)).map_err(|e| {
@@ -245,7 +250,8 @@ async fn attempt(
     let mut spec: JobSpec = serde_json::from_str(&a.job_spec_json)
         .map_err(|e| AgentError::BadJob(format!("job spec: {e}")))?;
     if let Some(p) = data_paths(&spec).into_iter().find(|p| !p.exists()) {
-        return Err(AgentError::BadJob(format!(
+        // This node's problem (a mount missing here): the job is retried on another worker.
+        return Err(AgentError::Node(format!(
             "dataset path {} does not exist on this worker (is the shared filesystem mounted?)",
             p.display()
         )));
@@ -255,10 +261,12 @@ async fn attempt(
         .join(dir_name(&a.job_id))
         .join(format!("attempt-{}", a.attempt));
     if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(|e| AgentError::Io {
-            path: dir.clone(),
-            source: e,
-        })?;
+        tokio::fs::remove_dir_all(&dir)
+            .await
+            .map_err(|e| AgentError::Io {
+                path: dir.clone(),
+                source: e,
+            })?;
     }
     let ckpt_dir = dir.join("out").join("checkpoints");
     std::fs::create_dir_all(&ckpt_dir).map_err(|e| AgentError::Io {
@@ -294,7 +302,8 @@ async fn attempt(
             .fetch(&ctx.session, &a.init_checkpoint_sha256)
             .await?;
         ctx.cache
-            .unpack(&a.init_checkpoint_sha256, &dir.join("init").join("stage1"))?;
+            .unpack(&a.init_checkpoint_sha256, &dir.join("init").join("stage1"))
+            .await?;
         let rel = "init/stage1.safetensors".to_string();
         spec.init_checkpoint = Some(PathBuf::from(&rel));
         Some(rel)
@@ -415,7 +424,7 @@ async fn attempt(
                     continue; // uploaded with the result
                 }
                 fault::point("checkpoint-written");
-                let (sha, size) = ctx.cache.pack(&file)?;
+                let (sha, size) = ctx.cache.pack(&file).await?;
                 packed.push(sha.clone());
                 let kind = UploadKind::Epoch { val_f1 };
                 let up = ctx
@@ -476,15 +485,7 @@ async fn attempt(
     }
     let ok = status.as_ref().is_ok_and(|s| s.success());
     if !ok {
-        let (mut kind, reason) = supervisor::classify(&status, &tail);
-        // The trainer refused the checkpoint it was told to resume from.
-        if let Some(e) = resume_epoch {
-            let stem = crate::train::checkpoint::epoch_stem(e);
-            let last = tail.lines().last().unwrap_or("");
-            if last.contains("checkpoint") && last.contains(&stem) {
-                kind = FailureKind::BadCheckpoint;
-            }
-        }
+        let (kind, reason) = supervisor::classify(&status, &tail, resume_epoch.is_some());
         return Ok(Outcome::Fail(kind, reason));
     }
     complete(ctx, a, &dir, packed).await
@@ -532,7 +533,7 @@ async fn complete(
     let r: JobResult = serde_json::from_str(&text)
         .map_err(|e| AgentError::Checkpoint(format!("{}: {e}", result_file.display())))?;
     let final_file = dir.join("out").join("final.safetensors");
-    let (sha, size) = ctx.cache.pack(&final_file)?;
+    let (sha, size) = ctx.cache.pack(&final_file).await?;
     packed.push(sha.clone());
     let accepted = ctx
         .cache

@@ -52,17 +52,28 @@ pub struct WorkerArgs {
     /// Worker name, unique per node (default: the host name).
     #[arg(long)]
     pub name: Option<String>,
-    /// CA certificate (PEM) that signed the coordinator's certificate; enables TLS.
-    #[arg(long)]
+    /// CA certificate (PEM) that signed the coordinator's certificate; enables TLS (`https://`
+    /// without it uses the system's roots). `--ca` as for every client command.
+    #[arg(long, visible_alias = "ca", env = "AUSWEEP_CA")]
     pub tls_ca: Option<PathBuf>,
     /// Client certificate (PEM) for mutual TLS (with --tls-key).
-    #[arg(long, requires = "tls_key")]
+    #[arg(
+        long,
+        visible_alias = "client-cert",
+        env = "AUSWEEP_CLIENT_CERT",
+        requires = "tls_key"
+    )]
     pub tls_cert: Option<PathBuf>,
     /// Client key (PEM) for mutual TLS.
-    #[arg(long, requires = "tls_cert")]
+    #[arg(
+        long,
+        visible_alias = "client-key",
+        env = "AUSWEEP_CLIENT_KEY",
+        requires = "tls_cert"
+    )]
     pub tls_key: Option<PathBuf>,
     /// Server name to verify in the coordinator's certificate.
-    #[arg(long)]
+    #[arg(long, env = "AUSWEEP_TLS_DOMAIN")]
     pub tls_domain: Option<String>,
     /// Heartbeat interval in ms (default: what the coordinator asks for).
     #[arg(long)]
@@ -110,6 +121,9 @@ pub enum AgentError {
     /// The job cannot run here or anywhere (never retried).
     #[error("{0}")]
     BadJob(String),
+    /// This node cannot run the job (its data path is missing here): another node may.
+    #[error("{0}")]
+    Node(String),
     /// A file operation failed.
     #[error("{path}: {source}")]
     Io {
@@ -134,6 +148,7 @@ impl AgentError {
     pub fn failure_kind(&self) -> v1::FailureKind {
         match self {
             AgentError::BadJob(_) => v1::FailureKind::BadConfig,
+            AgentError::Node(_) => v1::FailureKind::Node,
             // The infrastructure's limit, not the job's fault.
             AgentError::StoreFull(_) => v1::FailureKind::Lost,
             _ => v1::FailureKind::Transient,
@@ -367,12 +382,18 @@ async fn agent(args: WorkerArgs) -> Result<(), AgentError> {
                     }
                     continue;
                 }
-                for dev in &devices.list {
+                let d = devices.clone();
+                let healthy: Vec<bool> = tokio::task::spawn_blocking(move || {
+                    d.list.iter().map(|dev| d.health(dev.index).healthy).collect()
+                })
+                .await
+                .unwrap_or_default();
+                for (i, dev) in devices.list.iter().enumerate() {
                     if running.len() >= max_jobs {
                         break;
                     }
                     if running.values().any(|r| r.device == dev.index)
-                        || !devices.health(dev.index).healthy
+                        || !healthy.get(i).copied().unwrap_or(false)
                     {
                         continue;
                     }
@@ -444,8 +465,14 @@ async fn beat(
 ) -> bool {
     let mut drain = false;
     let mut reg = session.registration().await;
-    reg.devices = devices.to_proto();
-    reg.weights = held_weights(weights_dir);
+    // NVML queries and the weights folder's listing block: on a blocking thread.
+    let (d, w) = (devices.clone(), weights_dir.to_path_buf());
+    let (protos, held, stats) =
+        tokio::task::spawn_blocking(move || (d.to_proto(), held_weights(&w), d.stats()))
+            .await
+            .unwrap_or_default();
+    reg.devices = protos;
+    reg.weights = held;
     session
         .set_devices(reg.devices.clone(), reg.weights.clone())
         .await;
@@ -485,7 +512,6 @@ async fn beat(
         Err(e) => eprintln!("ausweep worker: heartbeat failed: {}", e.message()),
     }
     // GPU telemetry for the coordinator's metrics (none for a CPU-only node).
-    let stats = devices.stats();
     if !stats.is_empty() {
         let req = v1::DeviceStatsRequest { devices: stats };
         let sent = session

@@ -4,6 +4,7 @@
 use super::devices::{Dev, Kind};
 use super::AgentError;
 use crate::train::progress::Event;
+use ausweep_proto::trainer::TrainerExit;
 use ausweep_proto::v1::FailureKind;
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
@@ -60,15 +61,7 @@ pub fn spawn(
     if let Some(init) = init {
         c.args(["--init-checkpoint", init]);
     }
-    match dev.kind {
-        // One device per child: the trainer sees its GPU as cuda:0.
-        Kind::Cuda => c.env("CUDA_VISIBLE_DEVICES", dev.index.to_string()),
-        // A CPU slot's trainer keeps to its share of the cores (libtorch's and rayon's pools).
-        Kind::Cpu => c
-            .env("CUDA_VISIBLE_DEVICES", "")
-            .env("OMP_NUM_THREADS", dev.threads.to_string())
-            .env("RAYON_NUM_THREADS", dev.threads.to_string()),
-    };
+    c.envs(device_env(dev));
     // SAFETY: prctl and signal are async-signal-safe. PDEATHSIG asks the kernel to kill the
     // child when the agent dies, so no trainer outlives a killed agent. SIGTERM is ignored (the
     // disposition survives exec): a batch system signals every process of a job step (Slurm's
@@ -115,6 +108,32 @@ pub fn spawn(
     })
 }
 
+/// The environment that pins a trainer to its leased device, whatever started the agent.
+/// A GPU is named by its UUID (CUDA numbers devices fastest-first unless told the PCI order,
+/// so an NVML index can name another GPU); the trainer sees it as `cuda:0`. A CPU slot's
+/// trainer sees no GPU and keeps to its share of the cores (libtorch's and rayon's pools).
+pub fn device_env(dev: &Dev) -> Vec<(&'static str, String)> {
+    match dev.kind {
+        Kind::Cuda => vec![
+            (
+                "CUDA_VISIBLE_DEVICES",
+                if dev.uuid.is_empty() {
+                    dev.index.to_string()
+                } else {
+                    dev.uuid.clone()
+                },
+            ),
+            // Without a UUID the index is NVML's, which is the PCI order.
+            ("CUDA_DEVICE_ORDER", "PCI_BUS_ID".into()),
+        ],
+        Kind::Cpu => vec![
+            ("CUDA_VISIBLE_DEVICES", String::new()),
+            ("OMP_NUM_THREADS", dev.threads.to_string()),
+            ("RAYON_NUM_THREADS", dev.threads.to_string()),
+        ],
+    }
+}
+
 /// What the trainer said on one stdout line.
 pub enum Line {
     /// A progress event.
@@ -154,10 +173,16 @@ impl Trainer {
     }
 }
 
-/// Classifies a failed trainer: out of memory, bad configuration (never retried) or transient.
-pub fn classify(status: &std::io::Result<ExitStatus>, tail: &str) -> (FailureKind, String) {
+/// Classifies a failed trainer by how it ended: its exit code (the agent↔trainer contract,
+/// [`TrainerExit`]) or the signal that killed it; never by what it wrote. `resuming`: the
+/// attempt was told to resume from a checkpoint (a bad checkpoint otherwise is the
+/// dependency's, which no retry mends). The reason carries the tail of stderr for people.
+pub fn classify(
+    status: &std::io::Result<ExitStatus>,
+    tail: &str,
+    resuming: bool,
+) -> (FailureKind, String) {
     use std::os::unix::process::ExitStatusExt;
-    let lower = tail.to_lowercase();
     let how = match status {
         Ok(s) => match (s.code(), s.signal()) {
             (Some(c), _) => format!("exit code {c}"),
@@ -166,23 +191,19 @@ pub fn classify(status: &std::io::Result<ExitStatus>, tail: &str) -> (FailureKin
         },
         Err(e) => format!("could not be waited for: {e}"),
     };
-    let last = tail.lines().last().unwrap_or("").trim();
-    let kind = if lower.contains("out of memory") || lower.contains("outofmemory") {
-        FailureKind::OutOfMemory
-    } else if status
+    let ended = status
         .as_ref()
-        .is_ok_and(|s| s.signal() == Some(libc::SIGKILL) && lower.is_empty())
-    {
-        // Killed without a word: the host's OOM killer or an operator; worth a retry.
-        FailureKind::Transient
-    } else if last.starts_with("error: data:")
-        || last.starts_with("error: no ImageNet weights")
-        || last.contains("field `")
-        || last.starts_with("error: init_checkpoint")
-    {
-        FailureKind::BadConfig
-    } else {
-        FailureKind::Transient
+        .ok()
+        .and_then(|s| s.code())
+        .map(TrainerExit::from_code);
+    // Killed by a signal (the host's OOM killer, an operator) or not waited for: worth a retry.
+    let kind = match ended {
+        Some(TrainerExit::BadConfig) => FailureKind::BadConfig,
+        Some(TrainerExit::Node) => FailureKind::Node,
+        Some(TrainerExit::OutOfMemory) => FailureKind::OutOfMemory,
+        Some(TrainerExit::BadCheckpoint) if resuming => FailureKind::BadCheckpoint,
+        Some(TrainerExit::BadCheckpoint) => FailureKind::BadConfig,
+        Some(TrainerExit::Done | TrainerExit::Failed) | None => FailureKind::Transient,
     };
     let reason = if tail.is_empty() {
         format!("trainer {how}")
@@ -198,17 +219,98 @@ mod tests {
     use std::os::unix::process::ExitStatusExt;
 
     #[test]
-    fn failures_are_classified() {
+    fn failures_are_classified_by_exit_code_never_by_text() {
+        let exited = |e: TrainerExit| Ok(ExitStatus::from_raw(e.code() << 8));
         let killed = Ok(ExitStatus::from_raw(libc::SIGKILL));
-        assert_eq!(classify(&killed, "").0, FailureKind::Transient);
-        let oom = Ok(ExitStatus::from_raw(1 << 8));
-        let (k, r) = classify(&oom, "error: torch: CUDA out of memory. Tried to allocate");
-        assert_eq!(k, FailureKind::OutOfMemory);
-        assert!(r.contains("exit code 1"), "{r}");
-        assert_eq!(
-            classify(&oom, "error: data: /x: no such directory").0,
-            FailureKind::BadConfig
+        assert_eq!(classify(&killed, "", false).0, FailureKind::Transient);
+        // Words that once decided the kind decide nothing now.
+        let (k, r) = classify(
+            &exited(TrainerExit::Failed),
+            "error: torch: CUDA out of memory. Tried to allocate",
+            false,
         );
-        assert_eq!(classify(&oom, "segfault?").0, FailureKind::Transient);
+        assert_eq!(k, FailureKind::Transient);
+        assert!(
+            r.contains("exit code 1") && r.contains("out of memory"),
+            "{r}"
+        );
+        let cases = [
+            (TrainerExit::OutOfMemory, false, FailureKind::OutOfMemory),
+            (TrainerExit::BadConfig, false, FailureKind::BadConfig),
+            (TrainerExit::Node, false, FailureKind::Node),
+            (TrainerExit::BadCheckpoint, true, FailureKind::BadCheckpoint),
+            (TrainerExit::BadCheckpoint, false, FailureKind::BadConfig),
+            (TrainerExit::Failed, true, FailureKind::Transient),
+        ];
+        for (e, resuming, want) in cases {
+            assert_eq!(classify(&exited(e), "", resuming).0, want, "{e:?}");
+        }
+        let odd = Ok(ExitStatus::from_raw(2 << 8));
+        assert_eq!(classify(&odd, "field `x`", false).0, FailureKind::Transient);
+    }
+
+    fn gpu(index: u32, uuid: &str) -> Dev {
+        Dev {
+            index,
+            kind: Kind::Cuda,
+            name: "test GPU".into(),
+            uuid: uuid.into(),
+            memory_mib: 1,
+            compute: None,
+            threads: 0,
+        }
+    }
+
+    /// The environment a real child trainer process starts with (a shell that writes `env`).
+    async fn child_env(dev: &Dev, inherited: &[(&str, &str)]) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        let cmd = TrainerCmd {
+            program: "/bin/sh".into(),
+            prefix: vec!["-c".into(), "env > env.txt".into(), "sh".into()],
+            weights_dir: dir.path().into(),
+        };
+        // What the agent inherited from whoever started it (systemd, a shell, Slurm).
+        for (k, v) in inherited {
+            std::env::set_var(k, v);
+        }
+        let t = spawn(&cmd, dir.path(), dev, None, "env".into()).unwrap();
+        let (status, tail) = t.wait().await;
+        assert!(
+            status.as_ref().is_ok_and(|s| s.success()),
+            "{status:?} {tail}"
+        );
+        let text = std::fs::read_to_string(dir.path().join("env.txt")).unwrap();
+        let mut v: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with("CUDA_"))
+            .map(String::from)
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[tokio::test]
+    async fn a_trainer_is_pinned_to_its_gpu_by_uuid_whatever_the_agent_inherited() {
+        // An agent started by hand on a mixed node: CUDA's default order is fastest-first.
+        let inherited = [
+            ("CUDA_DEVICE_ORDER", "FASTEST_FIRST"),
+            ("CUDA_VISIBLE_DEVICES", "0,1"),
+        ];
+        let uuid = "GPU-5f1c7a3e-0000-4000-8000-000000000001";
+        assert_eq!(
+            child_env(&gpu(1, uuid), &inherited).await,
+            vec![
+                "CUDA_DEVICE_ORDER=PCI_BUS_ID".to_string(),
+                format!("CUDA_VISIBLE_DEVICES={uuid}")
+            ]
+        );
+        // NVML gave no UUID: the NVML index, read in NVML's (PCI) order.
+        assert_eq!(
+            child_env(&gpu(1, ""), &inherited).await,
+            vec![
+                "CUDA_DEVICE_ORDER=PCI_BUS_ID".to_string(),
+                "CUDA_VISIBLE_DEVICES=1".to_string()
+            ]
+        );
     }
 }

@@ -74,6 +74,30 @@ pub enum TrainError {
 }
 
 impl TrainError {
+    /// How a trainer that failed with this error exits (the agent reads the kind from it).
+    pub fn exit(&self) -> ausweep_proto::trainer::TrainerExit {
+        use ausweep_proto::trainer::TrainerExit;
+        match self {
+            TrainError::MissingTensor { .. }
+            | TrainError::ShapeMismatch { .. }
+            | TrainError::UnexpectedTensors { .. }
+            | TrainError::NoWeights { .. }
+            | TrainError::Config(_) => TrainerExit::BadConfig,
+            TrainError::Checkpoint { .. } => TrainerExit::BadCheckpoint,
+            // Reading or writing a file failed on this node (a lost mount, a full local disk).
+            TrainError::Data(ausweep_data::DataError::Io { .. }) | TrainError::Io { .. } => {
+                TrainerExit::Node
+            }
+            TrainError::Data(_) => TrainerExit::BadConfig,
+            TrainError::Prepare(_) => TrainerExit::Failed,
+            // libtorch says out of memory only in its message (CUDA's and the allocator's).
+            TrainError::Torch(e) if e.to_string().to_lowercase().contains("out of memory") => {
+                TrainerExit::OutOfMemory
+            }
+            TrainError::Torch(_) => TrainerExit::Failed,
+        }
+    }
+
     /// Wraps an I/O error with its path.
     pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> TrainError {
         let path = path.into();
