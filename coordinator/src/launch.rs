@@ -70,16 +70,15 @@ impl Demand {
 }
 
 /// Why a pending job would not run on a new allocation (None: it would), from the class of its
-/// pending reason (the one the metrics use) and the starting weights it lacks (`missing`: backbone
-/// to file).
+/// pending reason (the coordinator's `pending_class`) and the starting weights it lacks
+/// (`missing`: backbone to file).
 pub fn blocker(j: &v1::JobStatus, missing: &BTreeMap<String, PathBuf>) -> Option<String> {
-    let r = &j.pending_reason;
-    match crate::metrics::reason_class(r) {
-        "dependency" if r.starts_with("waiting") => return Some("waiting on a dependency".into()),
-        "dependency" => {
+    match j.pending_class() {
+        v1::PendingClass::DependencyWaiting => return Some("waiting on a dependency".into()),
+        v1::PendingClass::DependencyFailed => {
             return Some("whose dependency failed or was cancelled (resubmit-failed)".into())
         }
-        "sweep_cancelled" => return Some("of a cancelled sweep".into()),
+        v1::PendingClass::SweepCancelled => return Some("of a cancelled sweep".into()),
         _ => {}
     }
     if j.stage == 1 {
@@ -261,11 +260,13 @@ mod tests {
     use std::path::PathBuf;
     use std::time::Duration;
 
-    fn job(stage: u32, backbone: &str, reason: &str) -> v1::JobStatus {
+    fn job(stage: u32, backbone: &str, class: v1::PendingClass) -> v1::JobStatus {
         v1::JobStatus {
             stage,
             backbone: backbone.into(),
-            pending_reason: reason.into(),
+            pending_class: class as i32,
+            // The words are for people: the launcher must not read them.
+            pending_reason: "sweep cancelled; waiting on dependency".into(),
             ..Default::default()
         }
     }
@@ -276,7 +277,7 @@ mod tests {
             "densenet121".to_string(),
             PathBuf::from("/w/densenet121.safetensors"),
         )]);
-        let free = "no worker connected yet";
+        let free = v1::PendingClass::NoWorker;
         assert_eq!(blocker(&job(1, "mobilenet_v2", free), &missing), None);
         assert_eq!(blocker(&job(2, "densenet121", free), &missing), None);
         let cases = [
@@ -285,26 +286,21 @@ mod tests {
                 "missing weights /w/densenet121.safetensors (`ausweep weights fetch densenet121`)",
             ),
             (
-                job(2, "mobilenet_v2", "waiting on dependency a (Leased)"),
+                job(2, "mobilenet_v2", v1::PendingClass::DependencyWaiting),
                 "waiting on a dependency",
             ),
             (
-                job(
-                    2,
-                    "mobilenet_v2",
-                    "dependency a failed (resubmit-failed reruns it)",
-                ),
-                "failed",
+                job(2, "mobilenet_v2", v1::PendingClass::DependencyFailed),
+                "failed or was cancelled",
             ),
             (
-                job(2, "mobilenet_v2", "dependency a was cancelled"),
-                "cancelled",
+                job(1, "mobilenet_v2", v1::PendingClass::SweepCancelled),
+                "cancelled sweep",
             ),
-            (job(1, "mobilenet_v2", "sweep cancelled"), "cancelled sweep"),
         ];
         for (j, want) in cases {
             let got = blocker(&j, &missing).unwrap_or_default();
-            assert!(got.contains(want), "{:?}: {got:?}", j.pending_reason);
+            assert!(got.contains(want), "{:?}: {got:?}", j.pending_class());
         }
         let d = Demand {
             runnable: 2,

@@ -84,6 +84,7 @@ pub fn sweep(id: &str, r: &v1::SweepStatus) -> Value {
                    "grid_point": j.grid_point, "state": state(j.state), "attempt": j.attempt,
                    "max_attempts": j.max_attempts, "failures": j.failures,
                    "lost_attempts": j.lost_attempts, "worker_id": j.worker_id,
+                   "pending_class": pending_class(j.pending_class()),
                    "pending_reason": j.pending_reason, "last_error": j.last_error,
                    "depends_on": j.depends_on, "epochs": j.epochs,
                    "progress": progress(&j.progress), "result": result,
@@ -220,6 +221,19 @@ pub fn event(e: &v1::JobEvent) -> Value {
 pub fn reason(j: &v1::JobStatus) -> Value {
     json!({"type": "reason", "job_id": j.job_id, "state": state(j.state), "attempt": j.attempt,
            "message": j.pending_reason, "progress": Value::Null})
+}
+
+/// A pending class as JSON shows it: `missing_weights`, `dependency_waiting`, ...; `null` for a
+/// job that is not pending.
+fn pending_class(c: v1::PendingClass) -> Value {
+    match c {
+        v1::PendingClass::Unspecified => Value::Null,
+        c => Value::from(
+            c.as_str_name()
+                .trim_start_matches("PENDING_CLASS_")
+                .to_lowercase(),
+        ),
+    }
 }
 
 #[cfg(test)]

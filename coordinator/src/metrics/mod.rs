@@ -12,7 +12,7 @@ pub mod rpc;
 mod snapshot;
 
 pub use http::serve as serve_http;
-pub use snapshot::reason_class;
+pub use snapshot::reason_label;
 
 use crate::report::baselines::Baselines;
 use crate::sched::{Event, Progress};

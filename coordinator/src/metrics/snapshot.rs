@@ -3,29 +3,23 @@
 use super::{Metrics, SWEEP_RETENTION_MS};
 use crate::sched::State;
 use crate::store::records::JobState;
+use ausweep_proto::v1::PendingClass;
 use std::collections::{BTreeMap, HashSet};
 
-/// The bounded class of a pending reason.
-pub fn reason_class(reason: &str) -> &'static str {
-    let r = reason;
-    if r.starts_with("sweep cancelled") {
-        "sweep_cancelled"
-    } else if r.starts_with("dependency") || r.starts_with("waiting on dependency") {
-        "dependency"
-    } else if r.starts_with("no worker connected") {
-        "no_worker"
-    } else if r.starts_with("no connected worker has") {
-        "no_device_kind"
-    } else if r.starts_with("no connected worker holds the weights") {
-        "missing_weights"
-    } else if r.starts_with("no connected device has") {
-        "insufficient_gpu_memory"
-    } else if r.starts_with("only worker") {
-        "avoiding_failed_worker"
-    } else if r.starts_with("waiting for a free") {
-        "waiting_for_device"
-    } else {
-        "other"
+/// The metric label of a pending job's class (both dependency classes share one).
+pub fn reason_label(class: PendingClass) -> &'static str {
+    use PendingClass as C;
+    match class {
+        C::SweepCancelled => "sweep_cancelled",
+        C::DependencyWaiting | C::DependencyFailed => "dependency",
+        C::NoWorker => "no_worker",
+        C::NoDeviceKind => "no_device_kind",
+        C::InsufficientGpuMemory => "insufficient_gpu_memory",
+        C::MissingWeights => "missing_weights",
+        C::AvoidingFailedWorker => "avoiding_failed_worker",
+        C::NoWorkerCanRun => "no_worker_can_run",
+        C::WaitingForDevice => "waiting_for_device",
+        C::Unspecified => "other",
     }
 }
 
@@ -37,7 +31,7 @@ const STATES: [(JobState, &str); 5] = [
     (JobState::Cancelled, "cancelled"),
 ];
 
-const REASONS: [&str; 9] = [
+pub(crate) const REASONS: [&str; 10] = [
     "sweep_cancelled",
     "dependency",
     "no_worker",
@@ -45,6 +39,7 @@ const REASONS: [&str; 9] = [
     "insufficient_gpu_memory",
     "missing_weights",
     "avoiding_failed_worker",
+    "no_worker_can_run",
     "waiting_for_device",
     "other",
 ];
@@ -77,7 +72,7 @@ impl Metrics {
             for j in &jobs {
                 if j.state == JobState::Pending {
                     *reasons
-                        .entry(reason_class(&st.pending_reason(j, now)))
+                        .entry(reason_label(st.pending(j, now).0))
                         .or_default() += 1;
                 }
             }

@@ -265,7 +265,8 @@ fn a_node_failure_moves_the_job_to_another_worker_and_says_which_workers_cannot_
         other.job_id, a.job_id,
         "the same job went back to the node that lacks its data"
     );
-    let reason = h.st.pending_reason(&j, h.now);
+    let (class, reason) = h.st.pending(&j, h.now);
+    assert_eq!(class, ausweep_proto::v1::PendingClass::NoWorkerCanRun);
     assert_eq!(
         reason,
         format!(

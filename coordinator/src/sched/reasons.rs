@@ -5,6 +5,7 @@ use super::state::{describe, fits, State};
 use super::types::*;
 use crate::manifest::DeviceReq;
 use crate::store::records::{JobRecord, JobState};
+use ausweep_proto::v1::PendingClass;
 
 impl State {
     fn counts(&self, sweep: &str) -> Counts {
@@ -95,13 +96,15 @@ impl State {
             .iter()
             .map(|id| {
                 let j = &self.jobs[id];
+                let (pending_class, pending_reason) = if j.state == JobState::Pending {
+                    self.pending(j, now)
+                } else {
+                    (PendingClass::Unspecified, String::new())
+                };
                 JobView {
                     job: (**j).clone(),
-                    pending_reason: if j.state == JobState::Pending {
-                        self.pending_reason(j, now)
-                    } else {
-                        String::new()
-                    },
+                    pending_class,
+                    pending_reason,
                     progress: self.progress.get(id).cloned(),
                     result: self.results.get(id).map(|r| (**r).clone()),
                 }
@@ -149,27 +152,47 @@ impl State {
         })
     }
 
-    /// Why a pending job is not running.
+    /// Why a pending job is not running, for people.
     pub fn pending_reason(&self, j: &JobRecord, now: u64) -> String {
+        self.pending(j, now).1
+    }
+
+    /// Why a pending job is not running: its class (the contract programs act on) and the
+    /// sentence people read.
+    pub fn pending(&self, j: &JobRecord, now: u64) -> (PendingClass, String) {
+        use PendingClass as C;
         if self.sweeps.get(&j.sweep).is_some_and(|s| s.cancelled) {
-            return "sweep cancelled".into();
+            return (C::SweepCancelled, "sweep cancelled".into());
         }
         for d in &j.depends_on {
             match self.jobs.get(d).map(|x| x.state) {
                 Some(JobState::Succeeded) => {}
                 Some(JobState::Failed) => {
-                    return format!("dependency {d} failed (resubmit-failed reruns it)")
+                    return (
+                        C::DependencyFailed,
+                        format!("dependency {d} failed (resubmit-failed reruns it)"),
+                    )
                 }
-                Some(JobState::Cancelled) => return format!("dependency {d} was cancelled"),
+                Some(JobState::Cancelled) => {
+                    return (C::DependencyFailed, format!("dependency {d} was cancelled"))
+                }
                 Some(s) if self.jobs[d].key.stage == crate::plan::PREPARE_STAGE => {
-                    return format!("waiting on dependency {d} ({s:?}): its data is being prepared")
+                    return (
+                        C::DependencyWaiting,
+                        format!("waiting on dependency {d} ({s:?}): its data is being prepared"),
+                    )
                 }
-                Some(s) => return format!("waiting on dependency {d} ({s:?})"),
-                None => return format!("dependency {d} is missing"),
+                Some(s) => {
+                    return (
+                        C::DependencyWaiting,
+                        format!("waiting on dependency {d} ({s:?})"),
+                    )
+                }
+                None => return (C::DependencyFailed, format!("dependency {d} is missing")),
             }
         }
         if let Some(n) = self.no_worker_notice(now) {
-            return n;
+            return (C::NoWorker, n);
         }
         let alive: Vec<_> = self
             .workers
@@ -187,14 +210,19 @@ impl State {
             .filter(|d| kind_ok(d.cuda) && d.healthy)
             .collect();
         if kinds.is_empty() {
-            return format!("no connected worker has a healthy {:?} device", j.device)
-                .to_lowercase();
+            return (
+                C::NoDeviceKind,
+                format!("no connected worker has a healthy {:?} device", j.device).to_lowercase(),
+            );
         }
         if !kinds.iter().any(|d| fits(j, d)) {
             let largest = kinds.iter().map(|d| d.memory_mib).max().unwrap_or(0);
-            return format!(
-                "no connected device has >= {} MiB GPU memory (largest: {largest} MiB)",
-                j.min_gpu_memory_mib
+            return (
+                C::InsufficientGpuMemory,
+                format!(
+                    "no connected device has >= {} MiB GPU memory (largest: {largest} MiB)",
+                    j.min_gpu_memory_mib
+                ),
             );
         }
         let needs = j.needs.names();
@@ -220,9 +248,12 @@ impl State {
             } else {
                 format!("`ausweep weights fetch {first}` or `ausweep weights import {first} FILE`")
             };
-            return format!(
-                "no connected worker holds the weights {names} (on a worker: {how}; it \
-                 advertises them at its next heartbeat)"
+            return (
+                C::MissingWeights,
+                format!(
+                    "no connected worker holds the weights {names} (on a worker: {how}; it \
+                     advertises them at its next heartbeat)"
+                ),
             );
         }
         let fitting: Vec<_> = fitting_workers
@@ -233,28 +264,41 @@ impl State {
         if let Some(lacks) = self.node_lacks.get(&j.id) {
             if fitting.iter().all(|w| lacks.contains_key(w)) {
                 let why: Vec<String> = lacks.iter().map(|(w, r)| format!("{w}: {r}")).collect();
-                return format!(
-                    "no connected worker can run it: {} (a worker is offered it again once it \
-                     registers anew, e.g. its agent restarted after the fix)",
-                    why.join("; ")
+                return (
+                    C::NoWorkerCanRun,
+                    format!(
+                        "no connected worker can run it: {} (a worker is offered it again once \
+                         it registers anew, e.g. its agent restarted after the fix)",
+                        why.join("; ")
+                    ),
                 );
             }
         }
         if fitting.iter().all(|w| j.avoid_workers.contains(w)) && !j.avoid_workers.is_empty() {
-            return format!("only worker {} fits and it failed the last attempt; it gets the job when it asks again", fitting.join(", "));
+            return (
+                C::AvoidingFailedWorker,
+                format!(
+                    "only worker {} fits and it failed the last attempt; it gets the job when it \
+                     asks again",
+                    fitting.join(", ")
+                ),
+            );
         }
         let ahead = self
             .ready
             .iter()
             .take_while(|(_, _, id)| *id != j.id)
             .count();
-        format!(
-            "waiting for a free {} device ({ahead} ready jobs ahead)",
-            match j.device {
-                DeviceReq::Cuda => "cuda",
-                DeviceReq::Cpu => "cpu",
-                DeviceReq::Any => "",
-            }
+        (
+            C::WaitingForDevice,
+            format!(
+                "waiting for a free {} device ({ahead} ready jobs ahead)",
+                match j.device {
+                    DeviceReq::Cuda => "cuda",
+                    DeviceReq::Cpu => "cpu",
+                    DeviceReq::Any => "",
+                }
+            ),
         )
     }
 

@@ -384,7 +384,10 @@ fn jobs_needing_weights_no_worker_holds_wait_with_that_reason_until_a_heartbeat_
         ) && reason.contains("ausweep weights import mtcnn_onet"),
         "{reason}"
     );
-    assert_eq!(crate::metrics::reason_class(&reason), "missing_weights");
+    assert_eq!(
+        h.st.pending(h.st.job(&prep).unwrap(), h.now).0,
+        ausweep_proto::v1::PendingClass::MissingWeights
+    );
 
     // A heartbeat advertises MTCNN too (after `ausweep weights import`): the preparation runs,
     // then MobileNet-v2's stage 1; MobileNet-v1's waits, naming its file.

@@ -284,6 +284,8 @@ pub struct SweepView {
 pub struct JobView {
     /// The record.
     pub job: crate::store::records::JobRecord,
+    /// The class of why it is pending (`Unspecified` otherwise).
+    pub pending_class: ausweep_proto::v1::PendingClass,
     /// Why it is pending (empty otherwise).
     pub pending_reason: String,
     /// Latest progress.

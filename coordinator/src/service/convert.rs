@@ -138,6 +138,7 @@ pub(crate) fn job(v: &JobView) -> v1::JobStatus {
             .map(|l| l.worker.clone())
             .unwrap_or_default(),
         pending_reason: v.pending_reason.clone(),
+        pending_class: v.pending_class as i32,
         last_error: j.last_error.clone(),
         depends_on: j.depends_on.clone(),
         progress: v.progress.as_ref().map(progress_out),
