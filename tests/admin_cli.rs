@@ -693,6 +693,13 @@ async fn every_client_command_speaks_mutual_tls_and_says_why_it_is_refused() {
     // By name: the newest sweep of that name.
     let status = ok(run(&["status", "tls"], &mine), "status by name");
     assert_eq!(states(&status), ["pending", "pending"], "{status}");
+    // Scripts get the id the name resolved to.
+    let json = ok(
+        run(&["status", "tls", "--output", "json"], &mine),
+        "status by name, JSON",
+    );
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["sweep_id"], id.as_str(), "{json}");
     let report = ok(
         run(&["report", "tls", "--format", "json"], &mine),
         "report by name",
@@ -745,7 +752,12 @@ async fn every_client_command_speaks_mutual_tls_and_says_why_it_is_refused() {
             }
         },
     );
-    ok(run(&["cancel", "tls"], &mine), "cancel by name");
+    let out = ok(
+        run(&["cancel", "tls", "--output", "json"], &mine),
+        "cancel by name",
+    );
+    let json: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(json["sweep_id"], id.as_str(), "{json}");
     drop(worker);
     coord.kill();
 }

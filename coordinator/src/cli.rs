@@ -447,6 +447,8 @@ pub async fn run(cmd: Command) -> Result<()> {
                 .await?
                 .into_inner();
             if output.is_json() {
+                // The id the coordinator resolved (the argument may be a name).
+                let id = r.summary.as_ref().map_or(id, |s| s.sweep_id.clone());
                 println!("{}", views::sweep(&id, &r));
                 return Ok(());
             }
@@ -508,6 +510,11 @@ pub async fn run(cmd: Command) -> Result<()> {
                 })
                 .await?
                 .into_inner();
+            // Follow the sweep the name resolved to now, not a newer version submitted later.
+            let sweep = status
+                .summary
+                .as_ref()
+                .map_or(sweep, |s| s.sweep_id.clone());
             crate::watch::follow(&mut client, &sweep, status, output).await?;
         }
         Command::Cancel {
@@ -523,7 +530,7 @@ pub async fn run(cmd: Command) -> Result<()> {
                 .await?
                 .into_inner();
             if output.is_json() {
-                println!("{}", views::cancelled(&sweep, r.cancelled));
+                println!("{}", views::cancelled(&r.sweep_id, r.cancelled));
             } else {
                 println!("cancelled {} jobs", r.cancelled);
             }
@@ -541,7 +548,7 @@ pub async fn run(cmd: Command) -> Result<()> {
                 .await?
                 .into_inner();
             if output.is_json() {
-                println!("{}", views::requeued(&sweep, r.requeued));
+                println!("{}", views::requeued(&r.sweep_id, r.requeued));
             } else {
                 println!("requeued {} jobs", r.requeued);
             }

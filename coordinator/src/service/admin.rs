@@ -156,10 +156,16 @@ impl Admin for AdminSvc {
         let id = self.sweep_id(&req.get_ref().sweep_id).await?;
         let n = self
             .sched
-            .call(move |st, now, b| st.cancel(&id, now, b))
+            .call({
+                let id = id.clone();
+                move |st, now, b| st.cancel(&id, now, b)
+            })
             .await
             .map_err(status)?;
-        Ok(Response::new(v1::CancelReply { cancelled: n }))
+        Ok(Response::new(v1::CancelReply {
+            cancelled: n,
+            sweep_id: id,
+        }))
     }
 
     async fn resubmit_failed(
@@ -170,10 +176,16 @@ impl Admin for AdminSvc {
         let id = self.sweep_id(&req.get_ref().sweep_id).await?;
         let n = self
             .sched
-            .call(move |st, _, b| st.resubmit_failed(&id, b))
+            .call({
+                let id = id.clone();
+                move |st, _, b| st.resubmit_failed(&id, b)
+            })
             .await
             .map_err(status)?;
-        Ok(Response::new(v1::ResubmitFailedReply { requeued: n }))
+        Ok(Response::new(v1::ResubmitFailedReply {
+            requeued: n,
+            sweep_id: id,
+        }))
     }
 
     type WatchStream = EventStream;
