@@ -18,6 +18,8 @@ mod dataset_cmd;
 mod demo_cmd;
 #[cfg(test)]
 mod doc_commands;
+#[cfg(test)]
+mod doc_paths;
 #[cfg(feature = "train")]
 mod predict;
 #[cfg(feature = "train")]
