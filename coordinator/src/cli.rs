@@ -339,17 +339,6 @@ fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1u64 << 20) as f64)
 }
 
-fn state_name(s: i32) -> &'static str {
-    match v1::JobState::try_from(s).unwrap_or_default() {
-        v1::JobState::Pending => "pending",
-        v1::JobState::Leased => "running",
-        v1::JobState::Succeeded => "done",
-        v1::JobState::Failed => "FAILED",
-        v1::JobState::Cancelled => "cancelled",
-        v1::JobState::Unspecified => "?",
-    }
-}
-
 /// Runs one subcommand.
 pub async fn run(cmd: Command) -> Result<()> {
     match cmd {
@@ -475,7 +464,7 @@ pub async fn run(cmd: Command) -> Result<()> {
                     j.backbone,
                     j.fold,
                     j.stage,
-                    state_name(j.state),
+                    views::state_shown(j.state),
                     j.attempt,
                     format!("{}/{budget}", j.failures),
                     j.lost_attempts,

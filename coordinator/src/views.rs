@@ -23,7 +23,17 @@ impl Output {
     }
 }
 
-/// A job state's word, as the tables print it and the JSON carries it.
+/// What people read in tables and live bars: the same word, but `FAILED` in capitals so that it
+/// stands out, and `?` for a state this version does not know.
+pub fn state_shown(s: i32) -> &'static str {
+    match state(s) {
+        "failed" => "FAILED",
+        "unknown" => "?",
+        w => w,
+    }
+}
+
+/// A job state's word, as the JSON outputs and every view name it.
 pub fn state(s: i32) -> &'static str {
     match v1::JobState::try_from(s).unwrap_or_default() {
         v1::JobState::Pending => "pending",
@@ -238,6 +248,23 @@ fn pending_class(c: v1::PendingClass) -> Value {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn one_word_per_job_state_for_json_tables_and_bars() {
+        let words: Vec<(&str, &str)> = (0..=5).map(|s| (state(s), state_shown(s))).collect();
+        assert_eq!(
+            words,
+            [
+                ("unknown", "?"),
+                ("pending", "pending"),
+                ("running", "running"),
+                ("done", "done"),
+                ("failed", "FAILED"),
+                ("cancelled", "cancelled"),
+            ]
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -129,17 +129,6 @@ fn short(job_id: &str) -> &str {
     job_id.split_once('.').map_or(job_id, |(_, k)| k)
 }
 
-fn state_word(s: i32) -> &'static str {
-    match v1::JobState::try_from(s).unwrap_or(v1::JobState::Unspecified) {
-        v1::JobState::Pending => "pending",
-        v1::JobState::Leased => "running",
-        v1::JobState::Succeeded => "done",
-        v1::JobState::Failed => "FAILED",
-        v1::JobState::Cancelled => "cancelled",
-        _ => "?",
-    }
-}
-
 impl Bars {
     /// Bars for every job of `status`, drawn to stderr (hidden when it is not a terminal).
     pub fn new(status: &v1::SweepStatus) -> Self {
@@ -181,7 +170,7 @@ impl Bars {
 
     fn set_state(&mut self, job_id: &str, state: i32, attempt: u32, note: &str) {
         let b = self.bar(job_id, 1);
-        let word = state_word(state);
+        let word = crate::views::state_shown(state);
         let msg = if note.is_empty() {
             format!("{word} (attempt {attempt})")
         } else {
