@@ -5,10 +5,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use ausweep_proto::client;
 use ausweep_proto::v1;
 use ausweep_worker::agent::checkpoints::Cache;
-use sha2::{Digest, Sha256};
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use tokio_stream::StreamExt;
 
 /// How to reach the coordinator for a sweep reference: the same flags as every client command.
 pub type Remote = ausweep_coordinator::cli::Conn;
@@ -115,30 +112,15 @@ async fn fetch_best(
 }
 
 async fn download(admin: &mut client::Admin, cache: &Cache, sha: &str) -> Result<()> {
-    let mut stream = admin
+    let stream = admin
         .download_checkpoint(v1::DownloadRequest { sha256: sha.into() })
         .await
         .map_err(|e| anyhow!("downloading checkpoint {sha}: {}", e.message()))?
         .into_inner();
-    let dst = cache.path(sha);
-    let tmp = dst.with_extension(format!("{}.tmp", std::process::id()));
-    let mut out = std::fs::File::create(&tmp).with_context(|| format!("{}", tmp.display()))?;
-    let mut h = Sha256::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| anyhow!("downloading checkpoint {sha}: {}", e.message()))?;
-        if let Some(v1::checkpoint_chunk::Part::Data(d)) = chunk.part {
-            h.update(&d);
-            out.write_all(&d)?;
-        }
-    }
-    out.sync_all()?;
-    let got = hex::encode(h.finalize());
-    if got != sha {
-        let _ = std::fs::remove_file(&tmp);
-        bail!("downloaded checkpoint has sha256 {got}, expected {sha}");
-    }
-    std::fs::rename(&tmp, &dst)?;
-    Ok(())
+    cache
+        .store_download(sha, stream)
+        .await
+        .with_context(|| format!("downloading checkpoint {sha}"))
 }
 
 #[cfg(test)]

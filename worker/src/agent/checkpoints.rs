@@ -197,12 +197,22 @@ impl Cache {
 
     async fn download_once(&self, session: &Session, sha: &str) -> Result<(), AgentError> {
         let req = v1::DownloadRequest { sha256: sha.into() };
-        let mut stream = session
+        let stream = session
             .call(Retry::For(Duration::from_secs(60)), |mut c| {
                 let req = req.clone();
                 async move { c.download_checkpoint(req).await }
             })
             .await?;
+        self.store_download(sha, stream).await
+    }
+
+    /// Writes a downloaded bundle (the chunks of a `DownloadCheckpoint` answer, from any client)
+    /// into the cache: hashed as it arrives, fsynced, and renamed into place only when its
+    /// sha256 is `sha`. The one download-and-verify path, for the agent and for `predict`.
+    pub async fn store_download<S>(&self, sha: &str, mut stream: S) -> Result<(), AgentError>
+    where
+        S: tokio_stream::Stream<Item = Result<v1::CheckpointChunk, tonic::Status>> + Unpin,
+    {
         let tmp = self.dir.join(format!(
             ".dl-{}-{:016x}.tmp",
             std::process::id(),
