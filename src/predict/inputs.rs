@@ -2,10 +2,10 @@
 //! RGB frames; videos through ffmpeg, every `stride`-th frame.
 
 use anyhow::{anyhow, bail, Context, Result};
+use ausweep_worker::prepare::ffmpeg;
 use image::RgbImage;
-use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::Command;
 
 const IMAGE_EXT: [&str; 7] = ["jpg", "jpeg", "png", "bmp", "tif", "tiff", "webp"];
 const VIDEO_EXT: [&str; 8] = ["avi", "mp4", "mov", "mkv", "webm", "m4v", "mpg", "wmv"];
@@ -155,16 +155,15 @@ pub fn probe(p: &Path) -> Result<VideoInfo> {
     })
 }
 
-/// Every `stride`-th frame of a video, decoded by an ffmpeg child into raw RGB.
+/// Every `stride`-th frame of a video, decoded by ffmpeg (the one wrapper, in the worker's
+/// preparation) into raw RGB.
 pub struct VideoFrames {
-    child: Child,
-    stdout: ChildStdout,
-    /// What ffmpeg wrote on stderr (at `-v error`, only errors), gathered by a thread.
-    stderr: Option<std::thread::JoinHandle<String>>,
+    frames: Option<ffmpeg::Frames>,
     info: VideoInfo,
     stride: u64,
     next: u64,
     path: PathBuf,
+    buf: Vec<u8>,
 }
 
 impl VideoFrames {
@@ -172,104 +171,53 @@ impl VideoFrames {
     pub fn open(p: &Path, stride: u64) -> Result<Self> {
         let info = probe(p)?;
         let stride = stride.max(1);
-        let mut child = Command::new("ffmpeg")
-            .args(["-v", "error", "-nostdin", "-i"])
-            .arg(p)
-            .args(["-vf", &format!("select=not(mod(n\\,{stride}))")])
-            .args([
-                "-fps_mode",
-                "passthrough",
-                "-f",
-                "rawvideo",
-                "-pix_fmt",
-                "rgb24",
-                "-",
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|e| anyhow!("running ffmpeg (install ffmpeg; `make setup` does): {e}"))?;
-        let stdout = child
-            .stdout
-            .take()
-            .ok_or_else(|| anyhow!("ffmpeg has no stdout"))?;
-        let stderr = child.stderr.take().map(|mut e| {
-            std::thread::spawn(move || {
-                let mut text = String::new();
-                let _ = e.read_to_string(&mut text);
-                text
-            })
-        });
+        let frames = ffmpeg::Frames::open_every(p, info.width, info.height, stride)
+            .map_err(|e| anyhow!("{e}"))?;
         Ok(VideoFrames {
-            child,
-            stdout,
-            stderr,
+            frames: Some(frames),
             info,
             stride,
             next: 0,
             path: p.to_path_buf(),
+            buf: Vec::new(),
         })
     }
 
-    /// The next sampled frame: (0-based frame index, seconds, image); `None` at the end.
+    /// The next sampled frame: (0-based frame index, seconds, image); `None` at the end. At the
+    /// end, ffmpeg's failure or its complaints (a damaged stream it concealed) are an error that
+    /// names the file.
     pub fn next_frame(&mut self) -> Result<Option<(u64, f64, RgbImage)>> {
-        let (w, h) = (self.info.width, self.info.height);
-        let mut buf = vec![0u8; w as usize * h as usize * 3];
-        let mut got = 0;
-        while got < buf.len() {
-            match self.stdout.read(&mut buf[got..]) {
-                Ok(0) => break,
-                Ok(n) => got += n,
-                Err(e) => return Err(anyhow!("{}: reading frames: {e}", self.path.display())),
+        let Some(frames) = self.frames.as_mut() else {
+            return Ok(None);
+        };
+        let n = frames
+            .read_batch(1, &mut self.buf)
+            .map_err(|e| anyhow!("{e}"))?;
+        if n == 0 {
+            let said = self
+                .frames
+                .take()
+                .map(ffmpeg::Frames::finish)
+                .transpose()
+                .map_err(|e| anyhow!("{e}"))?
+                .unwrap_or_default();
+            if !said.is_empty() {
+                bail!(
+                    "{}: the video is damaged: ffmpeg: {said}",
+                    self.path.display()
+                );
             }
-        }
-        if got < buf.len() {
-            self.finished(got)?;
             return Ok(None);
         }
         let index = self.next * self.stride;
         self.next += 1;
-        let img = RgbImage::from_raw(w, h, buf)
-            .ok_or_else(|| anyhow!("{}: frame of the wrong size", self.path.display()))?;
+        let img = RgbImage::from_raw(
+            self.info.width,
+            self.info.height,
+            std::mem::take(&mut self.buf),
+        )
+        .ok_or_else(|| anyhow!("{}: frame of the wrong size", self.path.display()))?;
         Ok(Some((index, index as f64 / self.info.fps, img)))
-    }
-}
-
-impl VideoFrames {
-    /// At the end of ffmpeg's output: an error naming the file when ffmpeg failed, reported
-    /// errors (a corrupt stream it concealed) or stopped inside a frame.
-    fn finished(&mut self, partial: usize) -> Result<()> {
-        let status = self.child.wait();
-        let said = self
-            .stderr
-            .take()
-            .and_then(|t| t.join().ok())
-            .unwrap_or_default();
-        let said: Vec<&str> = said
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty())
-            .collect();
-        let first = said.first().copied().unwrap_or("");
-        let more = match said.len() {
-            0 | 1 => String::new(),
-            n => format!(" (and {} more line(s))", n - 1),
-        };
-        let p = self.path.display();
-        match status {
-            Err(e) => bail!("{p}: waiting for ffmpeg: {e}"),
-            Ok(s) if !s.success() => bail!("{p}: ffmpeg failed ({s}): {first}{more}"),
-            Ok(_) if !said.is_empty() => bail!("{p}: the video is damaged: ffmpeg: {first}{more}"),
-            Ok(_) if partial > 0 => bail!("{p}: ffmpeg stopped inside a frame ({partial} bytes)"),
-            Ok(_) => Ok(()),
-        }
-    }
-}
-
-impl Drop for VideoFrames {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 

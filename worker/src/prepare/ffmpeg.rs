@@ -1,5 +1,7 @@
-//! Video decoding through ffmpeg: `ffprobe` for the size and frame count, and `ffmpeg` piping
-//! raw RGB frames into memory a batch at a time.
+//! Video decoding through ffmpeg, the one wrapper (dataset preparation and `ausweep predict`):
+//! `ffprobe` for the size and frame count, and `ffmpeg` piping raw RGB frames into memory a
+//! batch at a time, its stderr gathered by a thread (a child that fills its stderr pipe while we
+//! wait on its stdout would stall both) and reported by [`Frames::finish`].
 
 use super::PrepareError;
 use std::io::Read;
@@ -66,16 +68,33 @@ pub struct Frames {
     path: PathBuf,
     child: Child,
     out: ChildStdout,
+    /// What ffmpeg writes on stderr (at `-v error`: only errors), gathered as it comes.
+    stderr: Option<std::thread::JoinHandle<String>>,
     frame_bytes: usize,
     done: bool,
 }
 
 impl Frames {
-    /// Starts decoding `video`, whose frames are `probe.width × probe.height`.
+    /// Starts decoding every frame of `video`, whose frames are `probe.width × probe.height`.
     pub fn open(video: &Path, probe: &Probe) -> Result<Frames, PrepareError> {
-        let mut child = Command::new("ffmpeg")
-            .args(["-nostdin", "-v", "error", "-i"])
-            .arg(video)
+        Self::open_every(video, probe.width, probe.height, 1)
+    }
+
+    /// Starts decoding every `stride`-th frame (0, stride, 2·stride, ...) of `video`, whose
+    /// frames are `width × height`.
+    pub fn open_every(
+        video: &Path,
+        width: u32,
+        height: u32,
+        stride: u64,
+    ) -> Result<Frames, PrepareError> {
+        let mut c = Command::new("ffmpeg");
+        c.args(["-nostdin", "-v", "error", "-i"]).arg(video);
+        if stride > 1 {
+            c.args(["-vf", &format!("select=not(mod(n\\,{stride}))")])
+                .args(["-fps_mode", "passthrough"]);
+        }
+        let mut child = c
             .args(["-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -86,11 +105,19 @@ impl Frames {
             path: video.to_path_buf(),
             msg: "ffmpeg gave no output pipe".into(),
         })?;
+        let stderr = child.stderr.take().map(|mut e| {
+            std::thread::spawn(move || {
+                let mut text = String::new();
+                let _ = e.read_to_string(&mut text);
+                text
+            })
+        });
         Ok(Frames {
             path: video.to_path_buf(),
             child,
             out,
-            frame_bytes: probe.width as usize * probe.height as usize * 3,
+            stderr,
+            frame_bytes: width as usize * height as usize * 3,
             done: false,
         })
     }
@@ -134,23 +161,41 @@ impl Frames {
         Ok(n)
     }
 
-    /// Waits for ffmpeg and reports a decoding failure with its message.
-    pub fn finish(mut self) -> Result<(), PrepareError> {
-        let mut err = String::new();
-        if let Some(mut e) = self.child.stderr.take() {
-            let _ = e.read_to_string(&mut err);
-        }
+    /// Waits for ffmpeg (after the last frame was read) and reports a failure with its first
+    /// words; on success, returns what it complained of (empty for a clean stream; a damaged
+    /// one that ffmpeg concealed exits 0 and says so here).
+    pub fn finish(mut self) -> Result<String, PrepareError> {
         let status = self.child.wait().map_err(|e| PrepareError::Video {
             path: self.path.clone(),
             msg: format!("waiting for ffmpeg: {e}"),
         })?;
+        let said = self
+            .stderr
+            .take()
+            .and_then(|t| t.join().ok())
+            .unwrap_or_default();
+        let said = summary(&said);
         if !status.success() {
             return Err(PrepareError::Video {
                 path: self.path.clone(),
-                msg: format!("ffmpeg exited with {status}: {}", err.trim()),
+                msg: format!("ffmpeg exited with {status}: {said}"),
             });
         }
-        Ok(())
+        Ok(said)
+    }
+}
+
+/// ffmpeg's stderr in one line: its first non-empty line, and how many more there were.
+fn summary(text: &str) -> String {
+    let lines: Vec<&str> = text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    match lines.as_slice() {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [first, rest @ ..] => format!("{first} (and {} more line(s))", rest.len()),
     }
 }
 
@@ -160,5 +205,82 @@ impl Drop for Frames {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    /// A 3,000-frame H.264 video with most of its packets overwritten: ffmpeg conceals the
+    /// damage, writes ~400 KB of complaints on stderr (six times a pipe's buffer) and exits 0.
+    fn damaged_video(dir: &Path) -> PathBuf {
+        let clean = dir.join("clean.mp4");
+        let st = Command::new("ffmpeg")
+            .args([
+                "-v",
+                "error",
+                "-y",
+                "-f",
+                "lavfi",
+                "-i",
+                "testsrc=size=64x48:rate=25",
+            ])
+            .args([
+                "-frames:v",
+                "3000",
+                "-pix_fmt",
+                "yuv420p",
+                "-c:v",
+                "libx264",
+                "-g",
+                "1",
+            ])
+            .arg(&clean)
+            .status()
+            .expect("ffmpeg (make setup installs it)");
+        assert!(st.success(), "ffmpeg encoding: {st}");
+        let mut bytes = std::fs::read(&clean).unwrap();
+        let n = bytes.len();
+        for i in (n / 20..n * 19 / 20).step_by(97) {
+            bytes[i] = 0x5A;
+        }
+        let bad = dir.join("damaged.mp4");
+        std::fs::write(&bad, bytes).unwrap();
+        bad
+    }
+
+    #[test]
+    fn a_damaged_video_decodes_to_its_end_and_its_complaints_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let video = damaged_video(dir.path());
+        let p = probe(&video).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let run = || -> Result<(u64, String), PrepareError> {
+                let mut f = Frames::open(&video, &p)?;
+                let (mut frames, mut buf) = (0u64, Vec::new());
+                loop {
+                    let n = f.read_batch(64, &mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    frames += n as u64;
+                }
+                Ok((frames, f.finish()?))
+            };
+            let _ = tx.send(run());
+        });
+        // An undrained stderr pipe fills and stalls ffmpeg while we wait on its stdout.
+        let (frames, said) = rx
+            .recv_timeout(Duration::from_secs(120))
+            .expect("decoding did not end within 120 s: ffmpeg stalled on a full stderr pipe")
+            .unwrap();
+        assert!(frames > 0, "no frame decoded");
+        assert!(
+            said.contains("more line(s)") && !said.contains('\n'),
+            "ffmpeg's complaints, in one line: {said:?}"
+        );
     }
 }
