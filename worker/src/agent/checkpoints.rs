@@ -458,7 +458,7 @@ mod tests {
     /// The longest gap of a 50 ms ticker (as the agent's heartbeat) on a two-thread runtime
     /// while `n` tasks pack `mib`-MiB checkpoints at once, on the runtime's threads (before)
     /// and off them (after). A measurement, not a check:
-    /// `cargo test -p ausweep-worker --release heartbeat_gap -- --ignored --nocapture`
+    /// `cargo test -p ausweep-worker --lib heartbeat_gap -- --ignored --nocapture`
     /// (AUSWEEP_GAP_N, AUSWEEP_GAP_MIB).
     #[test]
     #[ignore]
