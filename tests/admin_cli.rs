@@ -799,6 +799,8 @@ async fn a_dead_scheduler_stops_the_coordinator_and_a_restart_recovers_every_job
     );
     coord.env.clear();
     coord.spawn();
+    // A restart reuses the port: wait until the coordinator answers there.
+    coord.admin().await;
     let status = ok(cli(&coord, &["status", &id]), "status after the restart");
     assert_eq!(states(&status), ["pending"; 4], "{status}");
 }
