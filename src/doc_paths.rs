@@ -5,10 +5,15 @@
 use std::path::{Path, PathBuf};
 
 /// The repository's top-level folders: a word starting with one of these is a path.
-const ROOTS: [&str; 11] = [
+const ROOTS: [&str; 16] = [
     "proto/",
     "coordinator/",
-    "worker/",
+    "admin/",
+    "agent/",
+    "trainer/",
+    "weights/",
+    "data/",
+    "fsutil/",
     "src/",
     "tests/",
     "testkit/",
@@ -17,7 +22,7 @@ const ROOTS: [&str; 11] = [
     "experiments/",
     "scripts/",
     ".ci/",
-];
+]
 
 /// Paths the docs name that a command creates (they are not in the repository).
 const GENERATED: [&str; 1] = ["fuzz/artifacts"];

@@ -222,7 +222,7 @@ pub async fn serve(config: Config) -> Result<Handle, ServeError> {
         started.elapsed().as_millis()
     );
     tokio::spawn(crate::gc::remove_garbage(gc_rx, blobs.clone()));
-    let baselines = crate::report::baselines::Baselines::embedded().ok();
+    let baselines = crate::baselines::Baselines::embedded().ok();
     let metrics =
         Arc::new(Metrics::new(baselines.as_ref()).map_err(|e| ServeError::Config(e.to_string()))?);
     let mut events = sched.subscribe();

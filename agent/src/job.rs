@@ -1,0 +1,608 @@
+//! One attempt of one job: prepare its directory (resume and init checkpoints), run the
+//! trainer, relay progress, upload checkpoints, then complete or fail the attempt.
+
+use super::checkpoints::{Cache, UploadKind};
+use super::devices::Dev;
+use super::session::{Retry, Session};
+use super::supervisor::{self, Line, TrainerCmd};
+use super::AgentError;
+use ausweep_proto::fault;
+use ausweep_proto::job::DataSource;
+use ausweep_proto::trainer::progress::Event;
+use ausweep_proto::trainer::result::JobResult;
+use ausweep_proto::v1::{self, FailureKind};
+use ausweep_proto::JobSpec;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+
+/// What the agent wants from a running attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Keep going.
+    Run,
+    /// Stop at the next checkpoint (or at the deadline), report, end.
+    Drain,
+    /// The lease is gone: kill the trainer, report nothing.
+    Abort,
+}
+
+/// What an attempt needs from the agent.
+pub struct Ctx {
+    /// The coordinator session.
+    pub session: Arc<Session>,
+    /// The checkpoint cache.
+    pub cache: Cache,
+    /// Where attempts get their directories.
+    pub jobs_dir: PathBuf,
+    /// The trainer command.
+    pub trainer: TrainerCmd,
+    /// Longest wait for a draining attempt to reach its next checkpoint.
+    pub drain_timeout: Duration,
+}
+
+/// How long reports that must arrive (complete, fail, checkpoints) keep retrying.
+const REPORT_RETRY: Duration = Duration::from_secs(300);
+
+/// A job id as a directory name.
+pub fn dir_name(job_id: &str) -> String {
+    job_id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+/// Dataset paths of a spec that must exist on this worker.
+fn data_paths(spec: &JobSpec) -> Vec<&Path> {
+    match &spec.data.source {
+        DataSource::Synthetic { .. } => vec![],
+        DataSource::Disfa {
+            labels_root,
+            frames_root,
+        } => vec![labels_root, frames_root],
+        DataSource::List {
+            paths,
+            labels,
+            images_root,
+        } => vec![paths, labels, images_root],
+        DataSource::DisfaVideos {
+            videos_root,
+            labels_root,
+            ..
+        } => std::iter::once(videos_root.as_path())
+            .chain(labels_root.as_deref())
+            .collect(),
+    }
+}
+
+enum Outcome {
+    /// Report this failure.
+    Fail(FailureKind, String),
+    /// The lease is gone; nothing to report.
+    Aborted,
+    /// Completed (reported).
+    Done,
+}
+
+/// Runs one attempt to its end and reports it. Never panics on outside data.
+pub async fn run(ctx: Arc<Ctx>, a: v1::Assignment, dev: Dev, control: watch::Receiver<Control>) {
+    let label = format!("{} #{}", a.job_id, a.attempt);
+    let mut packed = Vec::new();
+    let outcome = match attempt(&ctx, &a, &dev, control, &mut packed).await {
+        Ok(o) => o,
+        Err(e) => Outcome::Fail(e.failure_kind(), e.to_string()),
+    };
+    // The coordinator holds every uploaded checkpoint: free this attempt's weights here. After a
+    // failure the newest bundle stays in the cache (the next attempt may resume on this node).
+    let attempt_dir = ctx
+        .jobs_dir
+        .join(dir_name(&a.job_id))
+        .join(format!("attempt-{}", a.attempt));
+    let done = matches!(outcome, Outcome::Done);
+    if done {
+        // The job is over: its resume point and its dependency's weights are not needed here.
+        for sha in [&a.resume_checkpoint_sha256, &a.init_checkpoint_sha256] {
+            if !sha.is_empty() {
+                packed.insert(0, sha.clone());
+            }
+        }
+    }
+    {
+        // Removing gigabytes of weights takes a while: not on the runtime's threads.
+        let (cache, packed) = (ctx.cache.clone(), packed.clone());
+        let _ = tokio::task::spawn_blocking(move || cleanup(&cache, &attempt_dir, &packed, !done))
+            .await;
+    }
+    match outcome {
+        Outcome::Done => eprintln!("ausweep worker: {label} completed"),
+        Outcome::Aborted => eprintln!("ausweep worker: {label} aborted (lease no longer valid)"),
+        Outcome::Fail(kind, reason) => {
+            eprintln!("ausweep worker: {label} failed ({kind:?}): {reason}");
+            let req = v1::FailRequest {
+                job_id: a.job_id.clone(),
+                fencing_token: a.fencing_token,
+                kind: kind as i32,
+                reason: truncate(&reason, 4000),
+            };
+            let r = ctx
+                .session
+                .call(Retry::For(REPORT_RETRY), |mut c| {
+                    let req = req.clone();
+                    async move { c.fail(req).await }
+                })
+                .await;
+            match r {
+                Ok(r) => eprintln!(
+                    "ausweep worker: {label} failure reported (accepted {}, will retry {})",
+                    r.accepted, r.will_retry
+                ),
+                Err(e) => eprintln!("ausweep worker: {label}: could not report failure: {e}"),
+            }
+        }
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut start = s.len() - max;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("…{}", &s[start..])
+}
+
+/// Deletes an ended attempt's weight files and the bundles it packed (all, or all but the
+/// newest); logs, `job.yaml` and `result.json` stay.
+fn cleanup(cache: &Cache, dir: &Path, packed: &[String], keep_newest: bool) {
+    let n = packed.len().saturating_sub(usize::from(keep_newest));
+    for sha in &packed[..n] {
+        let _ = std::fs::remove_file(cache.path(sha));
+    }
+    remove_weights(dir);
+}
+
+/// At agent start (no attempt runs yet): frees the weight files of attempts a killed agent left
+/// behind; every one of them was uploaded or is lost anyway. Returns how many attempts it freed.
+pub fn purge_stale(jobs_dir: &Path) -> usize {
+    let mut n = 0;
+    for job in std::fs::read_dir(jobs_dir).into_iter().flatten().flatten() {
+        for attempt in std::fs::read_dir(job.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let p = attempt.path();
+            if p.is_dir()
+                && attempt
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with("attempt-")
+            {
+                remove_weights(&p);
+                n += 1;
+            }
+        }
+    }
+    n
+}
+
+/// Deletes an attempt directory's weight files (resume, init, epoch checkpoints, final).
+fn remove_weights(dir: &Path) {
+    for sub in ["resume.safetensors", "resume.json"] {
+        let _ = std::fs::remove_file(dir.join(sub));
+    }
+    let _ = std::fs::remove_dir_all(dir.join("init"));
+    let _ = std::fs::remove_dir_all(dir.join("out").join("checkpoints"));
+    let _ = std::fs::remove_file(dir.join("out").join("final.safetensors"));
+}
+
+/// Whether a resume failure means the checkpoint itself is unusable (not a network hiccup).
+fn resume_is_bad(e: &AgentError) -> bool {
+    match e {
+        AgentError::Checkpoint(m) => {
+            !m.starts_with("download of") || m.contains("no checkpoint") || m.contains("not found")
+        }
+        AgentError::Rpc(s) => s.code() == tonic::Code::NotFound,
+        _ => false,
+    }
+}
+
+async fn resume_into(
+    ctx: &Ctx,
+    a: &v1::Assignment,
+    dir: &Path,
+    ckpt_dir: &Path,
+) -> Result<u32, AgentError> {
+    let sha = &a.resume_checkpoint_sha256;
+    ctx.cache.fetch(&ctx.session, sha).await?;
+    // The bundle's metadata names the epoch; unpack under a scratch name, then rename.
+    let scratch = dir.join("resume");
+    let epoch = ctx.cache.unpack(sha, &scratch).await?;
+    let stem = ckpt_dir.join(ausweep_proto::trainer::result::epoch_stem(epoch));
+    for ext in ["safetensors", "json"] {
+        std::fs::rename(scratch.with_extension(ext), stem.with_extension(ext)).map_err(|e| {
+            AgentError::Io {
+                path: stem.clone(),
+                source: e,
+            }
+        })?;
+    }
+    Ok(epoch)
+}
+
+async fn attempt(
+    ctx: &Ctx,
+    a: &v1::Assignment,
+    dev: &Dev,
+    mut control: watch::Receiver<Control>,
+    packed: &mut Vec<String>,
+) -> Result<Outcome, AgentError> {
+    fault::point("lease");
+    let mut spec: JobSpec = serde_json::from_str(&a.job_spec_json)
+        .map_err(|e| AgentError::BadJob(format!("job spec: {e}")))?;
+    if let Some(p) = data_paths(&spec).into_iter().find(|p| !p.exists()) {
+        // This node's problem (a mount missing here): the job is retried on another worker.
+        return Err(AgentError::Node(format!(
+            "dataset path {} does not exist on this worker (is the shared filesystem mounted?)",
+            p.display()
+        )));
+    }
+    let dir = ctx
+        .jobs_dir
+        .join(dir_name(&a.job_id))
+        .join(format!("attempt-{}", a.attempt));
+    if dir.exists() {
+        tokio::fs::remove_dir_all(&dir)
+            .await
+            .map_err(|e| AgentError::Io {
+                path: dir.clone(),
+                source: e,
+            })?;
+    }
+    let ckpt_dir = dir.join("out").join("checkpoints");
+    std::fs::create_dir_all(&ckpt_dir).map_err(|e| AgentError::Io {
+        path: ckpt_dir.clone(),
+        source: e,
+    })?;
+    let mut resume_epoch = None;
+    if !a.resume_checkpoint_sha256.is_empty() {
+        let sha = &a.resume_checkpoint_sha256;
+        match resume_into(ctx, a, &dir, &ckpt_dir).await {
+            Ok(epoch) => {
+                eprintln!(
+                    "ausweep worker: {} resumes from epoch {epoch} ({sha})",
+                    a.job_id
+                );
+                resume_epoch = Some(epoch);
+            }
+            Err(e) if resume_is_bad(&e) => {
+                return Ok(Outcome::Fail(
+                    FailureKind::BadCheckpoint,
+                    format!("resume checkpoint {sha}: {e}"),
+                ));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    // Stage 2: the stage-1 checkpoint at a path relative to the attempt directory, so the job
+    // (and its digest, which resume checks) is the same on every worker and attempt.
+    let init = if a.init_checkpoint_sha256.is_empty() {
+        None
+    } else {
+        ctx.cache
+            .fetch(&ctx.session, &a.init_checkpoint_sha256)
+            .await?;
+        ctx.cache
+            .unpack(&a.init_checkpoint_sha256, &dir.join("init").join("stage1"))
+            .await?;
+        let rel = "init/stage1.safetensors".to_string();
+        spec.init_checkpoint = Some(PathBuf::from(&rel));
+        Some(rel)
+    };
+    let job_file = dir.join("job.yaml");
+    let text = spec.to_yaml();
+    std::fs::write(&job_file, text).map_err(|e| AgentError::Io {
+        path: job_file.clone(),
+        source: e,
+    })?;
+
+    let label = format!("{} #{}", a.job_id, a.attempt);
+    let mut child = supervisor::spawn(&ctx.trainer, &dir, dev, init.as_deref(), label)?;
+    let pid_file = dir.join("trainer.pid");
+    let _ = std::fs::write(&pid_file, child.pid.to_string());
+
+    let mut drain_deadline: Option<Instant> = None;
+    let mut stop: Option<Outcome> = None;
+    let mut last_progress = Instant::now() - Duration::from_secs(10);
+    let mut val_f1 = None;
+    let mut previous: Option<PathBuf> = None;
+    loop {
+        let deadline = drain_deadline.map(tokio::time::Instant::from_std);
+        let line = tokio::select! {
+            l = child.next_line() => l,
+            changed = control.changed(), if stop.is_none() => {
+                let c = if changed.is_ok() { *control.borrow() } else { Control::Abort };
+                match c {
+                    Control::Abort => {
+                        child.kill().await;
+                        stop = Some(Outcome::Aborted);
+                    }
+                    Control::Drain if drain_deadline.is_none() => {
+                        drain_deadline = Some(Instant::now() + ctx.drain_timeout);
+                    }
+                    _ => {}
+                }
+                continue;
+            }
+            _ = sleep_until(deadline), if stop.is_none() && deadline.is_some() => {
+                child.kill().await;
+                stop = Some(Outcome::Fail(
+                    FailureKind::Lost,
+                    "worker drained before the next checkpoint".into(),
+                ));
+                continue;
+            }
+        };
+        let Some(line) = line else { break };
+        let Line::Event(ev) = line else { continue };
+        if stop.is_some() && !matches!(*ev, Event::Checkpoint { .. }) {
+            continue;
+        }
+        match *ev {
+            Event::Step {
+                epoch,
+                step,
+                steps,
+                loss,
+                images_per_sec,
+            } if last_progress.elapsed() >= Duration::from_secs(1) || step == steps => {
+                fault::point("mid-epoch");
+                last_progress = Instant::now();
+                let p = v1::Progress {
+                    epoch,
+                    step: step as u64,
+                    loss,
+                    images_per_sec,
+                    ..Default::default()
+                };
+                if report(ctx, a, p).await {
+                    child.kill().await;
+                    stop = Some(Outcome::Aborted);
+                }
+            }
+            Event::Epoch {
+                epoch,
+                loss,
+                val_f1: epoch_val_f1,
+                val_per_au,
+                images_per_sec,
+                ..
+            } => {
+                val_f1 = epoch_val_f1;
+                let p = v1::Progress {
+                    epoch,
+                    loss,
+                    images_per_sec,
+                    val_f1: val_per_au
+                        .iter()
+                        .map(|s| (format!("AU{}", s.au), s.f1))
+                        .collect(),
+                    ..Default::default()
+                };
+                if report(ctx, a, p).await {
+                    child.kill().await;
+                    stop = Some(Outcome::Aborted);
+                }
+            }
+            Event::Start {
+                frames,
+                device,
+                threads,
+                feature_cache,
+                ..
+            } => {
+                eprintln!(
+                    "ausweep worker: {} attempt {}: trainer started on {device} with {threads} thread(s), frames train/val/test {frames:?}{}",
+                    a.job_id,
+                    a.attempt,
+                    if feature_cache { ", stage-1 feature cache" } else { "" }
+                );
+            }
+            Event::Checkpoint { epoch, path, .. } => {
+                // Relative to the attempt directory (an absolute path stays as it is).
+                let file = dir.join(&path);
+                if file.file_name().is_some_and(|n| n == "final.safetensors") {
+                    continue; // uploaded with the result
+                }
+                fault::point("checkpoint-written");
+                let (sha, size) = ctx.cache.pack(&file).await?;
+                packed.push(sha.clone());
+                let kind = UploadKind::Epoch { val_f1 };
+                let up = ctx
+                    .cache
+                    .upload(
+                        &ctx.session,
+                        &a.job_id,
+                        a.fencing_token,
+                        &sha,
+                        size,
+                        epoch,
+                        kind,
+                    )
+                    .await;
+                let accepted = match up {
+                    Ok(acc) => acc,
+                    Err(AgentError::StoreFull(m)) => {
+                        // Training goes on; a later checkpoint or the result may fit.
+                        eprintln!(
+                            "ausweep worker: {} epoch {epoch} checkpoint not stored: {m}",
+                            a.job_id
+                        );
+                        packed.pop();
+                        let _ = std::fs::remove_file(ctx.cache.path(&sha));
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                if accepted {
+                    fault::point("checkpoint-uploaded");
+                    // The coordinator has it: the epoch before is superseded here too.
+                    if let Some(old) = previous.replace(file.clone()) {
+                        let _ = std::fs::remove_file(&old);
+                        let _ = std::fs::remove_file(old.with_extension("json"));
+                    }
+                    if packed.len() > 1 {
+                        let old = packed.remove(packed.len() - 2);
+                        let _ = std::fs::remove_file(ctx.cache.path(&old));
+                    }
+                }
+                if !accepted {
+                    child.kill().await;
+                    stop = Some(Outcome::Aborted);
+                } else if drain_deadline.is_some() && stop.is_none() {
+                    child.kill().await;
+                    stop = Some(Outcome::Fail(
+                        FailureKind::Lost,
+                        format!("worker drained after checkpoint of epoch {epoch}"),
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    let (status, tail) = child.wait().await;
+    if let Some(o) = stop {
+        return Ok(o);
+    }
+    let ok = status.as_ref().is_ok_and(|s| s.success());
+    if !ok {
+        let (kind, reason) = supervisor::classify(&status, &tail, resume_epoch.is_some());
+        return Ok(Outcome::Fail(kind, reason));
+    }
+    complete(ctx, a, &dir, packed).await
+}
+
+async fn sleep_until(t: Option<tokio::time::Instant>) {
+    match t {
+        Some(t) => tokio::time::sleep_until(t).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Relays progress; true when the coordinator says the lease is gone.
+async fn report(ctx: &Ctx, a: &v1::Assignment, p: v1::Progress) -> bool {
+    let req = v1::ProgressRequest {
+        job_id: a.job_id.clone(),
+        fencing_token: a.fencing_token,
+        progress: Some(p),
+    };
+    match ctx
+        .session
+        .call(Retry::Once, |mut c| {
+            let req = req.clone();
+            async move { c.report_progress(req).await }
+        })
+        .await
+    {
+        Ok(r) => r.abort,
+        Err(_) => false, // progress is best effort; the heartbeat keeps the lease
+    }
+}
+
+/// Uploads the final checkpoint and completes the job with the trainer's result.
+async fn complete(
+    ctx: &Ctx,
+    a: &v1::Assignment,
+    dir: &Path,
+    packed: &mut Vec<String>,
+) -> Result<Outcome, AgentError> {
+    let result_file = dir.join("out").join("result.json");
+    let text = std::fs::read_to_string(&result_file).map_err(|e| AgentError::Io {
+        path: result_file.clone(),
+        source: e,
+    })?;
+    let r: JobResult = serde_json::from_str(&text)
+        .map_err(|e| AgentError::Checkpoint(format!("{}: {e}", result_file.display())))?;
+    let final_file = dir.join("out").join("final.safetensors");
+    let (sha, size) = ctx.cache.pack(&final_file).await?;
+    packed.push(sha.clone());
+    let accepted = ctx
+        .cache
+        .upload(
+            &ctx.session,
+            &a.job_id,
+            a.fencing_token,
+            &sha,
+            size,
+            r.epochs,
+            UploadKind::Final,
+        )
+        .await?;
+    if !accepted {
+        return Ok(Outcome::Aborted);
+    }
+    fault::point("final-uploaded");
+    let result = v1::JobResult {
+        aus: r
+            .test
+            .per_au
+            .iter()
+            .zip(r.thresholds.iter().chain(std::iter::repeat(&0.5)))
+            .map(|(s, t)| v1::AuScore {
+                au: s.au,
+                f1: s.f1,
+                precision: s.precision,
+                recall: s.recall,
+                threshold: *t,
+            })
+            .collect(),
+        avg_f1: r.test.avg_f1,
+        params_total: r.params_total.max(0) as u64,
+        params_trainable: r.params_trainable.max(0) as u64,
+        train_seconds: r.train_seconds,
+        images_per_sec: r.images_per_sec,
+        checkpoint_sha256: sha,
+        dataset: r.dataset.as_ref().map(|d| v1::DatasetIdentity {
+            kind: d.kind.clone(),
+            content_hash: d.content_hash.clone(),
+            frames: d.frames,
+            aus: d.aus.clone(),
+            crop: serde_json::to_value(&d.crop)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
+            size: d.size,
+            normalisation: d.normalisation.clone(),
+        }),
+    };
+    let req = v1::CompleteRequest {
+        job_id: a.job_id.clone(),
+        fencing_token: a.fencing_token,
+        result: Some(result),
+    };
+    let reply = ctx
+        .session
+        .call(Retry::For(REPORT_RETRY), |mut c| {
+            let req = req.clone();
+            async move { c.complete(req).await }
+        })
+        .await?;
+    if !reply.accepted {
+        eprintln!(
+            "ausweep worker: {} result discarded by the coordinator: {}",
+            a.job_id, reply.message
+        );
+        return Ok(Outcome::Aborted);
+    }
+    fault::point("complete-acked");
+    Ok(Outcome::Done)
+}
