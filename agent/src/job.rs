@@ -239,13 +239,9 @@ async fn resume_into(
     Ok(epoch)
 }
 
-async fn attempt(
-    ctx: &Ctx,
-    a: &v1::Assignment,
-    dev: &Dev,
-    mut control: watch::Receiver<Control>,
-    packed: &mut Vec<String>,
-) -> Result<Outcome, AgentError> {
+/// An attempt's folder made ready for its trainer: the job file, the stage-1 checkpoint of a
+/// stage-2 job and the checkpoint it resumes from (`Ok(Err(outcome))`: the attempt ends here).
+async fn prepare(ctx: &Ctx, a: &v1::Assignment) -> Result<Result<Prepared, Outcome>, AgentError> {
     fault::point("lease");
     let mut spec: JobSpec = serde_json::from_str(&a.job_spec_json)
         .map_err(|e| AgentError::BadJob(format!("job spec: {e}")))?;
@@ -285,10 +281,10 @@ async fn attempt(
                 resume_epoch = Some(epoch);
             }
             Err(e) if resume_is_bad(&e) => {
-                return Ok(Outcome::Fail(
+                return Ok(Err(Outcome::Fail(
                     FailureKind::BadCheckpoint,
                     format!("resume checkpoint {sha}: {e}"),
-                ));
+                )));
             }
             Err(e) => return Err(e),
         }
@@ -315,6 +311,38 @@ async fn attempt(
         source: e,
     })?;
 
+    Ok(Ok(Prepared {
+        dir,
+        resume_epoch,
+        init,
+    }))
+}
+
+/// An attempt's folder, ready for its trainer.
+struct Prepared {
+    /// The attempt folder.
+    dir: PathBuf,
+    /// The epoch it resumes after, if it resumes.
+    resume_epoch: Option<u32>,
+    /// The stage-1 checkpoint's path relative to `dir`, for a stage-2 job.
+    init: Option<String>,
+}
+
+async fn attempt(
+    ctx: &Ctx,
+    a: &v1::Assignment,
+    dev: &Dev,
+    mut control: watch::Receiver<Control>,
+    packed: &mut Vec<String>,
+) -> Result<Outcome, AgentError> {
+    let Prepared {
+        dir,
+        resume_epoch,
+        init,
+    } = match prepare(ctx, a).await? {
+        Ok(p) => p,
+        Err(outcome) => return Ok(outcome),
+    };
     let label = format!("{} #{}", a.job_id, a.attempt);
     let mut child = supervisor::spawn(&ctx.trainer, &dir, dev, init.as_deref(), label)?;
     let pid_file = dir.join("trainer.pid");
@@ -418,53 +446,12 @@ async fn attempt(
                 );
             }
             Event::Checkpoint { epoch, path, .. } => {
-                // Relative to the attempt directory (an absolute path stays as it is).
                 let file = dir.join(&path);
-                if file.file_name().is_some_and(|n| n == "final.safetensors") {
-                    continue; // uploaded with the result
-                }
-                fault::point("checkpoint-written");
-                let (sha, size) = ctx.cache.pack(&file).await?;
-                packed.push(sha.clone());
-                let kind = UploadKind::Epoch { val_f1 };
-                let up = ctx
-                    .cache
-                    .upload(
-                        &ctx.session,
-                        &a.job_id,
-                        a.fencing_token,
-                        &sha,
-                        size,
-                        epoch,
-                        kind,
-                    )
-                    .await;
-                let accepted = match up {
-                    Ok(acc) => acc,
-                    Err(AgentError::StoreFull(m)) => {
-                        // Training goes on; a later checkpoint or the result may fit.
-                        eprintln!(
-                            "ausweep worker: {} epoch {epoch} checkpoint not stored: {m}",
-                            a.job_id
-                        );
-                        packed.pop();
-                        let _ = std::fs::remove_file(ctx.cache.path(&sha));
-                        continue;
-                    }
-                    Err(e) => return Err(e),
+                let Some(accepted) =
+                    store_checkpoint(ctx, a, &file, epoch, val_f1, packed, &mut previous).await?
+                else {
+                    continue;
                 };
-                if accepted {
-                    fault::point("checkpoint-uploaded");
-                    // The coordinator has it: the epoch before is superseded here too.
-                    if let Some(old) = previous.replace(file.clone()) {
-                        let _ = std::fs::remove_file(&old);
-                        let _ = std::fs::remove_file(old.with_extension("json"));
-                    }
-                    if packed.len() > 1 {
-                        let old = packed.remove(packed.len() - 2);
-                        let _ = std::fs::remove_file(ctx.cache.path(&old));
-                    }
-                }
                 if !accepted {
                     child.kill().await;
                     stop = Some(Outcome::Aborted);
@@ -489,6 +476,66 @@ async fn attempt(
         return Ok(Outcome::Fail(kind, reason));
     }
     complete(ctx, a, &dir, packed).await
+}
+
+/// Packs and uploads an epoch's checkpoint `file` (relative paths are under the attempt folder);
+/// once the coordinator has it, the epoch before is removed here. `Some(accepted)` for the
+/// current lease; None when there was nothing to upload (`final`) or the store is full.
+async fn store_checkpoint(
+    ctx: &Ctx,
+    a: &v1::Assignment,
+    file: &Path,
+    epoch: u32,
+    val_f1: Option<f64>,
+    packed: &mut Vec<String>,
+    previous: &mut Option<PathBuf>,
+) -> Result<Option<bool>, AgentError> {
+    if file.file_name().is_some_and(|n| n == "final.safetensors") {
+        return Ok(None); // uploaded with the result
+    }
+    fault::point("checkpoint-written");
+    let (sha, size) = ctx.cache.pack(file).await?;
+    packed.push(sha.clone());
+    let kind = UploadKind::Epoch { val_f1 };
+    let up = ctx
+        .cache
+        .upload(
+            &ctx.session,
+            &a.job_id,
+            a.fencing_token,
+            &sha,
+            size,
+            epoch,
+            kind,
+        )
+        .await;
+    let accepted = match up {
+        Ok(acc) => acc,
+        Err(AgentError::StoreFull(m)) => {
+            // Training goes on; a later checkpoint or the result may fit.
+            eprintln!(
+                "ausweep worker: {} epoch {epoch} checkpoint not stored: {m}",
+                a.job_id
+            );
+            packed.pop();
+            let _ = std::fs::remove_file(ctx.cache.path(&sha));
+            return Ok(None);
+        }
+        Err(e) => return Err(e),
+    };
+    if accepted {
+        fault::point("checkpoint-uploaded");
+        // The coordinator has it: the epoch before is superseded here too.
+        if let Some(old) = previous.replace(file.to_path_buf()) {
+            let _ = std::fs::remove_file(&old);
+            let _ = std::fs::remove_file(old.with_extension("json"));
+        }
+        if packed.len() > 1 {
+            let old = packed.remove(packed.len() - 2);
+            let _ = std::fs::remove_file(ctx.cache.path(&old));
+        }
+    }
+    Ok(Some(accepted))
 }
 
 async fn sleep_until(t: Option<tokio::time::Instant>) {

@@ -170,6 +170,95 @@ fn hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// This node as the agent found it at start: devices, work folder, checkpoint cache, weights and
+/// the trainer command.
+struct Node {
+    devices: Devices,
+    work_dir: PathBuf,
+    cache: Cache,
+    weights_dir: PathBuf,
+    weights: Vec<v1::HeldWeights>,
+    trainer: TrainerCmd,
+}
+
+impl Node {
+    /// Finds the devices, cleans what earlier runs left in the work folder, lists the weights.
+    fn prepare(args: &Config) -> Result<Node, AgentError> {
+        let devices = Devices::discover(
+            args.devices.as_deref(),
+            args.allow_cpu,
+            usize::from(args.cpu_slots),
+        )?;
+        for line in devices.describe() {
+            eprintln!("ausweep worker: {line}");
+        }
+        let work_dir = std::path::absolute(&args.work_dir).map_err(|e| AgentError::Io {
+            path: args.work_dir.clone(),
+            source: e,
+        })?;
+        let cache = Cache::open(work_dir.join("cache"))?;
+        let freed = job::purge_stale(&work_dir.join("jobs"));
+        let cached = cache.clear();
+        if freed > 0 || cached > 0 {
+            eprintln!(
+                "ausweep worker: freed the weight files of {freed} earlier attempt(s) and {} MiB of cached checkpoints",
+                cached >> 20
+            );
+        }
+        // Packs of the jobs' data are built once per node and shared by its trainers.
+        let prefix = vec![
+            "train".to_string(),
+            "--data-cache".to_string(),
+            work_dir.join("data").display().to_string(),
+        ];
+        let weights_dir = match &args.weights_dir {
+            Some(d) => std::path::absolute(d).map_err(|e| AgentError::Io {
+                path: d.clone(),
+                source: e,
+            })?,
+            None => ausweep_weights::dirs::weights_dir(),
+        };
+        let weights = held_weights(&weights_dir);
+        eprintln!(
+            "ausweep worker: weights {}: {}",
+            weights_dir.display(),
+            if weights.is_empty() {
+                "none (jobs that start from ImageNet weights or prepare videos will not be leased here)"
+                    .to_string()
+            } else {
+                weights
+                    .iter()
+                    .map(|w| w.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        );
+        let trainer = match &args.trainer {
+            Some(p) => TrainerCmd {
+                program: p.clone(),
+                prefix,
+                weights_dir: weights_dir.clone(),
+            },
+            None => TrainerCmd {
+                program: std::env::current_exe().map_err(|e| AgentError::Io {
+                    path: "current_exe".into(),
+                    source: e,
+                })?,
+                prefix,
+                weights_dir: weights_dir.clone(),
+            },
+        };
+        Ok(Node {
+            devices,
+            work_dir,
+            cache,
+            weights_dir,
+            weights,
+            trainer,
+        })
+    }
+}
+
 /// Runs the agent until SIGTERM/SIGINT (then drains and returns `Ok`).
 pub fn run(args: Config) -> Result<(), AgentError> {
     let rt = tokio::runtime::Runtime::new()
@@ -187,70 +276,14 @@ async fn agent(args: Config) -> Result<(), AgentError> {
         })?
         .trim()
         .to_string();
-    let devices = Devices::discover(
-        args.devices.as_deref(),
-        args.allow_cpu,
-        usize::from(args.cpu_slots),
-    )?;
-    for line in devices.describe() {
-        eprintln!("ausweep worker: {line}");
-    }
-    let work_dir = std::path::absolute(&args.work_dir).map_err(|e| AgentError::Io {
-        path: args.work_dir.clone(),
-        source: e,
-    })?;
-    let cache = Cache::open(work_dir.join("cache"))?;
-    let freed = job::purge_stale(&work_dir.join("jobs"));
-    let cached = cache.clear();
-    if freed > 0 || cached > 0 {
-        eprintln!(
-            "ausweep worker: freed the weight files of {freed} earlier attempt(s) and {} MiB of cached checkpoints",
-            cached >> 20
-        );
-    }
-    // Packs of the jobs' data are built once per node and shared by its trainers.
-    let prefix = vec![
-        "train".to_string(),
-        "--data-cache".to_string(),
-        work_dir.join("data").display().to_string(),
-    ];
-    let weights_dir = match &args.weights_dir {
-        Some(d) => std::path::absolute(d).map_err(|e| AgentError::Io {
-            path: d.clone(),
-            source: e,
-        })?,
-        None => ausweep_weights::dirs::weights_dir(),
-    };
-    let weights = held_weights(&weights_dir);
-    eprintln!(
-        "ausweep worker: weights {}: {}",
-        weights_dir.display(),
-        if weights.is_empty() {
-            "none (jobs that start from ImageNet weights or prepare videos will not be leased here)"
-                .to_string()
-        } else {
-            weights
-                .iter()
-                .map(|w| w.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        }
-    );
-    let trainer = match &args.trainer {
-        Some(p) => TrainerCmd {
-            program: p.clone(),
-            prefix,
-            weights_dir: weights_dir.clone(),
-        },
-        None => TrainerCmd {
-            program: std::env::current_exe().map_err(|e| AgentError::Io {
-                path: "current_exe".into(),
-                source: e,
-            })?,
-            prefix,
-            weights_dir: weights_dir.clone(),
-        },
-    };
+    let Node {
+        devices,
+        work_dir,
+        cache,
+        weights_dir,
+        weights,
+        trainer,
+    } = Node::prepare(&args)?;
     let tls = (args.tls_ca.is_some() || args.coordinator.starts_with("https")).then(|| ClientTls {
         ca: args.tls_ca.clone(),
         identity: args.tls_cert.clone().zip(args.tls_key.clone()),
@@ -333,71 +366,7 @@ async fn agent(args: Config) -> Result<(), AgentError> {
                 }
             }
             _ = lease_poll.tick(), if !draining => {
-                if let Some(free) = free_mib(&work_dir).filter(|&f| f < args.min_free_disk_mib) {
-                    let why = format!(
-                        "not leasing: {free} MiB free on the disk of {}, below --min-free-disk-mib {}",
-                        work_dir.display(),
-                        args.min_free_disk_mib
-                    );
-                    if why != last_reason {
-                        eprintln!("ausweep worker: {why}");
-                        last_reason = why;
-                    }
-                    continue;
-                }
-                let d = devices.clone();
-                let healthy: Vec<bool> = tokio::task::spawn_blocking(move || {
-                    d.list.iter().map(|dev| d.health(dev.index).healthy).collect()
-                })
-                .await
-                .unwrap_or_default();
-                for (i, dev) in devices.list.iter().enumerate() {
-                    if running.len() >= max_jobs {
-                        break;
-                    }
-                    if running.values().any(|r| r.device == dev.index)
-                        || !healthy.get(i).copied().unwrap_or(false)
-                    {
-                        continue;
-                    }
-                    let req = v1::LeaseRequest { device_index: dev.index };
-                    let reply = session
-                        .call(Retry::Once, |mut c| async move { c.lease(req).await })
-                        .await;
-                    let reply = match reply {
-                        Ok(r) => r,
-                        Err(e) => {
-                            if e.message() != last_reason {
-                                eprintln!("ausweep worker: lease: {}", e.message());
-                                last_reason = e.message().to_string();
-                            }
-                            break;
-                        }
-                    };
-                    let Some(a) = reply.assignment else {
-                        if reply.reason != last_reason {
-                            eprintln!("ausweep worker: no job for device {}: {}", dev.index, reply.reason);
-                            last_reason = reply.reason;
-                        }
-                        continue;
-                    };
-                    last_reason.clear();
-                    eprintln!(
-                        "ausweep worker: leased {} attempt {} on device {}",
-                        a.job_id, a.attempt, dev.index
-                    );
-                    let (tx, rx) = watch::channel(Control::Run);
-                    running.insert(a.job_id.clone(), Running {
-                        fencing_token: a.fencing_token,
-                        device: dev.index,
-                        control: tx,
-                    });
-                    let (ctx, dev, id) = (ctx.clone(), dev.clone(), a.job_id.clone());
-                    tasks.spawn(async move {
-                        job::run(ctx, a, dev, rx).await;
-                        id
-                    });
-                }
+                lease_round(&args, &work_dir, &devices, &session, &ctx, max_jobs, &mut running, &mut tasks, &mut last_reason).await;
             }
         }
         if !running.is_empty() || !tasks.is_empty() {
@@ -416,6 +385,87 @@ async fn agent(args: Config) -> Result<(), AgentError> {
     beat(&session, &devices, &weights_dir, &running).await;
     eprintln!("ausweep worker: drained; exiting");
     Ok(())
+}
+
+/// One look for work: leases a job for each free healthy device (none while the work folder's
+/// disk is short of space) and starts its attempt.
+#[allow(clippy::too_many_arguments)] // the agent loop's state, borrowed for one round
+async fn lease_round(
+    args: &Config,
+    work_dir: &Path,
+    devices: &Devices,
+    session: &Arc<Session>,
+    ctx: &Arc<Ctx>,
+    max_jobs: usize,
+    running: &mut HashMap<String, Running>,
+    tasks: &mut JoinSet<String>,
+    last_reason: &mut String,
+) {
+    if let Some(free) = free_mib(work_dir).filter(|&f| f < args.min_free_disk_mib) {
+        let why = format!(
+            "not leasing: {free} MiB free on the disk of {}, below --min-free-disk-mib {}",
+            work_dir.display(),
+            args.min_free_disk_mib
+        );
+        if why != *last_reason {
+            eprintln!("ausweep worker: {why}");
+            *last_reason = why;
+        }
+        return;
+    }
+    let d = devices.clone();
+    let healthy: Vec<bool> = tokio::task::spawn_blocking(move || {
+        d.list.iter().map(|dev| d.health(dev.index).healthy).collect()
+    })
+    .await
+    .unwrap_or_default();
+    for (i, dev) in devices.list.iter().enumerate() {
+        if running.len() >= max_jobs {
+            break;
+        }
+        if running.values().any(|r| r.device == dev.index)
+            || !healthy.get(i).copied().unwrap_or(false)
+        {
+            continue;
+        }
+        let req = v1::LeaseRequest { device_index: dev.index };
+        let reply = session
+            .call(Retry::Once, |mut c| async move { c.lease(req).await })
+            .await;
+        let reply = match reply {
+            Ok(r) => r,
+            Err(e) => {
+                if e.message() != last_reason.as_str() {
+                    eprintln!("ausweep worker: lease: {}", e.message());
+                    *last_reason = e.message().to_string();
+                }
+                break;
+            }
+        };
+        let Some(a) = reply.assignment else {
+            if reply.reason != *last_reason {
+                eprintln!("ausweep worker: no job for device {}: {}", dev.index, reply.reason);
+                *last_reason = reply.reason;
+            }
+            continue;
+        };
+        last_reason.clear();
+        eprintln!(
+            "ausweep worker: leased {} attempt {} on device {}",
+            a.job_id, a.attempt, dev.index
+        );
+        let (tx, rx) = watch::channel(Control::Run);
+        running.insert(a.job_id.clone(), Running {
+            fencing_token: a.fencing_token,
+            device: dev.index,
+            control: tx,
+        });
+        let (ctx, dev, id) = (ctx.clone(), dev.clone(), a.job_id.clone());
+        tasks.spawn(async move {
+            job::run(ctx, a, dev, rx).await;
+            id
+        });
+    }
 }
 
 /// Sends one heartbeat; re-registers when asked; aborts attempts whose lease is gone. True when
