@@ -22,7 +22,7 @@ const ROOTS: [&str; 16] = [
     "experiments/",
     "scripts/",
     ".ci/",
-]
+];
 
 /// Paths the docs name that a command creates (they are not in the repository).
 const GENERATED: [&str; 1] = ["fuzz/artifacts"];

@@ -415,7 +415,10 @@ async fn lease_round(
     }
     let d = devices.clone();
     let healthy: Vec<bool> = tokio::task::spawn_blocking(move || {
-        d.list.iter().map(|dev| d.health(dev.index).healthy).collect()
+        d.list
+            .iter()
+            .map(|dev| d.health(dev.index).healthy)
+            .collect()
     })
     .await
     .unwrap_or_default();
@@ -428,7 +431,9 @@ async fn lease_round(
         {
             continue;
         }
-        let req = v1::LeaseRequest { device_index: dev.index };
+        let req = v1::LeaseRequest {
+            device_index: dev.index,
+        };
         let reply = session
             .call(Retry::Once, |mut c| async move { c.lease(req).await })
             .await;
@@ -444,7 +449,10 @@ async fn lease_round(
         };
         let Some(a) = reply.assignment else {
             if reply.reason != *last_reason {
-                eprintln!("ausweep worker: no job for device {}: {}", dev.index, reply.reason);
+                eprintln!(
+                    "ausweep worker: no job for device {}: {}",
+                    dev.index, reply.reason
+                );
                 *last_reason = reply.reason;
             }
             continue;
@@ -455,11 +463,14 @@ async fn lease_round(
             a.job_id, a.attempt, dev.index
         );
         let (tx, rx) = watch::channel(Control::Run);
-        running.insert(a.job_id.clone(), Running {
-            fencing_token: a.fencing_token,
-            device: dev.index,
-            control: tx,
-        });
+        running.insert(
+            a.job_id.clone(),
+            Running {
+                fencing_token: a.fencing_token,
+                device: dev.index,
+                control: tx,
+            },
+        );
         let (ctx, dev, id) = (ctx.clone(), dev.clone(), a.job_id.clone());
         tasks.spawn(async move {
             job::run(ctx, a, dev, rx).await;

@@ -131,13 +131,13 @@ impl Fit<'_> {
 
     /// Inputs and labels of each batch: cached stage-1 features, or frames prepared a few
     /// batches ahead on a background thread (same order and random draws as inline).
-    fn feed(&self, batches: &[Vec<usize>], rng: ChaCha8Rng) -> Feed {
+    fn feed(&self, batches: Vec<Vec<usize>>, rng: ChaCha8Rng) -> Feed {
         let device = self.opts.device;
         match &self.features {
             Some(f) => {
                 let f = f.clone();
                 let (bm, train) = (self.bm.shallow_clone(), self.train.to_vec());
-                Box::new(batches.to_vec().into_iter().map(move |pos| {
+                Box::new(batches.into_iter().map(move |pos| {
                     let idx: Vec<usize> = pos.iter().map(|&p| train[p]).collect();
                     let feats = f.rows(&pos, device)?;
                     Ok((feats, bm.labels(&idx).to_device(device)))
@@ -165,7 +165,7 @@ impl Fit<'_> {
         let (spec, device) = (self.spec, self.opts.device);
         let (batches, rng) = self.batches(epoch);
         let steps = batches.len();
-        let mut feed = self.feed(&batches, rng);
+        let mut feed = self.feed(batches, rng);
         let (mut loss_sum, mut seen) = (0.0, 0usize);
         for si in 0..steps {
             let Some(item) = feed.next() else { break };

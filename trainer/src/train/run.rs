@@ -2,23 +2,20 @@
 //! the newest checkpoint, tunes thresholds, scores the test fold and writes `result.json`.
 
 use super::backbone::BackboneNet;
-use super::batch::{BatchMaker, Prefetch};
-use super::checkpoint::{self, CheckpointMeta, EarlyStopState};
+use super::batch::BatchMaker;
+use super::checkpoint::{self, CheckpointMeta};
 use super::dataset::{self, SplitData};
 use super::error::TrainError;
 use super::features::Features;
 use super::fit::{Fit, Resumed};
 use super::head::Head;
 use super::loss;
-use super::metrics::{self, Scores};
+use super::metrics::Scores;
 use super::optim::Adam;
 use super::weights;
 use ausweep_proto::job::{JobSpec, Unfreeze, WeightsSource};
 use ausweep_proto::trainer::progress::{self, Event};
 use ausweep_proto::trainer::result::JobResult;
-use rand::seq::SliceRandom;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
