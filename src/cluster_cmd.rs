@@ -100,7 +100,8 @@ pub enum Command {
     },
     /// Report a sweep's results next to the published baselines (tables and the Fig. 5 chart).
     Report(ReportArgs),
-    /// Score any prediction CSV against labels with the paper's F1 protocol.
+    /// Score any prediction CSV against labels with the paper's F1 protocol (or, with
+    /// --intensity, AU intensity: ICC(3,1), MAE and PCC).
     Score(ScoreArgs),
     /// Start workers on demand from a batch system while runnable jobs wait.
     #[command(subcommand)]
@@ -266,10 +267,11 @@ pub struct ReportArgs {
 /// `ausweep score` options.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ScoreArgs {
-    /// Predictions CSV (header of AU columns; probabilities or 0/1).
+    /// Predictions CSV (header of AU columns; probabilities or 0/1; with --intensity, 0–5 in
+    /// OpenFace's AU<nn>_r or AU<n> columns).
     #[arg(long)]
     pub pred: PathBuf,
-    /// Labels CSV (header of AU columns; 0/1).
+    /// Labels CSV (header of AU columns; 0/1; with --intensity, 0–5).
     #[arg(long)]
     pub labels: PathBuf,
     /// AUs to score (default: every AU column of the labels).
@@ -278,6 +280,10 @@ pub struct ScoreArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+    /// Score AU intensity (0–5) instead of occurrence: ICC(3,1), MAE and PCC per AU and
+    /// averaged (docs/intensity.md).
+    #[arg(long)]
+    pub intensity: bool,
 }
 
 /// How an admin command prints its answer.
@@ -384,6 +390,7 @@ impl From<ScoreArgs> for ScoreOptions {
             labels: a.labels,
             aus: a.aus,
             json: a.json,
+            intensity: a.intensity,
         }
     }
 }
@@ -474,6 +481,22 @@ mod tests {
     struct Cli {
         #[command(subcommand)]
         cmd: Command,
+    }
+
+    #[test]
+    fn score_intensity_flag_reaches_the_options() {
+        let parse = |extra: &[&str]| {
+            let mut argv = vec!["x", "score", "--pred", "p.csv", "--labels", "l.csv"];
+            argv.extend(extra);
+            let Command::Score(s) = Cli::try_parse_from(argv).unwrap().cmd else {
+                panic!()
+            };
+            ScoreOptions::from(s)
+        };
+        assert!(!parse(&[]).intensity);
+        let o = parse(&["--intensity", "--json", "--aus", "6,12"]);
+        assert!(o.intensity && o.json);
+        assert_eq!(o.aus, [6, 12]);
     }
 
     #[test]

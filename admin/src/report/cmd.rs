@@ -40,18 +40,32 @@ pub struct ReportOptions {
 /// `ausweep score` options.
 #[derive(Debug, Clone)]
 pub struct ScoreOptions {
-    /// Predictions CSV (header of AU columns; probabilities or 0/1).
+    /// Predictions CSV (header of AU columns; probabilities or 0/1, or with `intensity`
+    /// intensities 0–5 in OpenFace's `AU<nn>_r` columns).
     pub pred: PathBuf,
-    /// Labels CSV (header of AU columns; 0/1).
+    /// Labels CSV (header of AU columns; 0/1, or with `intensity` intensities 0–5).
     pub labels: PathBuf,
     /// AUs to score (default: every AU column of the labels).
     pub aus: Vec<u32>,
     /// Print JSON instead of a table.
     pub json: bool,
+    /// Score AU intensity (ICC(3,1), MAE, PCC) instead of occurrence (F1).
+    pub intensity: bool,
 }
 
 /// Runs `ausweep score`; returns what it prints.
 pub fn run_score(a: &ScoreOptions) -> Result<String> {
+    if a.intensity {
+        let kind = score::Columns::Intensity;
+        let pred = score::AuTable::load_as(&a.pred, kind)?;
+        let labels = score::AuTable::load_as(&a.labels, kind)?;
+        let r = score::score_intensity(&pred, &labels, &a.aus)?;
+        return Ok(if a.json {
+            serde_json::to_string_pretty(&r)? + "\n"
+        } else {
+            r.to_text()
+        });
+    }
     let pred = score::AuTable::load(&a.pred)?;
     let labels = score::AuTable::load(&a.labels)?;
     let r = score::score(&pred, &labels, &a.aus)?;
@@ -198,6 +212,7 @@ mod tests {
             labels: l.clone(),
             aus: vec![],
             json: true,
+            intensity: false,
         };
         let v: serde_json::Value = serde_json::from_str(&run_score(&a).unwrap()).unwrap();
         // AU1: tp 1 fp 1 -> P .5 R 1 F1 2/3; AU2: fn 1 -> 0; avg 1/3.
@@ -207,10 +222,58 @@ mod tests {
             labels: l,
             aus: vec![],
             json: false,
+            intensity: false,
         };
         assert!(run_score(&missing)
             .unwrap_err()
             .to_string()
             .contains("nope.csv"));
+    }
+
+    #[test]
+    fn score_command_scores_intensity() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("p.csv");
+        let l = dir.path().join("l.csv");
+        // OpenFace's layout: AU01_r is read, AU01_c ignored. p = [1, 3, 5], y = [0, 3, 3]:
+        // ICC(3,1) = 6/7, MAE = 1, r = √3/2 (worked in ausweep_metrics::intensity's tests).
+        std::fs::write(&p, "frame,AU01_c,AU01_r\n1,1,1.0\n2,0,3.0\n3,1,5.0\n").unwrap();
+        std::fs::write(&l, "frame,AU1\n1,0\n2,3\n3,3\n").unwrap();
+        let mut a = ScoreOptions {
+            pred: p,
+            labels: l,
+            aus: vec![],
+            json: true,
+            intensity: true,
+        };
+        let v: serde_json::Value = serde_json::from_str(&run_score(&a).unwrap()).unwrap();
+        let mut keys: Vec<&str> = v.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        keys.sort();
+        assert_eq!(keys, ["avg_icc", "avg_mae", "avg_pcc", "frames", "per_au"]);
+        assert_eq!(v["frames"], 3);
+        let au1 = &v["per_au"][0];
+        assert_eq!(
+            (&au1["au"], &au1["support"], &au1["n"]),
+            (&1.into(), &2.into(), &3.into())
+        );
+        assert!(
+            (au1["icc"].as_f64().unwrap() - 6.0 / 7.0).abs() < 1e-12,
+            "{v}"
+        );
+        assert!((v["avg_mae"].as_f64().unwrap() - 1.0).abs() < 1e-12, "{v}");
+        assert!((v["avg_pcc"].as_f64().unwrap() - 3f64.sqrt() / 2.0).abs() < 1e-12);
+        a.json = false;
+        let text = run_score(&a).unwrap();
+        assert!(
+            text.contains("avg ICC(3,1) 0.857, MAE 1.000, PCC 0.866"),
+            "{text}"
+        );
+        // Without --intensity the same files are read as occurrence: AU01_c, and labels 0/1.
+        a.intensity = false;
+        let e = run_score(&a).unwrap_err().to_string();
+        assert!(
+            e.ends_with("l.csv:3: column AU1: label 3 is not 0 or 1"),
+            "{e}"
+        );
     }
 }
