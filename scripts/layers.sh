@@ -16,6 +16,7 @@ check() { # crate, forbidden packages...
     fi
   done
 }
+check ausweep-metrics tch ausweep-proto ausweep-coordinator ausweep-admin ausweep-agent ausweep-trainer ausweep-weights ausweep-data ausweep-fsutil clap tokio
 check ausweep-fsutil tch ausweep-proto ausweep-coordinator ausweep-admin ausweep-agent ausweep-trainer ausweep-weights ausweep-data clap tokio
 check ausweep-proto tch torch-sys ausweep-coordinator ausweep-admin ausweep-agent ausweep-trainer ausweep-weights ausweep-data clap
 check ausweep-weights tch torch-sys ausweep-agent ausweep-trainer clap

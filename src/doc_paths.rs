@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 /// The repository's top-level folders: a word starting with one of these is a path.
-const ROOTS: [&str; 16] = [
+const ROOTS: [&str; 17] = [
     "proto/",
     "coordinator/",
     "admin/",
@@ -14,6 +14,7 @@ const ROOTS: [&str; 16] = [
     "weights/",
     "data/",
     "fsutil/",
+    "metrics/",
     "src/",
     "tests/",
     "testkit/",

@@ -2,24 +2,7 @@
 
 pub use ausweep_proto::trainer::result::{AuScore, Scores};
 
-fn f1_from_counts(tp: u64, fp: u64, fneg: u64) -> (f64, f64, f64) {
-    let p = if tp + fp == 0 {
-        0.0
-    } else {
-        tp as f64 / (tp + fp) as f64
-    };
-    let r = if tp + fneg == 0 {
-        0.0
-    } else {
-        tp as f64 / (tp + fneg) as f64
-    };
-    let f = if p + r == 0.0 {
-        0.0
-    } else {
-        2.0 * p * r / (p + r)
-    };
-    (p, r, f)
-}
+use ausweep_metrics::f1_from_counts;
 
 /// Scores probabilities `[n × k]` against 0/1 labels `[n × k]` with per-AU thresholds.
 pub fn score(probs: &[f32], labels: &[u8], aus: &[u32], thresholds: &[f64]) -> Scores {
