@@ -62,6 +62,8 @@ fn line(name: &str, frames: u64, total: f64, split: [f64; 4]) {
 }
 
 /// Runs the benchmark.
+// Long function: the benchmark's script: each preparation stage timed against its reference in
+// order.
 pub fn run(a: Args) -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let (root, synthetic) = match &a.videos {

@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Runs the comparison on `manifest` (default: the embedded demo), its first `folds` folds.
+// Long function: the benchmark's script: one sweep in each configuration, measured and printed in
+// order.
 pub fn run(
     manifest: Option<PathBuf>,
     folds: Option<u32>,

@@ -98,6 +98,7 @@ pub enum DatasetCmd {
 }
 
 /// Runs a dataset command.
+// Long function: one arm per `ausweep dataset` verb, each a few lines.
 pub fn run(cmd: DatasetCmd) -> Result<()> {
     match cmd {
         DatasetCmd::Synth {

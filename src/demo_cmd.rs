@@ -166,6 +166,8 @@ pub fn run(a: DemoArgs) -> Result<()> {
     tokio::runtime::Runtime::new()?.block_on(demo(a))
 }
 
+// Long function: the demo's script: coordinator, worker, sweep, live view, report, in the order the
+// user sees them.
 async fn demo(a: DemoArgs) -> Result<()> {
     let t0 = Instant::now();
     let (yaml, file_name) = match &a.manifest {

@@ -23,6 +23,8 @@ mod doc_commands;
 mod doc_paths;
 #[cfg(feature = "train")]
 mod predict;
+#[cfg(test)]
+mod source_limits;
 #[cfg(feature = "train")]
 mod train_cmd;
 #[cfg(feature = "train")]
@@ -225,6 +227,7 @@ fn main() {
 }
 
 #[cfg(feature = "train")]
+// Long function: one arm per `ausweep weights` verb, each a few lines.
 fn weights(cmd: WeightsCmd) -> Result<()> {
     use ausweep_trainer::train::{imagenet, weights::weights_dir};
     match cmd {

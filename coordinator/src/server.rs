@@ -167,6 +167,7 @@ impl Handle {
 }
 
 /// Starts a coordinator: loads (recovers) the store, binds, serves.
+// Long function: wires every service, the scheduler, metrics and TLS together in start-up order.
 pub async fn serve(config: Config) -> Result<Handle, ServeError> {
     if config.admin_token.len() < 16 || config.join_token.len() < 16 {
         return Err(ServeError::Config(

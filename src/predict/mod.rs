@@ -97,6 +97,7 @@ struct Pipeline {
 }
 
 /// Runs `ausweep predict`.
+// Long function: the predict command's script: inputs, model, detection, outputs, summary.
 pub fn run(a: PredictArgs) -> Result<()> {
     let device = train::parse_device(&a.device).map_err(anyhow::Error::msg)?;
     let cache = a.checkpoint_cache.clone().unwrap_or_else(default_cache);

@@ -195,6 +195,8 @@ pub(crate) fn eye_centres(id: &Identity, au: &[u8; 8]) -> [(f32, f32); 2] {
 }
 
 /// Paints the face of `id` with AU intensities `au` onto `c` (in `c`'s face-local frame).
+// Long function: draws one face layer by layer (skin, brows, eyes, nose, mouth, each AU's change);
+// splitting would pass the same dozen measures to every part.
 pub(crate) fn paint(c: &mut Canvas, id: &Identity, au: &[u8; 8]) {
     let a = |k: usize| f32::from(au[k].min(5)) / 5.0;
     let (a1, a2, a4, a6, a9, a12, a25, a26) = (a(0), a(1), a(2), a(3), a(4), a(5), a(6), a(7));

@@ -1,3 +1,5 @@
+// Long file: the preparation pipeline's orchestration per subject (decode, detect, track, align,
+// write parts, pack); its stages are ffmpeg.rs, track.rs, template.rs and accuracy.rs.
 //! `ausweep dataset prepare`: DISFA's videos → face-aligned crops in a packed file the trainer
 //! reads. Per subject: ffmpeg decodes the chosen camera's video, MTCNN finds the face in batches
 //! (searching only for faces at least `min_face` pixels high, as DISFA's are large), a tracker
@@ -331,6 +333,8 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), PrepareError> {
 
 /// Prepares the dataset `cfg` describes (or finds it prepared), holding a lock on its folder so
 /// two preparations of one source never race; `progress` hears about every couple of seconds.
+// Long function: locks, reuses or prepares the folder and then packs it; every step depends on the
+// one before.
 pub fn prepare(
     cfg: &PrepareConfig,
     progress: &mut dyn FnMut(&Progress),
@@ -508,6 +512,8 @@ struct SubjectJob<'a> {
 }
 
 impl SubjectJob<'_> {
+    // Long function: the per-subject pipeline, stage after stage, with the resumable parts'
+    // bookkeeping between them.
     fn run(
         &self,
         det: &Detector,
