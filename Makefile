@@ -113,6 +113,7 @@ build-extras: setup
 
 lint: setup
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	bash scripts/layers.sh
 
 # The GPU proof (scripts/gpu-check.sh): stops at the first failure, writes target/gpu-check/
 # gpu-check.json. `make gpu-check-cpu` runs every CPU-checkable step at small sizes with the

@@ -17,7 +17,7 @@
 # default scikit-image's astronaut), WHEELS (a folder of torchvision/timm wheels to
 # install, offline, into a venv on top of AUSWEEP_PYTHON when it lacks them), TORCH_LIB (its
 # torch/lib, default found from AUSWEEP_PYTHON), CUDA_TEST_BIN (the built cuda_backend test
-# binary, `cargo test -p ausweep-worker --test cuda_backend --no-run`: run with its GPU tests).
+# binary, `cargo test -p ausweep-trainer --test cuda_backend --no-run`: run with its GPU tests).
 set -euo pipefail
 [ $# -eq 3 ] || { echo "usage: $0 BIN WEIGHTS_DIR OUT_DIR" >&2; exit 2; }
 BIN=$(realpath "$1"); W=$(realpath "$2"); OUT=$(mkdir -p "$3" && realpath "$3")

@@ -143,7 +143,7 @@ def sweep(plan_file, data_dir, out_file, workers):
         return th
 
     def job_loss(kind, pos_weight):
-        """The job's loss, as ausweep's trainer computes it (worker/src/train/loss.rs)."""
+        """The job's loss, as ausweep's trainer computes it (trainer/src/train/loss.rs)."""
         bce = lambda z, y, w: torch.nn.functional.binary_cross_entropy_with_logits(z, y, pos_weight=w)
         return {"lsep": lsep, "bce": lambda z, y: bce(z, y, None),
                 "weighted_bce": lambda z, y: bce(z, y, pos_weight),

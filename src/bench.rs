@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use ausweep_proto::job::Backbone;
-use ausweep_worker::train::{loss, optim::Adam, Model};
+use ausweep_trainer::train::{loss, optim::Adam, Model};
 use clap::Subcommand;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -114,7 +114,7 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
             device,
             amp,
         } => {
-            let dev = ausweep_worker::train::parse_device(&device).map_err(anyhow::Error::msg)?;
+            let dev = ausweep_trainer::train::parse_device(&device).map_err(anyhow::Error::msg)?;
             if dev.is_cuda() {
                 tch::Cuda::cudnn_set_benchmark(true);
             }
@@ -164,7 +164,7 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
 fn loader(subjects: u32, frames: u32, size: u32, batch: usize) -> Result<()> {
     use ausweep_data::{disfa, pack, synth};
     use ausweep_proto::job::AugmentSpec;
-    use ausweep_worker::train::batch::{BatchMaker, Prefetch};
+    use ausweep_trainer::train::batch::{BatchMaker, Prefetch};
     use rand::seq::SliceRandom;
     use rand::SeedableRng;
     use std::sync::Arc;
@@ -284,7 +284,7 @@ fn loader(subjects: u32, frames: u32, size: u32, batch: usize) -> Result<()> {
 
 /// This process's peak resident set (VmHWM), MiB; 0 where /proc is not there.
 fn peak_rss_mib() -> f64 {
-    ausweep_worker::train::peak_rss_bytes() as f64 / 1048576.0
+    ausweep_trainer::train::peak_rss_bytes() as f64 / 1048576.0
 }
 
 fn train_step_rate(
@@ -298,9 +298,9 @@ fn train_step_rate(
 ) -> f64 {
     tch::manual_seed(0);
     let model = Model::new(kind, 8, device);
-    let cl = ausweep_worker::train::layout::enabled_for(device);
+    let cl = ausweep_trainer::train::layout::enabled_for(device);
     if cl {
-        ausweep_worker::train::layout::to_channels_last(&model.backbone_vs);
+        ausweep_trainer::train::layout::to_channels_last(&model.backbone_vs);
     }
     let mut opt = Adam::new(0.0);
     for (n, t) in model.head_vs.variables() {
@@ -319,7 +319,7 @@ fn train_step_rate(
     let b = batch as i64;
     let x = Tensor::randn([b, 3, size, size], (Kind::Float, device));
     let x = if cl {
-        ausweep_worker::train::layout::channels_last(&x)
+        ausweep_trainer::train::layout::channels_last(&x)
     } else {
         x
     };
@@ -377,7 +377,7 @@ fn reference(
         device,
         if amp { "amp" } else { "fp32" },
         // Same memory format as ausweep's trainer on this device (like for like).
-        if device != "cpu" && ausweep_worker::train::layout::enabled_for(Device::Cuda(0)) {
+        if device != "cpu" && ausweep_trainer::train::layout::enabled_for(Device::Cuda(0)) {
             "channels_last"
         } else {
             "nchw"

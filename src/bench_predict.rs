@@ -3,11 +3,11 @@
 
 use anyhow::{Context, Result};
 use ausweep_proto::job::Backbone;
-use ausweep_worker::face::{image_tensor, AlignSpec, Detector, DetectorConfig};
-use ausweep_worker::predict::AuModel;
-use ausweep_worker::train::checkpoint::{self, CheckpointMeta, FORMAT};
-use ausweep_worker::train::weights::{self, weights_dir};
-use ausweep_worker::train::Model;
+use ausweep_trainer::face::{image_tensor, AlignSpec, Detector, DetectorConfig};
+use ausweep_trainer::predict::AuModel;
+use ausweep_trainer::train::checkpoint::{self, CheckpointMeta, FORMAT};
+use ausweep_trainer::train::weights::{self, weights_dir};
+use ausweep_trainer::train::Model;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -48,7 +48,7 @@ fn photos(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// Runs the benchmark.
 pub fn run(size: u32, reps: usize, device: &str, no_reference: bool) -> Result<()> {
-    let dev = ausweep_worker::train::parse_device(device).map_err(anyhow::Error::msg)?;
+    let dev = ausweep_trainer::train::parse_device(device).map_err(anyhow::Error::msg)?;
     let tmp = tempfile::tempdir()?;
     let wdir = weights_dir();
     let backbone_file = weights::imagenet_file(&wdir, "mobilenet_v2")?;

@@ -5,7 +5,7 @@
 
 use anyhow::{Context, Result};
 use ausweep_data::synth::video::{write_videos, Camera, VideoSynthConfig};
-use ausweep_worker::prepare::{self, accuracy, PrepareConfig};
+use ausweep_trainer::prepare::{self, accuracy, PrepareConfig};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -37,7 +37,7 @@ pub struct Args {
     pub batch: usize,
     /// Crop template: eyes or five.
     #[arg(long, default_value = "eyes")]
-    pub template: ausweep_worker::prepare::Template,
+    pub template: ausweep_trainer::prepare::Template,
     /// Device: cpu or cuda:N (the reference runs on the CPU).
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -62,6 +62,8 @@ fn line(name: &str, frames: u64, total: f64, split: [f64; 4]) {
 }
 
 /// Runs the benchmark.
+// Long function: the benchmark's script: each preparation stage timed against its reference in
+// order.
 pub fn run(a: Args) -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let (root, synthetic) = match &a.videos {
@@ -110,8 +112,8 @@ pub fn run(a: Args) -> Result<()> {
         subjects: None,
         min_face: None,
         batch: a.batch,
-        device: ausweep_worker::train::parse_device(&a.device).map_err(anyhow::Error::msg)?,
-        weights_dir: ausweep_worker::train::weights::weights_dir(),
+        device: ausweep_trainer::train::parse_device(&a.device).map_err(anyhow::Error::msg)?,
+        weights_dir: ausweep_trainer::train::weights::weights_dir(),
     };
     let rss0 = peak_rss_mib();
     let t = Instant::now();
@@ -213,5 +215,5 @@ pub fn run(a: Args) -> Result<()> {
 
 /// This process's peak resident memory, MiB (VmHWM).
 fn peak_rss_mib() -> f64 {
-    ausweep_worker::train::peak_rss_bytes() as f64 / (1024.0 * 1024.0)
+    ausweep_trainer::train::peak_rss_bytes() as f64 / (1024.0 * 1024.0)
 }

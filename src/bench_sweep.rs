@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// Runs the comparison on `manifest` (default: the embedded demo), its first `folds` folds.
+// Long function: the benchmark's script: one sweep in each configuration, measured and printed in
+// order.
 pub fn run(
     manifest: Option<PathBuf>,
     folds: Option<u32>,
@@ -222,7 +224,7 @@ fn plan(m: &Manifest, folds: &[u32], subjects: u32, frames: u32) -> Result<serde
             let (train, val) = validation_split(&fs.train, s1.data.val_subjects, s1.seed);
             let weights = match &s1.weights {
                 WeightsSource::Imagenet => Some(
-                    ausweep_worker::train::weights::weights_dir().join(format!("{b}.safetensors")),
+                    ausweep_trainer::train::weights::weights_dir().join(format!("{b}.safetensors")),
                 ),
                 WeightsSource::File(f) => Some(f.clone()),
                 WeightsSource::None => None,

@@ -65,7 +65,7 @@ pub enum DatasetCmd {
         /// Crop template: eyes (ausweep's, eyes level at 0.385 of the side) or five (all five
         /// landmarks, least squares).
         #[arg(long, default_value = "eyes")]
-        template: ausweep_worker::prepare::Template,
+        template: ausweep_trainer::prepare::Template,
         /// Crop side, pixels.
         #[arg(long, default_value_t = 224)]
         size: u32,
@@ -98,6 +98,7 @@ pub enum DatasetCmd {
 }
 
 /// Runs a dataset command.
+// Long function: one arm per `ausweep dataset` verb, each a few lines.
 pub fn run(cmd: DatasetCmd) -> Result<()> {
     match cmd {
         DatasetCmd::Synth {
@@ -168,12 +169,12 @@ pub fn run(cmd: DatasetCmd) -> Result<()> {
             batch,
             device,
         } => {
-            use ausweep_worker::prepare;
+            use ausweep_trainer::prepare;
             let cfg = prepare::PrepareConfig {
                 labels_root: labels.unwrap_or_else(|| videos_root.clone()),
                 videos_root,
                 out_root: out.unwrap_or_else(|| {
-                    ausweep_worker::train::weights::data_cache_dir().join("prepared")
+                    ausweep_trainer::train::weights::data_cache_dir().join("prepared")
                 }),
                 camera,
                 template,
@@ -181,8 +182,9 @@ pub fn run(cmd: DatasetCmd) -> Result<()> {
                 subjects,
                 min_face,
                 batch,
-                device: ausweep_worker::train::parse_device(&device).map_err(anyhow::Error::msg)?,
-                weights_dir: ausweep_worker::train::weights::weights_dir(),
+                device: ausweep_trainer::train::parse_device(&device)
+                    .map_err(anyhow::Error::msg)?,
+                weights_dir: ausweep_trainer::train::weights::weights_dir(),
             };
             let t = std::time::Instant::now();
             let p = prepare::prepare(&cfg, &mut |p| eprintln!("{p}"))?;
@@ -227,7 +229,7 @@ pub fn run(cmd: DatasetCmd) -> Result<()> {
 }
 
 /// Prints what a preparation produced: folder, counts per subject, time per step.
-fn print_prepared(p: &ausweep_worker::prepare::Prepared, secs: f64) {
+fn print_prepared(p: &ausweep_trainer::prepare::Prepared, secs: f64) {
     let m = &p.manifest;
     let what = if p.reused {
         "already prepared"
@@ -251,7 +253,7 @@ fn print_prepared(p: &ausweep_worker::prepare::Prepared, secs: f64) {
         );
     }
     if !p.reused {
-        let t = ausweep_worker::prepare::total_timings(m);
+        let t = ausweep_trainer::prepare::total_timings(m);
         let per = |s: f64| m.frames as f64 / s.max(1e-9);
         println!(
             "  {:.1} s in all, {:.1} frames/s; decode {:.1} s, detect {:.1} s ({:.0} frames/s), align {:.1} s, write {:.1} s",

@@ -3,8 +3,9 @@
 //! live progress, then the report next to the published baselines and the Fig. 5 chart.
 
 use anyhow::{bail, Context, Result};
-use ausweep_coordinator::report::cmd::{run_report, Format, ReportArgs};
-use ausweep_coordinator::{client, serve, watch::Bars, Config};
+use ausweep_admin::report::cmd::{run_report, Format, ReportOptions};
+use ausweep_admin::watch::Bars;
+use ausweep_coordinator::{client, serve, Config};
 use ausweep_proto::v1;
 use rand::RngCore;
 use std::io::IsTerminal;
@@ -165,6 +166,8 @@ pub fn run(a: DemoArgs) -> Result<()> {
     tokio::runtime::Runtime::new()?.block_on(demo(a))
 }
 
+// Long function: the demo's script: coordinator, worker, sweep, live view, report, in the order the
+// user sees them.
 async fn demo(a: DemoArgs) -> Result<()> {
     let t0 = Instant::now();
     let (yaml, file_name) = match &a.manifest {
@@ -282,14 +285,14 @@ async fn demo(a: DemoArgs) -> Result<()> {
     let trained = t0.elapsed();
 
     let report_dir = out.join("report");
-    let report = run_report(&ReportArgs {
+    let report = run_report(&ReportOptions {
         sweep: sub.sweep_id.clone(),
         format: Format::Md,
         out: Some(report_dir.clone()),
         store: None,
         baselines: None,
         baselines_file: None,
-        conn: ausweep_coordinator::cli::Conn::plain(&url, Some(admin_token.clone())),
+        conn: ausweep_admin::Conn::plain(&url, Some(admin_token.clone())),
     })
     .await?;
     // With an output folder the report says what it wrote; show the tables themselves too.
@@ -327,7 +330,7 @@ async fn demo(a: DemoArgs) -> Result<()> {
 
 /// Fails early, with the fix, when a backbone needs ImageNet weights that are not converted.
 fn check_weights(m: &ausweep_coordinator::manifest::Manifest) -> Result<()> {
-    let dir = ausweep_worker::train::weights::weights_dir();
+    let dir = ausweep_trainer::train::weights::weights_dir();
     if let Some((b, f)) = m.missing_weights(&dir).first() {
         bail!(
             "{b} starts from weights {} that are missing (run `make setup`)",

@@ -1,3 +1,5 @@
+// Long file: test code only: a shell-line splitter and the checks of every documented command it
+// feeds.
 //! Every `ausweep …` command line in README.md and docs/*.md parses with the real CLI.
 //!
 //! `every_documented_command_parses` reads the fenced code blocks of README.md and of every
@@ -65,6 +67,8 @@ struct Simple {
 
 /// Splits shell text (starting at line `first_line`) into simple commands, those inside
 /// `$( … )` included.
+// Long function: a shell-word state machine (quotes, escapes, continuations) that reads best as one
+// loop.
 fn split_shell(text: &str, first_line: usize) -> Vec<Simple> {
     let cs: Vec<char> = text.chars().collect();
     let mut out = Vec::new();

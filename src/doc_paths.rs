@@ -5,10 +5,16 @@
 use std::path::{Path, PathBuf};
 
 /// The repository's top-level folders: a word starting with one of these is a path.
-const ROOTS: [&str; 11] = [
+const ROOTS: [&str; 17] = [
     "proto/",
     "coordinator/",
-    "worker/",
+    "admin/",
+    "agent/",
+    "trainer/",
+    "weights/",
+    "data/",
+    "fsutil/",
+    "metrics/",
     "src/",
     "tests/",
     "testkit/",

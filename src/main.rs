@@ -12,6 +12,7 @@ mod bench_predict;
 mod bench_prepare;
 #[cfg(feature = "train")]
 mod bench_sweep;
+mod cluster_cmd;
 #[cfg(feature = "train")]
 mod dataset_cmd;
 #[cfg(feature = "train")]
@@ -22,8 +23,12 @@ mod doc_commands;
 mod doc_paths;
 #[cfg(feature = "train")]
 mod predict;
+#[cfg(test)]
+mod source_limits;
 #[cfg(feature = "train")]
 mod train_cmd;
+#[cfg(feature = "train")]
+mod worker_cmd;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -67,9 +72,9 @@ enum Cmd {
     },
     /// Run the worker agent: register devices, lease jobs, supervise one trainer per device.
     #[cfg(feature = "train")]
-    Worker(ausweep_worker::agent::WorkerArgs),
+    Worker(worker_cmd::WorkerArgs),
     #[command(flatten)]
-    Cluster(Box<ausweep_coordinator::cli::Command>),
+    Cluster(Box<cluster_cmd::Command>),
     /// Benchmarks (measured next to PyTorch eager in the same run).
     #[cfg(feature = "train")]
     Bench {
@@ -175,7 +180,7 @@ enum WeightsCmd {
 fn main() {
     // Before torch runs: a release binary gains CUDA when a CUDA torch is on the library path.
     #[cfg(feature = "train")]
-    let _ = ausweep_worker::train::load_cuda_backend();
+    let _ = ausweep_trainer::train::load_cuda_backend();
     let cli = Cli::parse();
     // Processes that train or run models keep their freed pages (see `alloc`).
     #[cfg(feature = "train")]
@@ -203,13 +208,13 @@ fn main() {
         #[cfg(feature = "train")]
         Cmd::Bench { cmd } => bench::run(cmd),
         #[cfg(feature = "train")]
-        Cmd::Worker(args) => ausweep_worker::agent::run(args),
+        Cmd::Worker(args) => ausweep_agent::run(args.into()).map_err(anyhow::Error::from),
         Cmd::Completions { shell } => completions(shell),
         Cmd::Man { out_dir } => man(out_dir),
         Cmd::Cluster(cmd) => tokio::runtime::Runtime::new()
             .map_err(anyhow::Error::from)
             .and_then(|rt| {
-                let r = rt.block_on(ausweep_coordinator::cli::run(*cmd));
+                let r = rt.block_on(cluster_cmd::run(*cmd));
                 // A stuck blocking task must not keep a failed coordinator alive.
                 rt.shutdown_timeout(std::time::Duration::from_secs(5));
                 r
@@ -222,8 +227,9 @@ fn main() {
 }
 
 #[cfg(feature = "train")]
+// Long function: one arm per `ausweep weights` verb, each a few lines.
 fn weights(cmd: WeightsCmd) -> Result<()> {
-    use ausweep_worker::train::{imagenet, weights::weights_dir};
+    use ausweep_trainer::train::{imagenet, weights::weights_dir};
     match cmd {
         WeightsCmd::List { dir } => {
             let dir = dir.unwrap_or_else(weights_dir);
@@ -252,7 +258,8 @@ fn weights(cmd: WeightsCmd) -> Result<()> {
             force,
             dir,
         } => {
-            use ausweep_worker::weights::{catalog, fetch};
+            use ausweep_trainer::install::fetch;
+            use ausweep_weights::catalog;
             let dir = dir.unwrap_or_else(weights_dir);
             let names: Vec<String> = if all {
                 catalog::CATALOG
@@ -307,7 +314,7 @@ fn weights(cmd: WeightsCmd) -> Result<()> {
         }
         WeightsCmd::Import { name, file, dir } => {
             let dir = dir.unwrap_or_else(weights_dir);
-            let i = ausweep_worker::weights::import::import(&name, &file, &dir, None, &[])?;
+            let i = ausweep_trainer::install::import::import(&name, &file, &dir, None, &[])?;
             println!(
                 "{name}: {} -> {} ({} tensors{}, sha256 {}; source sha256 {})",
                 file.display(),
@@ -349,7 +356,7 @@ fn weights(cmd: WeightsCmd) -> Result<()> {
 /// A photo of a cat: the release tarball ships it; otherwise scikit-image's, in the venv.
 #[cfg(feature = "train")]
 fn default_image() -> Result<PathBuf> {
-    if let Some(p) = ausweep_worker::train::weights::bundled("chelsea.png") {
+    if let Some(p) = ausweep_trainer::train::weights::bundled("chelsea.png") {
         return Ok(p);
     }
     let py = python();

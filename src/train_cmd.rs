@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use ausweep_proto::JobSpec;
-use ausweep_worker::train::{self, weights::weights_dir, RunOptions};
+use ausweep_trainer::train::{self, weights::weights_dir, RunOptions};
 use clap::Args;
 use std::path::PathBuf;
 

@@ -1,3 +1,5 @@
+// Long file: end-to-end scenarios of every admin verb against real coordinator processes, one
+// scenario per test.
 //! The admin verbs as a user types them (`ausweep submit`, `status`, `watch`, `workers`,
 //! `drain`, `cancel`, `resubmit-failed`) against a real coordinator process, with real workers:
 //! a worker drained mid-job stops at its next checkpoint and the job resumes elsewhere from it.
@@ -91,6 +93,7 @@ fn write(dir: &Path, name: &str, text: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// Long function: one scenario told in order: every verb, then a drain while a job runs.
 async fn every_admin_verb_against_a_real_coordinator_and_a_drain_mid_job() {
     let _serial = SERIAL.lock().await;
     let tmp = tempfile::tempdir().unwrap();
@@ -610,6 +613,7 @@ fn pki(dir: &Path) -> Pki {
 /// certificate as flags or environment; without one, or with one from another CA, the refusal is
 /// one line that names the cause. Sweeps are named by their name as well as their id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// Long function: one scenario told in order: each refusal, then each command that gets through.
 async fn every_client_command_speaks_mutual_tls_and_says_why_it_is_refused() {
     let _serial = SERIAL.lock().await;
     let tmp = tempfile::tempdir().unwrap();

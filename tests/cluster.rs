@@ -18,6 +18,7 @@ async fn coordinator(dir: &Path) -> (ausweep_coordinator::Handle, client::Admin,
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// Long function: one scenario told in order.
 async fn two_workers_finish_a_sweep_through_a_killed_trainer_and_a_corrupted_upload() {
     let _serial = SERIAL.lock().await;
     let t0 = Instant::now();

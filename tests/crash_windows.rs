@@ -125,6 +125,7 @@ async fn undisturbed(root: &Path) -> F1Table {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// Long function: one table-driven scenario over every crash window.
 async fn every_crash_window_is_survived_with_the_undisturbed_result() {
     let _g = SERIAL.lock().await;
     let tmp = tempfile::tempdir().unwrap();

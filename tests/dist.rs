@@ -68,6 +68,7 @@ fn torch_lib() -> PathBuf {
 }
 
 #[test]
+// Long function: one scenario told in order.
 fn the_release_tarball_runs_from_a_fresh_folder_without_the_venv() {
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();

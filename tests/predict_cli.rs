@@ -4,8 +4,8 @@
 mod common;
 
 use ausweep_proto::job::Backbone;
-use ausweep_worker::train::checkpoint::{self, CheckpointMeta, FORMAT};
-use ausweep_worker::train::Model;
+use ausweep_trainer::train::checkpoint::{self, CheckpointMeta, FORMAT};
+use ausweep_trainer::train::Model;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 

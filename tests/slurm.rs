@@ -330,6 +330,7 @@ async fn workers_from_slurm_drain_resume_and_survive_a_hard_kill() {
 /// missing gets no allocation and the launcher says why; a good sweep gets allocations (never
 /// more than the maximum), finishes, the idle workers exit and no allocation is left in `squeue`.
 #[tokio::test(flavor = "multi_thread")]
+// Long function: one scenario against a real Slurm, told in order.
 async fn the_launcher_brings_workers_for_waiting_jobs_and_they_leave_when_idle() {
     let _serial = SERIAL.lock().await;
     let root = tempfile::tempdir().unwrap();

@@ -111,7 +111,7 @@ fn manifest(dir: &Path) -> serde_json::Value {
 }
 
 fn sha256_hex(path: &Path) -> String {
-    ausweep_worker::weights::sha256_file(path).unwrap()
+    ausweep_weights::sha256_file(path).unwrap()
 }
 
 #[test]
@@ -282,7 +282,7 @@ fn import_takes_torchvision_and_timm_files_and_refuses_one_that_is_another_netwo
         m["mobilenet_v1"]["source"], "mobilenetv1_100.safetensors",
         "{m}"
     );
-    let held: Vec<String> = ausweep_worker::weights::held::held(&dir)
+    let held: Vec<String> = ausweep_weights::held::held(&dir)
         .unwrap()
         .into_iter()
         .map(|h| h.name)

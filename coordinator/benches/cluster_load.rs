@@ -1,3 +1,5 @@
+// Long file: one benchmark run end to end (cluster, load curve, heartbeats, restart, disk), kept in
+// one file so its report reads in order.
 //! `make bench-load`: the real `ausweep coordinator` binary (child process, sled store in a temp
 //! dir) under 1,000 simulated workers over 100,000 jobs, all through the real gRPC client.
 //!
@@ -196,6 +198,7 @@ async fn channels(url: &str, n: usize) -> Vec<Channel> {
 }
 
 #[tokio::main(flavor = "multi_thread")]
+// Long function: the benchmark's script, phase after phase, printing as it goes.
 async fn main() {
     let workers = env("AUSWEEP_LOAD_WORKERS", 1000) as usize;
     let jobs = env("AUSWEEP_LOAD_JOBS", 100_000);

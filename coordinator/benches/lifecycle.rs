@@ -43,6 +43,7 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 }
 
 #[tokio::main(flavor = "multi_thread")]
+// Long function: the benchmark's script, phase after phase, printing as it goes.
 async fn main() {
     let workers = env("AUSWEEP_BENCH_WORKERS", 1000) as usize;
     let secs = env("AUSWEEP_BENCH_SECS", 5);

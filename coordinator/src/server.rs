@@ -167,6 +167,7 @@ impl Handle {
 }
 
 /// Starts a coordinator: loads (recovers) the store, binds, serves.
+// Long function: wires every service, the scheduler, metrics and TLS together in start-up order.
 pub async fn serve(config: Config) -> Result<Handle, ServeError> {
     if config.admin_token.len() < 16 || config.join_token.len() < 16 {
         return Err(ServeError::Config(
@@ -222,7 +223,7 @@ pub async fn serve(config: Config) -> Result<Handle, ServeError> {
         started.elapsed().as_millis()
     );
     tokio::spawn(crate::gc::remove_garbage(gc_rx, blobs.clone()));
-    let baselines = crate::report::baselines::Baselines::embedded().ok();
+    let baselines = crate::baselines::Baselines::embedded().ok();
     let metrics =
         Arc::new(Metrics::new(baselines.as_ref()).map_err(|e| ServeError::Config(e.to_string()))?);
     let mut events = sched.subscribe();

@@ -46,6 +46,7 @@ fn result(sha: &str) -> v1::JobResult {
 }
 
 #[tokio::test]
+// Long function: one job's whole life over real gRPC, told in order.
 async fn lifecycle_over_loopback() {
     let (h, ch) = start(None).await;
     let mut admin = client::admin(ch.clone(), ADMIN).unwrap();

@@ -124,6 +124,7 @@ fn dashboard_queries() -> Vec<String> {
 
 /// Drives a sweep to one finished and one running job; returns the sweep id and a task that
 /// keeps the running job's worker heartbeating (so its lease outlives any wait on Prometheus).
+// Long function: one sweep driven through every metric the dashboard reads, told in order.
 async fn drive_a_sweep(addr: SocketAddr) -> (String, tokio::task::JoinHandle<()>) {
     let ch = client::connect(&format!("http://{addr}"), None)
         .await
@@ -275,6 +276,7 @@ async fn drive_a_sweep(addr: SocketAddr) -> (String, tokio::task::JoinHandle<()>
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// Long function: one scenario against a real Prometheus, told in order.
 async fn prometheus_scrapes_every_dashboard_query() {
     assert!(
         Path::new(PROMETHEUS).exists(),

@@ -1,3 +1,5 @@
+// Long file: one property-test harness that drives every RPC in random orders, with the model of
+// the state it expects.
 //! Property test: random bytes and random well-formed protobuf (known fields with random values,
 //! unknown fields, nested garbage) sent to every RPC of the coordinator, with and without valid
 //! admin, join and session credentials, over a real loopback connection to a sled-backed
@@ -608,6 +610,7 @@ fn random_calls_to_every_rpc_never_crash_hang_or_corrupt_the_coordinator() {
     }
 }
 
+// Long function: the fuzz step: one match arm per RPC with the state it must leave.
 fn fuzz(cases: u32, seed: u64) {
     install_panic_hook();
     // Server and client tasks run on this runtime's named threads; the test body drives the

@@ -1,3 +1,5 @@
+// Long file: the job spec is one contract: each field with its default, parsing and validation,
+// read in one place by the coordinator and the trainer.
 //! The job spec: one backbone × fold × stage training run, as a YAML/JSON document.
 
 use serde::{Deserialize, Serialize};
@@ -572,6 +574,7 @@ impl JobSpec {
     }
 
     /// Checks values that parse but are not allowed.
+    // Long function: one check per job-spec field, in the order errors are reported.
     pub fn validate(&self, origin: &str) -> Result<(), JobError> {
         let bad = |field: &str, message: String| {
             Err(JobError::Invalid {

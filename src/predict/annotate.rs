@@ -117,7 +117,7 @@ pub fn draw(img: &mut RgbImage, faces: &[FaceOut]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ausweep_worker::face::Face;
+    use ausweep_trainer::face::Face;
 
     #[test]
     fn boxes_and_bars_are_drawn_inside_the_image_only() {
@@ -127,7 +127,7 @@ mod tests {
             confidence: 0.9,
             landmarks: [[160.0, 40.0]; 5],
         };
-        let pred = ausweep_worker::predict::AuPrediction {
+        let pred = ausweep_trainer::predict::AuPrediction {
             probs: vec![1.0, 0.0],
             present: vec![true, false],
         };

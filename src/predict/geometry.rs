@@ -2,10 +2,10 @@
 //! (its recorded template and size), unless flags override it.
 
 use anyhow::Result;
-use ausweep_worker::face::{AlignSpec, Face};
-use ausweep_worker::prepare::{template, Template};
-use ausweep_worker::train::checkpoint::CheckpointMeta;
-use ausweep_worker::train::provenance::CropKind;
+use ausweep_trainer::face::{AlignSpec, Face};
+use ausweep_trainer::prepare::{template, Template};
+use ausweep_trainer::train::checkpoint::CheckpointMeta;
+use ausweep_trainer::train::provenance::CropKind;
 use tch::Tensor;
 
 /// A crop geometry.
@@ -100,14 +100,14 @@ impl Crop {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ausweep_worker::train::provenance::{CropKind, DatasetIdentity};
+    use ausweep_trainer::train::provenance::{CropKind, DatasetIdentity};
     use tch::{Device, Kind};
 
     type Points = Vec<(usize, [f64; 2])>;
 
     fn meta(crop: Option<(CropKind, Points)>) -> CheckpointMeta {
         let mut m: CheckpointMeta = serde_json::from_value(serde_json::json!({
-            "format": ausweep_worker::train::checkpoint::FORMAT, "backbone": "mobilenet_v2",
+            "format": ausweep_trainer::train::checkpoint::FORMAT, "backbone": "mobilenet_v2",
             "stage": 2, "epoch": 1, "aus": [1], "input_size": 48, "thresholds": [0.5],
             "metrics": null, "optim_step": 0, "sha256": "", "train_seconds": 0.0
         }))

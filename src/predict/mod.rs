@@ -10,9 +10,9 @@ mod model_ref;
 mod output;
 
 use anyhow::{anyhow, bail, Context, Result};
-use ausweep_worker::face::{image_tensor, Detector, DetectorConfig, Face};
-use ausweep_worker::predict::AuModel;
-use ausweep_worker::train::{self, weights::weights_dir};
+use ausweep_trainer::face::{image_tensor, Detector, DetectorConfig, Face};
+use ausweep_trainer::predict::AuModel;
+use ausweep_trainer::train::{self, weights::weights_dir};
 use clap::Args;
 use image::RgbImage;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -22,8 +22,6 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::Tensor;
-
-pub use model_ref::Remote;
 
 /// Flags of `ausweep predict`.
 #[derive(Args)]
@@ -75,7 +73,7 @@ pub struct PredictArgs {
     #[arg(long)]
     checkpoint_cache: Option<PathBuf>,
     #[command(flatten)]
-    remote: Remote,
+    remote: crate::cluster_cmd::ConnArgs,
 }
 
 /// What a run did (printed at the end).
@@ -99,10 +97,11 @@ struct Pipeline {
 }
 
 /// Runs `ausweep predict`.
+// Long function: the predict command's script: inputs, model, detection, outputs, summary.
 pub fn run(a: PredictArgs) -> Result<()> {
     let device = train::parse_device(&a.device).map_err(anyhow::Error::msg)?;
     let cache = a.checkpoint_cache.clone().unwrap_or_else(default_cache);
-    let (ckpt, how) = model_ref::resolve(&a.model, &a.remote, &cache)?;
+    let (ckpt, how) = model_ref::resolve(&a.model, &a.remote.clone().into(), &cache)?;
     let model = AuModel::load(&ckpt, device)
         .with_context(|| format!("loading the model {}", ckpt.display()))?;
     let meta = model.meta().clone();

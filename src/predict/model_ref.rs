@@ -2,13 +2,13 @@
 //! fold's final checkpoint of that backbone, downloaded from the coordinator's store).
 
 use anyhow::{anyhow, bail, Context, Result};
+use ausweep_agent::checkpoints::Cache;
 use ausweep_proto::client;
 use ausweep_proto::v1;
-use ausweep_worker::agent::checkpoints::Cache;
 use std::path::{Path, PathBuf};
 
 /// How to reach the coordinator for a sweep reference: the same flags as every client command.
-pub type Remote = ausweep_coordinator::cli::Conn;
+pub type Remote = ausweep_admin::Conn;
 
 /// The checkpoint file `--model` names, and a line saying where it came from.
 pub fn resolve(model: &str, remote: &Remote, cache_dir: &Path) -> Result<(PathBuf, String)> {

@@ -1,8 +1,8 @@
 //! Results of `ausweep predict`: JSON lines (one line per frame, its faces inside) or CSV in
 //! OpenFace's per-frame layout (one row per face; a frame without a face gets `success` 0).
 
-use ausweep_worker::face::Face;
-use ausweep_worker::predict::{AuPrediction, EmotionCall};
+use ausweep_trainer::face::Face;
+use ausweep_trainer::predict::{AuPrediction, EmotionCall};
 use serde::Serialize;
 use std::io::Write;
 
@@ -69,7 +69,7 @@ pub fn face_out(
                 threshold: thresholds[i],
             })
             .collect(),
-        emotions: ausweep_worker::predict::emotions(&au_list, &present),
+        emotions: ausweep_trainer::predict::emotions(&au_list, &present),
     }
 }
 

@@ -51,7 +51,7 @@ retries: 3
 
 /// The trainer's result.json of `job_id`'s attempt `n`, on whichever worker ran it.
 pub fn result_json(workers: &[&Worker], job_id: &str, n: u32) -> Option<serde_json::Value> {
-    let name = ausweep_worker::agent::job::dir_name(job_id);
+    let name = ausweep_agent::job::dir_name(job_id);
     workers.iter().find_map(|w| {
         let f = w
             .dir
@@ -68,7 +68,7 @@ pub fn result_json(workers: &[&Worker], job_id: &str, n: u32) -> Option<serde_js
 pub fn attempt_dir(w: &Worker, job_id: &str, n: u32) -> PathBuf {
     w.dir
         .join("jobs")
-        .join(ausweep_worker::agent::job::dir_name(job_id))
+        .join(ausweep_agent::job::dir_name(job_id))
         .join(format!("attempt-{n}"))
 }
 

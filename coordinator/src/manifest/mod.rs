@@ -158,6 +158,8 @@ fn bad(
     Err((field.into(), message.into(), hint.map(str::to_string)))
 }
 
+// Long function: one check per manifest field in the order errors are reported; each is a few
+// lines.
 fn validate(m: &Manifest) -> Result<(), Invalid> {
     let name_ok = !m.name.is_empty()
         && m.name.len() <= 64

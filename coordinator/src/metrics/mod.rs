@@ -14,7 +14,7 @@ mod snapshot;
 pub use http::serve as serve_http;
 pub use snapshot::reason_label;
 
-use crate::report::baselines::Baselines;
+use crate::baselines::Baselines;
 use crate::sched::{Event, Progress};
 use crate::store::records::JobState;
 use prometheus::{

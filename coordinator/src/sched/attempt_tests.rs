@@ -174,6 +174,13 @@ fn a_bad_checkpoint_falls_back_to_the_previous_intact_one() {
         "the status names the checkpoint at fault: {}",
         j.last_error
     );
+    // Set aside: even `keep_checkpoints: all` no longer keeps it; the intact one stays.
+    assert_eq!(
+        job_shas(&h, &a.job_id),
+        [(1, false)],
+        "the bad epoch-2 checkpoint is collected"
+    );
+    assert!(h.st.take_garbage().contains(&sha(2)), "its blob goes too");
     let c = h.lease("w", 0).unwrap();
     assert_eq!(c.resume_checkpoint.as_deref(), Some(sha(1).as_str()));
     // Bad again: nothing intact is left before it, so a fresh start.

@@ -159,6 +159,8 @@ impl State {
 
     /// Why a pending job is not running: its class (the contract programs act on) and the
     /// sentence people read.
+    // Long function: one arm per reason a job waits, in the order they are checked; the order is
+    // the contract.
     pub fn pending(&self, j: &JobRecord, now: u64) -> (PendingClass, String) {
         use PendingClass as C;
         if self.sweeps.get(&j.sweep).is_some_and(|s| s.cancelled) {

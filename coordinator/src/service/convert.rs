@@ -105,7 +105,8 @@ pub(crate) fn result_out(r: &ResultRecord) -> v1::JobResult {
     }
 }
 
-pub(crate) fn summary(v: &SweepView) -> v1::SweepSummary {
+/// A sweep view as the wire's summary.
+pub fn summary(v: &SweepView) -> v1::SweepSummary {
     v1::SweepSummary {
         sweep_id: v.sweep.id.clone(),
         name: v.sweep.name.clone(),
@@ -121,7 +122,8 @@ pub(crate) fn summary(v: &SweepView) -> v1::SweepSummary {
     }
 }
 
-pub(crate) fn job(v: &JobView) -> v1::JobStatus {
+/// A job view as the wire's job status.
+pub fn job(v: &JobView) -> v1::JobStatus {
     let j = &v.job;
     v1::JobStatus {
         job_id: j.id.clone(),

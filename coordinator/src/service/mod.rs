@@ -1,7 +1,7 @@
 //! The gRPC services: admin (token) and worker (join token, then per-worker session).
 
 pub mod admin;
-pub(crate) mod convert;
+pub mod convert;
 pub mod worker;
 
 use crate::sched::SchedError;

@@ -153,6 +153,8 @@ fn sync_filesystem(dir: &File) -> std::io::Result<()> {
 }
 
 /// Renames a durable blob into place (in its shard directory) and counts its bytes if it is new.
+/// Blobs do not use `ausweep_fsutil::commit`: a durability round fsyncs many uploads with one
+/// `syncfs` before any of them is placed (docs/stress.md), which one-file commits would undo.
 fn place(s: &Sealed) -> Result<(), BlobError> {
     let existed = s.final_path.is_file();
     fs::rename(&s.tmp, &s.final_path)?;

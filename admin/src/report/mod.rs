@@ -1,0 +1,15 @@
+//! Reports: published baselines, the F1 protocol on any prediction file, and the sweep report
+//! (tables and the Fig. 5 chart) next to the baselines.
+
+pub use ausweep_coordinator::baselines;
+pub mod chart;
+pub mod cmd;
+pub mod model;
+pub mod render;
+pub mod score;
+pub mod source;
+
+#[cfg(test)]
+mod tests;
+
+pub use model::{build, Report, SweepInput};
