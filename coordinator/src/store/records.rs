@@ -470,7 +470,6 @@ mod tests {
                 crop: "eyes".into(),
                 size: 64,
                 normalisation: "imagenet".into(),
-                ..Default::default()
             }),
         }
     }
