@@ -176,7 +176,11 @@ async fn two_workers_finish_a_sweep_through_a_killed_trainer_and_a_corrupted_upl
     b.signal("-TERM");
     assert!(a.wait_exit(Duration::from_secs(20)).await.success());
     assert!(b.wait_exit(Duration::from_secs(20)).await.success());
-    assert!(a.log().contains("coordinator asks to drain"), "{}", a.log());
+    assert!(
+        a.log().contains("the coordinator asks: draining"),
+        "{}",
+        a.log()
+    );
     h.shutdown().await;
     eprintln!("two_workers test: {:.1} s", t0.elapsed().as_secs_f64());
 }

@@ -330,21 +330,10 @@ async fn agent(args: Config) -> Result<(), AgentError> {
     loop {
         tokio::select! {
             _ = sigterm.recv(), if !draining => {
-                eprintln!(
-                    "ausweep worker: SIGTERM: draining {} running job(s) (at most {} s)",
-                    running.len(),
-                    args.drain_timeout_s
-                );
-                draining = true;
-                for r in running.values() {
-                    let _ = r.control.send(Control::Drain);
-                }
+                draining = drain(&running, "SIGTERM", args.drain_timeout_s);
             }
             _ = tokio::signal::ctrl_c(), if !draining => {
-                draining = true;
-                for r in running.values() {
-                    let _ = r.control.send(Control::Drain);
-                }
+                draining = drain(&running, "Ctrl-C", args.drain_timeout_s);
             }
             done = tasks.join_next(), if !tasks.is_empty() => {
                 if let Some(Ok(job_id)) = done {
@@ -354,15 +343,7 @@ async fn agent(args: Config) -> Result<(), AgentError> {
             }
             _ = heartbeat.tick() => {
                 if beat(&session, &devices, &weights_dir, &running).await && !draining {
-                    eprintln!(
-                        "ausweep worker: coordinator asks to drain {} running job(s) (at most {} s)",
-                        running.len(),
-                        args.drain_timeout_s
-                    );
-                    draining = true;
-                    for r in running.values() {
-                        let _ = r.control.send(Control::Drain);
-                    }
+                    draining = drain(&running, "the coordinator asks", args.drain_timeout_s);
                 }
             }
             _ = lease_poll.tick(), if !draining => {
@@ -477,6 +458,19 @@ async fn lease_round(
             id
         });
     }
+}
+
+/// Starts draining: every running attempt stops at its next checkpoint (`why` is logged).
+/// Returns true, the agent's new draining state.
+fn drain(running: &HashMap<String, Running>, why: &str, timeout_s: u64) -> bool {
+    eprintln!(
+        "ausweep worker: {why}: draining {} running job(s) (at most {timeout_s} s)",
+        running.len()
+    );
+    for r in running.values() {
+        let _ = r.control.send(Control::Drain);
+    }
+    true
 }
 
 /// Sends one heartbeat; re-registers when asked; aborts attempts whose lease is gone. True when

@@ -114,6 +114,27 @@ pub enum LossKind {
     WeightedBce,
     /// LSEP plus weighted BCE.
     LsepBce,
+    /// Mean squared error of the predicted intensity (0–5) against the label (`objective:
+    /// intensity` only).
+    Mse,
+}
+
+/// What a job's model predicts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Objective {
+    /// Whether each AU occurs (intensity at or above `data.presence_threshold`): F1.
+    #[default]
+    Occurrence,
+    /// Each AU's intensity, 0–5, as the labels give it: ICC(3,1), MAE, PCC.
+    Intensity,
+}
+
+impl Objective {
+    /// Whether this is the default, occurrence (left out of a job's YAML, so digests stay).
+    pub fn is_occurrence(&self) -> bool {
+        *self == Objective::Occurrence
+    }
 }
 
 /// How decision thresholds are chosen.
@@ -425,6 +446,9 @@ pub struct JobSpec {
     /// Loss.
     #[serde(default)]
     pub loss: LossKind,
+    /// Occurrence (the default) or intensity.
+    #[serde(default, skip_serializing_if = "Objective::is_occurrence")]
+    pub objective: Objective,
     /// Augmentation.
     #[serde(default)]
     pub augment: AugmentSpec,
@@ -457,6 +481,17 @@ impl Task {
     /// Whether this is a training job.
     pub fn is_train(&self) -> bool {
         *self == Task::Train
+    }
+}
+
+/// A loss's name as job files write it.
+fn loss_name(l: LossKind) -> &'static str {
+    match l {
+        LossKind::Lsep => "lsep",
+        LossKind::Bce => "bce",
+        LossKind::WeightedBce => "weighted_bce",
+        LossKind::LsepBce => "lsep_bce",
+        LossKind::Mse => "mse",
     }
 }
 
@@ -636,6 +671,26 @@ impl JobSpec {
                 );
             }
         }
+        match (self.objective, self.loss) {
+            (Objective::Intensity, LossKind::Mse) | (Objective::Occurrence, _) => {}
+            (Objective::Intensity, l) => {
+                return bad(
+                    "loss",
+                    format!(
+                        "objective intensity trains with `mse`, got `{}`",
+                        loss_name(l)
+                    ),
+                );
+            }
+        }
+        if self.objective == Objective::Occurrence && self.loss == LossKind::Mse {
+            return bad(
+                "loss",
+                "`mse` is the intensity loss; set `objective: intensity`, or use lsep, bce, \
+                 weighted_bce or lsep_bce"
+                    .into(),
+            );
+        }
         if self.data.presence_threshold == 0 || self.data.presence_threshold > 5 {
             return bad(
                 "data.presence_threshold",
@@ -799,5 +854,47 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("train.epochs"), "{e}");
+    }
+
+    #[test]
+    fn objective_and_loss_go_together() {
+        let j = JobSpec::from_yaml(
+            &format!(
+                "{MINIMAL}objective: intensity
+loss: mse
+"
+            ),
+            "j",
+        )
+        .unwrap();
+        assert_eq!((j.objective, j.loss), (Objective::Intensity, LossKind::Mse));
+        assert!(
+            j.to_yaml().contains("objective: intensity"),
+            "an intensity job says so in its YAML"
+        );
+        let plain = JobSpec::from_yaml(MINIMAL, "j").unwrap();
+        assert!(
+            !plain.to_yaml().contains("objective"),
+            "occurrence stays out of the YAML, so the digests of existing jobs do not change"
+        );
+        for (doc, says) in [
+            (
+                format!(
+                    "{MINIMAL}objective: intensity
+"
+                ),
+                "trains with `mse`, got `lsep`",
+            ),
+            (
+                format!(
+                    "{MINIMAL}loss: mse
+"
+                ),
+                "`mse` is the intensity loss",
+            ),
+        ] {
+            let e = JobSpec::from_yaml(&doc, "j").unwrap_err().to_string();
+            assert!(e.contains("`loss`") && e.contains(says), "{e}");
+        }
     }
 }

@@ -2,7 +2,7 @@
 //! GetSweep answer.
 
 use super::model::{DataNote, JobRow, SweepInput};
-use ausweep_coordinator::store::records::{AuScoreRecord, JobRecord, ResultRecord, SweepRecord};
+use ausweep_coordinator::store::records::{JobRecord, ResultRecord, SweepRecord};
 use ausweep_coordinator::store::{load_all, Store, StoreError, Tree};
 use ausweep_proto::v1;
 
@@ -78,34 +78,6 @@ pub fn from_store(store: &dyn Store, sweep: &str) -> Result<SweepInput, SourceEr
     })
 }
 
-fn result_in(job: &str, r: &v1::JobResult) -> ResultRecord {
-    ResultRecord {
-        job: job.to_string(),
-        attempt: 0,
-        aus: r
-            .aus
-            .iter()
-            .map(|a| AuScoreRecord {
-                au: a.au,
-                f1: a.f1,
-                precision: a.precision,
-                recall: a.recall,
-                threshold: a.threshold,
-            })
-            .collect(),
-        avg_f1: r.avg_f1,
-        params_total: r.params_total,
-        params_trainable: r.params_trainable,
-        train_seconds: r.train_seconds,
-        images_per_sec: r.images_per_sec,
-        checkpoint: r.checkpoint_sha256.clone(),
-        dataset: r
-            .dataset
-            .as_ref()
-            .map(ausweep_coordinator::store::records::DatasetRecord::from_wire),
-    }
-}
-
 /// Converts a GetSweep answer.
 pub fn from_status(s: &v1::SweepStatus) -> Result<SweepInput, SourceError> {
     let sum = s.summary.clone().unwrap_or_default();
@@ -129,7 +101,7 @@ pub fn from_status(s: &v1::SweepStatus) -> Result<SweepInput, SourceError> {
                     .result
                     .as_ref()
                     .filter(|_| j.state == v1::JobState::Succeeded as i32)
-                    .map(|r| result_in(&j.job_id, r)),
+                    .map(|r| ResultRecord::from_wire(&j.job_id, r)),
             })
             .collect(),
     })

@@ -161,8 +161,7 @@ async fn attempt(
                 let c = if changed.is_ok() { *control.borrow() } else { Control::Abort };
                 match c {
                     Control::Abort => {
-                        child.kill().await;
-                        stop = Some(Outcome::Aborted);
+                        stop = Some(abort(&mut child).await);
                     }
                     Control::Drain if drain_deadline.is_none() => {
                         drain_deadline = Some(Instant::now() + ctx.drain_timeout);
@@ -203,8 +202,7 @@ async fn attempt(
                     ..Default::default()
                 };
                 if report(ctx, a, p).await {
-                    child.kill().await;
-                    stop = Some(Outcome::Aborted);
+                    stop = Some(abort(&mut child).await);
                 }
             }
             Event::Epoch {
@@ -227,8 +225,7 @@ async fn attempt(
                     ..Default::default()
                 };
                 if report(ctx, a, p).await {
-                    child.kill().await;
-                    stop = Some(Outcome::Aborted);
+                    stop = Some(abort(&mut child).await);
                 }
             }
             Event::Start {
@@ -253,8 +250,7 @@ async fn attempt(
                     continue;
                 };
                 if !accepted {
-                    child.kill().await;
-                    stop = Some(Outcome::Aborted);
+                    stop = Some(abort(&mut child).await);
                 } else if drain_deadline.is_some() && stop.is_none() {
                     child.kill().await;
                     stop = Some(Outcome::Fail(
@@ -336,6 +332,12 @@ async fn store_checkpoint(
         }
     }
     Ok(Some(accepted))
+}
+
+/// Kills the trainer of an attempt whose lease is gone: the attempt ends as aborted.
+async fn abort(child: &mut supervisor::Trainer) -> Outcome {
+    child.kill().await;
+    Outcome::Aborted
 }
 
 async fn sleep_until(t: Option<tokio::time::Instant>) {

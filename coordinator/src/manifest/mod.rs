@@ -173,6 +173,13 @@ fn validate(m: &Manifest) -> Result<(), Invalid> {
             Some("1-64 letters, digits, `-`, `_`, `.`"),
         );
     }
+    if m.loss == ausweep_proto::job::LossKind::Mse {
+        return bad(
+            "loss",
+            "`mse` trains AU intensity, which sweeps do not run yet",
+            Some("`ausweep train` runs an intensity job file (docs/intensity.md)"),
+        );
+    }
     if m.backbones.is_empty() {
         return bad(
             "backbones",
@@ -501,6 +508,7 @@ pub fn job_spec(
             max_steps_per_epoch: m.max_steps_per_epoch,
         },
         loss: m.loss,
+        objective: ausweep_proto::job::Objective::Occurrence,
         augment: m.augment.clone(),
         thresholds: m.thresholds,
         seed: m.seed,

@@ -149,7 +149,9 @@ impl Harness {
     pub fn complete(&mut self, w: &str, a: &Assignment) -> Fenced {
         let sha = format!("{:064x}", a.token);
         self.upload(w, a, &sha, 1, true);
-        let r = JobResult {
+        let r = crate::store::records::ResultRecord {
+            job: String::new(),
+            attempt: 0,
             aus: vec![],
             avg_f1: 0.5,
             params_total: 10,

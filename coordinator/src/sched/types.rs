@@ -1,6 +1,6 @@
 //! The scheduler's inputs and outputs.
 
-use crate::store::records::{AuScoreRecord, DeviceRecord, HeldWeights, JobState};
+use crate::store::records::{DeviceRecord, HeldWeights, JobState};
 use crate::store::StoreError;
 use std::collections::BTreeMap;
 
@@ -113,27 +113,6 @@ pub struct Progress {
     pub images_per_sec: f64,
     /// Validation F1 by AU name.
     pub val_f1: BTreeMap<String, f64>,
-}
-
-/// A completed job's report.
-#[derive(Debug, Clone, PartialEq)]
-pub struct JobResult {
-    /// Per-AU scores.
-    pub aus: Vec<AuScoreRecord>,
-    /// Mean F1.
-    pub avg_f1: f64,
-    /// Parameters.
-    pub params_total: u64,
-    /// Trainable parameters.
-    pub params_trainable: u64,
-    /// Seconds of training.
-    pub train_seconds: f64,
-    /// Throughput.
-    pub images_per_sec: f64,
-    /// Final checkpoint (must be uploaded first).
-    pub checkpoint: String,
-    /// What the model was trained on.
-    pub dataset: Option<crate::store::records::DatasetRecord>,
 }
 
 /// A job handed to a worker.

@@ -1,7 +1,7 @@
 //! Conversions between scheduler types and `ausweep.v1` messages.
 
 use crate::sched::{self, Event, JobView, SweepView, WorkerView};
-use crate::store::records::{AuScoreRecord, DatasetRecord, DeviceRecord, JobState, ResultRecord};
+use crate::store::records::{DeviceRecord, JobState};
 use ausweep_proto::v1;
 
 pub(crate) fn job_state(s: JobState) -> v1::JobState {
@@ -58,53 +58,6 @@ pub(crate) fn progress_out(p: &sched::Progress) -> v1::Progress {
     }
 }
 
-pub(crate) fn result_in(r: v1::JobResult) -> sched::JobResult {
-    sched::JobResult {
-        aus: r
-            .aus
-            .into_iter()
-            .take(64)
-            .map(|a| AuScoreRecord {
-                au: a.au,
-                f1: a.f1,
-                precision: a.precision,
-                recall: a.recall,
-                threshold: a.threshold,
-            })
-            .collect(),
-        avg_f1: r.avg_f1,
-        params_total: r.params_total,
-        params_trainable: r.params_trainable,
-        train_seconds: r.train_seconds,
-        images_per_sec: r.images_per_sec,
-        checkpoint: r.checkpoint_sha256,
-        dataset: r.dataset.as_ref().map(DatasetRecord::from_wire),
-    }
-}
-
-pub(crate) fn result_out(r: &ResultRecord) -> v1::JobResult {
-    v1::JobResult {
-        aus: r
-            .aus
-            .iter()
-            .map(|a| v1::AuScore {
-                au: a.au,
-                f1: a.f1,
-                precision: a.precision,
-                recall: a.recall,
-                threshold: a.threshold,
-            })
-            .collect(),
-        avg_f1: r.avg_f1,
-        params_total: r.params_total,
-        params_trainable: r.params_trainable,
-        train_seconds: r.train_seconds,
-        images_per_sec: r.images_per_sec,
-        checkpoint_sha256: r.checkpoint.clone(),
-        dataset: r.dataset.as_ref().map(DatasetRecord::to_wire),
-    }
-}
-
 /// A sweep view as the wire's summary.
 pub fn summary(v: &SweepView) -> v1::SweepSummary {
     v1::SweepSummary {
@@ -144,7 +97,7 @@ pub fn job(v: &JobView) -> v1::JobStatus {
         last_error: j.last_error.clone(),
         depends_on: j.depends_on.clone(),
         progress: v.progress.as_ref().map(progress_out),
-        result: v.result.as_ref().map(result_out),
+        result: v.result.as_ref().map(|r| r.to_wire()),
         newest_checkpoint_sha256: j.newest_checkpoint.clone().unwrap_or_default(),
         epochs: j.epochs,
         failures: j.failures,

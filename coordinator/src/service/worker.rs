@@ -9,6 +9,7 @@ use crate::sched::{
     FailureKind, Fenced, LeaseOutcome, NodeUpdate, Registration, Scheduler, Timing, Upload,
 };
 use crate::store::blobs::{valid_sha256, Blobs};
+use crate::store::records::ResultRecord;
 use ausweep_proto::v1::{self, worker_server::Worker};
 use ausweep_proto::wire::{CHUNK_BYTES, PROTOCOL_HEADER, PROTOCOL_VERSION, WORKER_HEADER};
 use std::collections::HashMap;
@@ -300,8 +301,10 @@ impl Worker for WorkerSvc {
         let worker = self.session(req.metadata())?;
         let r = req.into_inner();
         let job = job_arg(&r.job_id)?;
-        let result = convert::result_in(
+        let result = ResultRecord::from_wire(
+            &job,
             r.result
+                .as_ref()
                 .ok_or_else(|| Status::invalid_argument("result missing"))?,
         );
         if !valid_sha256(&result.checkpoint) {

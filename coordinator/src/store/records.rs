@@ -273,6 +273,60 @@ pub struct ResultRecord {
     pub dataset: Option<DatasetRecord>,
 }
 
+impl ResultRecord {
+    /// A worker's result of job `job` from the wire, bounded (at most 64 AUs); the attempt is
+    /// the scheduler's to fill in.
+    pub fn from_wire(job: &str, r: &ausweep_proto::v1::JobResult) -> Self {
+        ResultRecord {
+            job: job.to_string(),
+            attempt: 0,
+            aus: r
+                .aus
+                .iter()
+                .take(64)
+                .map(|a| AuScoreRecord {
+                    au: a.au,
+                    f1: a.f1,
+                    precision: a.precision,
+                    recall: a.recall,
+                    threshold: a.threshold,
+                })
+                .collect(),
+            avg_f1: r.avg_f1,
+            params_total: r.params_total,
+            params_trainable: r.params_trainable,
+            train_seconds: r.train_seconds,
+            images_per_sec: r.images_per_sec,
+            checkpoint: r.checkpoint_sha256.clone(),
+            dataset: r.dataset.as_ref().map(DatasetRecord::from_wire),
+        }
+    }
+
+    /// The record as the wire carries it.
+    pub fn to_wire(&self) -> ausweep_proto::v1::JobResult {
+        ausweep_proto::v1::JobResult {
+            aus: self
+                .aus
+                .iter()
+                .map(|a| ausweep_proto::v1::AuScore {
+                    au: a.au,
+                    f1: a.f1,
+                    precision: a.precision,
+                    recall: a.recall,
+                    threshold: a.threshold,
+                })
+                .collect(),
+            avg_f1: self.avg_f1,
+            params_total: self.params_total,
+            params_trainable: self.params_trainable,
+            train_seconds: self.train_seconds,
+            images_per_sec: self.images_per_sec,
+            checkpoint_sha256: self.checkpoint.clone(),
+            dataset: self.dataset.as_ref().map(DatasetRecord::to_wire),
+        }
+    }
+}
+
 /// A training dataset's identity, as a worker reported it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DatasetRecord {
@@ -385,3 +439,53 @@ impl crate::store::Record for CheckpointRecord {
 
 impl crate::store::Record for SweepRecord {}
 impl crate::store::Record for WorkerRecord {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ausweep_proto::v1;
+
+    fn wire(aus: u32) -> v1::JobResult {
+        v1::JobResult {
+            aus: (1..=aus)
+                .map(|au| v1::AuScore {
+                    au,
+                    f1: 0.5 + f64::from(au) / 1000.0,
+                    precision: 0.25,
+                    recall: 0.75,
+                    threshold: 0.4,
+                })
+                .collect(),
+            avg_f1: 0.61,
+            params_total: 2_236_682,
+            params_trainable: 10_248,
+            train_seconds: 12.5,
+            images_per_sec: 310.0,
+            checkpoint_sha256: "ab".repeat(32),
+            dataset: Some(v1::DatasetIdentity {
+                kind: "synthetic".into(),
+                content_hash: "cd".repeat(32),
+                frames: 480,
+                aus: vec![1, 2, 4],
+                crop: "eyes".into(),
+                size: 64,
+                normalisation: "imagenet".into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_result_goes_to_the_store_and_back_to_the_wire_unchanged() {
+        let w = wire(8);
+        let r = ResultRecord::from_wire("job-1", &w);
+        assert_eq!((r.job.as_str(), r.attempt, r.aus.len()), ("job-1", 0, 8));
+        assert_eq!(r.to_wire(), w);
+    }
+
+    #[test]
+    fn a_result_from_the_wire_keeps_at_most_64_aus() {
+        let r = ResultRecord::from_wire("job-1", &wire(100));
+        assert_eq!(r.aus.len(), 64);
+        assert_eq!(r.aus.last().map(|a| a.au), Some(64));
+    }
+}

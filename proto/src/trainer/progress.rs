@@ -61,6 +61,9 @@ pub enum Event {
         val_f1: Option<f64>,
         /// Validation per-AU F1.
         val_per_au: Vec<AuScore>,
+        /// Validation mean ICC(3,1) of an intensity job.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        val_icc: Option<f64>,
         /// Training images per second.
         images_per_sec: f64,
         /// Seconds this epoch took.

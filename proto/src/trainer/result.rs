@@ -40,6 +40,12 @@ pub struct JobResult {
     pub checkpoint_sha256: String,
     /// Frames in train / validation / test.
     pub frames: [usize; 3],
+    /// An intensity job's test-fold scores (ICC(3,1), MAE, PCC per AU); `test` is then empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intensity: Option<ausweep_metrics::IntensityScores>,
+    /// An intensity job's validation scores (None without validation subjects).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_intensity: Option<ausweep_metrics::IntensityScores>,
     /// The trainer's peak resident memory (VmHWM) when it wrote this result, bytes.
     #[serde(default)]
     pub peak_rss_bytes: u64,

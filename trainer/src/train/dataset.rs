@@ -5,6 +5,7 @@
 use super::error::TrainError;
 use ausweep_data::folds::FoldScheme;
 use ausweep_data::pack::{self, PackWriter, PackedCache};
+use ausweep_proto::job::Objective;
 use ausweep_proto::job::{DataSource, DataSpec, FoldsSpec};
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -14,7 +15,8 @@ use std::sync::Arc;
 pub struct SplitData {
     /// The pack the frames are read from.
     pub pack: Arc<PackedCache>,
-    /// 0/1 labels `len × K` of the job's AUs (in the job's order) at its presence threshold.
+    /// Labels `len × K` of the job's AUs (in the job's order): 0/1 at its presence threshold,
+    /// or intensities 0–5 for an intensity job.
     pub labels: Vec<u8>,
     /// Training frames.
     pub train: Vec<usize>,
@@ -223,8 +225,14 @@ fn report_skips(skips: &ausweep_data::SkipReport) {
     }
 }
 
-/// 0/1 labels of the job's AUs, in the job's order; an AU the data lacks is an error naming it.
-fn presence(pack: &PackedCache, aus: &[u32], threshold: u8) -> Result<Vec<u8>, TrainError> {
+/// Labels of the job's AUs, in the job's order: 0/1 presence at `threshold`, or the intensities
+/// themselves (0–5) with `intensity`; an AU the data lacks is an error naming it.
+fn labels_of(
+    pack: &PackedCache,
+    aus: &[u32],
+    threshold: u8,
+    intensity: bool,
+) -> Result<Vec<u8>, TrainError> {
     let have = pack.aus();
     let cols: Vec<usize> = aus
         .iter()
@@ -240,8 +248,14 @@ fn presence(pack: &PackedCache, aus: &[u32], threshold: u8) -> Result<Vec<u8>, T
     let v = pack.intensities();
     Ok((0..pack.len())
         .flat_map(|i| {
-            cols.iter()
-                .map(move |&c| u8::from(v[i * k + c] >= threshold))
+            cols.iter().map(move |&c| {
+                let x = v[i * k + c];
+                if intensity {
+                    x
+                } else {
+                    u8::from(x >= threshold)
+                }
+            })
         })
         .collect())
 }
@@ -264,6 +278,7 @@ pub fn split(
     data: &DataSpec,
     fold: u32,
     seed: u64,
+    objective: Objective,
 ) -> Result<SplitData, TrainError> {
     let scheme = match &data.folds {
         FoldsSpec::Disfa3Fold => FoldScheme::Disfa3Fold,
@@ -278,7 +293,8 @@ pub fn split(
             data.val_subjects
         )));
     }
-    let labels = presence(&pack, &data.aus, data.presence_threshold)?;
+    let intensity = objective == Objective::Intensity;
+    let labels = labels_of(&pack, &data.aus, data.presence_threshold, intensity)?;
     let train = indices_of(&pack, &train_s);
     let val = indices_of(&pack, &val_s);
     let test = indices_of(&pack, &fs.test);
@@ -290,4 +306,36 @@ pub fn split(
         test,
         subjects: [train_s, val_s, fs.test],
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two frames of AUs [1, 2, 4] with intensities [0, 2, 5] and [3, 1, 4].
+    fn pack(dir: &Path) -> PackedCache {
+        let s = ausweep_data::samples::Samples {
+            size: 2,
+            aus: vec![1, 2, 4],
+            pixels: vec![0; 2 * 3 * 2 * 2],
+            intensities: vec![0, 2, 5, 3, 1, 4],
+            subjects: vec![0, 0],
+            subject_names: vec!["SN001".into()],
+            frames: vec![1, 2],
+        };
+        let p = dir.join("p.pack");
+        pack::write(&p, &s, "h").unwrap();
+        PackedCache::open(&p).unwrap()
+    }
+
+    #[test]
+    fn occurrence_labels_are_presence_and_intensity_labels_the_levels() {
+        let d = tempfile::tempdir().unwrap();
+        let p = pack(d.path());
+        // The job's AU order (4, 1), not the pack's.
+        assert_eq!(labels_of(&p, &[4, 1], 2, false).unwrap(), [1, 0, 1, 1]);
+        assert_eq!(labels_of(&p, &[4, 1], 2, true).unwrap(), [5, 0, 4, 3]);
+        let e = labels_of(&p, &[9], 2, true).unwrap_err().to_string();
+        assert!(e.contains("AU 9 is not in the dataset"), "{e}");
+    }
 }

@@ -10,7 +10,8 @@ use super::metrics::{self, Scores};
 use super::optim::Adam;
 use super::provenance::DatasetIdentity;
 use super::run::{emit, inference_batch, write_result, Model, RunOptions};
-use ausweep_proto::job::JobSpec;
+use ausweep_metrics::{AuIntensity, IntensityScores};
+use ausweep_proto::job::{JobSpec, Objective};
 use ausweep_proto::trainer::progress::Event;
 use ausweep_proto::trainer::result::JobResult;
 use rand::seq::SliceRandom;
@@ -71,18 +72,7 @@ impl Fit<'_> {
             let (loss_sum, seen) = self.epoch(epoch, t0)?;
             self.trained_images += seen;
             let secs = t0.elapsed().as_secs_f64();
-            let val_scores = (!self.val.is_empty())
-                .then(|| {
-                    let p = self.predict_val()?;
-                    let k = spec.data.aus.len();
-                    Ok::<_, TrainError>(metrics::score(
-                        &p,
-                        &self.val_labels,
-                        &spec.data.aus,
-                        &vec![0.5; k],
-                    ))
-                })
-                .transpose()?;
+            let (val_scores, val_intensity) = self.validate()?;
             emit(
                 self.opts,
                 Event::Epoch {
@@ -93,12 +83,17 @@ impl Fit<'_> {
                         .as_ref()
                         .map(|s| s.per_au.clone())
                         .unwrap_or_default(),
+                    val_icc: val_intensity.as_ref().map(|s| s.avg_icc),
                     images_per_sec: seen as f64 / secs.max(1e-9),
                     seconds: secs,
                 },
             );
             // Early stopping is decided before the checkpoint so the checkpoint records it.
-            let stop = self.early_stop(val_scores.as_ref());
+            let watched = match &val_intensity {
+                Some(s) => Some(s.avg_icc),
+                None => val_scores.as_ref().map(|s| s.avg_f1),
+            };
+            let stop = self.early_stop(watched);
             self.checkpoint(epoch, val_scores, stop)?;
             self.resumed.last_epoch = epoch;
             if stop {
@@ -215,10 +210,32 @@ impl Fit<'_> {
         Ok((loss_sum, seen))
     }
 
-    /// Whether validation has not improved for `early_stopping` epochs (updates the record).
-    fn early_stop(&mut self, val: Option<&Scores>) -> bool {
+    /// Validation scores at 0.5 (occurrence) or ICC, MAE and PCC (intensity); none without
+    /// validation subjects.
+    fn validate(&self) -> Result<(Option<Scores>, Option<IntensityScores>), TrainError> {
+        if self.val.is_empty() {
+            return Ok((None, None));
+        }
+        let p = self.predict_val()?;
+        let aus = &self.spec.data.aus;
+        Ok(if self.intensity() {
+            (None, Some(intensity_scores(&p, &self.val_labels, aus)))
+        } else {
+            let th = vec![0.5; aus.len()];
+            (Some(metrics::score(&p, &self.val_labels, aus, &th)), None)
+        })
+    }
+
+    /// Whether the job predicts intensities.
+    fn intensity(&self) -> bool {
+        self.spec.objective == Objective::Intensity
+    }
+
+    /// Whether validation (mean F1, or mean ICC for intensity) has not improved for
+    /// `early_stopping` epochs (updates the record).
+    fn early_stop(&mut self, val: Option<f64>) -> bool {
         let patience = self.spec.train.early_stopping;
-        let (Some(v), true) = (val.map(|s| s.avg_f1), patience > 0) else {
+        let (Some(v), true) = (val, patience > 0) else {
             return false;
         };
         if v > self.resumed.best_val + 1e-9 {
@@ -297,6 +314,9 @@ impl Fit<'_> {
         let (spec, device) = (self.spec, self.opts.device);
         let k = spec.data.aus.len();
         let train_seconds = self.resumed.seconds_before + self.started.elapsed().as_secs_f64();
+        if self.intensity() {
+            return self.finish_intensity(test, test_labels, params, train_seconds);
+        }
         let (thresholds, val_scores) = if self.val.is_empty() {
             (vec![0.5; k], None)
         } else {
@@ -355,6 +375,8 @@ impl Fit<'_> {
             checkpoint: final_file.display().to_string(),
             checkpoint_sha256: final_meta.sha256,
             frames: [self.train.len(), self.val.len(), test.len()],
+            intensity: None,
+            val_intensity: None,
             peak_rss_bytes: super::peak_rss_bytes(),
             dataset: Some(self.identity),
         };
@@ -362,4 +384,100 @@ impl Fit<'_> {
         emit(self.opts, Event::Done { test: test_scores });
         Ok(result)
     }
+
+    /// An intensity job's end: ICC, MAE and PCC on validation and the test fold, `final` and
+    /// the result (no thresholds, no F1).
+    fn finish_intensity(
+        self,
+        test: &[usize],
+        test_labels: &[u8],
+        params: [i64; 2],
+        train_seconds: f64,
+    ) -> Result<JobResult, TrainError> {
+        let (spec, device) = (self.spec, self.opts.device);
+        let (_, val) = self.validate()?;
+        let p = self
+            .model
+            .predict(self.bm, test, inference_batch(spec, device));
+        let test_scores = intensity_scores(&p, test_labels, &spec.data.aus);
+        let (final_file, final_meta) = checkpoint::write(
+            &self.opts.out_dir,
+            "final",
+            &self.model.named_tensors(),
+            CheckpointMeta {
+                format: checkpoint::FORMAT,
+                backbone: spec.backbone.name().into(),
+                stage: spec.stage,
+                epoch: self.resumed.last_epoch,
+                aus: spec.data.aus.clone(),
+                input_size: spec.data.input_size,
+                thresholds: Vec::new(),
+                metrics: None,
+                optim_step: 0,
+                sha256: String::new(),
+                train_seconds,
+                job_digest: self.digest.clone(),
+                finished: true,
+                early_stop: None,
+                dataset: Some(self.identity.clone()),
+            },
+        )?;
+        let empty = Scores {
+            per_au: Vec::new(),
+            avg_f1: 0.0,
+        };
+        let result = JobResult {
+            job: spec.name.clone(),
+            backbone: spec.backbone.name().into(),
+            stage: spec.stage,
+            fold: spec.fold,
+            aus: spec.data.aus.clone(),
+            thresholds: Vec::new(),
+            test: empty.clone(),
+            val: None,
+            params_total: params[0],
+            params_trainable: params[1],
+            epochs: self.resumed.last_epoch,
+            resumed_from_epoch: self.resumed.from,
+            train_seconds,
+            images_per_sec: self.trained_images as f64
+                / self.started.elapsed().as_secs_f64().max(1e-9),
+            checkpoint: final_file.display().to_string(),
+            checkpoint_sha256: final_meta.sha256,
+            frames: [self.train.len(), self.val.len(), test.len()],
+            intensity: Some(test_scores),
+            val_intensity: val,
+            peak_rss_bytes: super::peak_rss_bytes(),
+            dataset: Some(self.identity),
+        };
+        write_result(self.opts, &result)?;
+        emit(self.opts, Event::Done { test: empty });
+        Ok(result)
+    }
+}
+
+/// ICC(3,1), MAE and PCC of a head's sigmoid outputs `p` (`len × K`, read as `5·p`) against
+/// intensity labels 0–5 of the same frames.
+fn intensity_scores(p: &[f32], labels: &[u8], aus: &[u32]) -> IntensityScores {
+    let k = aus.len();
+    let per_au = aus
+        .iter()
+        .enumerate()
+        .map(|(c, &au)| {
+            let pc: Vec<f64> = p
+                .iter()
+                .skip(c)
+                .step_by(k)
+                .map(|&v| f64::from(v) * loss::INTENSITY_SCALE)
+                .collect();
+            let yc: Vec<f64> = labels
+                .iter()
+                .skip(c)
+                .step_by(k)
+                .map(|&v| f64::from(v))
+                .collect();
+            AuIntensity::compute(au, &pc, &yc)
+        })
+        .collect();
+    IntensityScores::new(per_au)
 }

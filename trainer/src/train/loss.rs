@@ -50,7 +50,18 @@ pub fn compute(kind: LossKind, logits: &Tensor, targets: &Tensor, pos_weight: &T
         LossKind::Bce => bce(logits, targets, None),
         LossKind::WeightedBce => bce(logits, targets, Some(pos_weight)),
         LossKind::LsepBce => lsep(logits, targets) + bce(logits, targets, Some(pos_weight)),
+        LossKind::Mse => mse_intensity(logits, targets),
     }
+}
+
+/// The intensity a head's output stands for: `5·sigmoid(z)`, on DISFA's 0–5 scale.
+pub const INTENSITY_SCALE: f64 = 5.0;
+
+/// Mean squared error of `5·sigmoid(logits)` against intensities 0–5 `[N, K]`.
+pub fn mse_intensity(logits: &Tensor, targets: &Tensor) -> Tensor {
+    (logits.sigmoid() * INTENSITY_SCALE - targets.to_kind(Kind::Float))
+        .square()
+        .mean(Kind::Float)
 }
 
 #[cfg(test)]

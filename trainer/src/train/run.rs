@@ -177,6 +177,8 @@ fn prepare_only(spec: &JobSpec, opts: &RunOptions) -> Result<JobResult, TrainErr
         checkpoint: file.display().to_string(),
         checkpoint_sha256: meta.sha256,
         frames: [pack.len(), 0, 0],
+        intensity: None,
+        val_intensity: None,
         peak_rss_bytes: super::peak_rss_bytes(),
         dataset: Some(identity),
     };
@@ -206,7 +208,7 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<JobResult, TrainError> {
         val,
         test,
         ..
-    } = dataset::split(pack, &spec.data, spec.fold, spec.seed)?;
+    } = dataset::split(pack, &spec.data, spec.fold, spec.seed, spec.objective)?;
     if train.len() < 2 || test.is_empty() {
         return Err(TrainError::Config(format!(
             "fold {}: {} training and {} test frames; need at least 2 and 1",

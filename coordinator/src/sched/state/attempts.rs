@@ -13,7 +13,7 @@ impl State {
         worker: &str,
         job: &str,
         token: u64,
-        result: JobResult,
+        mut result: ResultRecord,
         now: u64,
         batch: &mut Batch,
     ) -> Result<Fenced, SchedError> {
@@ -28,24 +28,14 @@ impl State {
             .jobs
             .get_mut(job)
             .ok_or_else(|| SchedError::NoJob(job.to_string()))?;
-        let attempt = j.attempt;
-        let rec = ResultRecord {
-            job: job.to_string(),
-            attempt,
-            aus: result.aus,
-            avg_f1: result.avg_f1,
-            params_total: result.params_total,
-            params_trainable: result.params_trainable,
-            train_seconds: result.train_seconds,
-            images_per_sec: result.images_per_sec,
-            checkpoint: result.checkpoint.clone(),
-            dataset: result.dataset,
-        };
-        batch.put(Tree::Results, job, &rec)?;
-        self.results.insert(job.to_string(), Box::new(rec));
+        result.job = job.to_string();
+        result.attempt = j.attempt;
+        let sha = result.checkpoint.clone();
+        batch.put(Tree::Results, job, &result)?;
+        self.results.insert(job.to_string(), Box::new(result));
         j.state = JobState::Succeeded;
-        j.final_checkpoint = Some(result.checkpoint.clone());
-        j.newest_checkpoint = Some(result.checkpoint);
+        j.final_checkpoint = Some(sha.clone());
+        j.newest_checkpoint = Some(sha);
         self.release(job, "succeeded", now, batch)?;
         self.collect(job, batch)?;
         let j = self.jobs[job].clone();
