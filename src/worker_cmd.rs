@@ -24,6 +24,10 @@ pub struct WorkerArgs {
     #[arg(long, default_value_t = 1, env = "AUSWEEP_CPU_SLOTS",
           value_parser = clap::value_parser!(u16).range(1..=256))]
     pub cpu_slots: u16,
+    /// With --allow-cpu: cores this worker's trainers share (default: all the process may use),
+    /// e.g. two workers on one node with `--cpu-cores` half each.
+    #[arg(long, env = "AUSWEEP_CPU_CORES", value_parser = clap::value_parser!(u16).range(1..))]
+    pub cpu_cores: Option<u16>,
     /// Working directory: attempt directories and the checkpoint cache.
     #[arg(long, default_value = "ausweep-worker")]
     pub work_dir: PathBuf,
@@ -94,6 +98,7 @@ impl From<WorkerArgs> for Config {
             devices: a.devices.map(|d| d.0),
             allow_cpu: a.allow_cpu,
             cpu_slots: a.cpu_slots,
+            cpu_cores: a.cpu_cores,
             work_dir: a.work_dir,
             max_jobs: a.max_jobs,
             name: a.name,

@@ -39,7 +39,7 @@ async fn two_workers_finish_a_sweep_through_a_killed_trainer_and_a_corrupted_upl
     let st = wait_sweep(
         &mut admin,
         &id,
-        Duration::from_secs(120),
+        Duration::from_secs(300),
         "a stage-2 job with an uploaded epoch checkpoint",
         &[&a, &b],
         |st| {
@@ -62,6 +62,14 @@ async fn two_workers_finish_a_sweep_through_a_killed_trainer_and_a_corrupted_upl
         .unwrap()
         .clone();
     let holder = if victim.worker_id == "a" { &a } else { &b };
+    // Each worker was given one core: its trainers must not take the whole node.
+    for w in [&a, &b] {
+        assert!(
+            w.log().contains("trainer started on Cpu with 1 thread(s)"),
+            "{}",
+            w.log()
+        );
+    }
     let pid_file = attempt_dir(holder, &victim.job_id, victim.attempt).join("trainer.pid");
     let pid = std::fs::read_to_string(&pid_file).unwrap();
     let killed = Command::new("kill")
@@ -77,7 +85,7 @@ async fn two_workers_finish_a_sweep_through_a_killed_trainer_and_a_corrupted_upl
     let st = wait_sweep(
         &mut admin,
         &id,
-        Duration::from_secs(180),
+        Duration::from_secs(300),
         "every job to succeed",
         &[&a, &b],
         all_succeeded,
@@ -198,7 +206,7 @@ async fn sigkilled_worker_is_replaced_and_sigterm_drains_at_a_checkpoint() {
     let st = wait_sweep(
         &mut admin,
         &id,
-        Duration::from_secs(120),
+        Duration::from_secs(300),
         "worker a to hold a lease",
         &[&a, &b],
         |st| {
@@ -219,7 +227,7 @@ async fn sigkilled_worker_is_replaced_and_sigterm_drains_at_a_checkpoint() {
     let st = wait_sweep(
         &mut admin,
         &id,
-        Duration::from_secs(180),
+        Duration::from_secs(300),
         "worker b to finish every job",
         &[&a, &b],
         all_succeeded,
@@ -241,7 +249,7 @@ async fn sigkilled_worker_is_replaced_and_sigterm_drains_at_a_checkpoint() {
     let st = wait_sweep(
         &mut admin,
         &id2,
-        Duration::from_secs(120),
+        Duration::from_secs(300),
         "worker c to run stage 2",
         &[&c],
         |st| {
@@ -272,7 +280,7 @@ async fn sigkilled_worker_is_replaced_and_sigterm_drains_at_a_checkpoint() {
     let st = wait_sweep(
         &mut admin,
         &id2,
-        Duration::from_secs(120),
+        Duration::from_secs(300),
         "worker d to finish the drained job",
         &[&d],
         all_succeeded,
@@ -348,7 +356,7 @@ async fn a_worker_missing_the_data_mount_hands_the_job_on_and_the_job_says_why_i
     let st = wait_sweep(
         &mut admin,
         &id,
-        Duration::from_secs(120),
+        Duration::from_secs(300),
         "the stage-1 job to wait, naming the worker that lacks its data",
         &[&blind],
         |st| st.jobs.iter().any(|j| j.pending_reason.starts_with(&lacks)),

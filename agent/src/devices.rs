@@ -64,11 +64,12 @@ pub struct Devices {
 
 impl Devices {
     /// Finds the GPUs (restricted to `only` when given); with none, the CPU as `cpu_slots`
-    /// devices when `allow_cpu`.
+    /// devices sharing `cpu_cores` cores (all when `None`) when `allow_cpu`.
     pub fn discover(
         only: Option<&[u32]>,
         allow_cpu: bool,
         cpu_slots: usize,
+        cpu_cores: Option<usize>,
     ) -> Result<Self, AgentError> {
         let (nvml, list, driver) = match Nvml::init() {
             Ok(nvml) => {
@@ -114,15 +115,17 @@ impl Devices {
                     "no GPU found; pass --allow-cpu to offer the CPU".into(),
                 ));
             }
-            return Ok(Self::cpu(cpu_slots));
+            return Ok(Self::cpu(cpu_slots, cpu_cores));
         }
         Ok(Self { nvml, list, driver })
     }
 
-    /// The CPU as `slots` devices (at least one), each trainer on an equal share of the cores:
-    /// on small images two one-thread trainers do more than one two-thread trainer.
-    pub fn cpu(slots: usize) -> Self {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    /// The CPU as `slots` devices (at least one), each trainer on an equal share of `cores`
+    /// (default: every core the process may use): on small images two one-thread trainers do
+    /// more than one two-thread trainer, and workers sharing a node must not oversubscribe it.
+    pub fn cpu(slots: usize, cores: Option<usize>) -> Self {
+        let cores =
+            cores.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
         let slots = slots.max(1);
         Self {
             nvml: None,
@@ -246,7 +249,7 @@ mod tests {
 
     #[test]
     fn cpu_fallback_is_one_healthy_device() {
-        let d = Devices::cpu(1);
+        let d = Devices::cpu(1, None);
         let p = d.to_proto();
         assert_eq!(p.len(), 1);
         assert_eq!(p[0].kind, v1::DeviceKind::Cpu as i32);
@@ -258,7 +261,7 @@ mod tests {
     #[test]
     fn cpu_slots_share_the_cores() {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let d = Devices::cpu(2);
+        let d = Devices::cpu(2, None);
         let p = d.to_proto();
         assert_eq!(p.iter().map(|p| p.index).collect::<Vec<_>>(), vec![0, 1]);
         assert!(p
@@ -270,6 +273,20 @@ mod tests {
             format!("device 1: cpu ({} threads)", (cores / 2).max(1))
         );
         // Zero slots is one.
-        assert_eq!(Devices::cpu(0).list.len(), 1);
+        assert_eq!(Devices::cpu(0, None).list.len(), 1);
+    }
+
+    #[test]
+    fn cpu_cores_cap_what_the_trainers_share() {
+        // Two workers on one 2-core node, each told `--cpu-cores 1`: one thread per trainer.
+        let d = Devices::cpu(1, Some(1));
+        assert_eq!(d.list[0].threads, 1);
+        let d = Devices::cpu(3, Some(12));
+        assert_eq!(
+            d.list.iter().map(|d| d.threads).collect::<Vec<_>>(),
+            [4, 4, 4]
+        );
+        // Fewer cores than slots still gives every trainer a thread.
+        assert!(Devices::cpu(4, Some(2)).list.iter().all(|d| d.threads == 1));
     }
 }

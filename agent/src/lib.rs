@@ -37,6 +37,9 @@ pub struct Config {
     /// the cores (two one-thread trainers train ~1.5x the images of one two-thread trainer on
     /// small images).
     pub cpu_slots: u16,
+    /// With --allow-cpu: cores this worker's trainers share (default: all the process may use),
+    /// for nodes that other workers or services share.
+    pub cpu_cores: Option<u16>,
     /// Working directory: attempt directories and the checkpoint cache.
     pub work_dir: PathBuf,
     /// Most jobs run at once (default: one per device).
@@ -188,6 +191,7 @@ impl Node {
             args.devices.as_deref(),
             args.allow_cpu,
             usize::from(args.cpu_slots),
+            args.cpu_cores.map(usize::from),
         )?;
         for line in devices.describe() {
             eprintln!("ausweep worker: {line}");

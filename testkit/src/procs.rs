@@ -203,8 +203,8 @@ pub struct Worker {
 
 impl Worker {
     /// Starts worker `name` against `url`, working in `root/name`, logging to `root/name.log`,
-    /// with extra environment `env`. One libtorch thread per trainer: two CPU workers share two
-    /// cores.
+    /// with extra environment `env`. One core per worker (`AUSWEEP_CPU_CORES=1`): two CPU
+    /// workers share two cores without oversubscribing them.
     pub fn start(bin: &Path, url: &str, root: &Path, name: &str, env: &[(&str, &str)]) -> Self {
         let token = root.join("join-token");
         std::fs::write(&token, JOIN).expect("write the join token");
@@ -226,7 +226,7 @@ impl Worker {
         .arg(&dir)
         .args(["--drain-timeout-s", "120"])
         .env("CUDA_VISIBLE_DEVICES", "")
-        .env("OMP_NUM_THREADS", "1")
+        .env("AUSWEEP_CPU_CORES", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(append(&log));
