@@ -8,8 +8,6 @@ use serde::Serialize;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
-const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-const STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 /// The model and what its checkpoint says about it.
 pub struct AuModel {
@@ -62,15 +60,12 @@ impl AuModel {
                 )));
             }
         }
+        let (mean, std) = crate::train::imagenet::norm(device);
         Ok(AuModel {
             model,
             device,
-            mean: Tensor::from_slice(&MEAN)
-                .view([1, 3, 1, 1])
-                .to_device(device),
-            std: Tensor::from_slice(&STD)
-                .view([1, 3, 1, 1])
-                .to_device(device),
+            mean,
+            std,
             meta,
         })
     }
