@@ -117,7 +117,7 @@ pub fn draw(img: &mut RgbImage, faces: &[FaceOut]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ausweep_trainer::face::Face;
+    use ausweep_vision::face::Face;
 
     #[test]
     fn boxes_and_bars_are_drawn_inside_the_image_only() {

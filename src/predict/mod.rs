@@ -10,9 +10,9 @@ mod model_ref;
 mod output;
 
 use anyhow::{anyhow, bail, Context, Result};
-use ausweep_trainer::face::{image_tensor, Detector, DetectorConfig, Face};
 use ausweep_trainer::predict::AuModel;
 use ausweep_trainer::train::{self, weights::weights_dir};
+use ausweep_vision::face::{image_tensor, Detector, DetectorConfig, Face};
 use clap::Args;
 use image::RgbImage;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};

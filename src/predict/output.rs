@@ -1,8 +1,8 @@
 //! Results of `ausweep predict`: JSON lines (one line per frame, its faces inside) or CSV in
 //! OpenFace's per-frame layout (one row per face; a frame without a face gets `success` 0).
 
-use ausweep_trainer::face::Face;
 use ausweep_trainer::predict::{AuPrediction, EmotionCall};
+use ausweep_vision::face::Face;
 use serde::Serialize;
 use std::io::Write;
 

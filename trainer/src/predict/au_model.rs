@@ -8,7 +8,6 @@ use serde::Serialize;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
-
 /// The model and what its checkpoint says about it.
 pub struct AuModel {
     model: Model,

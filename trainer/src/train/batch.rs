@@ -13,7 +13,6 @@ use tch::{Device, Kind, Tensor};
 /// AUs whose evidence is in the upper half of the face (the rest are lower-face AUs).
 pub const UPPER_FACE_AUS: [u32; 7] = [1, 2, 4, 5, 6, 7, 9];
 
-
 /// Frames and labels of a dataset, ready for batching.
 pub struct BatchMaker {
     pack: Arc<PackedCache>,
