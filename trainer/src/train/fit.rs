@@ -319,6 +319,7 @@ impl Fit<'_> {
             let p = self
                 .model
                 .predict(self.bm, test, inference_batch(spec, device));
+            write_test_intensities(&self.opts.out_dir, &spec.data.aus, &p, test_labels)?;
             let scores = Outcome {
                 thresholds: Vec::new(),
                 test: Scores {
@@ -426,6 +427,41 @@ struct Outcome {
     val: Option<Scores>,
     intensity: Option<IntensityScores>,
     val_intensity: Option<IntensityScores>,
+}
+
+/// The test fold's intensities as `ausweep score --intensity` reads them, so anyone can score the
+/// trainer's own predictions again: `test_predictions.csv` in OpenFace's `AUxx_r` layout (one
+/// row per frame, 0–5) and `test_labels.csv` (`AU<n>` columns, the labels' levels).
+fn write_test_intensities(
+    dir: &std::path::Path,
+    aus: &[u32],
+    p: &[f32],
+    labels: &[u8],
+) -> Result<(), TrainError> {
+    let k = aus.len().max(1);
+    let mut pred = String::from("frame, success");
+    let mut lab = aus
+        .iter()
+        .map(|a| format!("AU{a}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    for a in aus {
+        pred.push_str(&format!(", AU{a:02}_r"));
+    }
+    for (i, (row, y)) in p.chunks_exact(k).zip(labels.chunks_exact(k)).enumerate() {
+        pred.push_str(&format!("\n{}, 1", i + 1));
+        for v in row {
+            pred.push_str(&format!(", {:.6}", f64::from(*v) * loss::INTENSITY_SCALE));
+        }
+        let y: Vec<String> = y.iter().map(u8::to_string).collect();
+        lab.push_str(&format!("\n{}", y.join(",")));
+    }
+    for (name, text) in [("test_predictions.csv", pred), ("test_labels.csv", lab)] {
+        let path = dir.join(name);
+        ausweep_fsutil::write(&path, format!("{text}\n").as_bytes())
+            .map_err(TrainError::io(&path))?;
+    }
+    Ok(())
 }
 
 /// ICC(3,1), MAE and PCC of a head's sigmoid outputs `p` (`len × K`, read as `5·p`) against
