@@ -71,6 +71,7 @@ pub fn run(size: u32, reps: usize, device: &str, no_reference: bool) -> Result<(
         finished: true,
         early_stop: None,
         dataset: None,
+        objective: Default::default(),
     };
     let (ckpt, _) = checkpoint::write(tmp.path(), "final", &model.named_tensors(), meta)?;
     let au = AuModel::load(&ckpt, dev)?;

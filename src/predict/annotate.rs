@@ -130,6 +130,7 @@ mod tests {
         let pred = ausweep_trainer::predict::AuPrediction {
             probs: vec![1.0, 0.0],
             present: vec![true, false],
+            intensity: None,
         };
         let f = super::super::output::face_out(0, face, &pred, &[6, 12], &[0, 1], &[0.5, 0.5]);
         draw(&mut img, &[f]);

@@ -279,6 +279,7 @@ impl Fit<'_> {
                     since_best: r.since_best,
                 }),
                 dataset: Some(self.identity.clone()),
+                objective: spec.objective,
             },
         )?;
         emit(
@@ -388,6 +389,7 @@ impl Fit<'_> {
                 finished: true,
                 early_stop: None,
                 dataset: Some(self.identity.clone()),
+                objective: spec.objective,
             },
         )?;
         let result = JobResult {
