@@ -201,6 +201,7 @@ async fn drive_a_sweep(addr: SocketAddr) -> (String, tokio::task::JoinHandle<()>
                 images_per_sec: 100.0,
                 checkpoint_sha256: sha,
                 dataset: None,
+                intensity: None,
             }),
         })
         .await

@@ -218,6 +218,7 @@ pub fn result(sha: &str, aus: &[u32], f1: f64) -> v1::JobResult {
         images_per_sec: 50.0,
         checkpoint_sha256: sha.into(),
         dataset: None,
+        intensity: None,
     }
 }
 
