@@ -226,6 +226,7 @@ mod tests {
     }
 
     #[test]
+    // Long function: one sample of every record type, each a literal with every field set.
     fn every_record_type_decodes_in_both_forms_and_binary_is_smaller() {
         let mut job = sample_job();
         let key = job.id.clone();
