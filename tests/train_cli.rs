@@ -26,6 +26,20 @@ fn write_job(dir: &Path, name: &str, body: &str) -> std::path::PathBuf {
 
 const DATA: &str = "data:\n  source: {kind: synthetic, subjects: 27, frames: 60, seed: 1}\n  input_size: 48\n  val_subjects: 2\n";
 
+/// `ausweep train JOB --out OUT --device cpu`, which must succeed (its stderr otherwise).
+fn train_on_cpu(job: &Path, out: &Path) -> std::process::Output {
+    let o = ausweep()
+        .arg("train")
+        .arg(job)
+        .arg("--out")
+        .arg(out)
+        .args(["--device", "cpu"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    o
+}
+
 fn result(dir: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(dir.join("result.json")).unwrap()).unwrap()
 }
@@ -45,19 +59,7 @@ fn two_stages_learn_and_fine_tuning_beats_the_frozen_backbone() {
         &format!("backbone: mobilenet_v2\nstage: 2\nfold: 1\nseed: 7\n{DATA}train: {{epochs: 8, batch_size: 32, lr: 0.001, backbone_lr: 0.002}}\nloss: lsep_bce\nthresholds: tuned\naugment: {{flip: 0.5}}\n"),
     );
     let o1 = d.path().join("o1");
-    let out = ausweep()
-        .arg("train")
-        .arg(&s1)
-        .arg("--out")
-        .arg(&o1)
-        .args(["--device", "cpu"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = train_on_cpu(&s1, &o1);
     // Every stdout line is a JSON event; the stream starts with `start` and ends with `done`.
     let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -257,19 +259,7 @@ fn score_gives_an_intensity_job_the_trainers_own_figures() {
          train: {epochs: 3, batch_size: 32, lr: 0.01}\nobjective: intensity\nloss: mse\n",
     );
     let o = d.path().join("o");
-    let out = ausweep()
-        .arg("train")
-        .arg(&job)
-        .arg("--out")
-        .arg(&o)
-        .args(["--device", "cpu"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    train_on_cpu(&job, &o);
     let own = &result(&o)["intensity"];
     // The trainer's test-fold predictions, scored again as a lab scores OpenFace's output.
     let out = ausweep()
