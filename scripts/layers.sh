@@ -16,14 +16,15 @@ check() { # crate, forbidden packages...
     fi
   done
 }
-check ausweep-metrics tch ausweep-proto ausweep-coordinator ausweep-admin ausweep-agent ausweep-trainer ausweep-weights ausweep-data ausweep-fsutil clap tokio
-check ausweep-fsutil tch ausweep-proto ausweep-coordinator ausweep-admin ausweep-agent ausweep-trainer ausweep-weights ausweep-data clap tokio
-check ausweep-proto tch torch-sys ausweep-coordinator ausweep-admin ausweep-agent ausweep-trainer ausweep-weights ausweep-data clap
-check ausweep-weights tch torch-sys ausweep-agent ausweep-trainer clap
-check ausweep-agent tch torch-sys ausweep-trainer ausweep-data ausweep-coordinator clap
-check ausweep-data tch torch-sys ausweep-trainer ausweep-agent clap tokio
+check ausweep-metrics tch ausweep-proto ausweep-coordinator ausweep-admin ausweep-agent ausweep-vision ausweep-trainer ausweep-weights ausweep-data ausweep-fsutil clap tokio
+check ausweep-fsutil tch ausweep-proto ausweep-coordinator ausweep-admin ausweep-agent ausweep-vision ausweep-trainer ausweep-weights ausweep-data clap tokio
+check ausweep-proto tch torch-sys ausweep-coordinator ausweep-admin ausweep-agent ausweep-vision ausweep-trainer ausweep-weights ausweep-data clap
+check ausweep-weights tch torch-sys ausweep-agent ausweep-vision ausweep-trainer clap
+check ausweep-agent tch torch-sys ausweep-vision ausweep-trainer ausweep-data ausweep-coordinator clap
+check ausweep-data tch torch-sys ausweep-vision ausweep-trainer ausweep-agent clap tokio
+check ausweep-vision ausweep-trainer ausweep-agent ausweep-coordinator ausweep-admin clap tokio
 check ausweep-trainer ausweep-agent ausweep-coordinator clap
-check ausweep-coordinator tch torch-sys ausweep-admin ausweep-agent ausweep-trainer ausweep-data clap plotters
-check ausweep-admin tch torch-sys ausweep-agent ausweep-trainer ausweep-data clap
-[ $fail = 0 ] && echo "layers: ok: every crate's dependencies point one way; libtorch only under the trainer"
+check ausweep-coordinator tch torch-sys ausweep-admin ausweep-agent ausweep-vision ausweep-trainer ausweep-data clap plotters
+check ausweep-admin tch torch-sys ausweep-agent ausweep-vision ausweep-trainer ausweep-data clap
+[ $fail = 0 ] && echo "layers: ok: every crate's dependencies point one way; libtorch only under vision and the trainer"
 exit $fail

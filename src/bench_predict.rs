@@ -3,11 +3,11 @@
 
 use anyhow::{Context, Result};
 use ausweep_proto::job::Backbone;
-use ausweep_trainer::face::{image_tensor, AlignSpec, Detector, DetectorConfig};
 use ausweep_trainer::predict::AuModel;
 use ausweep_trainer::train::checkpoint::{self, CheckpointMeta, FORMAT};
 use ausweep_trainer::train::weights::{self, weights_dir};
 use ausweep_trainer::train::Model;
+use ausweep_vision::face::{image_tensor, AlignSpec, Detector, DetectorConfig};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -71,6 +71,7 @@ pub fn run(size: u32, reps: usize, device: &str, no_reference: bool) -> Result<(
         finished: true,
         early_stop: None,
         dataset: None,
+        objective: Default::default(),
     };
     let (ckpt, _) = checkpoint::write(tmp.path(), "final", &model.named_tensors(), meta)?;
     let au = AuModel::load(&ckpt, dev)?;

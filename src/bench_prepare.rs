@@ -5,7 +5,7 @@
 
 use anyhow::{Context, Result};
 use ausweep_data::synth::video::{write_videos, Camera, VideoSynthConfig};
-use ausweep_trainer::prepare::{self, accuracy, PrepareConfig};
+use ausweep_vision::prepare::{self, accuracy, PrepareConfig};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
@@ -37,7 +37,7 @@ pub struct Args {
     pub batch: usize,
     /// Crop template: eyes or five.
     #[arg(long, default_value = "eyes")]
-    pub template: ausweep_trainer::prepare::Template,
+    pub template: ausweep_vision::prepare::Template,
     /// Device: cpu or cuda:N (the reference runs on the CPU).
     #[arg(long, default_value = "cpu")]
     pub device: String,

@@ -65,7 +65,7 @@ pub enum DatasetCmd {
         /// Crop template: eyes (ausweep's, eyes level at 0.385 of the side) or five (all five
         /// landmarks, least squares).
         #[arg(long, default_value = "eyes")]
-        template: ausweep_trainer::prepare::Template,
+        template: ausweep_vision::prepare::Template,
         /// Crop side, pixels.
         #[arg(long, default_value_t = 224)]
         size: u32,
@@ -169,7 +169,7 @@ pub fn run(cmd: DatasetCmd) -> Result<()> {
             batch,
             device,
         } => {
-            use ausweep_trainer::prepare;
+            use ausweep_vision::prepare;
             let cfg = prepare::PrepareConfig {
                 labels_root: labels.unwrap_or_else(|| videos_root.clone()),
                 videos_root,
@@ -229,7 +229,7 @@ pub fn run(cmd: DatasetCmd) -> Result<()> {
 }
 
 /// Prints what a preparation produced: folder, counts per subject, time per step.
-fn print_prepared(p: &ausweep_trainer::prepare::Prepared, secs: f64) {
+fn print_prepared(p: &ausweep_vision::prepare::Prepared, secs: f64) {
     let m = &p.manifest;
     let what = if p.reused {
         "already prepared"
@@ -253,7 +253,7 @@ fn print_prepared(p: &ausweep_trainer::prepare::Prepared, secs: f64) {
         );
     }
     if !p.reused {
-        let t = ausweep_trainer::prepare::total_timings(m);
+        let t = ausweep_vision::prepare::total_timings(m);
         let per = |s: f64| m.frames as f64 / s.max(1e-9);
         println!(
             "  {:.1} s in all, {:.1} frames/s; decode {:.1} s, detect {:.1} s ({:.0} frames/s), align {:.1} s, write {:.1} s",

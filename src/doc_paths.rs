@@ -5,12 +5,13 @@
 use std::path::{Path, PathBuf};
 
 /// The repository's top-level folders: a word starting with one of these is a path.
-const ROOTS: [&str; 17] = [
+const ROOTS: [&str; 18] = [
     "proto/",
     "coordinator/",
     "admin/",
     "agent/",
     "trainer/",
+    "vision/",
     "weights/",
     "data/",
     "fsutil/",

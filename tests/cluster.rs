@@ -379,3 +379,86 @@ async fn a_worker_missing_the_data_mount_hands_the_job_on_and_the_job_says_why_i
     assert_eq!(done.attempt, 2, "{}", describe(&st));
     h.shutdown().await;
 }
+
+/// An intensity sweep (`objective: intensity`, `loss: mse`) through the coordinator and a worker:
+/// each job's ICC, MAE and PCC travel from the trainer's result.json over gRPC into the store
+/// unchanged, `ausweep status` shows them and `ausweep report` tables them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_intensity_sweep_reports_icc_from_trainer_to_report() {
+    let _serial = SERIAL.lock().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let (h, mut admin, url) = coordinator(&tmp.path().join("coord")).await;
+    let yaml = manifest("intensity", &[2], 1)
+        .replace("loss: lsep\n", "objective: intensity\nloss: mse\n")
+        .replace("thresholds: tuned\n", "");
+    let id = submit(&mut admin, yaml).await;
+    let w = start_worker(&url, tmp.path(), "w", &[]);
+    let st = wait_sweep(
+        &mut admin,
+        &id,
+        Duration::from_secs(300),
+        "the intensity sweep to finish",
+        &[&w],
+        all_succeeded,
+    )
+    .await;
+    assert_eq!(st.jobs.len(), 2, "{}", describe(&st));
+    for j in &st.jobs {
+        let res = j.result.as_ref().expect("a result");
+        let got = res
+            .intensity
+            .as_ref()
+            .expect("an intensity job's result carries intensity");
+        assert!(res.aus.is_empty(), "no F1 for intensity: {res:?}");
+        let trainer = result_json(&[&w], &j.job_id, j.attempt).expect("the trainer's result.json");
+        let want = &trainer["intensity"];
+        assert_eq!(got.aus.len(), 8, "{got:?}");
+        assert_eq!(
+            got.avg_icc,
+            want["avg_icc"].as_f64().unwrap(),
+            "{}",
+            j.job_id
+        );
+        for (a, b) in got.aus.iter().zip(want["per_au"].as_array().unwrap()) {
+            assert_eq!(a.au as u64, b["au"].as_u64().unwrap());
+            assert_eq!(
+                (a.icc, a.mae),
+                (b["icc"].as_f64().unwrap(), b["mae"].as_f64().unwrap())
+            );
+        }
+    }
+    let cli = |args: &[&str]| {
+        let o = Command::new(bin())
+            .args(args)
+            .env("AUSWEEP_COORDINATOR", &url)
+            .env("AUSWEEP_ADMIN_TOKEN", ausweep_testkit::ADMIN)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let status = cli(&["status", &id]);
+    assert_eq!(status.matches("avg ICC ").count(), 2, "{status}");
+    let report = cli(&["report", &id]);
+    let s2 = st.jobs.iter().find(|j| j.stage == 2).unwrap();
+    let icc = s2
+        .result
+        .as_ref()
+        .unwrap()
+        .intensity
+        .as_ref()
+        .unwrap()
+        .avg_icc;
+    assert!(
+        report.contains("## AU intensity")
+            && report.contains("| mobilenet_v2 stage 2 |")
+            && report.contains(&format!("{icc:.3} ± 0.000")),
+        "{report}"
+    );
+    drop(w);
+    h.shutdown().await;
+}

@@ -3,7 +3,7 @@
 
 mod common;
 
-use ausweep_proto::job::Backbone;
+use ausweep_proto::job::{Backbone, Objective};
 use ausweep_trainer::train::checkpoint::{self, CheckpointMeta, FORMAT};
 use ausweep_trainer::train::Model;
 use std::path::{Path, PathBuf};
@@ -24,6 +24,17 @@ fn ausweep(args: &[&str]) -> Output {
 /// A MobileNet-v2 checkpoint (seeded random weights, 64 px) with the given AUs and thresholds
 /// in `dir/final.*`, as `ausweep train` writes it.
 fn checkpoint(dir: &Path, aus: &[u32], head_outputs: usize, thresholds: &[f64]) -> PathBuf {
+    checkpoint_of(dir, aus, head_outputs, thresholds, Objective::Occurrence)
+}
+
+/// As [`checkpoint`], of a model trained for `objective`.
+fn checkpoint_of(
+    dir: &Path,
+    aus: &[u32],
+    head_outputs: usize,
+    thresholds: &[f64],
+    objective: Objective,
+) -> PathBuf {
     tch::manual_seed(11);
     let m = Model::new(Backbone::MobilenetV2, head_outputs, tch::Device::Cpu);
     let meta = CheckpointMeta {
@@ -42,6 +53,7 @@ fn checkpoint(dir: &Path, aus: &[u32], head_outputs: usize, thresholds: &[f64]) 
         finished: true,
         early_stop: None,
         dataset: None,
+        objective,
     };
     checkpoint::write(dir, "final", &m.named_tensors(), meta).unwrap();
     dir.to_path_buf()
@@ -305,5 +317,53 @@ fn au_list_mismatches_are_refused_with_what_the_model_knows() {
         text(&r.stderr).contains("--model nowhere"),
         "{}",
         text(&r.stderr)
+    );
+}
+
+#[test]
+fn an_intensity_model_writes_openface_intensity_columns_that_an_openface_script_reads() {
+    let d = tempfile::tempdir().unwrap();
+    // An intensity checkpoint has no thresholds: level 2 decides presence.
+    let model = checkpoint_of(&d.path().join("model"), &AUS, 8, &[], Objective::Intensity);
+    let photo = common::photo(d.path(), "astronaut");
+    let (csv, json) = (d.path().join("out.csv"), d.path().join("out.jsonl"));
+    for out in [&csv, &json] {
+        let r = ausweep(&[
+            "--model",
+            model.to_str().unwrap(),
+            photo.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(r.status.success(), "{}", text(&r.stderr));
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(&json).unwrap().trim()).unwrap();
+    let aus = v["faces"][0]["aus"].as_array().unwrap().clone();
+    assert_eq!(aus.len(), 8, "{v}");
+    let read = ausweep_testkit::python::run("openface_csv.py", &[csv.as_os_str()]);
+    let of: serde_json::Value = serde_json::from_slice(&read.stdout).unwrap();
+    let want: Vec<String> = AUS.iter().map(|a| format!("AU{a:02}_r")).collect();
+    assert_eq!(of["r_columns"], serde_json::json!(want), "{of}");
+    let row = &of["rows"][0];
+    for a in &aus {
+        let i = a["intensity"]
+            .as_f64()
+            .expect("an intensity model reports intensity");
+        assert!((0.0..=5.0).contains(&i), "{a}");
+        assert_eq!(a["present"].as_bool().unwrap(), i >= 2.0, "{a}");
+        let key = format!("{:02}", a["au"].as_u64().unwrap());
+        // The CSV holds two decimals, as OpenFace's does.
+        let r = row["r"][&key].as_f64().unwrap();
+        assert!((r - i).abs() <= 0.005 + 1e-6, "AU{key}: CSV {r}, JSON {i}");
+        assert_eq!(row["c"][&key].as_f64().unwrap() == 1.0, i >= 2.0, "AU{key}");
+    }
+    let is: Vec<f64> = aus
+        .iter()
+        .map(|a| a["intensity"].as_f64().unwrap())
+        .collect();
+    assert!(
+        is.iter().any(|x| (x - is[0]).abs() > 1e-3),
+        "constant intensities {is:?}"
     );
 }

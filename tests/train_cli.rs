@@ -26,6 +26,20 @@ fn write_job(dir: &Path, name: &str, body: &str) -> std::path::PathBuf {
 
 const DATA: &str = "data:\n  source: {kind: synthetic, subjects: 27, frames: 60, seed: 1}\n  input_size: 48\n  val_subjects: 2\n";
 
+/// `ausweep train JOB --out OUT --device cpu`, which must succeed (its stderr otherwise).
+fn train_on_cpu(job: &Path, out: &Path) -> std::process::Output {
+    let o = ausweep()
+        .arg("train")
+        .arg(job)
+        .arg("--out")
+        .arg(out)
+        .args(["--device", "cpu"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    o
+}
+
 fn result(dir: &Path) -> serde_json::Value {
     serde_json::from_slice(&std::fs::read(dir.join("result.json")).unwrap()).unwrap()
 }
@@ -45,19 +59,7 @@ fn two_stages_learn_and_fine_tuning_beats_the_frozen_backbone() {
         &format!("backbone: mobilenet_v2\nstage: 2\nfold: 1\nseed: 7\n{DATA}train: {{epochs: 8, batch_size: 32, lr: 0.001, backbone_lr: 0.002}}\nloss: lsep_bce\nthresholds: tuned\naugment: {{flip: 0.5}}\n"),
     );
     let o1 = d.path().join("o1");
-    let out = ausweep()
-        .arg("train")
-        .arg(&s1)
-        .arg("--out")
-        .arg(&o1)
-        .args(["--device", "cpu"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = train_on_cpu(&s1, &o1);
     // Every stdout line is a JSON event; the stream starts with `start` and ends with `done`.
     let events: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
         .lines()
@@ -242,5 +244,64 @@ fn weights_check_recognises_the_cat() {
             .iter()
             .any(|c| top1.contains(c)),
         "top-1 should be a cat: {text}"
+    );
+}
+
+#[test]
+fn score_gives_an_intensity_job_the_trainers_own_figures() {
+    let _one = one_trainer();
+    let d = tempfile::tempdir().unwrap();
+    let job = write_job(
+        d.path(),
+        "int.yaml",
+        "backbone: mobilenet_v2\nweights: imagenet\nstage: 1\nfold: 2\nseed: 3\n\
+         data:\n  source: {kind: synthetic, subjects: 27, frames: 12, seed: 2}\n  input_size: 48\n  val_subjects: 2\n\
+         train: {epochs: 3, batch_size: 32, lr: 0.01}\nobjective: intensity\nloss: mse\n",
+    );
+    let o = d.path().join("o");
+    train_on_cpu(&job, &o);
+    let own = &result(&o)["intensity"];
+    // The trainer's test-fold predictions, scored again as a lab scores OpenFace's output.
+    let out = ausweep()
+        .args(["score", "--intensity", "--json", "--pred"])
+        .arg(o.join("test_predictions.csv"))
+        .arg("--labels")
+        .arg(o.join("test_labels.csv"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let scored: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (a, b) = (
+        own["per_au"].as_array().unwrap(),
+        scored["per_au"].as_array().unwrap(),
+    );
+    assert_eq!(a.len(), 8, "{own}");
+    assert_eq!(a.len(), b.len(), "{own}\n{scored}");
+    for (x, y) in a.iter().zip(b) {
+        assert_eq!(x["au"], y["au"], "{x} vs {y}");
+        for m in ["icc", "mae", "pcc"] {
+            let (p, q) = (x[m].as_f64().unwrap(), y[m].as_f64().unwrap());
+            // The CSV holds six decimals of each prediction.
+            assert!(
+                (p - q).abs() < 1e-4,
+                "AU{} {m}: trainer {p}, score {q}",
+                x["au"]
+            );
+        }
+    }
+    let (p, q) = (
+        own["avg_icc"].as_f64().unwrap(),
+        scored["avg_icc"].as_f64().unwrap(),
+    );
+    assert!((p - q).abs() < 1e-4, "avg ICC: trainer {p}, score {q}");
+    // Not a vacuous agreement: predictions and labels vary together on some AU (how well the
+    // head learns is the trainer's e2e test; three epochs on 12 frames learn little).
+    assert!(
+        a.iter().any(|x| x["pcc"].as_f64().unwrap().abs() > 0.01),
+        "{own}"
     );
 }

@@ -102,7 +102,10 @@ pub async fn sweep(conn: &Conn, id: String, output: Output) -> Result<()> {
     );
     for j in r.jobs {
         let detail = match (&j.result, &j.progress) {
-            (Some(res), _) => format!("avg F1 {:.3}", res.avg_f1),
+            (Some(res), _) => match &res.intensity {
+                Some(i) => format!("avg ICC {:.3}, MAE {:.3}", i.avg_icc, i.avg_mae),
+                None => format!("avg F1 {:.3}", res.avg_f1),
+            },
             (None, Some(p)) => {
                 format!("epoch {} step {} loss {:.4}", p.epoch, p.step, p.loss)
             }

@@ -76,21 +76,38 @@ pub fn sweeps(r: &v1::ListSweepsReply) -> Value {
 
 /// `status SWEEP`: the sweep's jobs with their pending reasons, progress and results.
 pub fn sweep(id: &str, r: &v1::SweepStatus) -> Value {
-    let jobs: Vec<Value> =
-        r.jobs
-            .iter()
-            .map(|j| {
-                let result = j.result.as_ref().map_or(Value::Null, |res| {
+    let jobs: Vec<Value> = r
+        .jobs
+        .iter()
+        .map(|j| {
+            let result = j.result.as_ref().map_or(Value::Null, |res| {
                 let aus: Vec<Value> = res
                     .aus
                     .iter()
-                    .map(|a| json!({"au": a.au, "f1": a.f1, "precision": a.precision,
-                                    "recall": a.recall, "threshold": a.threshold}))
+                    .map(|a| {
+                        json!({"au": a.au, "f1": a.f1, "precision": a.precision,
+                                    "recall": a.recall, "threshold": a.threshold})
+                    })
                     .collect();
-                json!({"avg_f1": res.avg_f1, "aus": aus, "checkpoint_sha256": res.checkpoint_sha256,
-                       "train_seconds": res.train_seconds, "images_per_sec": res.images_per_sec})
+                let mut v = json!({"avg_f1": res.avg_f1, "aus": aus,
+                       "checkpoint_sha256": res.checkpoint_sha256,
+                       "train_seconds": res.train_seconds, "images_per_sec": res.images_per_sec});
+                // Intensity jobs only: the F1 schema is unchanged for the others.
+                if let Some(i) = &res.intensity {
+                    let aus: Vec<Value> = i
+                        .aus
+                        .iter()
+                        .map(|a| {
+                            json!({"au": a.au, "icc": a.icc, "mae": a.mae, "pcc": a.pcc,
+                                        "support": a.support, "n": a.n})
+                        })
+                        .collect();
+                    v["intensity"] = json!({"aus": aus, "avg_icc": i.avg_icc,
+                                            "avg_mae": i.avg_mae, "avg_pcc": i.avg_pcc});
+                }
+                v
             });
-                json!({"job_id": j.job_id, "backbone": j.backbone, "fold": j.fold, "stage": j.stage,
+            json!({"job_id": j.job_id, "backbone": j.backbone, "fold": j.fold, "stage": j.stage,
                    "grid_point": j.grid_point, "state": state(j.state), "attempt": j.attempt,
                    "max_attempts": j.max_attempts, "failures": j.failures,
                    "lost_attempts": j.lost_attempts, "worker_id": j.worker_id,
@@ -99,8 +116,8 @@ pub fn sweep(id: &str, r: &v1::SweepStatus) -> Value {
                    "depends_on": j.depends_on, "epochs": j.epochs,
                    "progress": progress(&j.progress), "result": result,
                    "newest_checkpoint_sha256": j.newest_checkpoint_sha256})
-            })
-            .collect();
+        })
+        .collect();
     json!({"sweep_id": id, "notice": r.notice, "store_checkpoint_bytes": r.store_checkpoint_bytes,
            "store_limit_bytes": r.store_limit_bytes, "jobs": jobs})
 }

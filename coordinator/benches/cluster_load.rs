@@ -548,23 +548,7 @@ async fn lifecycle(w: &mut client::Worker, since: Instant) -> Option<(f64, bool)
         })
         .await;
     // The final checkpoint the result names (Complete refuses an unknown one).
-    let data = a.job_id.as_bytes().to_vec();
-    let sha = hex::encode(Sha256::digest(&data));
-    let chunks = vec![
-        v1::CheckpointChunk {
-            part: Some(v1::checkpoint_chunk::Part::Header(v1::CheckpointHeader {
-                job_id: a.job_id.clone(),
-                fencing_token: a.fencing_token,
-                sha256: sha.clone(),
-                size: data.len() as u64,
-                epoch: 1,
-                ..Default::default()
-            })),
-        },
-        v1::CheckpointChunk {
-            part: Some(v1::checkpoint_chunk::Part::Data(data)),
-        },
-    ];
+    let (chunks, sha) = ausweep_testkit::rpc::chunks(&a, a.job_id.as_bytes(), Default::default());
     w.upload_checkpoint(tokio_stream::iter(chunks)).await.ok()?;
     let ok = w
         .complete(v1::CompleteRequest {

@@ -8,7 +8,6 @@ use ausweep_coordinator::sched::{State, Timing};
 use ausweep_coordinator::store::{Batch, SledStore, Store};
 use ausweep_coordinator::{client, manifest, plan, serve, Config};
 use ausweep_proto::v1;
-use sha2::{Digest, Sha256};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -112,23 +111,9 @@ async fn main() {
                 let Some(a) = r.into_inner().assignment else {
                     break;
                 };
-                let data = a.job_id.as_bytes().to_vec();
-                let sha = hex::encode(Sha256::digest(&data));
-                let chunks = vec![
-                    v1::CheckpointChunk {
-                        part: Some(v1::checkpoint_chunk::Part::Header(v1::CheckpointHeader {
-                            job_id: a.job_id.clone(),
-                            fencing_token: a.fencing_token,
-                            sha256: sha.clone(),
-                            size: data.len() as u64,
-                            epoch: 1,
-                            ..Default::default()
-                        })),
-                    },
-                    v1::CheckpointChunk {
-                        part: Some(v1::checkpoint_chunk::Part::Data(data)),
-                    },
-                ];
+                // The bytes stand in for a checkpoint (the coordinator checks only their SHA-256).
+                let (chunks, sha) =
+                    ausweep_testkit::rpc::chunks(&a, a.job_id.as_bytes(), Default::default());
                 if w.upload_checkpoint(tokio_stream::iter(chunks))
                     .await
                     .is_err()

@@ -91,13 +91,7 @@ async fn lifecycle_over_loopback() {
     assert_eq!(st.notice, "no worker connected yet");
 
     let mut w = register(&ch, "w1").await;
-    let a = w
-        .lease(v1::LeaseRequest { device_index: 0 })
-        .await
-        .unwrap()
-        .into_inner()
-        .assignment
-        .unwrap();
+    let a = rpc::lease(&mut w).await;
     let spec: ausweep_proto::JobSpec = serde_json::from_str(&a.job_spec_json).unwrap();
     assert_eq!(spec.stage, 1);
     let ev = watch.next().await.unwrap().unwrap();
@@ -144,24 +138,9 @@ async fn lifecycle_over_loopback() {
     assert_eq!(e.code(), Code::FailedPrecondition);
     let data = b"pretend safetensors bytes".repeat(10);
     let sha = upload(&mut w, &a, &data).await;
-    let c = w
-        .complete(v1::CompleteRequest {
-            job_id: a.job_id.clone(),
-            fencing_token: a.fencing_token,
-            result: Some(result(&sha)),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(c.accepted);
+    assert!(rpc::complete(&mut w, &a, result(&sha)).await);
     // Stage 2 of the same element comes next with the dependency's checkpoint.
-    let b = w
-        .lease(v1::LeaseRequest { device_index: 0 })
-        .await
-        .unwrap()
-        .into_inner()
-        .assignment
-        .unwrap();
+    let b = rpc::lease(&mut w).await;
     assert_eq!(b.job_id, a.job_id.replace(".s1.", ".s2."));
     assert_eq!(b.init_checkpoint_sha256, sha);
     let mut dl = w
@@ -190,16 +169,7 @@ async fn lifecycle_over_loopback() {
         .into_inner();
     assert!(f.accepted && !f.will_retry);
     // A stale completion is acknowledged, not an error.
-    let c = w
-        .complete(v1::CompleteRequest {
-            job_id: b.job_id.clone(),
-            fencing_token: b.fencing_token,
-            result: Some(result(&sha)),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(!c.accepted);
+    assert!(!rpc::complete(&mut w, &b, result(&sha)).await);
     let st = admin
         .get_sweep(v1::GetSweepRequest {
             sweep_id: s.sweep_id.clone(),
@@ -437,13 +407,7 @@ async fn kill_and_restart_loses_nothing() {
         .unwrap()
         .into_inner();
     let (mut w, session) = register_with_token(&ch, "survivor").await;
-    let a = w
-        .lease(v1::LeaseRequest { device_index: 0 })
-        .await
-        .unwrap()
-        .into_inner()
-        .assignment
-        .unwrap();
+    let a = rpc::lease(&mut w).await;
     let sha = upload(&mut w, &a, b"checkpoint").await;
     h.kill().await;
     drop(w);
@@ -487,24 +451,9 @@ async fn kill_and_restart_loses_nothing() {
         .unwrap()
         .into_inner();
     assert!(hb.abort_job_ids.is_empty() && !hb.reregister);
-    let c = w
-        .complete(v1::CompleteRequest {
-            job_id: a.job_id.clone(),
-            fencing_token: a.fencing_token,
-            result: Some(result(&sha)),
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    assert!(c.accepted);
+    assert!(rpc::complete(&mut w, &a, result(&sha)).await);
     // The next lease does not reuse a fencing token.
-    let b = w
-        .lease(v1::LeaseRequest { device_index: 0 })
-        .await
-        .unwrap()
-        .into_inner()
-        .assignment
-        .unwrap();
+    let b = rpc::lease(&mut w).await;
     assert!(b.fencing_token > a.fencing_token);
     assert_eq!(b.init_checkpoint_sha256, sha);
     h.shutdown().await;

@@ -7,7 +7,6 @@
 use ausweep_coordinator::client;
 use ausweep_coordinator::{serve, Config};
 use ausweep_proto::v1;
-use sha2::{Digest, Sha256};
 use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -174,23 +173,8 @@ async fn drive_a_sweep(addr: SocketAddr) -> (String, tokio::task::JoinHandle<()>
         .into_inner()
         .assignment
         .unwrap();
-    let data = b"checkpoint bytes";
-    let sha = hex::encode(Sha256::digest(data));
-    let chunks = vec![
-        v1::CheckpointChunk {
-            part: Some(v1::checkpoint_chunk::Part::Header(v1::CheckpointHeader {
-                job_id: a.job_id.clone(),
-                fencing_token: a.fencing_token,
-                sha256: sha.clone(),
-                size: data.len() as u64,
-                epoch: 1,
-                ..Default::default()
-            })),
-        },
-        v1::CheckpointChunk {
-            part: Some(v1::checkpoint_chunk::Part::Data(data.to_vec())),
-        },
-    ];
+    // The bytes stand in for a checkpoint (the coordinator checks only their SHA-256).
+    let (chunks, sha) = ausweep_testkit::rpc::chunks(&a, b"checkpoint bytes", Default::default());
     w.upload_checkpoint(tokio_stream::iter(chunks))
         .await
         .unwrap();
@@ -217,6 +201,7 @@ async fn drive_a_sweep(addr: SocketAddr) -> (String, tokio::task::JoinHandle<()>
                 images_per_sec: 100.0,
                 checkpoint_sha256: sha,
                 dataset: None,
+                intensity: None,
             }),
         })
         .await

@@ -484,6 +484,13 @@ impl Task {
     }
 }
 
+impl LossKind {
+    /// The name as job files and manifests write it.
+    pub fn name(self) -> &'static str {
+        loss_name(self)
+    }
+}
+
 /// A loss's name as job files write it.
 fn loss_name(l: LossKind) -> &'static str {
     match l {

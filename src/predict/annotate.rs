@@ -117,7 +117,7 @@ pub fn draw(img: &mut RgbImage, faces: &[FaceOut]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ausweep_trainer::face::Face;
+    use ausweep_vision::face::Face;
 
     #[test]
     fn boxes_and_bars_are_drawn_inside_the_image_only() {
@@ -130,6 +130,7 @@ mod tests {
         let pred = ausweep_trainer::predict::AuPrediction {
             probs: vec![1.0, 0.0],
             present: vec![true, false],
+            intensity: None,
         };
         let f = super::super::output::face_out(0, face, &pred, &[6, 12], &[0, 1], &[0.5, 0.5]);
         draw(&mut img, &[f]);

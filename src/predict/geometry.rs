@@ -2,10 +2,10 @@
 //! (its recorded template and size), unless flags override it.
 
 use anyhow::Result;
-use ausweep_trainer::face::{AlignSpec, Face};
-use ausweep_trainer::prepare::{template, Template};
 use ausweep_trainer::train::checkpoint::CheckpointMeta;
 use ausweep_trainer::train::provenance::CropKind;
+use ausweep_vision::face::{AlignSpec, Face};
+use ausweep_vision::prepare::{template, Template};
 use tch::Tensor;
 
 /// A crop geometry.

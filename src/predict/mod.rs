@@ -10,9 +10,9 @@ mod model_ref;
 mod output;
 
 use anyhow::{anyhow, bail, Context, Result};
-use ausweep_trainer::face::{image_tensor, Detector, DetectorConfig, Face};
 use ausweep_trainer::predict::AuModel;
 use ausweep_trainer::train::{self, weights::weights_dir};
+use ausweep_vision::face::{image_tensor, Detector, DetectorConfig, Face};
 use clap::Args;
 use image::RgbImage;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -156,7 +156,8 @@ pub fn run(a: PredictArgs) -> Result<()> {
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
-    let mut writer = Writer::new(sink, format, reported);
+    let intensity = meta.objective == ausweep_proto::job::Objective::Intensity;
+    let mut writer = Writer::new(sink, format, reported, intensity);
     let mut pipe = Pipeline {
         detector,
         model,
@@ -373,7 +374,7 @@ impl Pipeline {
                         &p,
                         &meta.aus,
                         &self.cols,
-                        &meta.thresholds,
+                        self.model.thresholds(),
                     ))
                 })
                 .collect();

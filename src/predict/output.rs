@@ -1,8 +1,10 @@
 //! Results of `ausweep predict`: JSON lines (one line per frame, its faces inside) or CSV in
-//! OpenFace's per-frame layout (one row per face; a frame without a face gets `success` 0).
+//! OpenFace's per-frame layout (one row per face; a frame without a face gets `success` 0). A
+//! detection model writes `AUxx_c` and `AUxx_prob`; an intensity model OpenFace's `AUxx_r`
+//! (0–5) and `AUxx_c` (level ≥ 2).
 
-use ausweep_trainer::face::Face;
 use ausweep_trainer::predict::{AuPrediction, EmotionCall};
+use ausweep_vision::face::Face;
 use serde::Serialize;
 use std::io::Write;
 
@@ -15,8 +17,11 @@ pub struct AuOut {
     pub prob: f32,
     /// Probability ≥ threshold.
     pub present: bool,
-    /// The checkpoint's tuned threshold.
+    /// The checkpoint's tuned threshold (intensity models: 0.4, level 2).
     pub threshold: f64,
+    /// Intensity 0–5, from an intensity model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intensity: Option<f32>,
 }
 
 /// One face of one frame.
@@ -67,6 +72,7 @@ pub fn face_out(
                 prob: pred.probs[i],
                 present: pred.present[i],
                 threshold: thresholds[i],
+                intensity: pred.intensity.as_ref().map(|v| v[i]),
             })
             .collect(),
         emotions: ausweep_trainer::predict::emotions(&au_list, &present),
@@ -87,16 +93,19 @@ pub struct Writer<W: Write> {
     out: W,
     format: Format,
     aus: Vec<u32>,
+    intensity: bool,
     header_done: bool,
 }
 
 impl<W: Write> Writer<W> {
-    /// A writer for faces whose AUs are `aus` (the reported ones, in order).
-    pub fn new(out: W, format: Format, aus: Vec<u32>) -> Self {
+    /// A writer for faces whose AUs are `aus` (the reported ones, in order), from an intensity
+    /// model when `intensity`.
+    pub fn new(out: W, format: Format, aus: Vec<u32>, intensity: bool) -> Self {
         Writer {
             out,
             format,
             aus,
+            intensity,
             header_done: false,
         }
     }
@@ -117,8 +126,14 @@ impl<W: Write> Writer<W> {
             let mut cols: Vec<String> = ["frame", "face_id", "timestamp", "confidence", "success"]
                 .map(String::from)
                 .to_vec();
-            cols.extend(self.aus.iter().map(|a| format!("AU{a:02}_c")));
-            cols.extend(self.aus.iter().map(|a| format!("AU{a:02}_prob")));
+            // OpenFace's order: every `_r` column, then every `_c` column.
+            let (first, second) = if self.intensity {
+                ("r", "c")
+            } else {
+                ("c", "prob")
+            };
+            cols.extend(self.aus.iter().map(|a| format!("AU{a:02}_{first}")));
+            cols.extend(self.aus.iter().map(|a| format!("AU{a:02}_{second}")));
             cols.extend(["x1", "y1", "x2", "y2", "input"].map(String::from));
             // OpenFace separates header names with ", ".
             writeln!(self.out, "{}", cols.join(", "))?;
@@ -134,12 +149,25 @@ impl<W: Write> Writer<W> {
             );
         }
         for face in &f.faces {
-            let c: Vec<String> = face
+            let c = face
                 .aus
                 .iter()
-                .map(|a| if a.present { "1.00" } else { "0.00" }.to_string())
-                .collect();
-            let p: Vec<String> = face.aus.iter().map(|a| format!("{:.4}", a.prob)).collect();
+                .map(|a| if a.present { "1.00" } else { "0.00" }.to_string());
+            let (first, second): (Vec<String>, Vec<String>) = if self.intensity {
+                (
+                    // OpenFace writes intensities with two decimals.
+                    face.aus
+                        .iter()
+                        .map(|a| format!("{:.2}", a.intensity.unwrap_or(0.0)))
+                        .collect(),
+                    c.collect(),
+                )
+            } else {
+                (
+                    c.collect(),
+                    face.aus.iter().map(|a| format!("{:.4}", a.prob)).collect(),
+                )
+            };
             let b = face.face.bbox;
             writeln!(
                 self.out,
@@ -148,8 +176,8 @@ impl<W: Write> Writer<W> {
                 face.face_id,
                 f.timestamp,
                 face.face.confidence,
-                c.join(", "),
-                p.join(", "),
+                first.join(", "),
+                second.join(", "),
                 b[0],
                 b[1],
                 b[2],
@@ -187,6 +215,7 @@ mod tests {
         let pred = AuPrediction {
             probs: vec![0.9, 0.2],
             present: vec![true, false],
+            intensity: None,
         };
         FrameOut {
             input: "dir/a,b.png".into(),
@@ -201,7 +230,7 @@ mod tests {
     #[test]
     fn csv_has_openface_columns_and_a_row_per_face() {
         let mut buf = Vec::new();
-        let mut w = Writer::new(&mut buf, Format::Csv, vec![6, 12]);
+        let mut w = Writer::new(&mut buf, Format::Csv, vec![6, 12], false);
         w.frame(&frame(2)).unwrap();
         w.frame(&frame(0)).unwrap();
         let text = String::from_utf8(buf).unwrap();
@@ -223,12 +252,51 @@ mod tests {
     #[test]
     fn jsonl_is_one_object_per_frame_with_emotions() {
         let mut buf = Vec::new();
-        let mut w = Writer::new(&mut buf, Format::Jsonl, vec![6, 12]);
+        let mut w = Writer::new(&mut buf, Format::Jsonl, vec![6, 12], false);
         w.frame(&frame(1)).unwrap();
         let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
         assert_eq!(v["faces"][0]["bbox"][2], 30.0);
         assert_eq!(v["faces"][0]["aus"][0]["present"], true);
         assert_eq!(v["faces"][0]["emotions"][0]["name"], "happiness");
         assert_eq!(v["faces"][0]["emotions"][0]["present"], false);
+    }
+
+    #[test]
+    fn an_intensity_model_writes_openface_r_and_c_columns() {
+        let face = Face {
+            bbox: [1.0, 2.0, 30.0, 40.0],
+            confidence: 0.99,
+            landmarks: [[0.0; 2]; 5],
+        };
+        let pred = AuPrediction {
+            probs: vec![0.6, 0.1],
+            present: vec![true, false],
+            intensity: Some(vec![3.0, 0.5]),
+        };
+        let f = FrameOut {
+            input: "a.png".into(),
+            frame: 1,
+            timestamp: 0.0,
+            faces: vec![face_out(0, face, &pred, &[6, 12], &[0, 1], &[0.4, 0.4])],
+        };
+        let mut buf = Vec::new();
+        let mut w = Writer::new(&mut buf, Format::Csv, vec![6, 12], true);
+        w.frame(&f).unwrap();
+        let text = String::from_utf8(buf).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "frame, face_id, timestamp, confidence, success, AU06_r, AU12_r, AU06_c, AU12_c, x1, y1, x2, y2, input"
+        );
+        assert_eq!(
+            lines[1],
+            "1, 0, 0.000, 0.99, 1, 3.00, 0.50, 1.00, 0.00, 1.0, 2.0, 30.0, 40.0, a.png"
+        );
+        let mut buf = Vec::new();
+        Writer::new(&mut buf, Format::Jsonl, vec![6, 12], true)
+            .frame(&f)
+            .unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&buf).unwrap();
+        assert_eq!(v["faces"][0]["aus"][0]["intensity"], 3.0, "{v}");
     }
 }

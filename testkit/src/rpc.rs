@@ -158,14 +158,9 @@ pub fn sha256(data: &[u8]) -> String {
     hex::encode(Sha256::digest(data))
 }
 
-/// Uploads `data` as `a`'s checkpoint; returns its SHA-256, or the coordinator's refusal.
-/// Panics when the upload is fenced (not accepted).
-pub async fn upload(
-    w: &mut client::Worker,
-    a: &v1::Assignment,
-    data: &[u8],
-    how: Upload,
-) -> Result<String, tonic::Status> {
+/// The upload stream of `data` as `a`'s checkpoint (a header, then `how.chunk`-byte parts)
+/// and its SHA-256.
+pub fn chunks(a: &v1::Assignment, data: &[u8], how: Upload) -> (Vec<v1::CheckpointChunk>, String) {
     let sha = sha256(data);
     let mut chunks = vec![v1::CheckpointChunk {
         part: Some(v1::checkpoint_chunk::Part::Header(v1::CheckpointHeader {
@@ -183,6 +178,18 @@ pub async fn upload(
             part: Some(v1::checkpoint_chunk::Part::Data(c.to_vec())),
         });
     }
+    (chunks, sha)
+}
+
+/// Uploads `data` as `a`'s checkpoint; returns its SHA-256, or the coordinator's refusal.
+/// Panics when the upload is fenced (not accepted).
+pub async fn upload(
+    w: &mut client::Worker,
+    a: &v1::Assignment,
+    data: &[u8],
+    how: Upload,
+) -> Result<String, tonic::Status> {
+    let (chunks, sha) = chunks(a, data, how);
     let r = w
         .upload_checkpoint(tokio_stream::iter(chunks))
         .await?
@@ -211,18 +218,22 @@ pub fn result(sha: &str, aus: &[u32], f1: f64) -> v1::JobResult {
         images_per_sec: 50.0,
         checkpoint_sha256: sha.into(),
         dataset: None,
+        intensity: None,
     }
 }
 
-/// Completes `a` with `result`; panics when the coordinator refuses.
-pub async fn complete(w: &mut client::Worker, a: &v1::Assignment, result: v1::JobResult) {
+/// Completes `a` with `result`: whether the coordinator accepted it (a fenced attempt is not);
+/// panics on an RPC error.
+pub async fn complete(w: &mut client::Worker, a: &v1::Assignment, result: v1::JobResult) -> bool {
     w.complete(v1::CompleteRequest {
         job_id: a.job_id.clone(),
         fencing_token: a.fencing_token,
         result: Some(result),
     })
     .await
-    .unwrap_or_else(|s| panic!("complete {}: {}", a.job_id, s.message()));
+    .unwrap_or_else(|s| panic!("complete {}: {}", a.job_id, s.message()))
+    .into_inner()
+    .accepted
 }
 
 /// The sweep's status (panics with the coordinator's error).

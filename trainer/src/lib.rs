@@ -1,9 +1,7 @@
-//! ausweep's trainer and vision, the half of a worker node that links libtorch: the trainer
-//! (backbones, head, loss, metrics, checkpoints), face detection and alignment, dataset
-//! preparation from videos, inference, and installing weight files checked against their nets.
+//! ausweep's trainer, over `ausweep-vision`: backbones, head, loss, the training loop and
+//! checkpoints (`train`), the AU model at inference (`predict`), and installing weight files
+//! checked against their nets (`install`).
 
-pub mod face;
 pub mod install;
 pub mod predict;
-pub mod prepare;
 pub mod train;

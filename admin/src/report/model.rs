@@ -129,8 +129,11 @@ impl MeanStd {
 pub struct FoldRow {
     /// Fold.
     pub fold: u32,
-    /// Mean F1 over AUs, %.
+    /// Mean F1 over AUs, % (0 for an intensity job).
     pub avg_f1: f64,
+    /// Mean ICC(3,1) over AUs, for an intensity job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub avg_icc: Option<f64>,
     /// Per AU F1, %, keyed `AU<n>`.
     pub f1: BTreeMap<String, f64>,
     /// Parameters of the model.
@@ -172,6 +175,9 @@ pub struct Cell {
     pub train_seconds_total: f64,
     /// Mean throughput over folds.
     pub images_per_sec_mean: f64,
+    /// AU intensity scores, for cells whose jobs trained intensity (then `f1` is empty).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub intensity: Option<super::intensity::IntensityCell>,
 }
 
 /// A published method as the report shows it.
@@ -233,9 +239,10 @@ pub fn build(
 ) -> Report {
     let mut aus: Vec<u32> = Vec::new();
     for r in input.jobs.iter().filter_map(|j| j.result.as_ref()) {
-        for a in &r.aus {
-            if !aus.contains(&a.au) {
-                aus.push(a.au);
+        let intensity = r.intensity.iter().flat_map(|i| i.aus.iter().map(|a| a.au));
+        for au in r.aus.iter().map(|a| a.au).chain(intensity) {
+            if !aus.contains(&au) {
+                aus.push(au);
             }
         }
     }
@@ -255,6 +262,7 @@ pub fn build(
                 Some(FoldRow {
                     fold: j.fold,
                     avg_f1: 100.0 * r.avg_f1,
+                    avg_icc: r.intensity.as_ref().map(|i| i.avg_icc),
                     f1: r.aus.iter().map(|a| (au_key(a.au), 100.0 * a.f1)).collect(),
                     params_total: r.params_total,
                     params_trainable: r.params_trainable,
@@ -272,7 +280,13 @@ pub fn build(
                 MeanStd::of(&v).map(|m| (k, m))
             })
             .collect();
-        let avgs: Vec<f64> = folds.iter().map(|f| f.avg_f1).collect();
+        // Intensity folds have no F1.
+        let avgs: Vec<f64> = folds
+            .iter()
+            .filter(|f| f.avg_icc.is_none())
+            .map(|f| f.avg_f1)
+            .collect();
+        let results: Vec<&ResultRecord> = jobs.iter().filter_map(|j| j.result.as_ref()).collect();
         let ips: Vec<f64> = folds.iter().map(|f| f.images_per_sec).collect();
         cells.push(Cell {
             folds_planned: jobs.len(),
@@ -284,6 +298,7 @@ pub fn build(
             params_trainable: folds.iter().map(|f| f.params_trainable).max().unwrap_or(0),
             train_seconds_total: folds.iter().map(|f| f.train_seconds).sum(),
             images_per_sec_mean: MeanStd::of(&ips).map_or(0.0, |m| m.mean),
+            intensity: super::intensity::cell(&results, &aus),
             folds,
             backbone,
             stage,

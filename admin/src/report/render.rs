@@ -59,7 +59,7 @@ pub fn markdown(r: &Report) -> String {
     let aus: Vec<String> = r.aus.iter().map(|a| au_key(*a)).collect();
     let _ = writeln!(s, "| method | {} | avg |", aus.join(" | "));
     let _ = writeln!(s, "|---|{}---|", "---|".repeat(aus.len()));
-    for c in &r.cells {
+    for c in r.cells.iter().filter(|c| c.intensity.is_none()) {
         let grid = if c.grid.is_empty() {
             String::new()
         } else {
@@ -111,14 +111,16 @@ pub fn markdown(r: &Report) -> String {
     let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
     for c in &r.cells {
         for f in &c.folds {
+            let score = f
+                .avg_icc
+                .map_or(format!("{:.1}", f.avg_f1), |i| format!("ICC {i:.3}"));
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {:.1} | {} | {} | {:.0} | {:.1} |",
+                "| {} | {} | {} | {} | {score} | {} | {} | {:.0} | {:.1} |",
                 c.backbone,
                 c.stage,
                 c.grid,
                 f.fold,
-                f.avg_f1,
                 millions(f.params_total),
                 millions(f.params_trainable),
                 f.train_seconds,
@@ -137,6 +139,7 @@ pub fn markdown(r: &Report) -> String {
             );
         }
     }
+    s.push_str(&super::intensity::markdown(r));
     if !r.baselines.is_empty() {
         let _ = writeln!(s, "\n## Baselines\n");
         for b in &r.baselines {
@@ -150,7 +153,8 @@ pub fn markdown(r: &Report) -> String {
 /// The summary CSV ([`CSV_HEADER`]).
 pub fn csv(r: &Report) -> String {
     let mut s = format!("{CSV_HEADER}\n");
-    for c in &r.cells {
+    // F1 only: intensity cells are in the JSON and the markdown.
+    for c in r.cells.iter().filter(|c| c.intensity.is_none()) {
         let rows = r
             .aus
             .iter()
@@ -195,7 +199,7 @@ pub fn csv(r: &Report) -> String {
 pub fn folds_csv(r: &Report) -> String {
     let mut s = format!("{FOLDS_CSV_HEADER}\n");
     for c in &r.cells {
-        for f in &c.folds {
+        for f in c.folds.iter().filter(|f| f.avg_icc.is_none()) {
             let rows = r
                 .aus
                 .iter()

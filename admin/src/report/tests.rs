@@ -32,6 +32,7 @@ fn result(job: &str, au1: f64, rest: f64, trainable: u64, secs: f64, ips: f64) -
         images_per_sec: ips,
         checkpoint: "00".repeat(32),
         dataset: None,
+        intensity: None,
     }
 }
 
@@ -374,4 +375,89 @@ fn grpc_status_converts_like_the_store() {
     assert_eq!(render::csv(&a), render::csv(&b));
     assert_eq!(render::folds_csv(&a), render::folds_csv(&b));
     assert!(source::from_store(&store, "nope").is_err());
+}
+
+#[test]
+fn intensity_cells_get_their_own_table_and_stay_out_of_the_f1_ones() {
+    use super::model::{DataNote, JobRow, SweepInput};
+    use ausweep_coordinator::store::records::{AuIntensityRecord, IntensityRecord};
+    // MobileNet-v2 stage 2 on two folds: AU6 ICC 0.8 and 0.6, AU12 0.9 and 0.7.
+    let scored = |fold: u32, icc6: f64, icc12: f64| {
+        let mut r = result(
+            &format!("s.mobilenet_v2.f{fold}.s2.g0"),
+            0.0,
+            0.0,
+            10,
+            1.0,
+            1.0,
+        );
+        r.aus.clear();
+        r.avg_f1 = 0.0;
+        let au = |au, icc| AuIntensityRecord {
+            au,
+            icc,
+            mae: 0.5,
+            pcc: icc,
+            support: 3,
+            n: 9,
+        };
+        r.intensity = Some(IntensityRecord {
+            aus: vec![au(6, icc6), au(12, icc12)],
+            avg_icc: (icc6 + icc12) / 2.0,
+            avg_mae: 0.5,
+            avg_pcc: (icc6 + icc12) / 2.0,
+        });
+        JobRow {
+            backbone: "mobilenet_v2".into(),
+            fold,
+            stage: 2,
+            grid: String::new(),
+            result: Some(r),
+        }
+    };
+    let input = SweepInput {
+        sweep_id: "s".into(),
+        name: "int".into(),
+        version: 1,
+        baselines: vec![],
+        data: DataNote {
+            description: "the synthetic DISFA".into(),
+            disfa: false,
+        },
+        jobs: vec![scored(1, 0.8, 0.9), scored(2, 0.6, 0.7)],
+    };
+    let r = build(&input, &Baselines::embedded().unwrap(), &[]);
+    assert_eq!(r.aus, [6, 12]);
+    let c = &r.cells[0];
+    let i = c.intensity.as_ref().expect("an intensity cell");
+    assert!(close(i.icc["AU6"].mean, 0.7) && close(i.icc["AU6"].std, 0.02f64.sqrt()));
+    assert!(close(i.avg_icc.unwrap().mean, 0.75), "{i:?}");
+    assert_eq!(c.avg_f1, None, "no F1 for intensity");
+    let md = render::markdown(&r);
+    assert!(
+        md.contains("## AU intensity")
+            && md.contains(
+                "| mobilenet_v2 stage 2 | 0.700 ± 0.141 | 0.800 ± 0.141 | 0.750 ± 0.141 |"
+            ),
+        "{md}"
+    );
+    assert!(md.contains("| 1 | ICC 0.850 |"), "{md}");
+    assert_eq!(
+        md.matches("| mobilenet_v2 stage 2 |").count(),
+        1,
+        "only the intensity table has the cell: {md}"
+    );
+    assert!(
+        md.contains("LibreFace") && md.contains("not comparable"),
+        "{md}"
+    );
+    assert!(
+        chart::points(&r).is_empty(),
+        "no F1 point for an intensity cell"
+    );
+    assert_eq!(
+        render::csv(&r).lines().count(),
+        1,
+        "the F1 CSV holds its header only"
+    );
 }

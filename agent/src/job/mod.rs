@@ -432,6 +432,10 @@ async fn complete(
             size: d.size,
             normalisation: d.normalisation.clone(),
         }),
+        intensity: r
+            .intensity
+            .as_ref()
+            .map(ausweep_proto::trainer::result::intensity_to_wire),
     };
     let req = v1::CompleteRequest {
         job_id: a.job_id.clone(),

@@ -173,12 +173,29 @@ fn validate(m: &Manifest) -> Result<(), Invalid> {
             Some("1-64 letters, digits, `-`, `_`, `.`"),
         );
     }
-    if m.loss == ausweep_proto::job::LossKind::Mse {
-        return bad(
-            "loss",
-            "`mse` trains AU intensity, which sweeps do not run yet",
-            Some("`ausweep train` runs an intensity job file (docs/intensity.md)"),
-        );
+    {
+        use ausweep_proto::job::{LossKind, Objective};
+        match (m.objective, m.loss) {
+            (Objective::Intensity, LossKind::Mse) => {}
+            (Objective::Intensity, l) => {
+                return bad(
+                    "loss",
+                    format!(
+                        "`{}` is an occurrence loss; `objective: intensity` trains with `mse`",
+                        l.name()
+                    ),
+                    Some("loss: mse (docs/intensity.md)"),
+                )
+            }
+            (Objective::Occurrence, LossKind::Mse) => {
+                return bad(
+                    "loss",
+                    "`mse` trains AU intensity; add `objective: intensity`",
+                    Some("objective: intensity (docs/intensity.md)"),
+                )
+            }
+            _ => {}
+        }
     }
     if m.backbones.is_empty() {
         return bad(
@@ -508,7 +525,7 @@ pub fn job_spec(
             max_steps_per_epoch: m.max_steps_per_epoch,
         },
         loss: m.loss,
-        objective: ausweep_proto::job::Objective::Occurrence,
+        objective: m.objective,
         augment: m.augment.clone(),
         thresholds: m.thresholds,
         seed: m.seed,

@@ -1,6 +1,8 @@
 //! The manifest's document types (serde, unknown keys refused, defaults filled in).
 
-use ausweep_proto::job::{AugmentSpec, Backbone, DataSpec, LossKind, ThresholdMode, WeightsSource};
+use ausweep_proto::job::{
+    AugmentSpec, Backbone, DataSpec, LossKind, Objective, ThresholdMode, WeightsSource,
+};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -30,6 +32,10 @@ pub struct Manifest {
     /// The classifier head.
     #[serde(default)]
     pub head: Head,
+    /// What the models predict: `occurrence` (F1, the paper's task) or `intensity` (0–5;
+    /// ICC(3,1), MAE, PCC; needs `loss: mse`).
+    #[serde(default, skip_serializing_if = "Objective::is_occurrence")]
+    pub objective: Objective,
     /// Training loss.
     #[serde(default)]
     pub loss: LossKind,

@@ -160,6 +160,7 @@ impl Harness {
             images_per_sec: 100.0,
             checkpoint: sha,
             dataset: None,
+            intensity: None,
         };
         self.step(|st, now, b| st.complete(w, &a.job_id, a.token, r, now, b))
             .unwrap()

@@ -4,13 +4,20 @@
 //! The binary form is positional: a field or an enum variant can only be added by defining a
 //! new version tag (the old tag keeps decoding into the same fields), never by editing a record
 //! type in place. The store's tests decode a record of every type written by this version.
+//!
+//! Tag 2 added `ResultRecord::intensity`, a trailing `Option`: a tag-1 result decodes as tag 2
+//! with that field's `None` (one 0 byte, [`Record::V1_SUFFIX`](super::Record::V1_SUFFIX))
+//! appended. Every other record is the same under both tags. A coordinator of tag 1 cannot read
+//! what tag 2 wrote: upgrades go forward only.
 
 use super::{StoreError, Tree};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-/// The first byte of a binary record (no JSON text starts with it).
+/// The first byte of a binary record of the first version (no JSON text starts with it).
 pub const BINARY_V1: u8 = 1;
+/// The first byte of a binary record as this version writes it.
+pub const BINARY_V2: u8 = 2;
 
 /// A [`StoreError::Codec`] for a record.
 pub(crate) fn codec_error(tree: Tree, key: &str, message: impl ToString) -> StoreError {
@@ -23,18 +30,38 @@ pub(crate) fn codec_error(tree: Tree, key: &str, message: impl ToString) -> Stor
 
 /// Encodes a record in the binary form.
 pub fn encode<T: Serialize>(tree: Tree, key: &str, value: &T) -> Result<Vec<u8>, StoreError> {
-    postcard::to_extend(value, vec![BINARY_V1]).map_err(|e| codec_error(tree, key, e))
+    postcard::to_extend(value, vec![BINARY_V2]).map_err(|e| codec_error(tree, key, e))
 }
 
 /// Whether a stored value is JSON (written by an older version, or a job spec).
 pub fn is_json(bytes: &[u8]) -> bool {
-    bytes.first() != Some(&BINARY_V1)
+    !matches!(bytes.first(), Some(&BINARY_V1 | &BINARY_V2))
 }
 
 /// Decodes a record in either form; trailing bytes after a binary record are an error.
 pub fn decode<T: DeserializeOwned>(tree: Tree, key: &str, bytes: &[u8]) -> Result<T, StoreError> {
-    match bytes.split_first() {
-        Some((&BINARY_V1, body)) => {
+    decode_upgrading(tree, key, bytes, &[])
+}
+
+/// [`decode`], a tag-1 record read as tag 2 with `v1_suffix` (the fields tag 2 added)
+/// appended to it.
+pub fn decode_upgrading<T: DeserializeOwned>(
+    tree: Tree,
+    key: &str,
+    bytes: &[u8],
+    v1_suffix: &[u8],
+) -> Result<T, StoreError> {
+    let upgraded;
+    let body = match bytes.split_first() {
+        Some((&BINARY_V1, body)) if !v1_suffix.is_empty() => {
+            upgraded = [body, v1_suffix].concat();
+            Some(&upgraded[..])
+        }
+        Some((&BINARY_V1 | &BINARY_V2, body)) => Some(body),
+        _ => None,
+    };
+    match body {
+        Some(body) => {
             let (v, rest) =
                 postcard::take_from_bytes(body).map_err(|e| codec_error(tree, key, e))?;
             if !rest.is_empty() {
@@ -199,6 +226,7 @@ mod tests {
     }
 
     #[test]
+    // Long function: one sample of every record type, each a literal with every field set.
     fn every_record_type_decodes_in_both_forms_and_binary_is_smaller() {
         let mut job = sample_job();
         let key = job.id.clone();
@@ -277,6 +305,19 @@ mod tests {
                     size: 224,
                     normalisation: "imagenet".into(),
                 }),
+                intensity: Some(IntensityRecord {
+                    aus: vec![AuIntensityRecord {
+                        au: 12,
+                        icc: 0.71,
+                        mae: 0.4,
+                        pcc: -0.25,
+                        support: 30,
+                        n: 120,
+                    }],
+                    avg_icc: 0.71,
+                    avg_mae: 0.4,
+                    avg_pcc: -0.25,
+                }),
             },
         );
         roundtrip(
@@ -310,6 +351,66 @@ mod tests {
                 canonical: "{\"name\":\"n\"}".into(),
                 cancelled: true,
             },
+        );
+    }
+
+    #[test]
+    fn a_result_written_before_intensity_still_decodes() {
+        // The result record as tag 1 laid it out, before `intensity`.
+        #[derive(Serialize)]
+        struct ResultV1 {
+            #[serde(with = "from_key")]
+            job: String,
+            attempt: u32,
+            aus: Vec<AuScoreRecord>,
+            avg_f1: f64,
+            params_total: u64,
+            params_trainable: u64,
+            train_seconds: f64,
+            images_per_sec: f64,
+            #[serde(with = "sha")]
+            checkpoint: String,
+            dataset: Option<DatasetRecord>,
+        }
+        let old = ResultV1 {
+            job: "s.j".into(),
+            attempt: 2,
+            aus: vec![AuScoreRecord {
+                au: 6,
+                f1: 0.5,
+                precision: 0.4,
+                recall: 0.75,
+                threshold: 0.3,
+            }],
+            avg_f1: 0.5,
+            params_total: 9,
+            params_trainable: 3,
+            train_seconds: 1.5,
+            images_per_sec: 2.5,
+            checkpoint: "cd".repeat(32),
+            dataset: None,
+        };
+        let v1 = postcard::to_extend(&old, vec![BINARY_V1]).unwrap();
+        let r: ResultRecord = crate::store::decode(Tree::Results, "s.j", &v1).unwrap();
+        assert_eq!(
+            (
+                r.job.as_str(),
+                r.attempt,
+                r.aus[0].recall,
+                r.checkpoint.as_str()
+            ),
+            ("s.j", 2, 0.75, &*"cd".repeat(32))
+        );
+        assert_eq!(r.intensity, None);
+        // Read without the upgrade, the old bytes end early: the suffix is what makes it work.
+        let e = decode::<ResultRecord>(Tree::Results, "s.j", &v1).unwrap_err();
+        assert!(e.to_string().contains("Results/s.j"), "{e}");
+        // What this version writes is tag 2, and reads back whole.
+        let again = encode(Tree::Results, "s.j", &r).unwrap();
+        assert_eq!(again[0], BINARY_V2);
+        assert_eq!(
+            crate::store::decode::<ResultRecord>(Tree::Results, "s.j", &again).unwrap(),
+            r
         );
     }
 

@@ -164,6 +164,10 @@ pub trait Store: Send + Sync + 'static {
 /// A value kept in the store. Fields that repeat the record's key are not stored in the binary
 /// form ([`codec::from_key`]); decoding fills them in from the key.
 pub trait Record: Serialize + DeserializeOwned {
+    /// What a binary record of tag 1 lacks to decode as tag 2 (the encoded defaults of the
+    /// fields tag 2 added at its end; empty when the type did not change).
+    const V1_SUFFIX: &'static [u8] = &[];
+
     /// Fills the fields the key gives (a no-op for most values).
     fn fill_from_key(&mut self, _key: &str) {}
 }
@@ -174,7 +178,7 @@ impl Record for String {}
 
 /// Decodes one record (binary, or JSON as older versions wrote it).
 pub fn decode<T: Record>(tree: Tree, key: &str, bytes: &[u8]) -> Result<T, StoreError> {
-    let mut v: T = codec::decode(tree, key, bytes)?;
+    let mut v: T = codec::decode_upgrading(tree, key, bytes, T::V1_SUFFIX)?;
     v.fill_from_key(key);
     Ok(v)
 }

@@ -271,6 +271,82 @@ pub struct ResultRecord {
     /// What the model was trained on (absent in records of older versions).
     #[serde(default)]
     pub dataset: Option<DatasetRecord>,
+    /// An intensity job's scores (binary tag 2; `None` in older records).
+    #[serde(default)]
+    pub intensity: Option<IntensityRecord>,
+}
+
+/// An intensity job's test-fold scores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IntensityRecord {
+    /// Per AU.
+    pub aus: Vec<AuIntensityRecord>,
+    /// Mean ICC(3,1) over AUs.
+    pub avg_icc: f64,
+    /// Mean MAE.
+    pub avg_mae: f64,
+    /// Mean Pearson's r.
+    pub avg_pcc: f64,
+}
+
+/// One AU's intensity scores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuIntensityRecord {
+    /// AU number.
+    pub au: u32,
+    /// ICC(3,1).
+    pub icc: f64,
+    /// Mean absolute error.
+    pub mae: f64,
+    /// Pearson's r.
+    pub pcc: f64,
+    /// Frames with the AU present.
+    pub support: u64,
+    /// Frames scored.
+    pub n: u64,
+}
+
+impl IntensityRecord {
+    fn from_wire(r: &ausweep_proto::v1::IntensityResult) -> Self {
+        IntensityRecord {
+            aus: r
+                .aus
+                .iter()
+                .take(64)
+                .map(|a| AuIntensityRecord {
+                    au: a.au,
+                    icc: a.icc,
+                    mae: a.mae,
+                    pcc: a.pcc,
+                    support: a.support,
+                    n: a.n,
+                })
+                .collect(),
+            avg_icc: r.avg_icc,
+            avg_mae: r.avg_mae,
+            avg_pcc: r.avg_pcc,
+        }
+    }
+
+    fn to_wire(&self) -> ausweep_proto::v1::IntensityResult {
+        ausweep_proto::v1::IntensityResult {
+            aus: self
+                .aus
+                .iter()
+                .map(|a| ausweep_proto::v1::AuIntensity {
+                    au: a.au,
+                    icc: a.icc,
+                    mae: a.mae,
+                    pcc: a.pcc,
+                    support: a.support,
+                    n: a.n,
+                })
+                .collect(),
+            avg_icc: self.avg_icc,
+            avg_mae: self.avg_mae,
+            avg_pcc: self.avg_pcc,
+        }
+    }
 }
 
 impl ResultRecord {
@@ -299,6 +375,7 @@ impl ResultRecord {
             images_per_sec: r.images_per_sec,
             checkpoint: r.checkpoint_sha256.clone(),
             dataset: r.dataset.as_ref().map(DatasetRecord::from_wire),
+            intensity: r.intensity.as_ref().map(IntensityRecord::from_wire),
         }
     }
 
@@ -323,6 +400,7 @@ impl ResultRecord {
             images_per_sec: self.images_per_sec,
             checkpoint_sha256: self.checkpoint.clone(),
             dataset: self.dataset.as_ref().map(DatasetRecord::to_wire),
+            intensity: self.intensity.as_ref().map(IntensityRecord::to_wire),
         }
     }
 }
@@ -422,6 +500,9 @@ impl crate::store::Record for AttemptRecord {
 }
 
 impl crate::store::Record for ResultRecord {
+    /// Tag 1 had no `intensity`: its `None`.
+    const V1_SUFFIX: &'static [u8] = &[0];
+
     fn fill_from_key(&mut self, key: &str) {
         if self.job.is_empty() {
             self.job = key.to_string();
@@ -471,6 +552,21 @@ mod tests {
                 size: 64,
                 normalisation: "imagenet".into(),
             }),
+            intensity: Some(v1::IntensityResult {
+                aus: (1..=aus)
+                    .map(|au| v1::AuIntensity {
+                        au,
+                        icc: 0.6 + f64::from(au) / 1000.0,
+                        mae: 0.3,
+                        pcc: -0.1,
+                        support: 7,
+                        n: 100,
+                    })
+                    .collect(),
+                avg_icc: 0.6,
+                avg_mae: 0.3,
+                avg_pcc: -0.1,
+            }),
         }
     }
 
@@ -487,5 +583,7 @@ mod tests {
         let r = ResultRecord::from_wire("job-1", &wire(100));
         assert_eq!(r.aus.len(), 64);
         assert_eq!(r.aus.last().map(|a| a.au), Some(64));
+        let i = r.intensity.expect("intensity kept");
+        assert_eq!((i.aus.len(), i.aus.last().map(|a| a.au)), (64, Some(64)));
     }
 }

@@ -3,6 +3,27 @@
 
 use serde::{Deserialize, Serialize};
 
+/// An intensity job's test-fold scores as the wire carries them.
+pub fn intensity_to_wire(s: &ausweep_metrics::IntensityScores) -> crate::v1::IntensityResult {
+    crate::v1::IntensityResult {
+        aus: s
+            .per_au
+            .iter()
+            .map(|a| crate::v1::AuIntensity {
+                au: a.au,
+                icc: a.icc,
+                mae: a.mae,
+                pcc: a.pcc,
+                support: a.support,
+                n: a.n,
+            })
+            .collect(),
+        avg_icc: s.avg_icc,
+        avg_mae: s.avg_mae,
+        avg_pcc: s.avg_pcc,
+    }
+}
+
 /// What a finished job reports (also written as `result.json`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct JobResult {

@@ -2,9 +2,9 @@
 //! `.safetensors`, facenet-pytorch `.pt`) checked against the named network, tensor by tensor,
 //! and installed as `<dir>/<NAME>.safetensors` with its source and hashes in the manifest.
 
-use crate::face::nets::{ONet, PNet, RNet};
 use crate::train::backbone::BackboneNet;
 use crate::train::weights::load_into;
+use ausweep_vision::face::nets::{ONet, PNet, RNet};
 use ausweep_weights::catalog::{self, Net};
 use ausweep_weights::{convert, manifest, sha256_file, WeightsError};
 use std::collections::HashMap;
@@ -207,7 +207,9 @@ fn verify(
                 _ => ONet::load(staged, Device::Cpu).map(|_| ()),
             };
             r.map_err(|e| match e {
-                crate::face::FaceError::Weights { message, .. } => mismatch(strip(message)),
+                ausweep_vision::face::FaceError::Weights { message, .. } => {
+                    mismatch(strip(message))
+                }
                 other => mismatch(other.to_string()),
             })?;
         }

@@ -2,19 +2,18 @@
 //! tuned thresholds; aligned crops in, per-AU probabilities and decisions out.
 
 use crate::train::checkpoint::{self, CheckpointMeta};
+use crate::train::loss::INTENSITY_SCALE;
 use crate::train::{Model, TrainError};
-use ausweep_proto::job::Backbone;
+use ausweep_proto::job::{Backbone, Objective};
 use serde::Serialize;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
-
-const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-const STD: [f32; 3] = [0.229, 0.224, 0.225];
 
 /// The model and what its checkpoint says about it.
 pub struct AuModel {
     model: Model,
     meta: CheckpointMeta,
+    thresholds: Vec<f64>,
     device: Device,
     mean: Tensor,
     std: Tensor,
@@ -29,11 +28,17 @@ impl std::fmt::Debug for AuModel {
 /// One face's AU outputs.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AuPrediction {
-    /// Sigmoid probability per AU (the checkpoint's AU order).
+    /// Sigmoid output per AU (the checkpoint's AU order): a probability, or intensity / 5.
     pub probs: Vec<f32>,
-    /// Probability ≥ the AU's tuned threshold.
+    /// Output ≥ the AU's threshold (for intensity: level ≥ 2, DISFA's presence).
     pub present: Vec<bool>,
+    /// Intensity 0–5 per AU, from an intensity model.
+    pub intensity: Option<Vec<f32>>,
 }
+
+/// The intensity from which an intensity model calls an AU present: DISFA's B (2), as the
+/// paper binarises the labels and as the emotion rules' `5B` reads.
+pub const PRESENT_LEVEL: f64 = 2.0;
 
 impl AuModel {
     /// Loads `file` (`X.safetensors` with its `X.json`), verifying the recorded sha256.
@@ -44,7 +49,14 @@ impl AuModel {
             message,
         };
         let kind = Backbone::parse(&meta.backbone).map_err(bad)?;
-        if meta.aus.is_empty() || meta.thresholds.len() != meta.aus.len() {
+        let intensity = meta.objective == Objective::Intensity;
+        let thresholds = if intensity {
+            // The head's 5·sigmoid scale: level 2 is an output of 0.4.
+            vec![PRESENT_LEVEL / INTENSITY_SCALE; meta.aus.len()]
+        } else {
+            meta.thresholds.clone()
+        };
+        if meta.aus.is_empty() || thresholds.len() != meta.aus.len() {
             return Err(bad(format!(
                 "{} AUs but {} thresholds",
                 meta.aus.len(),
@@ -62,22 +74,26 @@ impl AuModel {
                 )));
             }
         }
+        let (mean, std) = crate::train::imagenet::norm(device);
         Ok(AuModel {
             model,
             device,
-            mean: Tensor::from_slice(&MEAN)
-                .view([1, 3, 1, 1])
-                .to_device(device),
-            std: Tensor::from_slice(&STD)
-                .view([1, 3, 1, 1])
-                .to_device(device),
+            mean,
+            std,
             meta,
+            thresholds,
         })
     }
 
     /// The checkpoint's metadata (backbone, AUs, thresholds, input size, scores).
     pub fn meta(&self) -> &CheckpointMeta {
         &self.meta
+    }
+
+    /// Per-AU decision thresholds on the sigmoid output: the checkpoint's tuned ones, or an
+    /// intensity model's level 2 (0.4).
+    pub fn thresholds(&self) -> &[f64] {
+        &self.thresholds
     }
 
     /// The device it runs on.
@@ -105,9 +121,11 @@ impl AuModel {
                 probs: row.to_vec(),
                 present: row
                     .iter()
-                    .zip(&self.meta.thresholds)
+                    .zip(&self.thresholds)
                     .map(|(&p, &t)| f64::from(p) >= t)
                     .collect(),
+                intensity: (self.meta.objective == Objective::Intensity)
+                    .then(|| row.iter().map(|&p| p * INTENSITY_SCALE as f32).collect()),
             })
             .collect()
     }

@@ -13,9 +13,6 @@ use tch::{Device, Kind, Tensor};
 /// AUs whose evidence is in the upper half of the face (the rest are lower-face AUs).
 pub const UPPER_FACE_AUS: [u32; 7] = [1, 2, 4, 5, 6, 7, 9];
 
-const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-const STD: [f32; 3] = [0.229, 0.224, 0.225];
-
 /// Frames and labels of a dataset, ready for batching.
 pub struct BatchMaker {
     pack: Arc<PackedCache>,
@@ -40,17 +37,14 @@ impl BatchMaker {
     /// Frames from `pack`, `labels` 0/1 f32 `[N,K]` (CPU) per pack frame, the AU list.
     pub fn new(pack: Arc<PackedCache>, labels: Tensor, aus: &[u32], device: Device) -> Self {
         let upper: Vec<bool> = aus.iter().map(|a| UPPER_FACE_AUS.contains(a)).collect();
+        let (mean, std) = super::imagenet::norm(device);
         BatchMaker {
             pack,
             labels,
             upper: Tensor::from_slice(&upper),
             device,
-            mean: Tensor::from_slice(&MEAN)
-                .view([1, 3, 1, 1])
-                .to_device(device),
-            std: Tensor::from_slice(&STD)
-                .view([1, 3, 1, 1])
-                .to_device(device),
+            mean,
+            std,
             channels_last: super::layout::enabled_for(device),
         }
     }
@@ -367,9 +361,8 @@ mod tests {
         let y: Vec<f32> = Vec::try_from(y.flatten(0, -1)).unwrap();
         assert_eq!(y, vec![1., 1., 1., 1., 1., 0., 0., 0.]);
         // Pixels: upper half from frame 0 (10), lower half from frame 1 (20).
-        let raw = (x * Tensor::from_slice(&STD).view([1, 3, 1, 1])
-            + Tensor::from_slice(&MEAN).view([1, 3, 1, 1]))
-            * 255.0;
+        let (mean, std) = crate::train::imagenet::norm(Device::Cpu);
+        let raw = (x * std + mean) * 255.0;
         assert!((raw.double_value(&[0, 0, 0, 0]) - 10.0).abs() < 1e-3);
         assert!((raw.double_value(&[0, 0, 7, 0]) - 20.0).abs() < 1e-3);
         // The reverse: no AUs on top, all AUs below → only the lower-face AUs.

@@ -3,6 +3,7 @@
 
 use super::error::TrainError;
 use super::metrics::Scores;
+use ausweep_proto::job::Objective;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::io::Write;
@@ -51,6 +52,10 @@ pub struct CheckpointMeta {
     /// The training data's identity and crop geometry (absent in checkpoints of older versions).
     #[serde(default)]
     pub dataset: Option<super::provenance::DatasetIdentity>,
+    /// What the head predicts: occurrence (probabilities, thresholds) or intensity (5·sigmoid,
+    /// 0–5). Left out for occurrence, as in checkpoints of older versions.
+    #[serde(default, skip_serializing_if = "Objective::is_occurrence")]
+    pub objective: Objective,
 }
 
 /// Early-stopping bookkeeping carried across a resume.
@@ -177,6 +182,7 @@ mod tests {
             finished: false,
             early_stop: None,
             dataset: None,
+            objective: Default::default(),
         }
     }
 

@@ -44,7 +44,8 @@ fn source_hash(data: &DataSpec) -> Result<String, TrainError> {
             images_root,
         } => source_hash::list_source_hash(paths, labels, images_root)?,
         DataSource::DisfaVideos { .. } => {
-            let dir = crate::prepare::dataset_dir(&prepare_config(data, tch::Device::Cpu)?)?;
+            let dir =
+                ausweep_vision::prepare::dataset_dir(&prepare_config(data, tch::Device::Cpu)?)?;
             dir.to_string_lossy().to_string()
         }
     };
@@ -58,7 +59,7 @@ fn source_hash(data: &DataSpec) -> Result<String, TrainError> {
 /// `cache_dir` (shared by every job on the node that reads the same data at the same size).
 pub fn pack_path(data: &DataSpec, cache_dir: &Path) -> Result<PathBuf, TrainError> {
     if let DataSource::DisfaVideos { .. } = data.source {
-        let dir = crate::prepare::dataset_dir(&prepare_config(data, tch::Device::Cpu)?)?;
+        let dir = ausweep_vision::prepare::dataset_dir(&prepare_config(data, tch::Device::Cpu)?)?;
         return Ok(dir.join("dataset.pack"));
     }
     if let Some(p) = &data.cache {
@@ -96,7 +97,7 @@ pub fn open_preparing_on(
         // Prepared once per source and crop, under the preparation's own lock; a job that finds
         // it prepared only opens it.
         let cfg = prepare_config(data, device)?;
-        let p = crate::prepare::prepare(&cfg, &mut |p| eprintln!("data: {p}"))?;
+        let p = ausweep_vision::prepare::prepare(&cfg, &mut |p| eprintln!("data: {p}"))?;
         if !p.reused {
             eprintln!(
                 "data: prepared {} ({} frames)",
@@ -173,7 +174,7 @@ pub fn open_preparing_on(
 pub fn prepare_config(
     data: &DataSpec,
     device: tch::Device,
-) -> Result<crate::prepare::PrepareConfig, TrainError> {
+) -> Result<ausweep_vision::prepare::PrepareConfig, TrainError> {
     use ausweep_data::synth::video::Camera;
     use ausweep_proto::job::{CropTemplate, VideoCamera};
     let DataSource::DisfaVideos {
@@ -188,7 +189,7 @@ pub fn prepare_config(
             "data.source: only a disfa_videos source is prepared".into(),
         ));
     };
-    Ok(crate::prepare::PrepareConfig {
+    Ok(ausweep_vision::prepare::PrepareConfig {
         videos_root: videos_root.clone(),
         labels_root: labels_root.clone().unwrap_or_else(|| videos_root.clone()),
         out_root: prepared_root.clone(),
@@ -197,8 +198,8 @@ pub fn prepare_config(
             VideoCamera::Right => Camera::Right,
         },
         template: match template {
-            CropTemplate::Eyes => crate::prepare::Template::Eyes,
-            CropTemplate::Five => crate::prepare::Template::Five,
+            CropTemplate::Eyes => ausweep_vision::prepare::Template::Eyes,
+            CropTemplate::Five => ausweep_vision::prepare::Template::Five,
         },
         size: data.input_size,
         subjects: None,

@@ -5,34 +5,10 @@ use std::path::PathBuf;
 /// Anything that stops a training job.
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
-    /// A weights or checkpoint file lacks a parameter the model has.
-    #[error("{file}: missing tensor `{key}` (the model needs it; is this the right backbone?)")]
-    MissingTensor {
-        /// The file.
-        file: PathBuf,
-        /// The parameter name.
-        key: String,
-    },
-    /// A tensor in the file has a different shape than the model's parameter.
-    #[error("{file}: tensor `{key}` has shape {found:?}, the model expects {expected:?}")]
-    ShapeMismatch {
-        /// The file.
-        file: PathBuf,
-        /// The parameter name.
-        key: String,
-        /// The model's shape.
-        expected: Vec<i64>,
-        /// The file's shape.
-        found: Vec<i64>,
-    },
-    /// The file has tensors the model does not.
-    #[error("{file}: unexpected tensors not in the model: {keys}")]
-    UnexpectedTensors {
-        /// The file.
-        file: PathBuf,
-        /// The first few names.
-        keys: String,
-    },
+    /// A weights or checkpoint file does not fit the model (missing, mis-shaped or extra
+    /// tensors), or cannot be read.
+    #[error(transparent)]
+    Tensors(#[from] ausweep_vision::tensors::TensorError),
     /// No ImageNet weights for a backbone in the weights directory.
     #[error("no ImageNet weights for {backbone} in {dir} (available: {available}); run `ausweep weights fetch {backbone}` or `ausweep weights import {backbone} FILE`, or set `weights: none`")]
     NoWeights {
@@ -56,7 +32,7 @@ pub enum TrainError {
     Data(#[from] ausweep_data::DataError),
     /// Preparing a video dataset failed.
     #[error("data preparation: {0}")]
-    Prepare(#[from] crate::prepare::PrepareError),
+    Prepare(#[from] ausweep_vision::prepare::PrepareError),
     /// A job setting that cannot work with this data or device.
     #[error("{0}")]
     Config(String),
@@ -77,12 +53,14 @@ impl TrainError {
     /// How a trainer that failed with this error exits (the agent reads the kind from it).
     pub fn exit(&self) -> ausweep_proto::trainer::TrainerExit {
         use ausweep_proto::trainer::TrainerExit;
+        use ausweep_vision::tensors::TensorError;
         match self {
-            TrainError::MissingTensor { .. }
-            | TrainError::ShapeMismatch { .. }
-            | TrainError::UnexpectedTensors { .. }
-            | TrainError::NoWeights { .. }
-            | TrainError::Config(_) => TrainerExit::BadConfig,
+            // A missing file on this node, a torch read error: as for any other file.
+            TrainError::Tensors(TensorError::Io { .. }) => TrainerExit::Node,
+            TrainError::Tensors(TensorError::Torch(_)) => TrainerExit::Failed,
+            TrainError::Tensors(_) | TrainError::NoWeights { .. } | TrainError::Config(_) => {
+                TrainerExit::BadConfig
+            }
             TrainError::Checkpoint { .. } => TrainerExit::BadCheckpoint,
             // Reading or writing a file failed on this node (a lost mount, a full local disk).
             TrainError::Data(ausweep_data::DataError::Io { .. }) | TrainError::Io { .. } => {

@@ -279,6 +279,7 @@ impl Fit<'_> {
                     since_best: r.since_best,
                 }),
                 dataset: Some(self.identity.clone()),
+                objective: spec.objective,
             },
         )?;
         emit(
@@ -313,11 +314,26 @@ impl Fit<'_> {
     ) -> Result<JobResult, TrainError> {
         let (spec, device) = (self.spec, self.opts.device);
         let k = spec.data.aus.len();
-        let train_seconds = self.resumed.seconds_before + self.started.elapsed().as_secs_f64();
         if self.intensity() {
-            return self.finish_intensity(test, test_labels, params, train_seconds);
+            // ICC, MAE and PCC on validation and the test fold; no thresholds, no F1.
+            let (_, val) = self.validate()?;
+            let p = self
+                .model
+                .predict(self.bm, test, inference_batch(spec, device));
+            write_test_intensities(&self.opts.out_dir, &spec.data.aus, &p, test_labels)?;
+            let scores = Outcome {
+                thresholds: Vec::new(),
+                test: Scores {
+                    per_au: Vec::new(),
+                    avg_f1: 0.0,
+                },
+                val: None,
+                intensity: Some(intensity_scores(&p, test_labels, &spec.data.aus)),
+                val_intensity: val,
+            };
+            return self.seal(scores, test.len(), params);
         }
-        let (thresholds, val_scores) = if self.val.is_empty() {
+        let (thresholds, val) = if self.val.is_empty() {
             (vec![0.5; k], None)
         } else {
             let p = self.predict_val()?;
@@ -333,73 +349,26 @@ impl Fit<'_> {
         let test_probs = self
             .model
             .predict(self.bm, test, inference_batch(spec, device));
-        let test_scores = metrics::score(&test_probs, test_labels, &spec.data.aus, &thresholds);
-        let (final_file, final_meta) = checkpoint::write(
-            &self.opts.out_dir,
-            "final",
-            &self.model.named_tensors(),
-            CheckpointMeta {
-                format: checkpoint::FORMAT,
-                backbone: spec.backbone.name().into(),
-                stage: spec.stage,
-                epoch: self.resumed.last_epoch,
-                aus: spec.data.aus.clone(),
-                input_size: spec.data.input_size,
-                thresholds: thresholds.clone(),
-                metrics: Some(test_scores.clone()),
-                optim_step: 0,
-                sha256: String::new(),
-                train_seconds,
-                job_digest: self.digest.clone(),
-                finished: true,
-                early_stop: None,
-                dataset: Some(self.identity.clone()),
-            },
-        )?;
-        let result = JobResult {
-            job: spec.name.clone(),
-            backbone: spec.backbone.name().into(),
-            stage: spec.stage,
-            fold: spec.fold,
-            aus: spec.data.aus.clone(),
+        let scores = Outcome {
+            test: metrics::score(&test_probs, test_labels, &spec.data.aus, &thresholds),
             thresholds,
-            test: test_scores.clone(),
-            val: val_scores,
-            params_total: params[0],
-            params_trainable: params[1],
-            epochs: self.resumed.last_epoch,
-            resumed_from_epoch: self.resumed.from,
-            train_seconds,
-            images_per_sec: self.trained_images as f64
-                / self.started.elapsed().as_secs_f64().max(1e-9),
-            checkpoint: final_file.display().to_string(),
-            checkpoint_sha256: final_meta.sha256,
-            frames: [self.train.len(), self.val.len(), test.len()],
+            val,
             intensity: None,
             val_intensity: None,
-            peak_rss_bytes: super::peak_rss_bytes(),
-            dataset: Some(self.identity),
         };
-        write_result(self.opts, &result)?;
-        emit(self.opts, Event::Done { test: test_scores });
-        Ok(result)
+        self.seal(scores, test.len(), params)
     }
 
-    /// An intensity job's end: ICC, MAE and PCC on validation and the test fold, `final` and
-    /// the result (no thresholds, no F1).
-    fn finish_intensity(
+    /// Writes `final` (with the test scores of an occurrence job) and `result.json`, and
+    /// reports the job done.
+    fn seal(
         self,
-        test: &[usize],
-        test_labels: &[u8],
+        o: Outcome,
+        test_frames: usize,
         params: [i64; 2],
-        train_seconds: f64,
     ) -> Result<JobResult, TrainError> {
-        let (spec, device) = (self.spec, self.opts.device);
-        let (_, val) = self.validate()?;
-        let p = self
-            .model
-            .predict(self.bm, test, inference_batch(spec, device));
-        let test_scores = intensity_scores(&p, test_labels, &spec.data.aus);
+        let spec = self.spec;
+        let train_seconds = self.resumed.seconds_before + self.started.elapsed().as_secs_f64();
         let (final_file, final_meta) = checkpoint::write(
             &self.opts.out_dir,
             "final",
@@ -411,8 +380,8 @@ impl Fit<'_> {
                 epoch: self.resumed.last_epoch,
                 aus: spec.data.aus.clone(),
                 input_size: spec.data.input_size,
-                thresholds: Vec::new(),
-                metrics: None,
+                thresholds: o.thresholds.clone(),
+                metrics: o.intensity.is_none().then(|| o.test.clone()),
                 optim_step: 0,
                 sha256: String::new(),
                 train_seconds,
@@ -420,21 +389,18 @@ impl Fit<'_> {
                 finished: true,
                 early_stop: None,
                 dataset: Some(self.identity.clone()),
+                objective: spec.objective,
             },
         )?;
-        let empty = Scores {
-            per_au: Vec::new(),
-            avg_f1: 0.0,
-        };
         let result = JobResult {
             job: spec.name.clone(),
             backbone: spec.backbone.name().into(),
             stage: spec.stage,
             fold: spec.fold,
             aus: spec.data.aus.clone(),
-            thresholds: Vec::new(),
-            test: empty.clone(),
-            val: None,
+            thresholds: o.thresholds,
+            test: o.test.clone(),
+            val: o.val,
             params_total: params[0],
             params_trainable: params[1],
             epochs: self.resumed.last_epoch,
@@ -444,16 +410,60 @@ impl Fit<'_> {
                 / self.started.elapsed().as_secs_f64().max(1e-9),
             checkpoint: final_file.display().to_string(),
             checkpoint_sha256: final_meta.sha256,
-            frames: [self.train.len(), self.val.len(), test.len()],
-            intensity: Some(test_scores),
-            val_intensity: val,
+            frames: [self.train.len(), self.val.len(), test_frames],
+            intensity: o.intensity,
+            val_intensity: o.val_intensity,
             peak_rss_bytes: super::peak_rss_bytes(),
             dataset: Some(self.identity),
         };
         write_result(self.opts, &result)?;
-        emit(self.opts, Event::Done { test: empty });
+        emit(self.opts, Event::Done { test: o.test });
         Ok(result)
     }
+}
+
+/// What a job's end measured: F1 scores (empty for intensity) or intensity scores.
+struct Outcome {
+    thresholds: Vec<f64>,
+    test: Scores,
+    val: Option<Scores>,
+    intensity: Option<IntensityScores>,
+    val_intensity: Option<IntensityScores>,
+}
+
+/// The test fold's intensities as `ausweep score --intensity` reads them, so anyone can score the
+/// trainer's own predictions again: `test_predictions.csv` in OpenFace's `AUxx_r` layout (one
+/// row per frame, 0–5) and `test_labels.csv` (`AU<n>` columns, the labels' levels).
+fn write_test_intensities(
+    dir: &std::path::Path,
+    aus: &[u32],
+    p: &[f32],
+    labels: &[u8],
+) -> Result<(), TrainError> {
+    let k = aus.len().max(1);
+    let mut pred = String::from("frame, success");
+    let mut lab = aus
+        .iter()
+        .map(|a| format!("AU{a}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    for a in aus {
+        pred.push_str(&format!(", AU{a:02}_r"));
+    }
+    for (i, (row, y)) in p.chunks_exact(k).zip(labels.chunks_exact(k)).enumerate() {
+        pred.push_str(&format!("\n{}, 1", i + 1));
+        for v in row {
+            pred.push_str(&format!(", {:.6}", f64::from(*v) * loss::INTENSITY_SCALE));
+        }
+        let y: Vec<String> = y.iter().map(u8::to_string).collect();
+        lab.push_str(&format!("\n{}", y.join(",")));
+    }
+    for (name, text) in [("test_predictions.csv", pred), ("test_labels.csv", lab)] {
+        let path = dir.join(name);
+        ausweep_fsutil::write(&path, format!("{text}\n").as_bytes())
+            .map_err(TrainError::io(&path))?;
+    }
+    Ok(())
 }
 
 /// ICC(3,1), MAE and PCC of a head's sigmoid outputs `p` (`len × K`, read as `5·p`) against

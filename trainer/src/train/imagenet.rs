@@ -7,8 +7,16 @@ use ausweep_proto::job::Backbone;
 use std::path::Path;
 use tch::{nn, Device, Kind, Tensor};
 
-const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
-const STD: [f32; 3] = [0.229, 0.224, 0.225];
+/// ImageNet's per-channel RGB mean, on 0–1 pixels: every backbone's weights expect it.
+pub const MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+/// ImageNet's per-channel RGB standard deviation, on 0–1 pixels.
+pub const STD: [f32; 3] = [0.229, 0.224, 0.225];
+
+/// `(mean, std)` as `[1, 3, 1, 1]` tensors on `device`, to normalise an NCHW batch.
+pub fn norm(device: Device) -> (Tensor, Tensor) {
+    let t = |v: &[f32; 3]| Tensor::from_slice(v).view([1, 3, 1, 1]).to_device(device);
+    (t(&MEAN), t(&STD))
+}
 
 /// The image as torchvision's eval transform sees it: centre square crop, 224 px, normalised.
 pub fn load_image(path: &Path, size: u32) -> Result<Tensor, TrainError> {
@@ -26,9 +34,8 @@ pub fn load_image(path: &Path, size: u32) -> Result<Tensor, TrainError> {
         .permute([2, 0, 1])
         .to_kind(Kind::Float)
         / 255.0;
-    let mean = Tensor::from_slice(&MEAN).view([3, 1, 1]);
-    let std = Tensor::from_slice(&STD).view([3, 1, 1]);
-    Ok(((t - mean) / std).unsqueeze(0))
+    let (mean, std) = norm(Device::Cpu);
+    Ok((t.unsqueeze(0) - mean) / std)
 }
 
 /// The five most likely ImageNet classes (name, probability) for `image` under `backbone`'s

@@ -9,7 +9,7 @@ pub use ausweep_proto::trainer::result::{CropKind, DatasetIdentity, IMAGENET_NOR
 
 /// The identity of `data` as read from `pack`.
 pub fn identity(data: &DataSpec, pack: &PackedCache) -> DatasetIdentity {
-    use crate::prepare::Template;
+    use ausweep_vision::prepare::Template;
     let (kind, crop, points) = match &data.source {
         DataSource::Synthetic { .. } => ("synthetic", CropKind::Eyes, Template::Eyes.points()),
         DataSource::Disfa { .. } => ("disfa", CropKind::CentreSquare, Vec::new()),

@@ -153,6 +153,7 @@ fn prepare_only(spec: &JobSpec, opts: &RunOptions) -> Result<JobResult, TrainErr
             finished: true,
             early_stop: None,
             dataset: Some(identity.clone()),
+            objective: spec.objective,
         },
     )?;
     let test = Scores {

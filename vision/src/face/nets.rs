@@ -189,7 +189,7 @@ impl ONet {
 }
 
 fn load(vs: &nn::VarStore, file: &Path) -> Result<(), FaceError> {
-    crate::train::weights::load_file(vs, file, None).map_err(|e| FaceError::Weights {
+    crate::tensors::load_file(vs, file, None).map_err(|e| FaceError::Weights {
         path: file.into(),
         message: e.to_string(),
     })

@@ -7,7 +7,7 @@
 //! reordering on other CPUs (1e-3 px is ~16 f32 ulps at 700 px) yet catch any real deviation: a
 //! half-pixel convention slip, another resize or a different NMS order moves a face by >= 0.1 px.
 
-use ausweep_trainer::face::{image_tensor, Detector, DetectorConfig};
+use ausweep_vision::face::{image_tensor, Detector, DetectorConfig};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use tch::{Device, Tensor};
@@ -60,7 +60,7 @@ fn faces_boxes_and_landmarks_match_facenet_pytorch() {
     let pair_path = dir.path().join("pair.png");
     pair.save(&pair_path).unwrap();
 
-    let weights = ausweep_trainer::train::weights::weights_dir();
+    let weights = ausweep_weights::dirs::weights_dir();
     let det = Detector::load(&weights, Device::Cpu, DetectorConfig::default()).unwrap();
     let files = [&astronaut, &cat, &pair_path];
     let args: Vec<&str> = std::iter::once("detect")
@@ -123,7 +123,7 @@ fn a_batch_of_frames_finds_the_same_faces_as_one_at_a_time() {
     reference(&["sample", astronaut.to_str().unwrap(), "astronaut"]);
     let one = load(&astronaut);
     let mirrored = one.flip([3]);
-    let weights = ausweep_trainer::train::weights::weights_dir();
+    let weights = ausweep_weights::dirs::weights_dir();
     let det = Detector::load(&weights, Device::Cpu, DetectorConfig::default()).unwrap();
     let single = det.detect(&one).unwrap().remove(0);
     let single_mirrored = det.detect(&mirrored).unwrap().remove(0);

@@ -4,7 +4,7 @@
 //! lower: the defaults are where the renderer puts the eyes.
 
 use ausweep_data::synth::{render_samples, SynthConfig};
-use ausweep_trainer::face::{AlignSpec, Detector, DetectorConfig};
+use ausweep_vision::face::{AlignSpec, Detector, DetectorConfig};
 use tch::{Device, Kind, Tensor};
 
 fn frames(size: u32) -> Tensor {
@@ -23,7 +23,7 @@ fn error(
     spec: &AlignSpec,
     big: &Tensor,
     small: &Tensor,
-    found: &[(usize, ausweep_trainer::face::Face)],
+    found: &[(usize, ausweep_vision::face::Face)],
 ) -> f64 {
     let crops: Vec<_> = found.iter().map(|(_, f)| spec.crop_of(f)).collect();
     let idx: Vec<usize> = found.iter().map(|(i, _)| *i).collect();
@@ -40,7 +40,7 @@ fn error(
 #[test]
 fn synthetic_faces_are_found_and_aligned_like_the_training_frames() {
     let (big, small) = (frames(160), frames(64));
-    let weights = ausweep_trainer::train::weights::weights_dir();
+    let weights = ausweep_weights::dirs::weights_dir();
     let det = Detector::load(&weights, Device::Cpu, DetectorConfig::default()).unwrap();
     let found: Vec<_> = det
         .detect(&big)

@@ -6,7 +6,7 @@
 
 use ausweep_data::pack::PackedCache;
 use ausweep_data::synth::video::{write_videos, Camera, VideoSynthConfig};
-use ausweep_trainer::prepare::{self, PrepareConfig, PrepareError, Template};
+use ausweep_vision::prepare::{self, PrepareConfig, PrepareError, Template};
 use std::path::Path;
 
 const FRAMES: u32 = 40;
@@ -39,7 +39,7 @@ fn config(videos: &Path, out: &Path) -> PrepareConfig {
         min_face: None,
         batch: 8,
         device: tch::Device::Cpu,
-        weights_dir: ausweep_trainer::train::weights::weights_dir(),
+        weights_dir: ausweep_weights::dirs::weights_dir(),
     }
 }
 

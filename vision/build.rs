@@ -1,0 +1,5 @@
+include!("../scripts/torch_rpath.rs");
+
+fn main() {
+    torch_rpath();
+}
