@@ -27,7 +27,9 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 /// The sweep under test: MobileNet-v2 from ImageNet weights (so the F1 table is not all zeros),
-/// 3 folds x 2 stages (6 jobs), 10 cheap cached epochs in stage 1, 2 fine-tuning epochs.
+/// 3 folds x 2 stages (6 jobs), 10 cheap cached epochs in stage 1, 4 fine-tuning epochs. It must
+/// outlast the three required faults: with one-core workers (no oversubscribed trainers), two
+/// fine-tuning epochs once let the sweep finish after two.
 fn sweep() -> String {
     "name: chaos
 dataset:
@@ -47,7 +49,7 @@ stages:
     epochs: 10
   - freeze: none
     optimizer: {lr: 1.0e-3, backbone_lr: 2.0e-3}
-    epochs: 2
+    epochs: 4
 batch_size: 16
 seed: 0
 resources:
