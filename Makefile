@@ -3,7 +3,7 @@ CARGO ?= cargo
 BIN := target/release/ausweep
 DEMO := target/demo
 
-.PHONY: setup build demo test soak bench fmt lint
+.PHONY: setup build demo demo-intensity test soak bench fmt lint
 
 setup:
 	@bash scripts/setup.sh
@@ -15,6 +15,11 @@ build: setup
 # synthetic DISFA, then the report and chart land in target/demo/report.
 demo: build
 	$(BIN) demo --out $(DEMO)
+
+# AU intensity on the same machinery: experiments/demo-intensity.yaml (MobileNet-v2, 3 folds x 2
+# stages), the report's "AU intensity" table in target/demo-intensity/report.
+demo-intensity: build
+	$(BIN) demo --manifest experiments/demo-intensity.yaml --out target/demo-intensity
 
 test: setup
 	$(CARGO) test --workspace --no-fail-fast

@@ -298,7 +298,7 @@ async fn demo(a: DemoArgs) -> Result<()> {
     // With an output folder the report says what it wrote; show the tables themselves too.
     let md = std::fs::read_to_string(report_dir.join("report.md")).unwrap_or_default();
     println!("{md}\n{report}");
-    let chart = ["fig5.png", "fig5.svg"]
+    let chart = ["fig5.png", "fig5.svg", "intensity.png"]
         .iter()
         .map(|f| report_dir.join(f))
         .find(|p| p.exists());

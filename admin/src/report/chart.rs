@@ -1,5 +1,6 @@
 //! The paper's Fig. 5: average F1 against trainable parameters (log x axis), our backbones and
-//! stages next to the published baselines whose parameter count is known. SVG and PNG.
+//! stages next to the published baselines whose parameter count is known; for intensity cells,
+//! the same view of average ICC(3,1). SVG and PNG.
 
 use super::model::Report;
 use plotters::prelude::*;
@@ -66,6 +67,39 @@ pub fn ensure_font() -> Result<(), ChartError> {
     .map_err(ChartError::NoFont)
 }
 
+/// What a chart's y axis shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Metric {
+    /// Average F1 %, the paper's Fig. 5 (`fig5.*`).
+    F1,
+    /// Average ICC(3,1) of intensity cells (`intensity.*`).
+    Icc,
+}
+
+impl Metric {
+    fn file(self) -> &'static str {
+        match self {
+            Metric::F1 => "fig5",
+            Metric::Icc => "intensity",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Metric::F1 => "average F1 %",
+            Metric::Icc => "average ICC(3,1)",
+        }
+    }
+
+    /// The y axis's top (the bottom is 0).
+    fn top(self) -> f64 {
+        match self {
+            Metric::F1 => 100.0,
+            Metric::Icc => 1.0,
+        }
+    }
+}
+
 /// A point of the chart.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Point {
@@ -73,19 +107,23 @@ pub struct Point {
     pub label: String,
     /// Trainable parameters.
     pub params: f64,
-    /// Average F1 %.
-    pub f1: f64,
+    /// Average F1 % or ICC.
+    pub score: f64,
     /// Ours (true) or published.
     pub ours: bool,
 }
 
-/// The points of a report: ours per backbone and stage, and baselines with a parameter count.
-pub fn points(r: &Report) -> Vec<Point> {
+/// The points of a report for `metric`: ours per backbone and stage, and (F1) baselines with a
+/// parameter count.
+pub fn points(r: &Report, metric: Metric) -> Vec<Point> {
     let mut v: Vec<Point> = r
         .cells
         .iter()
         .filter_map(|c| {
-            let f1 = c.avg_f1?.mean;
+            let f1 = match metric {
+                Metric::F1 => c.avg_f1?.mean,
+                Metric::Icc => c.intensity.as_ref()?.avg_icc?.mean,
+            };
             (c.params_trainable > 0).then(|| Point {
                 label: format!(
                     "{} s{}{}",
@@ -98,12 +136,18 @@ pub fn points(r: &Report) -> Vec<Point> {
                     }
                 ),
                 params: c.params_trainable as f64,
-                f1,
+                score: f1,
                 ours: true,
             })
         })
         .collect();
-    v.extend(r.baselines.iter().filter_map(|b| {
+    // The published baselines are F1 figures.
+    let baselines = if metric == Metric::F1 {
+        &r.baselines[..]
+    } else {
+        &[]
+    };
+    v.extend(baselines.iter().filter_map(|b| {
         Some(Point {
             label: if r.data.disfa {
                 b.name.clone()
@@ -111,7 +155,7 @@ pub fn points(r: &Report) -> Vec<Point> {
                 format!("{} (on DISFA)", b.name)
             },
             params: b.params? as f64,
-            f1: b.average_published,
+            score: b.average_published,
             ours: false,
         })
     }));
@@ -121,22 +165,26 @@ pub fn points(r: &Report) -> Vec<Point> {
 fn draw<DB: DrawingBackend>(
     root: DrawingArea<DB, plotters::coord::Shift>,
     r: &Report,
+    metric: Metric,
 ) -> Result<(), ChartError>
 where
     DB::ErrorType: 'static,
 {
     let e = |x: &dyn std::fmt::Display| ChartError::Draw(x.to_string());
-    let pts = points(r);
+    let pts = points(r, metric);
+    // Label offsets are in the y axis's units: 1 % of its height is `unit`.
+    let unit = metric.top() / 100.0;
     root.fill(&WHITE).map_err(|x| e(&x))?;
     let (lo, hi) = pts.iter().fold((1e5f64, 1e9f64), |(lo, hi), p| {
         (lo.min(p.params / 2.0), hi.max(p.params * 2.0))
     });
     let title = format!(
-        "{} v{}: average F1 vs trainable parameters{}{}",
+        "{} v{}: {} vs trainable parameters{}{}",
         r.name,
         r.version,
+        metric.name(),
         if r.partial { " (partial)" } else { "" },
-        if r.data.disfa || r.baselines.is_empty() {
+        if r.data.disfa || r.baselines.is_empty() || metric == Metric::Icc {
             ""
         } else {
             " - not DISFA: baselines not comparable"
@@ -148,12 +196,12 @@ where
         .margin(15)
         .x_label_area_size(45)
         .y_label_area_size(55)
-        .build_cartesian_2d((lo..hi).log_scale(), 0f64..100f64)
+        .build_cartesian_2d((lo..hi).log_scale(), 0f64..metric.top())
         .map_err(|x| e(&x))?;
     chart
         .configure_mesh()
         .x_desc("trainable parameters (log scale)")
-        .y_desc("average F1 %")
+        .y_desc(metric.name())
         .x_label_formatter(&|v| si(*v))
         .draw()
         .map_err(|x| e(&x))?;
@@ -165,13 +213,13 @@ where
         // Labels of points close together are stacked instead of overprinted.
         let near = placed
             .iter()
-            .filter(|(x, y)| (x / p.params).ln().abs() < 0.3 && (y - p.f1).abs() < 3.0)
+            .filter(|(x, y)| (x / p.params).ln().abs() < 0.3 && (y - p.score).abs() < 3.0 * unit)
             .count();
-        placed.push((p.params, p.f1));
-        let label_y = p.f1 + 1.0 - 3.5 * near as f64;
+        placed.push((p.params, p.score));
+        let label_y = p.score + unit * (1.0 - 3.5 * near as f64);
         chart
             .draw_series(std::iter::once(Circle::new(
-                (p.params, p.f1),
+                (p.params, p.score),
                 5,
                 c.filled(),
             )))
@@ -207,25 +255,39 @@ pub fn si(v: f64) -> String {
     }
 }
 
-/// Writes `fig5.svg` and `fig5.png` into `dir`; returns their paths.
+/// Writes `fig5.svg` and `fig5.png` (F1 cells or baselines to show) and `intensity.svg` and
+/// `intensity.png` (intensity cells) into `dir`; returns their paths.
 pub fn write(r: &Report, dir: &Path) -> Result<Vec<PathBuf>, ChartError> {
     ensure_font()?;
-    let svg_path = dir.join("fig5.svg");
+    let mut files = Vec::new();
+    for metric in [Metric::F1, Metric::Icc] {
+        if points(r, metric).is_empty() {
+            continue;
+        }
+        files.extend(write_one(r, dir, metric)?);
+    }
+    Ok(files)
+}
+
+fn write_one(r: &Report, dir: &Path, metric: Metric) -> Result<Vec<PathBuf>, ChartError> {
+    let svg_path = dir.join(format!("{}.svg", metric.file()));
     let mut svg = String::new();
     draw(
         SVGBackend::with_string(&mut svg, SIZE).into_drawing_area(),
         r,
+        metric,
     )?;
     let werr = |p: &Path, m: String| ChartError::Write {
         file: p.display().to_string(),
         message: m,
     };
     std::fs::write(&svg_path, svg).map_err(|x| werr(&svg_path, x.to_string()))?;
-    let png_path = dir.join("fig5.png");
+    let png_path = dir.join(format!("{}.png", metric.file()));
     let mut buf = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
     draw(
         BitMapBackend::with_buffer(&mut buf, SIZE).into_drawing_area(),
         r,
+        metric,
     )?;
     let file = std::fs::File::create(&png_path).map_err(|x| werr(&png_path, x.to_string()))?;
     let mut enc = png::Encoder::new(std::io::BufWriter::new(file), SIZE.0, SIZE.1);

@@ -193,7 +193,7 @@ fn tables_say_what_data_they_were_measured_on() {
         md.contains("| EAC-Net (published, on DISFA: not comparable) |"),
         "{md}"
     );
-    let pts = chart::points(&r);
+    let pts = chart::points(&r, chart::Metric::F1);
     assert!(pts
         .iter()
         .any(|p| !p.ours && p.label == "EAC-Net (on DISFA)"));
@@ -318,13 +318,13 @@ fn json_schema_is_stable() {
 #[test]
 fn chart_has_ours_and_baselines() {
     let r = report();
-    let pts = chart::points(&r);
+    let pts = chart::points(&r, chart::Metric::F1);
     assert!(pts
         .iter()
         .any(|p| p.ours && p.label == "mobilenet_v2 s1" && p.params == 10_248.0));
     assert!(pts
         .iter()
-        .any(|p| !p.ours && p.label == "EAC-Net" && close(p.f1, 48.5)));
+        .any(|p| !p.ours && p.label == "EAC-Net" && close(p.score, 48.5)));
     assert_eq!(
         [1e4, 2.5e6, 1.5e8, 1e9].map(chart::si),
         ["10k", "2.5M", "150M", "1G"].map(String::from)
@@ -442,6 +442,7 @@ fn intensity_cells_get_their_own_table_and_stay_out_of_the_f1_ones() {
         "{md}"
     );
     assert!(md.contains("| 1 | ICC 0.850 |"), "{md}");
+    assert!(!md.contains("frame-level F1"), "no empty F1 table: {md}");
     assert_eq!(
         md.matches("| mobilenet_v2 stage 2 |").count(),
         1,
@@ -452,8 +453,26 @@ fn intensity_cells_get_their_own_table_and_stay_out_of_the_f1_ones() {
         "{md}"
     );
     assert!(
-        chart::points(&r).is_empty(),
+        chart::points(&r, chart::Metric::F1).is_empty(),
         "no F1 point for an intensity cell"
+    );
+    let icc = chart::points(&r, chart::Metric::Icc);
+    assert_eq!(icc.len(), 1, "{icc:?}");
+    assert!(
+        close(icc[0].score, 0.75) && icc[0].label == "mobilenet_v2 s2",
+        "{icc:?}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let files = chart::write(&r, dir.path()).expect("make setup installs a font");
+    let names: Vec<_> = files
+        .iter()
+        .map(|f| f.file_name().unwrap().to_owned())
+        .collect();
+    assert_eq!(names, ["intensity.svg", "intensity.png"], "no empty Fig. 5");
+    let svg = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(
+        svg.contains("average ICC(3,1)") && svg.contains("mobilenet_v2 s2"),
+        "chart text"
     );
     assert_eq!(
         render::csv(&r).lines().count(),
