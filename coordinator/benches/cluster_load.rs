@@ -19,7 +19,6 @@
 
 use ausweep_coordinator::client;
 use ausweep_proto::v1;
-use sha2::{Digest, Sha256};
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};

@@ -52,60 +52,8 @@ pub fn markdown(r: &Report) -> String {
         );
     }
     // An intensity-only sweep has no F1 table (its own table follows the per-fold one).
-    let f1_cells = r.cells.iter().any(|c| c.intensity.is_none());
-    if f1_cells || !r.baselines.is_empty() {
-        let _ = writeln!(
-            s,
-            "DISFA protocol: frame-level F1 % per AU pooled over each test fold, averaged over AUs; \
-             ours are mean ± std (n − 1) over folds.\n"
-        );
-        let aus: Vec<String> = r.aus.iter().map(|a| au_key(*a)).collect();
-        let _ = writeln!(s, "| method | {} | avg |", aus.join(" | "));
-        let _ = writeln!(s, "|---|{}---|", "---|".repeat(aus.len()));
-        for c in r.cells.iter().filter(|c| c.intensity.is_none()) {
-            let grid = if c.grid.is_empty() {
-                String::new()
-            } else {
-                format!(" [{}]", c.grid)
-            };
-            let cols: Vec<String> = aus.iter().map(|k| pm(c.f1.get(k))).collect();
-            let _ = writeln!(
-                s,
-                "| {} stage {}{}{} | {} | {} |",
-                c.backbone,
-                c.stage,
-                grid,
-                if c.partial { " *" } else { "" },
-                cols.join(" | "),
-                pm(c.avg_f1.as_ref())
-            );
-        }
-        for b in &r.baselines {
-            let cols: Vec<String> = aus
-                .iter()
-                .map(|k| b.f1.get(k).map_or("–".into(), |v| format!("{v:.1}")))
-                .collect();
-            let avg = if b.average_disagrees {
-                format!(
-                    "{:.1} (per-AU mean {:.1})",
-                    b.average_published, b.average_per_au
-                )
-            } else {
-                format!("{:.1}", b.average_published)
-            };
-            let _ = writeln!(
-                s,
-                "| {} (published{}) | {} | {} |",
-                b.name,
-                if r.data.disfa {
-                    ""
-                } else {
-                    ", on DISFA: not comparable"
-                },
-                cols.join(" | "),
-                avg
-            );
-        }
+    if r.cells.iter().any(|c| c.intensity.is_none()) || !r.baselines.is_empty() {
+        f1_table(r, &mut s);
     }
     let _ = writeln!(s, "\n## Per fold and resources\n");
     let _ = writeln!(
@@ -157,6 +105,62 @@ pub fn markdown(r: &Report) -> String {
         }
     }
     s
+}
+
+/// The F1 table: ours (mean ± std over folds) and the published rows.
+fn f1_table(r: &Report, s: &mut String) {
+    let _ = writeln!(
+        s,
+        "DISFA protocol: frame-level F1 % per AU pooled over each test fold, averaged over AUs; \
+         ours are mean ± std (n − 1) over folds.\n"
+    );
+    let aus: Vec<String> = r.aus.iter().map(|a| au_key(*a)).collect();
+    let _ = writeln!(s, "| method | {} | avg |", aus.join(" | "));
+    let _ = writeln!(s, "|---|{}---|", "---|".repeat(aus.len()));
+    for c in r.cells.iter().filter(|c| c.intensity.is_none()) {
+        let grid = if c.grid.is_empty() {
+            String::new()
+        } else {
+            format!(" [{}]", c.grid)
+        };
+        let cols: Vec<String> = aus.iter().map(|k| pm(c.f1.get(k))).collect();
+        let _ = writeln!(
+            s,
+            "| {} stage {}{}{} | {} | {} |",
+            c.backbone,
+            c.stage,
+            grid,
+            if c.partial { " *" } else { "" },
+            cols.join(" | "),
+            pm(c.avg_f1.as_ref())
+        );
+    }
+    for b in &r.baselines {
+        let cols: Vec<String> = aus
+            .iter()
+            .map(|k| b.f1.get(k).map_or("–".into(), |v| format!("{v:.1}")))
+            .collect();
+        let avg = if b.average_disagrees {
+            format!(
+                "{:.1} (per-AU mean {:.1})",
+                b.average_published, b.average_per_au
+            )
+        } else {
+            format!("{:.1}", b.average_published)
+        };
+        let _ = writeln!(
+            s,
+            "| {} (published{}) | {} | {} |",
+            b.name,
+            if r.data.disfa {
+                ""
+            } else {
+                ", on DISFA: not comparable"
+            },
+            cols.join(" | "),
+            avg
+        );
+    }
 }
 
 /// The summary CSV ([`CSV_HEADER`]).
