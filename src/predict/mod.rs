@@ -6,7 +6,7 @@
 mod annotate;
 mod geometry;
 mod inputs;
-mod model_ref;
+pub(crate) mod model_ref;
 mod output;
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -234,7 +234,8 @@ pub fn run(a: PredictArgs) -> Result<()> {
     Ok(())
 }
 
-fn default_cache() -> PathBuf {
+/// Where sweep checkpoints are cached: ~/.cache/ausweep/checkpoints.
+pub(crate) fn default_cache() -> PathBuf {
     std::env::var_os("HOME")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("."))

@@ -131,3 +131,20 @@ pub fn named_with_prefix(vs: &nn::VarStore, prefix: &str) -> Vec<(String, Tensor
     v.sort_by(|a, b| a.0.cmp(&b.0));
     v
 }
+
+/// The tensors of `file` whose names `keep` accepts, as f32 weights for an ONNX graph.
+pub fn onnx_weights(
+    file: &Path,
+    keep: impl Fn(&str) -> bool,
+) -> Result<std::collections::BTreeMap<String, ausweep_onnx::Weight>, TensorError> {
+    let mut out = std::collections::BTreeMap::new();
+    for (name, t) in read_tensors(file)? {
+        if keep(&name) {
+            let t = t.to_kind(tch::Kind::Float).contiguous();
+            let dims = t.size();
+            let data = Vec::<f32>::try_from(t.view([-1]))?;
+            out.insert(name, ausweep_onnx::Weight { dims, data });
+        }
+    }
+    Ok(out)
+}

@@ -36,6 +36,9 @@ pub enum TrainError {
     /// A job setting that cannot work with this data or device.
     #[error("{0}")]
     Config(String),
+    /// The model could not be written as an ONNX graph.
+    #[error("ONNX export: {0}")]
+    Onnx(#[from] ausweep_onnx::OnnxError),
     /// libtorch reported an error.
     #[error("torch: {0}")]
     Torch(#[from] tch::TchError),
@@ -67,7 +70,7 @@ impl TrainError {
                 TrainerExit::Node
             }
             TrainError::Data(_) => TrainerExit::BadConfig,
-            TrainError::Prepare(_) => TrainerExit::Failed,
+            TrainError::Prepare(_) | TrainError::Onnx(_) => TrainerExit::Failed,
             // libtorch says out of memory only in its message (CUDA's and the allocator's).
             TrainError::Torch(e) if e.to_string().to_lowercase().contains("out of memory") => {
                 TrainerExit::OutOfMemory

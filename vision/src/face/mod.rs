@@ -3,6 +3,7 @@
 
 pub mod align;
 pub mod detect;
+pub mod export;
 pub mod nets;
 pub mod nms;
 

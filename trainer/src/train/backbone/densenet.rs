@@ -2,6 +2,7 @@
 
 use super::layers::{bn, conv, func_t};
 use super::{Block, Parts};
+use ausweep_onnx::{Graph, OnnxError, Value};
 use tch::nn::{self, ModuleT};
 use tch::Tensor;
 
@@ -127,4 +128,40 @@ pub(crate) fn build(p: &nn::Path, cfg: Config, classifier: bool) -> Parts {
         classifier,
         classifier_prefix: "classifier.",
     }
+}
+
+/// The same network as an ONNX graph over the weights under `p` (e.g. `backbone.`): the
+/// feature map after norm5 and its ReLU.
+pub(crate) fn onnx(g: &mut Graph, x: &Value, p: &str, cfg: Config) -> Result<Value, OnnxError> {
+    let f = format!("{p}features");
+    let y = g.conv(x, &format!("{f}.conv0"), 2, 3, 1)?;
+    let y = g.batch_norm(&y, &format!("{f}.norm0"))?;
+    let y = g.relu(&y);
+    let mut y = g.max_pool(&y, 3, 2, 1, false);
+    for (i, &n) in cfg.layers.iter().enumerate() {
+        let block = format!("{f}.denseblock{}", i + 1);
+        let mut feats = vec![y.clone()];
+        for l in 0..n {
+            let lp = format!("{block}.denselayer{}", l + 1);
+            let inp = g.concat(&feats, 1);
+            let z = g.batch_norm(&inp, &format!("{lp}.norm1"))?;
+            let z = g.relu(&z);
+            let z = g.conv(&z, &format!("{lp}.conv1"), 1, 0, 1)?;
+            let z = g.batch_norm(&z, &format!("{lp}.norm2"))?;
+            let z = g.relu(&z);
+            feats.push(g.conv(&z, &format!("{lp}.conv2"), 1, 1, 1)?);
+        }
+        y = g.concat(&feats, 1);
+        if i == 3 {
+            y = g.batch_norm(&y, &format!("{f}.norm5"))?;
+            y = g.relu(&y);
+        } else {
+            let t = format!("{f}.transition{}", i + 1);
+            y = g.batch_norm(&y, &format!("{t}.norm"))?;
+            y = g.relu(&y);
+            y = g.conv(&y, &format!("{t}.conv"), 1, 0, 1)?;
+            y = g.avg_pool(&y, 2, 2);
+        }
+    }
+    Ok(y)
 }

@@ -2,6 +2,7 @@
 
 use super::layers::{bn, conv, func_t};
 use super::{Block, Parts};
+use ausweep_onnx::{Graph, OnnxError, Value};
 use tch::nn::{self, ModuleT};
 
 /// Output channels and first stride of each of timm's five block groups.
@@ -62,4 +63,26 @@ pub(crate) fn build(p: &nn::Path, classifier: bool) -> Parts {
         classifier,
         classifier_prefix: "classifier.",
     }
+}
+
+/// The same network as an ONNX graph over the weights under `p`: the last block's output.
+pub(crate) fn onnx(g: &mut Graph, x: &Value, p: &str) -> Result<Value, OnnxError> {
+    let y = g.conv(x, &format!("{p}conv_stem"), 2, 1, 1)?;
+    let y = g.batch_norm(&y, &format!("{p}bn1"))?;
+    let mut y = g.relu6(&y);
+    let mut cin = 32;
+    for (gi, (chans, first_stride)) in STAGES.iter().enumerate() {
+        for (j, &c) in chans.iter().enumerate() {
+            let stride = if j == 0 { *first_stride } else { 1 };
+            let lp = format!("{p}blocks.{gi}.{j}");
+            y = g.conv(&y, &format!("{lp}.conv_dw"), stride, 1, cin)?;
+            y = g.batch_norm(&y, &format!("{lp}.bn1"))?;
+            y = g.relu6(&y);
+            y = g.conv(&y, &format!("{lp}.conv_pw"), 1, 0, 1)?;
+            y = g.batch_norm(&y, &format!("{lp}.bn2"))?;
+            y = g.relu6(&y);
+            cin = c;
+        }
+    }
+    Ok(y)
 }

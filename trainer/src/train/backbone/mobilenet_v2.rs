@@ -2,6 +2,7 @@
 
 use super::layers::{bn, conv, conv_bn_relu6, func_t};
 use super::{Block, Parts};
+use ausweep_onnx::{Binary, Graph, OnnxError, Value};
 use tch::nn::{self, ModuleT};
 
 /// (expansion t, channels c, repeats n, first stride s), torchvision's table.
@@ -83,4 +84,50 @@ pub(crate) fn build(p: &nn::Path, classifier: bool) -> Parts {
         classifier,
         classifier_prefix: "classifier.",
     }
+}
+
+/// Conv → BN → ReLU6 under `<p>.0`, `<p>.1`, as [`conv_bn_relu6`] builds it.
+fn onnx_conv_bn_relu6(
+    g: &mut Graph,
+    x: &Value,
+    p: &str,
+    k: i64,
+    stride: i64,
+    groups: i64,
+) -> Result<Value, OnnxError> {
+    let y = g.conv(x, &format!("{p}.0"), stride, (k - 1) / 2, groups)?;
+    let y = g.batch_norm(&y, &format!("{p}.1"))?;
+    Ok(g.relu6(&y))
+}
+
+/// The same network as an ONNX graph over the weights under `p`: the 1280-channel map.
+pub(crate) fn onnx(g: &mut Graph, x: &Value, p: &str) -> Result<Value, OnnxError> {
+    let f = format!("{p}features");
+    let mut y = onnx_conv_bn_relu6(g, x, &format!("{f}.0"), 3, 2, 1)?;
+    let mut cin = 32;
+    let mut idx = 1;
+    for (t, c, n, s) in SETTINGS {
+        for r in 0..n {
+            let stride = if r == 0 { s } else { 1 };
+            let cp = format!("{f}.{idx}.conv");
+            let hidden = cin * t;
+            let mut i = 0;
+            let mut z = y.clone();
+            if t != 1 {
+                z = onnx_conv_bn_relu6(g, &z, &format!("{cp}.0"), 1, 1, 1)?;
+                i = 1;
+            }
+            z = onnx_conv_bn_relu6(g, &z, &format!("{cp}.{i}"), 3, stride, hidden)?;
+            z = g.conv(&z, &format!("{cp}.{}", i + 1), 1, 0, 1)?;
+            z = g.batch_norm(&z, &format!("{cp}.{}", i + 2))?;
+            y = if stride == 1 && cin == c {
+                g.binary(Binary::Add, &z, &y)
+            } else {
+                z
+            };
+            cin = c;
+            idx += 1;
+        }
+    }
+    onnx_conv_bn_relu6(g, &y, &format!("{f}.{idx}"), 1, 1, 1)
 }

@@ -117,3 +117,20 @@ pub(crate) struct Parts {
     pub(crate) classifier: Option<Box<dyn ModuleT>>,
     pub(crate) classifier_prefix: &'static str,
 }
+
+/// `kind`'s feature map as ONNX nodes from `x` over the weights named under `prefix` (e.g.
+/// `backbone.`), the same network [`BackboneNet::features`] runs.
+pub fn onnx(
+    g: &mut ausweep_onnx::Graph,
+    x: &ausweep_onnx::Value,
+    kind: Backbone,
+    prefix: &str,
+) -> Result<ausweep_onnx::Value, ausweep_onnx::OnnxError> {
+    match kind {
+        Backbone::Densenet121 => densenet::onnx(g, x, prefix, densenet::DENSENET121),
+        Backbone::Densenet201 => densenet::onnx(g, x, prefix, densenet::DENSENET201),
+        Backbone::MobilenetV1 => mobilenet_v1::onnx(g, x, prefix),
+        Backbone::MobilenetV2 => mobilenet_v2::onnx(g, x, prefix),
+        Backbone::Vgg19 => vgg::onnx(g, x, prefix),
+    }
+}

@@ -2,6 +2,7 @@
 
 use super::layers::func_t;
 use super::{Block, Parts};
+use ausweep_onnx::{Graph, OnnxError, Value};
 use tch::nn;
 
 /// Channels of the convolutions in each of the five groups (each group ends in a max-pool).
@@ -65,4 +66,20 @@ pub(crate) fn build(p: &nn::Path, classifier: bool) -> Parts {
         classifier,
         classifier_prefix: "classifier.",
     }
+}
+
+/// The same network as an ONNX graph over the weights under `p`: the fifth group's pooled map.
+pub(crate) fn onnx(g: &mut Graph, x: &Value, p: &str) -> Result<Value, OnnxError> {
+    let mut idx = 0usize;
+    let mut y = x.clone();
+    for chans in GROUPS {
+        for _ in chans.iter() {
+            y = g.conv(&y, &format!("{p}features.{idx}"), 1, 1, 1)?;
+            y = g.relu(&y);
+            idx += 2;
+        }
+        idx += 1;
+        y = g.max_pool(&y, 2, 2, 0, false);
+    }
+    Ok(y)
 }

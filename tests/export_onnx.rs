@@ -1,0 +1,418 @@
+//! `ausweep export` checked by a runtime no one here wrote: every backbone the project trains,
+//! exported by the real binary, run in onnxruntime (PyPI, in the test venv) on face crops of a
+//! real photograph, against ausweep's own libtorch outputs for the same crops.
+
+mod common;
+
+use ausweep_proto::job::{Backbone, Objective};
+use ausweep_trainer::predict::AuModel;
+use ausweep_trainer::train::checkpoint::{self, CheckpointMeta, FORMAT};
+use ausweep_trainer::train::{imagenet, Model};
+use ausweep_vision::face::{image_tensor, AlignSpec, Detector, DetectorConfig, FaceCrop};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use tch::{Device, Kind, Tensor};
+
+const AUS: [u32; 8] = [1, 2, 4, 6, 9, 12, 25, 26];
+const THRESHOLDS: [f64; 8] = [0.5, 0.45, 0.55, 0.4, 0.6, 0.5, 0.35, 0.65];
+const SIZE: i64 = 64;
+/// fp32 parity between ausweep's libtorch model and onnxruntime on the exported file.
+const TOLERANCE: f64 = 1e-4;
+
+/// Four face crops `[4,3,64,64]` (0–255) of a real photograph: the astronaut's face as
+/// `ausweep predict` aligns it, and three more at other scales, places and angles.
+fn crops(dir: &Path) -> Tensor {
+    let photo = common::photo(dir, "astronaut");
+    let img = image::open(&photo).unwrap().to_rgb8();
+    let t = image_tensor(&img).unsqueeze(0).to_kind(Kind::Float);
+    let det = Detector::load(
+        &ausweep_trainer::train::weights::weights_dir(),
+        Device::Cpu,
+        DetectorConfig::default(),
+    )
+    .unwrap();
+    let faces = det.detect(&t).unwrap();
+    let face = faces[0].first().expect("MTCNN finds the astronaut's face");
+    let spec = AlignSpec::default();
+    let c = spec.crop_of(face);
+    let variants = [
+        c,
+        FaceCrop {
+            side: c.side * 1.5,
+            ..c
+        },
+        FaceCrop {
+            centre: [c.centre[0] + 20.0, c.centre[1] - 10.0],
+            angle: c.angle + 0.3,
+            ..c
+        },
+        FaceCrop {
+            side: c.side * 0.7,
+            angle: c.angle - 0.2,
+            ..c
+        },
+    ];
+    spec.extract(&t, &variants, &[0; 4], SIZE).unwrap()
+}
+
+/// libtorch's generator is global and building any net draws from it (the detector's too,
+/// before its weights load): one test at a time builds nets, so every test's model is the
+/// same from run to run whatever the other test threads do.
+fn rng() -> std::sync::MutexGuard<'static, ()> {
+    static RNG: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    RNG.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A checkpoint of `kind` in `dir/final.*` whose every layer matters: seeded weights, batch
+/// norms with statistics and affines far from the identity, and a head standardised on the
+/// crops' features so that the probabilities spread over (0, 1) instead of sitting at 0.5.
+fn checkpoint(dir: &Path, kind: Backbone, crops: &Tensor, objective: Objective) -> PathBuf {
+    tch::manual_seed(7);
+    let m = Model::new(kind, AUS.len(), Device::Cpu);
+    tch::no_grad(|| {
+        if kind == Backbone::MobilenetV2 {
+            // The one backbone whose ImageNet weights `make setup` converts: real weights, as a
+            // lab's model starts from.
+            let file =
+                ausweep_trainer::train::weights::weights_dir().join("mobilenet_v2.safetensors");
+            ausweep_vision::tensors::load_file(&m.backbone_vs, &file, Some("classifier")).unwrap();
+        }
+        for (name, mut t) in m.backbone_vs.variables() {
+            if kind == Backbone::MobilenetV2 {
+                break;
+            }
+            let r = Tensor::rand_like(&t);
+            if name.ends_with("running_mean") || (t.dim() == 1 && name.ends_with("bias")) {
+                t.copy_(&(r * 0.2 - 0.1));
+            } else if name.ends_with("running_var") || (t.dim() == 1 && name.ends_with("weight")) {
+                t.copy_(&(r + 0.5));
+            }
+        }
+        let (mean, std) = imagenet::norm(Device::Cpu);
+        let x = (crops / 255.0 - mean) / std;
+        let pooled = m.backbone.pooled(&x, false, 0);
+        let var = pooled.var_dim(0, false, false);
+        let spread = var.mean(Kind::Float) + 1e-6;
+        let mut head = m.head_vs.variables();
+        head.get_mut("bn.running_mean")
+            .unwrap()
+            .copy_(&pooled.mean_dim(0, false, Kind::Float));
+        head.get_mut("bn.running_var")
+            .unwrap()
+            .copy_(&(var + spread));
+        let fc = head.get_mut("fc.weight").unwrap();
+        fc.copy_(&(&*fc * 4.0));
+    });
+    let meta = CheckpointMeta {
+        format: FORMAT,
+        backbone: kind.name().into(),
+        stage: 2,
+        epoch: 1,
+        aus: AUS.to_vec(),
+        input_size: SIZE as u32,
+        thresholds: THRESHOLDS.to_vec(),
+        metrics: None,
+        optim_step: 0,
+        sha256: String::new(),
+        train_seconds: 0.0,
+        job_digest: String::new(),
+        finished: true,
+        early_stop: None,
+        dataset: None,
+        objective,
+    };
+    checkpoint::write(dir, "final", &m.named_tensors(), meta).unwrap();
+    dir.join("final.safetensors")
+}
+
+/// The largest |a − b|; infinite where onnxruntime gave no finite value (null).
+fn max_diff(a: &[Vec<f64>], b: &[Vec<f32>]) -> f64 {
+    assert_eq!(a.len(), b.len(), "rows");
+    a.iter()
+        .zip(b)
+        .flat_map(|(x, y)| {
+            assert_eq!(x.len(), y.len(), "columns");
+            x.iter().zip(y).map(|(p, q)| {
+                let d = (p - f64::from(*q)).abs();
+                if d.is_nan() {
+                    f64::INFINITY
+                } else {
+                    d
+                }
+            })
+        })
+        .fold(0.0, f64::max)
+}
+
+fn rows(v: &serde_json::Value) -> Vec<Vec<f64>> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let r = r.as_array().unwrap_or_else(|| panic!("not rows: {v}"));
+            r.iter().map(|x| x.as_f64().unwrap_or(f64::NAN)).collect()
+        })
+        .collect()
+}
+
+/// Runs `model` in onnxruntime on input `x` (scripts/onnx_check.py): its outputs (batch and one
+/// item at a time, each row flattened), inputs and metadata.
+fn onnxruntime(model: &Path, x: &Tensor) -> serde_json::Value {
+    let raw = model.with_extension("input.f32");
+    let bytes: Vec<u8> = Vec::<f32>::try_from(x.to_kind(Kind::Float).contiguous().view([-1]))
+        .unwrap()
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    std::fs::write(&raw, bytes).unwrap();
+    let shape: Vec<String> = x.size().iter().map(i64::to_string).collect();
+    let report = model.with_extension("ort.json");
+    ausweep_testkit::python::run(
+        "onnx_check.py",
+        &[
+            model.as_os_str(),
+            raw.as_os_str(),
+            shape.join(",").as_ref(),
+            report.as_os_str(),
+        ],
+    );
+    serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap()
+}
+
+/// `t` as rows of its first dimension.
+fn own_rows(t: &Tensor) -> Vec<Vec<f32>> {
+    let n = t.size()[0];
+    let flat = Vec::<f32>::try_from(t.contiguous().view([-1])).unwrap();
+    flat.chunks(flat.len() / n as usize)
+        .map(<[f32]>::to_vec)
+        .collect()
+}
+
+/// Exports `kind` with the real binary, runs it in onnxruntime, and compares.
+fn parity(kind: Backbone, objective: Objective) {
+    let d = tempfile::tempdir().unwrap();
+    let (x, ckpt) = {
+        let _one = rng();
+        let x = crops(d.path());
+        let ckpt = checkpoint(&d.path().join("model"), kind, &x, objective);
+        (x, ckpt)
+    };
+    let onnx = d.path().join("model.onnx");
+    let out = Command::new(env!("CARGO_BIN_EXE_ausweep"))
+        .args(["export", "--model", ckpt.to_str().unwrap(), "--out"])
+        .arg(&onnx)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "export failed: {}{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("{} stage 2, 8 AU(s)", kind.name())),
+        "{stdout}"
+    );
+
+    let own = {
+        let _one = rng();
+        AuModel::load(&ckpt, Device::Cpu).unwrap()
+    }
+    .predict(&x);
+    let own_probs: Vec<Vec<f32>> = own.iter().map(|p| p.probs.clone()).collect();
+    let flat: Vec<f32> = own_probs.iter().flatten().copied().collect();
+    let (lo, hi) = flat
+        .iter()
+        .fold((1.0f32, 0.0f32), |(l, h), &p| (l.min(p), h.max(p)));
+    eprintln!("{}: probabilities in [{lo:.3}, {hi:.3}]", kind.name());
+    assert!(
+        hi - lo > 0.2,
+        "the model's probabilities sit in [{lo}, {hi}]: too flat to test parity"
+    );
+
+    let r = onnxruntime(&onnx, &x);
+    assert_eq!(
+        r["inputs"],
+        serde_json::json!([["crops", ["batch", 3, SIZE, SIZE]]]),
+        "{r}"
+    );
+    let batch = max_diff(&rows(&r["batch"]["probs"]), &own_probs);
+    let single = max_diff(&rows(&r["single"]["probs"]), &own_probs);
+    assert!(
+        batch <= TOLERANCE && single <= TOLERANCE,
+        "{}: onnxruntime differs from ausweep by {batch:e} (batch of 4), {single:e} (one at a time)",
+        kind.name()
+    );
+    let meta = &r["metadata"];
+    let recorded = checkpoint::read_meta(&ckpt).unwrap();
+    assert_eq!(meta["ausweep.aus"], "1,2,4,6,9,12,25,26", "{meta}");
+    assert_eq!(
+        meta["ausweep.thresholds"],
+        "0.5,0.45,0.55,0.4,0.6,0.5,0.35,0.65"
+    );
+    assert_eq!(meta["ausweep.backbone"], kind.name());
+    assert_eq!(meta["ausweep.input_size"], "64");
+    assert_eq!(meta["ausweep.source_sha256"], recorded.sha256.as_str());
+    let back: CheckpointMeta =
+        serde_json::from_str(meta["ausweep.checkpoint"].as_str().unwrap()).unwrap();
+    assert_eq!(back, recorded);
+    match objective {
+        Objective::Occurrence => {
+            assert_eq!(r["outputs"], serde_json::json!(["probs"]));
+            assert_eq!(meta["ausweep.objective"], "occurrence");
+        }
+        Objective::Intensity => {
+            assert_eq!(r["outputs"], serde_json::json!(["probs", "intensity"]));
+            assert_eq!(meta["ausweep.objective"], "intensity");
+            let levels: Vec<Vec<f32>> = own.iter().map(|p| p.intensity.clone().unwrap()).collect();
+            let d = max_diff(&rows(&r["batch"]["intensity"]), &levels);
+            assert!(d <= 5.0 * TOLERANCE, "intensity differs by {d:e}");
+        }
+    }
+    eprintln!("{}", stdout.trim());
+    eprintln!(
+        "{}: onnxruntime {} vs ausweep: max |Δp| {batch:.2e} (batch), {single:.2e} (single)",
+        kind.name(),
+        r["onnxruntime"]
+    );
+}
+
+#[test]
+fn densenet121_runs_the_same_in_onnxruntime() {
+    parity(Backbone::Densenet121, Objective::Occurrence);
+}
+
+#[test]
+fn densenet201_runs_the_same_in_onnxruntime() {
+    parity(Backbone::Densenet201, Objective::Occurrence);
+}
+
+#[test]
+fn mobilenet_v1_runs_the_same_in_onnxruntime() {
+    parity(Backbone::MobilenetV1, Objective::Occurrence);
+}
+
+#[test]
+fn mobilenet_v2_runs_the_same_in_onnxruntime() {
+    parity(Backbone::MobilenetV2, Objective::Occurrence);
+}
+
+#[test]
+fn vgg19_runs_the_same_in_onnxruntime() {
+    parity(Backbone::Vgg19, Objective::Occurrence);
+}
+
+#[test]
+fn an_intensity_model_exports_its_levels_too() {
+    parity(Backbone::MobilenetV2, Objective::Intensity);
+}
+
+#[test]
+fn a_damaged_checkpoint_is_refused_and_writes_nothing() {
+    let d = tempfile::tempdir().unwrap();
+    let x = Tensor::zeros([1, 3, SIZE, SIZE], (Kind::Float, Device::Cpu));
+    let _one = rng();
+    let ckpt = checkpoint(
+        &d.path().join("model"),
+        Backbone::MobilenetV2,
+        &x,
+        Objective::Occurrence,
+    );
+    let mut bytes = std::fs::read(&ckpt).unwrap();
+    let n = bytes.len();
+    bytes[n - 1] ^= 0xff;
+    std::fs::write(&ckpt, bytes).unwrap();
+    let onnx = d.path().join("model.onnx");
+    let out = Command::new(env!("CARGO_BIN_EXE_ausweep"))
+        .args(["export", "--model", ckpt.to_str().unwrap(), "--out"])
+        .arg(&onnx)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("does not match the recorded") && err.contains("final.safetensors"),
+        "{err}"
+    );
+    assert!(!onnx.exists(), "a refused export left {}", onnx.display());
+}
+
+#[test]
+fn the_face_detector_runs_the_same_in_onnxruntime() {
+    use ausweep_vision::face::nets::{ONet, PNet, RNet};
+    let d = tempfile::tempdir().unwrap();
+    let _one = rng();
+    let x = crops(d.path());
+    let ckpt = checkpoint(
+        &d.path().join("model"),
+        Backbone::MobilenetV1,
+        &x,
+        Objective::Occurrence,
+    );
+    let out = Command::new(env!("CARGO_BIN_EXE_ausweep"))
+        .args([
+            "export",
+            "--detector",
+            "--model",
+            ckpt.to_str().unwrap(),
+            "--out",
+        ])
+        .arg(d.path().join("onnx/au.onnx"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let weights = ausweep_trainer::train::weights::weights_dir();
+    let file = |n: &str| weights.join(format!("mtcnn_{n}.safetensors"));
+    let norm = |t: &Tensor| (t - 127.5) * 0.0078125;
+    let photo = common::photo(d.path(), "astronaut");
+    let img = image::open(&photo).unwrap().to_rgb8();
+    let image = image_tensor(&img).unsqueeze(0).to_kind(Kind::Float);
+    let spec = AlignSpec::default();
+    let c = FaceCrop {
+        centre: [224.0, 117.0],
+        side: 110.0,
+        angle: 0.0,
+    };
+    let boxes = [
+        c,
+        FaceCrop { side: 80.0, ..c },
+        FaceCrop {
+            centre: [100.0, 300.0],
+            ..c
+        },
+    ];
+    let check = |net: &str, x: &Tensor, own: Vec<(&str, Tensor)>| {
+        let r = onnxruntime(&d.path().join(format!("onnx/mtcnn_{net}.onnx")), x);
+        for (name, t) in own {
+            let want = own_rows(&t);
+            let diff = max_diff(&rows(&r["batch"][name]), &want);
+            let single = max_diff(&rows(&r["single"][name]), &want);
+            assert!(
+                diff <= TOLERANCE && single <= TOLERANCE,
+                "{net} `{name}`: onnxruntime differs by {diff:e} (batch), {single:e} (single)"
+            );
+            eprintln!("{net} {name}: max |Δ| {diff:.2e}");
+        }
+    };
+    let _guard = tch::no_grad_guard();
+    let p = PNet::load(&file("pnet"), Device::Cpu).unwrap();
+    let (reg, prob) = p.forward(&norm(&image));
+    check("pnet", &image, vec![("regression", reg), ("probs", prob)]);
+    let r24 = spec.extract(&image, &boxes, &[0; 3], 24).unwrap();
+    let r = RNet::load(&file("rnet"), Device::Cpu).unwrap();
+    let (reg, prob) = r.forward(&norm(&r24));
+    check("rnet", &r24, vec![("regression", reg), ("probs", prob)]);
+    let o48 = spec.extract(&image, &boxes, &[0; 3], 48).unwrap();
+    let o = ONet::load(&file("onet"), Device::Cpu).unwrap();
+    let (reg, marks, prob) = o.forward(&norm(&o48));
+    check(
+        "onet",
+        &o48,
+        vec![("regression", reg), ("landmarks", marks), ("probs", prob)],
+    );
+}
