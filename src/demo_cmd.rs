@@ -185,7 +185,7 @@ async fn demo(a: DemoArgs) -> Result<()> {
     check_weights(&parsed.manifest)?;
 
     let out = &a.out;
-    for sub in ["state", "worker", "report"] {
+    for sub in ["state", "worker", "report", "models"] {
         let p = out.join(sub);
         if p.exists() {
             std::fs::remove_dir_all(&p).with_context(|| format!("clearing {}", p.display()))?;
@@ -309,6 +309,24 @@ async fn demo(a: DemoArgs) -> Result<()> {
         report_dir.display(),
         chart.map_or(String::new(), |c| format!(", chart {}", c.display()))
     );
+
+    let conn = ausweep_admin::Conn::plain(&url, Some(admin_token.clone()));
+    let mut backbones: Vec<String> = Vec::new();
+    for j in &st.jobs {
+        if !j.backbone.is_empty() && !backbones.contains(&j.backbone) {
+            backbones.push(j.backbone.clone());
+        }
+    }
+    let models = crate::demo_models::export(&sub.sweep_id, &backbones, &conn, out).await?;
+    if let Some(first) = models.first() {
+        let exe = std::env::args().next().unwrap_or_else(|| "ausweep".into());
+        eprintln!(
+            "demo: models in {} (checkpoint and ONNX per backbone, the face detector as ONNX; \
+             docs/export.md)\ndemo: try a photo of your own: {exe} predict --device cpu --model {} PHOTO.jpg",
+            out.join("models").display(),
+            first.display()
+        );
+    }
 
     if a.keep {
         eprintln!(

@@ -17,6 +17,8 @@ mod cluster_cmd;
 mod dataset_cmd;
 #[cfg(feature = "train")]
 mod demo_cmd;
+#[cfg(feature = "train")]
+mod demo_models;
 #[cfg(test)]
 mod doc_commands;
 #[cfg(test)]

@@ -1,6 +1,8 @@
 //! `ausweep demo` as a process: a tiny manifest through the local coordinator and worker to the
 //! report and chart, and a bad manifest refused before anything starts.
 
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -74,6 +76,47 @@ fn demo_runs_a_sweep_to_the_report_and_stops_its_worker() {
     for f in ["report.md", "report.csv", "report.json", "fig5.svg"] {
         assert!(out_dir.join("report").join(f).is_file(), "{f} missing");
     }
+    // The models are kept, as a checkpoint and as ONNX, with the face detector beside them.
+    let models = out_dir.join("models");
+    for f in [
+        "mobilenet_v2.safetensors",
+        "mobilenet_v2.json",
+        "mobilenet_v2.onnx",
+        "mtcnn_pnet.onnx",
+        "mtcnn_rnet.onnx",
+        "mtcnn_onet.onnx",
+    ] {
+        assert!(models.join(f).is_file(), "models/{f} missing: {stderr}");
+    }
+    // The predict line works as pasted, on a photograph in place of PHOTO.jpg.
+    let line = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("demo: try a photo of your own: "))
+        .unwrap_or_else(|| panic!("no predict line: {stderr}"));
+    let photo = common::photo(tmp.path(), "astronaut");
+    let words: Vec<String> = line
+        .split_whitespace()
+        .map(|w| {
+            if w == "PHOTO.jpg" {
+                photo.display().to_string()
+            } else {
+                w.to_string()
+            }
+        })
+        .collect();
+    let p = Command::new(&words[0]).args(&words[1..]).output().unwrap();
+    let printed = String::from_utf8_lossy(&p.stdout);
+    assert!(
+        p.status.success(),
+        "{line}: {}",
+        String::from_utf8_lossy(&p.stderr)
+    );
+    let faces: serde_json::Value = serde_json::from_str(printed.trim()).unwrap();
+    assert_eq!(
+        faces["faces"].as_array().map(Vec::len),
+        Some(1),
+        "{printed}"
+    );
     // Tokens are private to the user.
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(out_dir.join("admin-token"))

@@ -66,7 +66,9 @@ pub fn pick_best<'a>(jobs: &'a [v1::JobStatus], backbone: &str) -> Option<&'a v1
         })
 }
 
-async fn fetch_best(
+/// Downloads (into `cache_dir`, unpacked) the final checkpoint of `backbone` that [`pick_best`]
+/// picks in `sweep`; its file and a line saying where it came from.
+pub async fn fetch_best(
     sweep: &str,
     backbone: &str,
     remote: &Remote,

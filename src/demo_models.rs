@@ -1,0 +1,53 @@
+//! The demo's last step: each backbone's best model as a checkpoint and an ONNX file in
+//! `<out>/models/`, the face detector as ONNX beside them, and a `predict` line that works as
+//! pasted.
+
+use crate::predict::model_ref;
+use anyhow::{Context, Result};
+use ausweep_vision::face::export::{self, Net};
+use std::path::{Path, PathBuf};
+
+/// Writes `<out>/models/<backbone>.{safetensors,json,onnx}` for every backbone of `sweep`
+/// (its best fold's final checkpoint, as `--model SWEEP:BACKBONE` picks it) and the MTCNN
+/// nets; the checkpoints written.
+pub async fn export(
+    sweep: &str,
+    backbones: &[String],
+    conn: &ausweep_admin::Conn,
+    out: &Path,
+) -> Result<Vec<PathBuf>> {
+    let models = out.join("models");
+    std::fs::create_dir_all(&models).with_context(|| format!("creating {}", models.display()))?;
+    let cache = models.join(".download");
+    let mut written = Vec::new();
+    for b in backbones {
+        let (ckpt, how) = model_ref::fetch_best(sweep, b, conn, &cache).await?;
+        let dst = models.join(format!("{b}.safetensors"));
+        for ext in ["safetensors", "json"] {
+            let (from, to) = (ckpt.with_extension(ext), dst.with_extension(ext));
+            std::fs::copy(&from, &to)
+                .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+        }
+        let onnx = dst.with_extension("onnx");
+        ausweep_trainer::export::write_au_model(&dst, &onnx)
+            .with_context(|| format!("exporting {}", dst.display()))?;
+        eprintln!(
+            "demo: {b}: {how}\n      -> {} and {}",
+            dst.display(),
+            onnx.display()
+        );
+        written.push(dst);
+    }
+    std::fs::remove_dir_all(&cache).ok();
+    let weights = ausweep_trainer::train::weights::weights_dir();
+    for net in Net::ALL {
+        let file = models.join(format!("mtcnn_{}.onnx", net.name()));
+        match export::onnx(&weights, net) {
+            Ok(bytes) => ausweep_fsutil::write(&file, &bytes)
+                .with_context(|| format!("writing {}", file.display()))?,
+            // The AU models stand without it; `ausweep predict` names the same fix.
+            Err(e) => eprintln!("demo: no ONNX face detector: {e}"),
+        }
+    }
+    Ok(written)
+}
