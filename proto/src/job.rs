@@ -117,6 +117,9 @@ pub enum LossKind {
     /// Mean squared error of the predicted intensity (0–5) against the label (`objective:
     /// intensity` only).
     Mse,
+    /// MSE with each AU's non-zero labels weighted by the square root of its zero-to-non-zero
+    /// frame ratio in the training fold, for DISFA's imbalance (`objective: intensity` only).
+    WeightedMse,
 }
 
 /// What a job's model predicts.
@@ -489,6 +492,14 @@ impl LossKind {
     pub fn name(self) -> &'static str {
         loss_name(self)
     }
+
+    /// The objective this loss trains: intensity for `mse` and `weighted_mse`, else occurrence.
+    pub fn objective(self) -> Objective {
+        match self {
+            LossKind::Mse | LossKind::WeightedMse => Objective::Intensity,
+            _ => Objective::Occurrence,
+        }
+    }
 }
 
 /// A loss's name as job files write it.
@@ -499,6 +510,7 @@ fn loss_name(l: LossKind) -> &'static str {
         LossKind::WeightedBce => "weighted_bce",
         LossKind::LsepBce => "lsep_bce",
         LossKind::Mse => "mse",
+        LossKind::WeightedMse => "weighted_mse",
     }
 }
 
@@ -678,25 +690,27 @@ impl JobSpec {
                 );
             }
         }
-        match (self.objective, self.loss) {
-            (Objective::Intensity, LossKind::Mse) | (Objective::Occurrence, _) => {}
-            (Objective::Intensity, l) => {
+        match (self.objective, self.loss.objective()) {
+            (Objective::Intensity, Objective::Occurrence) => {
                 return bad(
                     "loss",
                     format!(
-                        "objective intensity trains with `mse`, got `{}`",
-                        loss_name(l)
+                        "objective intensity trains with `mse` or `weighted_mse`, got `{}`",
+                        loss_name(self.loss)
                     ),
                 );
             }
-        }
-        if self.objective == Objective::Occurrence && self.loss == LossKind::Mse {
-            return bad(
-                "loss",
-                "`mse` is the intensity loss; set `objective: intensity`, or use lsep, bce, \
-                 weighted_bce or lsep_bce"
-                    .into(),
-            );
+            (Objective::Occurrence, Objective::Intensity) => {
+                return bad(
+                    "loss",
+                    format!(
+                        "`{}` is an intensity loss; set `objective: intensity`, or use lsep, \
+                         bce, weighted_bce or lsep_bce",
+                        loss_name(self.loss)
+                    ),
+                );
+            }
+            _ => {}
         }
         if self.data.presence_threshold == 0 || self.data.presence_threshold > 5 {
             return bad(
@@ -890,14 +904,21 @@ loss: mse
                     "{MINIMAL}objective: intensity
 "
                 ),
-                "trains with `mse`, got `lsep`",
+                "trains with `mse` or `weighted_mse`, got `lsep`",
             ),
             (
                 format!(
                     "{MINIMAL}loss: mse
 "
                 ),
-                "`mse` is the intensity loss",
+                "`mse` is an intensity loss",
+            ),
+            (
+                format!(
+                    "{MINIMAL}loss: weighted_mse
+"
+                ),
+                "`weighted_mse` is an intensity loss",
             ),
         ] {
             let e = JobSpec::from_yaml(&doc, "j").unwrap_err().to_string();

@@ -5,6 +5,7 @@
 //! idempotent; any change gives a new id (and the store gives it the next version of its name).
 
 mod locate;
+mod objective;
 mod suggest;
 mod types;
 
@@ -125,6 +126,8 @@ pub fn parse_limited(text: &str, file: &str, max_bytes: usize) -> Result<Parsed,
             hint,
         }
     })?;
+    let mut manifest = manifest;
+    objective::default_intensity_aus(&mut manifest, text);
     validate(&manifest).map_err(|(field, message, hint)| err(&field, message, hint))?;
     let canonical =
         serde_json::to_string(&manifest).map_err(|e| err("(top level)", e.to_string(), None))?;
@@ -174,23 +177,26 @@ fn validate(m: &Manifest) -> Result<(), Invalid> {
         );
     }
     {
-        use ausweep_proto::job::{LossKind, Objective};
-        match (m.objective, m.loss) {
-            (Objective::Intensity, LossKind::Mse) => {}
-            (Objective::Intensity, l) => {
+        use ausweep_proto::job::Objective;
+        match (m.objective, m.loss.objective()) {
+            (Objective::Intensity, Objective::Occurrence) => {
                 return bad(
                     "loss",
                     format!(
-                        "`{}` is an occurrence loss; `objective: intensity` trains with `mse`",
-                        l.name()
+                        "`{}` is an occurrence loss; `objective: intensity` trains with `mse` or \
+                         `weighted_mse`",
+                        m.loss.name()
                     ),
                     Some("loss: mse (docs/intensity.md)"),
                 )
             }
-            (Objective::Occurrence, LossKind::Mse) => {
+            (Objective::Occurrence, Objective::Intensity) => {
                 return bad(
                     "loss",
-                    "`mse` trains AU intensity; add `objective: intensity`",
+                    format!(
+                        "`{}` trains AU intensity; add `objective: intensity`",
+                        m.loss.name()
+                    ),
                     Some("objective: intensity (docs/intensity.md)"),
                 )
             }
@@ -537,11 +543,18 @@ pub fn job_spec(
     }
     let mut doc =
         serde_json::to_value(&spec).map_err(|e| ("(top level)".to_string(), e.to_string()))?;
+    // Occurrence stays out of a job's YAML (so older digests hold); a grid may still set it.
+    if let Some(obj) = doc.as_object_mut() {
+        obj.entry("objective")
+            .or_insert_with(|| serde_json::json!(spec.objective));
+    }
     for (axis, value) in &grid.values {
         set_path(&mut doc, axis, value.clone()).map_err(|msg| (format!("grid.{axis}"), msg))?;
     }
-    serde_path_to_error::deserialize(doc)
-        .map_err(|e| (format!("grid.{}", e.path()), e.inner().to_string()))
+    let mut spec: JobSpec = serde_path_to_error::deserialize(doc)
+        .map_err(|e| (format!("grid.{}", e.path()), e.inner().to_string()))?;
+    objective::loss_follows_objective(grid, &mut spec);
+    Ok(spec)
 }
 
 fn set_path(

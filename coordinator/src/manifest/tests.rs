@@ -62,6 +62,76 @@ fn grid_points_expand_and_apply() {
     assert_eq!(points[5].label(), "seed=3,train.lr=0.001");
 }
 
+#[test]
+fn intensity_on_disfa_trains_its_twelve_aus_unless_the_manifest_lists_them() {
+    use ausweep_proto::job::{LossKind, Objective, DISFA_LABELLED_AUS};
+    let paper = experiments("paper.yaml");
+    let unlisted = paper.replace("  aus: [1, 2, 4, 6, 9, 12, 25, 26]\n", "");
+    assert_ne!(unlisted, paper, "paper.yaml lists its AUs");
+    let intensity = format!("{unlisted}objective: intensity\n").replace("loss: lsep", "loss: mse");
+    let p = parse(&intensity, "i").unwrap();
+    assert_eq!(p.manifest.dataset.aus, DISFA_LABELLED_AUS);
+    let g = &grid_points(&p.manifest)[0];
+    let spec = job_spec(&p.manifest, Backbone::MobilenetV2, 1, 2, g).unwrap();
+    assert_eq!(
+        (spec.objective, spec.loss),
+        (Objective::Intensity, LossKind::Mse)
+    );
+    assert_eq!(spec.data.aus, DISFA_LABELLED_AUS);
+    // Written into the canonical form: the sweep id says which AUs run.
+    assert!(
+        p.canonical.contains("[1,2,4,5,6,9,12,15,17,20,25,26]"),
+        "{}",
+        p.canonical
+    );
+    // Listed AUs stay; occurrence keeps the paper's 8; the synthetic set labels 8.
+    let listed = format!("{paper}objective: intensity\n").replace("loss: lsep", "loss: mse");
+    assert_eq!(
+        parse(&listed, "l").unwrap().manifest.dataset.aus,
+        [1, 2, 4, 6, 9, 12, 25, 26]
+    );
+    assert_eq!(
+        parse(&unlisted, "o").unwrap().manifest.dataset.aus,
+        [1, 2, 4, 6, 9, 12, 25, 26]
+    );
+    let synthetic = parse(&experiments("demo-intensity.yaml"), "s").unwrap();
+    assert_eq!(synthetic.manifest.dataset.aus, [1, 2, 4, 6, 9, 12, 25, 26]);
+}
+
+#[test]
+fn a_grid_over_objective_gives_each_point_a_loss_of_its_own() {
+    use ausweep_proto::job::{LossKind, Objective};
+    let text = format!(
+        "{}grid:\n  objective: [occurrence, intensity]\n",
+        experiments("demo.yaml")
+    );
+    let p = parse(&text, "g").unwrap();
+    let points = grid_points(&p.manifest);
+    let run: Vec<(Objective, LossKind)> = points
+        .iter()
+        .map(|g| {
+            let s = job_spec(&p.manifest, Backbone::MobilenetV2, 1, 2, g).unwrap();
+            (s.objective, s.loss)
+        })
+        .collect();
+    assert_eq!(
+        run,
+        [
+            (Objective::Occurrence, LossKind::LsepBce),
+            (Objective::Intensity, LossKind::Mse)
+        ]
+    );
+    // The demo's loss (lsep_bce) fits occurrence and stays there. A grid that sets the loss
+    // too keeps it, and a pair that cannot train is refused there.
+    let both = format!("{text}  loss: [weighted_mse]\n");
+    let e = parse(&both, "b").unwrap_err();
+    assert_eq!(e.field, "grid.loss", "{e}");
+    assert!(
+        e.message.contains("`weighted_mse` is an intensity loss"),
+        "{e}"
+    );
+}
+
 /// Every file in testdata/manifests/bad fails with the file name, the line marked `# <-`, the
 /// field and the hint its `# expect:` header lists.
 #[test]

@@ -1,4 +1,5 @@
-//! Losses on logits: LSEP (Li, Song, Luo 2017), BCE, weighted BCE and LSEP + weighted BCE.
+//! Losses on logits: LSEP (Li, Song, Luo 2017), BCE, weighted BCE and LSEP + weighted BCE for
+//! occurrence; MSE and weighted MSE of `5·sigmoid` for intensity.
 
 use ausweep_proto::job::LossKind;
 use tch::{Kind, Reduction, Tensor};
@@ -43,7 +44,8 @@ pub fn inverse_frequency_weights(labels: &Tensor) -> Tensor {
     w.where_self(&pos.gt(0.0), &w.ones_like()).clamp(1.0, 100.0)
 }
 
-/// The job's loss on a batch; `pos_weight` is used by the weighted variants.
+/// The job's loss on a batch; `pos_weight` is used by the weighted variants (for intensity:
+/// [`intensity_weights`]).
 pub fn compute(kind: LossKind, logits: &Tensor, targets: &Tensor, pos_weight: &Tensor) -> Tensor {
     match kind {
         LossKind::Lsep => lsep(logits, targets),
@@ -51,7 +53,25 @@ pub fn compute(kind: LossKind, logits: &Tensor, targets: &Tensor, pos_weight: &T
         LossKind::WeightedBce => bce(logits, targets, Some(pos_weight)),
         LossKind::LsepBce => lsep(logits, targets) + bce(logits, targets, Some(pos_weight)),
         LossKind::Mse => mse_intensity(logits, targets),
+        LossKind::WeightedMse => weighted_mse_intensity(logits, targets, pos_weight),
     }
+}
+
+/// Per-AU weights of non-zero intensity labels for `weighted_mse`: `sqrt(#zero / #non-zero)`
+/// over the training frames' intensities `[N, K]` (1 for an AU never or always active, at most
+/// 10). The square root tempers full inverse frequency, which would push neutral frames up.
+pub fn intensity_weights(intensities: &Tensor) -> Tensor {
+    inverse_frequency_weights(&intensities.ge(1.0)).sqrt()
+}
+
+/// `Σ w·(5·sigmoid(z) − y)² / Σ w`, with `w = weights[k]` where the label `y ≥ 1` and 1 where it
+/// is 0: the rare active frames of each AU count as much as [`intensity_weights`] says.
+pub fn weighted_mse_intensity(logits: &Tensor, targets: &Tensor, weights: &Tensor) -> Tensor {
+    let y = targets.to_kind(Kind::Float);
+    let active = y.ge(1.0).to_kind(Kind::Float);
+    let w = (weights.to_kind(Kind::Float).unsqueeze(0) - 1.0) * &active + 1.0;
+    let sq = (logits.sigmoid() * INTENSITY_SCALE - &y).square();
+    (&w * sq).sum(Kind::Float) / w.sum(Kind::Float)
 }
 
 /// The intensity a head's output stands for: `5·sigmoid(z)`, on DISFA's 0–5 scale.
@@ -153,6 +173,27 @@ mod tests {
         assert!((v - 1000.0).abs() < 1e-3, "{v}");
         let g: Vec<f32> = Vec::try_from(x.grad().flatten(0, -1)).unwrap();
         assert!(g.iter().all(|v| v.is_finite()), "{g:?}");
+    }
+
+    #[test]
+    fn weighted_mse_weighs_active_labels_by_the_square_root_of_their_rarity() {
+        // AU a: one frame of four active (ratio 3 → weight √3); AU b: two of four (weight 1).
+        let y = Tensor::from_slice(&[3.0f32, 0.0, 0.0, 2.0, 0.0, 1.0, 0.0, 0.0]).reshape([4, 2]);
+        let w: Vec<f32> = Vec::try_from(intensity_weights(&y)).unwrap();
+        assert!((w[0] - 3f32.sqrt()).abs() < 1e-6 && w[1] == 1.0, "{w:?}");
+        // Logits 0: every prediction is 2.5.
+        let z = Tensor::zeros([4, 2], (Kind::Float, Device::Cpu));
+        let got = weighted_mse_intensity(&z, &y, &intensity_weights(&y)).double_value(&[]);
+        let r3 = 3f64.sqrt();
+        // Squared errors: a: 0.25 (active, w √3), 6.25 ×3; b: 6.25, 0.25 (active), 2.25 (active), 6.25.
+        let num = r3 * 0.25 + 3.0 * 6.25 + 6.25 + 0.25 + 2.25 + 6.25;
+        let want = num / (r3 + 3.0 + 4.0);
+        assert!((got - want).abs() < 1e-6, "{got} vs {want}");
+        // With unit weights it is the plain MSE.
+        let ones = Tensor::ones([2], (Kind::Float, Device::Cpu));
+        let plain = mse_intensity(&z, &y).double_value(&[]);
+        let unit = weighted_mse_intensity(&z, &y, &ones).double_value(&[]);
+        assert!((plain - unit).abs() < 1e-9, "{plain} vs {unit}");
     }
 
     #[test]

@@ -13,7 +13,7 @@ use super::loss;
 use super::metrics::Scores;
 use super::optim::Adam;
 use super::weights;
-use ausweep_proto::job::{JobSpec, Unfreeze, WeightsSource};
+use ausweep_proto::job::{JobSpec, Objective, Unfreeze, WeightsSource};
 use ausweep_proto::trainer::progress::{self, Event};
 use ausweep_proto::trainer::result::JobResult;
 
@@ -280,7 +280,12 @@ pub fn run(spec: &JobSpec, opts: &RunOptions) -> Result<JobResult, TrainError> {
         features,
         val_features,
         first_train_block,
-        pos_weight: loss::inverse_frequency_weights(&bm.labels(&train)).to_device(device),
+        pos_weight: if spec.objective == Objective::Intensity {
+            loss::intensity_weights(&bm.labels(&train))
+        } else {
+            loss::inverse_frequency_weights(&bm.labels(&train))
+        }
+        .to_device(device),
         ckpt_dir,
         digest,
         identity: dataset_identity,
