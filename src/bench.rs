@@ -76,6 +76,9 @@ pub enum BenchCmd {
     /// Dataset preparation frames/s (decode, detect, align, write) and alignment accuracy on
     /// synthetic DISFA-like videos, next to facenet-pytorch's MTCNN + OpenCV on the same videos.
     Prepare(crate::bench_prepare::Args),
+    /// Per backbone: parameters, multiply-adds and ONNX file size per face, and CPU latency with
+    /// one thread and all threads, next to onnxruntime on the same exported file.
+    Cost(crate::bench_cost::Args),
     /// `ausweep predict` faces/s (MTCNN + alignment + AU model) next to facenet-pytorch's MTCNN +
     /// the same MobileNet-v2 and head in PyTorch eager, on the same photos.
     Predict {
@@ -104,6 +107,7 @@ pub fn run(cmd: BenchCmd) -> Result<()> {
             no_reference,
         } => crate::bench_predict::run(size, reps, &device, no_reference),
         BenchCmd::Prepare(args) => crate::bench_prepare::run(args),
+        BenchCmd::Cost(args) => crate::bench_cost::run(args),
         BenchCmd::Train {
             backbones,
             batch,

@@ -40,14 +40,17 @@ pub fn run(a: ExportArgs) -> Result<()> {
     if let Some(dir) = a.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let meta = ausweep_trainer::export::write_au_model(&ckpt, &a.out)
+    let exported = ausweep_trainer::export::write_au_model(&ckpt, &a.out)
         .with_context(|| format!("exporting {}", ckpt.display()))?;
+    let meta = &exported.meta;
     let bytes = std::fs::metadata(&a.out).map(|m| m.len()).unwrap_or(0);
     println!(
-        "wrote {} ({:.1} MB, ONNX opset {}): {} stage {}, {} AU(s) {:?}, {objective}, input \
-         `{input}` [N,3,{s},{s}] RGB 0-255, output `{probs}`{extra}; from {how}",
+        "wrote {} ({:.1} MB, ONNX opset {}, {:.0} M multiply-adds per face): {} stage {}, {} \
+         AU(s) {:?}, {objective}, input `{input}` [N,3,{s},{s}] RGB 0-255, output \
+         `{probs}`{extra}; from {how}",
         a.out.display(),
         bytes as f64 / 1e6,
+        exported.macs as f64 / 1e6,
         ausweep_onnx::OPSET,
         meta.backbone,
         meta.stage,

@@ -7,6 +7,8 @@ mod alloc;
 #[cfg(feature = "train")]
 mod bench;
 #[cfg(feature = "train")]
+mod bench_cost;
+#[cfg(feature = "train")]
 mod bench_predict;
 #[cfg(feature = "train")]
 mod bench_prepare;

@@ -416,3 +416,43 @@ fn the_face_detector_runs_the_same_in_onnxruntime() {
         vec![("regression", reg), ("landmarks", marks), ("probs", prob)],
     );
 }
+
+#[test]
+fn the_cost_bench_counts_parameters_and_times_both_runtimes() {
+    let out = Command::new(env!("CARGO_BIN_EXE_ausweep"))
+        .args([
+            "bench",
+            "cost",
+            "--backbones",
+            "mobilenet_v2",
+            "--size",
+            "64",
+            "--reps",
+            "2",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("| mobilenet_v2 |"))
+        .unwrap_or_else(|| panic!("no mobilenet_v2 row: {stdout}"));
+    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    // torchvision's MobileNet-v2 without its classifier (2,223,872) plus the 8-AU head's BN
+    // (2 × 1280) and linear layer (1280 × 8 + 8).
+    assert_eq!(cells[2], "2.24", "{row}");
+    // 64 px: (64/224)² of the 224-px count, give or take the borders.
+    let gmacs: f64 = cells[3].parse().unwrap();
+    assert!((0.02..0.03).contains(&gmacs), "{row}");
+    for i in [5, 6, 8, 9] {
+        let ms: f64 = cells[i]
+            .parse()
+            .unwrap_or_else(|_| panic!("cell {i}: {row}"));
+        assert!(ms > 0.0, "{row}");
+    }
+}

@@ -54,6 +54,10 @@ pub struct Graph {
     init: Vec<TensorProto>,
     inputs: Vec<ValueInfoProto>,
     outputs: Vec<ValueInfoProto>,
+    /// Shapes known so far (the batch dimension counted as 1).
+    shapes: BTreeMap<String, Vec<i64>>,
+    /// Multiply-adds per item; `None` once a shape is unknown (a free image size).
+    macs: Option<u64>,
 }
 
 fn attr_int(name: &str, i: i64) -> AttributeProto {
@@ -128,12 +132,32 @@ impl Graph {
             init: Vec::new(),
             inputs: Vec::new(),
             outputs: Vec::new(),
+            shapes: BTreeMap::new(),
+            macs: Some(0),
         }
+    }
+
+    /// Multiply-adds of the graph so far for one item of the batch (convolutions and dense
+    /// layers); `None` where an input dimension other than the batch is free.
+    pub fn macs(&self) -> Option<u64> {
+        self.macs
     }
 
     /// Declares a float input.
     pub fn input(&mut self, name: &str, dims: &[Dim]) -> Value {
         self.inputs.push(value_info(name, dims));
+        let known: Option<Vec<i64>> = dims
+            .iter()
+            .enumerate()
+            .map(|(i, d)| match d {
+                Dim::Fixed(n) => Some(*n),
+                Dim::Named(_) if i == 0 => Some(1),
+                Dim::Named(_) => None,
+            })
+            .collect();
+        if let Some(shape) = known {
+            self.shapes.insert(name.into(), shape);
+        }
         Value(name.into())
     }
 
@@ -153,6 +177,7 @@ impl Graph {
     pub fn constant(&mut self, name: &str, dims: &[i64], data: &[f32]) -> Value {
         if !self.init.iter().any(|t| t.name == name) {
             self.init.push(tensor(name, dims, data));
+            self.shapes.insert(name.into(), dims.to_vec());
         }
         Value(name.into())
     }
@@ -186,6 +211,7 @@ impl Graph {
         if self.used.insert(name.into()) {
             let t = tensor(name, &shape, &w.data);
             self.init.push(t);
+            self.shapes.insert(name.into(), shape.clone());
         }
         Ok((Value(name.into()), shape))
     }
@@ -197,6 +223,17 @@ impl Graph {
     /// Appends a node of `op` on `inputs` with `attrs`; its one output.
     fn node(&mut self, op: &str, inputs: &[&Value], attrs: Vec<AttributeProto>) -> Value {
         let out = format!("{}_{}", op.to_lowercase(), self.nodes.len());
+        let known: Option<Vec<&[i64]>> = inputs
+            .iter()
+            .map(|v| self.shapes.get(&v.0).map(Vec::as_slice))
+            .collect();
+        match known.and_then(|s| crate::shape::infer(op, &s, &attrs)) {
+            Some((shape, macs)) => {
+                self.shapes.insert(out.clone(), shape);
+                self.macs = self.macs.map(|m| m + macs);
+            }
+            None => self.macs = None,
+        }
         self.nodes.push(NodeProto {
             input: inputs.iter().map(|v| v.0.clone()).collect(),
             output: vec![out.clone()],

@@ -3,6 +3,7 @@
 
 mod graph;
 mod proto;
+mod shape;
 
 pub use graph::{Binary, Dim, Graph, Value, Weight};
 

@@ -32,9 +32,19 @@ pub const KEYS: [&str; 8] = [
     "ausweep.source_sha256",
 ];
 
-/// The ONNX model of checkpoint `file` (`X.safetensors` with its `X.json`, sha256 verified),
-/// and the checkpoint's metadata.
-pub fn au_model(file: &Path) -> Result<(Vec<u8>, CheckpointMeta), TrainError> {
+/// An exported AU model.
+#[derive(Debug, Clone)]
+pub struct AuOnnx {
+    /// The ONNX file's bytes.
+    pub bytes: Vec<u8>,
+    /// The checkpoint's metadata.
+    pub meta: CheckpointMeta,
+    /// Multiply-adds per face at the checkpoint's input size (convolutions and dense layers).
+    pub macs: u64,
+}
+
+/// The ONNX model of checkpoint `file` (`X.safetensors` with its `X.json`, sha256 verified).
+pub fn au_model(file: &Path) -> Result<AuOnnx, TrainError> {
     let meta = checkpoint::read_meta(file)?;
     let kind = Backbone::parse(&meta.backbone).map_err(|message| TrainError::Checkpoint {
         path: file.into(),
@@ -75,15 +85,20 @@ pub fn au_model(file: &Path) -> Result<(Vec<u8>, CheckpointMeta), TrainError> {
         let levels = g.binary(Binary::Mul, &probs, &five);
         g.output(&levels, INTENSITY, &out);
     }
-    let bytes = g.finish("ausweep", &metadata(&meta))?;
-    Ok((bytes, meta))
+    // Every input dimension but the batch is fixed, so the count is known.
+    let macs = g.macs().unwrap_or(0);
+    let mut entries = metadata(&meta);
+    entries.push(("ausweep.macs_per_face".into(), macs.to_string()));
+    let bytes = g.finish("ausweep", &entries)?;
+    Ok(AuOnnx { bytes, meta, macs })
 }
 
-/// Writes [`au_model`] of `file` to `out` (atomically); the checkpoint's metadata.
-pub fn write_au_model(file: &Path, out: &Path) -> Result<CheckpointMeta, TrainError> {
-    let (bytes, meta) = au_model(file)?;
-    ausweep_fsutil::write(out, &bytes).map_err(TrainError::io(out))?;
-    Ok(meta)
+/// Writes [`au_model`] of `file` to `out` (atomically); what it wrote, `bytes` emptied.
+pub fn write_au_model(file: &Path, out: &Path) -> Result<AuOnnx, TrainError> {
+    let mut m = au_model(file)?;
+    ausweep_fsutil::write(out, &m.bytes).map_err(TrainError::io(out))?;
+    m.bytes = Vec::new();
+    Ok(m)
 }
 
 fn join<T: ToString>(v: &[T]) -> String {
@@ -116,4 +131,56 @@ fn metadata(meta: &CheckpointMeta) -> Vec<(String, String)> {
         serde_json::to_string(meta).unwrap_or_default(),
     ));
     v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::checkpoint::FORMAT;
+    use crate::train::Model;
+    use tch::Device;
+
+    fn macs_at_224(kind: Backbone) -> u64 {
+        let d = tempfile::tempdir().unwrap();
+        let m = Model::new(kind, 8, Device::Cpu);
+        let meta = CheckpointMeta {
+            format: FORMAT,
+            backbone: kind.name().into(),
+            stage: 2,
+            epoch: 1,
+            aus: vec![1, 2, 4, 6, 9, 12, 25, 26],
+            input_size: 224,
+            thresholds: vec![0.5; 8],
+            metrics: None,
+            optim_step: 0,
+            sha256: String::new(),
+            train_seconds: 0.0,
+            job_digest: String::new(),
+            finished: true,
+            early_stop: None,
+            dataset: None,
+            objective: Objective::Occurrence,
+        };
+        checkpoint::write(d.path(), "final", &m.named_tensors(), meta).unwrap();
+        au_model(&d.path().join("final.safetensors")).unwrap().macs
+    }
+
+    /// The papers' multiply-adds at 224 px, less their 1000-way classifier, plus our 8-AU head.
+    #[test]
+    fn multiply_adds_match_the_mobilenet_papers() {
+        // Howard et al. 2017, Table 1: 569 M (the classifier: 1024 × 1000).
+        let v1 = macs_at_224(Backbone::MobilenetV1) as f64;
+        let want = 569e6 - 1024.0 * 1000.0 + 1024.0 * 8.0;
+        assert!(
+            (v1 / want - 1.0).abs() < 0.01,
+            "MobileNet-v1: {v1} vs {want}"
+        );
+        // Sandler et al. 2018, Table 4: 300 M (the classifier: 1280 × 1000).
+        let v2 = macs_at_224(Backbone::MobilenetV2) as f64;
+        let want = 300e6 - 1280.0 * 1000.0 + 1280.0 * 8.0;
+        assert!(
+            (v2 / want - 1.0).abs() < 0.01,
+            "MobileNet-v2: {v2} vs {want}"
+        );
+    }
 }
