@@ -3,12 +3,13 @@
 //! phone-class budget) and with all of them, next to onnxruntime on the same ONNX file.
 
 use anyhow::{Context, Result};
+use ausweep_admin::report::cost::{CostRow, CostTable};
 use ausweep_proto::job::{Backbone, Objective};
 use ausweep_trainer::predict::AuModel;
 use ausweep_trainer::train::checkpoint::{self, CheckpointMeta, FORMAT};
 use ausweep_trainer::train::Model;
 use clap::Args as ClapArgs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
@@ -32,20 +33,16 @@ pub struct Args {
     /// Skip the onnxruntime reference.
     #[arg(long)]
     no_reference: bool,
+    /// Also write the table as JSON here (`ausweep report --cost` reads it).
+    #[arg(long)]
+    json: Option<PathBuf>,
 }
 
 const AUS: [u32; 8] = [1, 2, 4, 6, 9, 12, 25, 26];
 
 /// A checkpoint of `kind` (random weights: latency does not depend on them) in `dir`.
-fn checkpoint(dir: &Path, kind: Backbone, size: u32) -> Result<(std::path::PathBuf, i64)> {
+fn checkpoint(dir: &Path, kind: Backbone, size: u32) -> Result<PathBuf> {
     let m = Model::new(kind, AUS.len(), Device::Cpu);
-    let params: i64 = m
-        .backbone_vs
-        .trainable_variables()
-        .iter()
-        .chain(m.head_vs.trainable_variables().iter())
-        .map(Tensor::numel)
-        .sum::<usize>() as i64;
     let meta = CheckpointMeta {
         format: FORMAT,
         backbone: kind.name().into(),
@@ -65,7 +62,53 @@ fn checkpoint(dir: &Path, kind: Backbone, size: u32) -> Result<(std::path::PathB
         objective: Objective::Occurrence,
     };
     checkpoint::write(dir, kind.name(), &m.named_tensors(), meta)?;
-    Ok((dir.join(format!("{}.safetensors", kind.name())), params))
+    Ok(dir.join(format!("{}.safetensors", kind.name())))
+}
+
+/// Trainable parameters of a checkpoint: its backbone and head tensors but the batch norms'
+/// running statistics.
+fn params_of(ckpt: &Path) -> Result<u64> {
+    let t = ausweep_vision::tensors::read_tensors(ckpt)?;
+    Ok(t.iter()
+        .filter(|(n, _)| {
+            (n.starts_with("backbone.") || n.starts_with("head."))
+                && !n.ends_with("running_mean")
+                && !n.ends_with("running_var")
+                && !n.ends_with("num_batches_tracked")
+        })
+        .map(|(_, t)| t.numel() as u64)
+        .sum())
+}
+
+/// The cost of checkpoint `ckpt` per face: parameters, multiply-adds, its ONNX export (written
+/// beside it as `X.onnx`), and libtorch's median latency of one face with one thread and with
+/// every core (`reps` timed runs each); the latency is measured on this machine.
+pub fn measure(ckpt: &Path, reps: usize) -> Result<CostRow> {
+    let onnx = ckpt.with_extension("onnx");
+    let exported = ausweep_trainer::export::write_au_model(ckpt, &onnx)
+        .with_context(|| format!("exporting {}", ckpt.display()))?;
+    let size = exported.meta.input_size;
+    let model = AuModel::load(ckpt, Device::Cpu)?;
+    let x = Tensor::rand(
+        [1, 3, i64::from(size), i64::from(size)],
+        (Kind::Float, Device::Cpu),
+    ) * 255.0;
+    let all = std::thread::available_parallelism().map_or(1, |n| n.get()) as i32;
+    let before = tch::get_num_threads();
+    let one = ours(&model, &x, 1, reps);
+    let many = ours(&model, &x, all, reps);
+    tch::set_num_threads(before);
+    Ok(CostRow {
+        backbone: exported.meta.backbone.clone(),
+        input_size: size,
+        params: params_of(ckpt)?,
+        macs: exported.macs,
+        onnx_bytes: std::fs::metadata(&onnx)?.len(),
+        ms_one_thread: one,
+        ms_all_threads: many,
+        threads: all as u32,
+        onnxruntime_ms_one_thread: None,
+    })
 }
 
 /// Median milliseconds of one face through `model` on `threads` libtorch threads.
@@ -109,14 +152,10 @@ fn ratio(ours: f64, theirs: Option<f64>) -> String {
     theirs.map_or("-".into(), |t| format!("{:.2}", ours / t))
 }
 
-/// Runs the benchmark and prints the table.
+/// Runs the benchmark and prints the table (and writes it with `--json`).
 pub fn run(a: Args) -> Result<()> {
     let tmp = tempfile::tempdir()?;
-    let all = std::thread::available_parallelism().map_or(1, |n| n.get()) as i32;
-    let x = Tensor::rand(
-        [1, 3, i64::from(a.size), i64::from(a.size)],
-        (Kind::Float, Device::Cpu),
-    ) * 255.0;
+    let all = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
         "AU model per face, {s}x{s}, 8 AUs, CPU: ausweep (libtorch) and onnxruntime on the same \
          ONNX file, median of {r} runs; 1 thread and {all} threads",
@@ -127,33 +166,56 @@ pub fn run(a: Args) -> Result<()> {
         "| backbone | params (M) | multiply-adds (G) | ONNX MB | 1 thread ms | onnxruntime ms | ratio | {all} threads ms | onnxruntime ms | ratio |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
+    let mut rows = Vec::new();
     for name in &a.backbones {
         let kind = Backbone::parse(name).map_err(anyhow::Error::msg)?;
-        let (ckpt, params) = checkpoint(tmp.path(), kind, a.size)?;
+        let ckpt = checkpoint(tmp.path(), kind, a.size)?;
+        let mut row = measure(&ckpt, a.reps)?;
         let onnx = ckpt.with_extension("onnx");
-        let exported = ausweep_trainer::export::write_au_model(&ckpt, &onnx)?;
-        let mb = std::fs::metadata(&onnx)?.len() as f64 / 1e6;
-        let model = AuModel::load(&ckpt, Device::Cpu)?;
-        let one = ours(&model, &x, 1, a.reps);
-        let many = ours(&model, &x, all, a.reps);
         let (r1, rn) = if a.no_reference {
             (None, None)
         } else {
             (
                 Some(reference(&onnx, a.size, 1, a.reps)?),
-                Some(reference(&onnx, a.size, all, a.reps)?),
+                Some(reference(&onnx, a.size, all as i32, a.reps)?),
             )
         };
+        row.onnxruntime_ms_one_thread = r1;
         let fmt = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
         println!(
-            "| {name} | {:.2} | {:.3} | {mb:.1} | {one:.1} | {} | {} | {many:.1} | {} | {} |",
-            params as f64 / 1e6,
-            exported.macs as f64 / 1e9,
+            "| {name} | {:.2} | {:.3} | {:.1} | {:.1} | {} | {} | {:.1} | {} | {} |",
+            row.params as f64 / 1e6,
+            row.macs as f64 / 1e9,
+            row.onnx_bytes as f64 / 1e6,
+            row.ms_one_thread,
             fmt(r1),
-            ratio(one, r1),
+            ratio(row.ms_one_thread, r1),
+            row.ms_all_threads,
             fmt(rn),
-            ratio(many, rn),
+            ratio(row.ms_all_threads, rn),
+        );
+        rows.push(row);
+    }
+    if let Some(path) = &a.json {
+        let table = CostTable {
+            runtime: runtime(),
+            rows,
+        };
+        ausweep_fsutil::write(
+            path,
+            (serde_json::to_string_pretty(&table)? + "\n").as_bytes(),
+        )
+        .with_context(|| format!("writing {}", path.display()))?;
+        println!(
+            "wrote {} (`ausweep report --cost` reads it)",
+            path.display()
         );
     }
     Ok(())
+}
+
+/// What measured the latencies, for the report's sentence.
+pub fn runtime() -> String {
+    let all = std::thread::available_parallelism().map_or(1, |n| n.get());
+    format!("ausweep's libtorch on this machine's CPU ({all} cores)")
 }

@@ -259,6 +259,10 @@ pub struct ReportArgs {
     /// Baselines file (default: the built-in experiments/baselines.yaml).
     #[arg(long)]
     pub baselines_file: Option<PathBuf>,
+    /// An inference cost table (`ausweep bench cost --json FILE`): adds "Inference cost" (each
+    /// backbone's cost per face beside its best F1) and fig2.svg/png (F1 against faces/s).
+    #[arg(long)]
+    pub cost: Option<PathBuf>,
     /// How to reach the coordinator (not needed with --store).
     #[command(flatten)]
     pub conn: ConnArgs,
@@ -379,6 +383,7 @@ impl From<ReportArgs> for ReportOptions {
             baselines: a.baselines,
             baselines_file: a.baselines_file,
             conn: a.conn.into(),
+            cost: a.cost,
         }
     }
 }

@@ -284,6 +284,15 @@ async fn demo(a: DemoArgs) -> Result<()> {
     }
     let trained = t0.elapsed();
 
+    let conn = ausweep_admin::Conn::plain(&url, Some(admin_token.clone()));
+    let mut backbones: Vec<String> = Vec::new();
+    for j in &st.jobs {
+        if !j.backbone.is_empty() && !backbones.contains(&j.backbone) {
+            backbones.push(j.backbone.clone());
+        }
+    }
+    let models = crate::demo_models::export(&sub.sweep_id, &backbones, &conn, out).await?;
+    let cost = crate::demo_models::cost(&models, &out.join("models"))?;
     let report_dir = out.join("report");
     let report = run_report(&ReportOptions {
         sweep: sub.sweep_id.clone(),
@@ -293,12 +302,13 @@ async fn demo(a: DemoArgs) -> Result<()> {
         baselines: None,
         baselines_file: None,
         conn: ausweep_admin::Conn::plain(&url, Some(admin_token.clone())),
+        cost,
     })
     .await?;
     // With an output folder the report says what it wrote; show the tables themselves too.
     let md = std::fs::read_to_string(report_dir.join("report.md")).unwrap_or_default();
     println!("{md}\n{report}");
-    let chart = ["fig5.png", "fig5.svg", "intensity.png"]
+    let chart = ["fig5.png", "fig5.svg", "intensity.png", "fig2.png"]
         .iter()
         .map(|f| report_dir.join(f))
         .find(|p| p.exists());
@@ -310,14 +320,6 @@ async fn demo(a: DemoArgs) -> Result<()> {
         chart.map_or(String::new(), |c| format!(", chart {}", c.display()))
     );
 
-    let conn = ausweep_admin::Conn::plain(&url, Some(admin_token.clone()));
-    let mut backbones: Vec<String> = Vec::new();
-    for j in &st.jobs {
-        if !j.backbone.is_empty() && !backbones.contains(&j.backbone) {
-            backbones.push(j.backbone.clone());
-        }
-    }
-    let models = crate::demo_models::export(&sub.sweep_id, &backbones, &conn, out).await?;
     if let Some(first) = models.first() {
         let exe = std::env::args().next().unwrap_or_else(|| "ausweep".into());
         eprintln!(

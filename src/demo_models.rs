@@ -51,3 +51,30 @@ pub async fn export(
     }
     Ok(written)
 }
+
+/// Measures each model's inference cost on this machine (`ausweep bench cost`'s libtorch side)
+/// and writes the table to `dir/cost.json` for the report; its path, or `None` (with a line
+/// saying why) when a measurement failed: the report stands without it.
+pub fn cost(models: &[PathBuf], dir: &Path) -> Result<Option<PathBuf>> {
+    let mut rows = Vec::new();
+    for m in models {
+        match crate::bench_cost::measure(m, 10) {
+            Ok(r) => rows.push(r),
+            Err(e) => {
+                eprintln!("demo: no inference cost table: {e:#}");
+                return Ok(None);
+            }
+        }
+    }
+    let table = ausweep_admin::report::cost::CostTable {
+        runtime: crate::bench_cost::runtime(),
+        rows,
+    };
+    let path = dir.join("cost.json");
+    ausweep_fsutil::write(
+        &path,
+        (serde_json::to_string_pretty(&table)? + "\n").as_bytes(),
+    )
+    .with_context(|| format!("writing {}", path.display()))?;
+    Ok(Some(path))
+}

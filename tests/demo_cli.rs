@@ -82,12 +82,31 @@ fn demo_runs_a_sweep_to_the_report_and_stops_its_worker() {
         "mobilenet_v2.safetensors",
         "mobilenet_v2.json",
         "mobilenet_v2.onnx",
+        "cost.json",
         "mtcnn_pnet.onnx",
         "mtcnn_rnet.onnx",
         "mtcnn_onet.onnx",
     ] {
         assert!(models.join(f).is_file(), "models/{f} missing: {stderr}");
     }
+    // The report sets each backbone's cost per face, measured here, beside its best F1, and
+    // draws F1 against faces/s (the paper's Fig. 2).
+    let row = stdout
+        .lines()
+        .find(|l| l.starts_with("| mobilenet_v2 | 32 |"))
+        .unwrap_or_else(|| panic!("no cost row: {stdout}"));
+    let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+    assert_eq!(cells[3], "2.24", "{row}");
+    let faces_per_s: f64 = cells[7].parse().unwrap();
+    let best_f1: f64 = cells[9].parse().unwrap();
+    assert!(
+        faces_per_s > 0.0 && (0.0..=100.0).contains(&best_f1),
+        "{row}"
+    );
+    assert!(
+        out_dir.join("report/fig2.svg").is_file(),
+        "fig2.svg missing: {stderr}"
+    );
     // The predict line works as pasted, on a photograph in place of PHOTO.jpg.
     let line = stderr
         .lines()

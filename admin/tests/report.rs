@@ -48,6 +48,7 @@ async fn report_over_the_admin_api_marks_a_partial_sweep() {
         baselines: None,
         baselines_file: None,
         conn: ausweep_admin::Conn::plain(&ip.url, Some(ADMIN.into())),
+        cost: None,
     };
     let json: serde_json::Value = serde_json::from_str(&run_report(&args).await.unwrap()).unwrap();
     assert_eq!(json["partial"], true);

@@ -105,8 +105,8 @@ impl Metric {
 pub struct Point {
     /// Label.
     pub label: String,
-    /// Trainable parameters.
-    pub params: f64,
+    /// The x value: trainable parameters (Fig. 5) or faces per second (Fig. 2).
+    pub x: f64,
     /// Average F1 % or ICC.
     pub score: f64,
     /// Ours (true) or published.
@@ -135,7 +135,7 @@ pub fn points(r: &Report, metric: Metric) -> Vec<Point> {
                         format!(" [{}]", c.grid)
                     }
                 ),
-                params: c.params_trainable as f64,
+                x: c.params_trainable as f64,
                 score: f1,
                 ours: true,
             })
@@ -154,7 +154,7 @@ pub fn points(r: &Report, metric: Metric) -> Vec<Point> {
             } else {
                 format!("{} (on DISFA)", b.name)
             },
-            params: b.params? as f64,
+            x: b.params? as f64,
             score: b.average_published,
             ours: false,
         })
@@ -162,27 +162,39 @@ pub fn points(r: &Report, metric: Metric) -> Vec<Point> {
     v
 }
 
+/// What one chart plots: its points, its x axis and its file stem.
+struct Plot {
+    pts: Vec<Point>,
+    /// The x axis's name (it is on a log scale).
+    x_name: &'static str,
+    /// The x range before the points widen it.
+    range: (f64, f64),
+    file: &'static str,
+}
+
 fn draw<DB: DrawingBackend>(
     root: DrawingArea<DB, plotters::coord::Shift>,
     r: &Report,
     metric: Metric,
+    plot: &Plot,
 ) -> Result<(), ChartError>
 where
     DB::ErrorType: 'static,
 {
     let e = |x: &dyn std::fmt::Display| ChartError::Draw(x.to_string());
-    let pts = points(r, metric);
+    let pts = &plot.pts;
     // Label offsets are in the y axis's units: 1 % of its height is `unit`.
     let unit = metric.top() / 100.0;
     root.fill(&WHITE).map_err(|x| e(&x))?;
-    let (lo, hi) = pts.iter().fold((1e5f64, 1e9f64), |(lo, hi), p| {
-        (lo.min(p.params / 2.0), hi.max(p.params * 2.0))
+    let (lo, hi) = pts.iter().fold(plot.range, |(lo, hi), p| {
+        (lo.min(p.x / 2.0), hi.max(p.x * 2.0))
     });
     let title = format!(
-        "{} v{}: {} vs trainable parameters{}{}",
+        "{} v{}: {} vs {}{}{}",
         r.name,
         r.version,
         metric.name(),
+        plot.x_name,
         if r.partial { " (partial)" } else { "" },
         if r.data.disfa || r.baselines.is_empty() || metric == Metric::Icc {
             ""
@@ -200,7 +212,7 @@ where
         .map_err(|x| e(&x))?;
     chart
         .configure_mesh()
-        .x_desc("trainable parameters (log scale)")
+        .x_desc(format!("{} (log scale)", plot.x_name))
         .y_desc(metric.name())
         .x_label_formatter(&|v| si(*v))
         .draw()
@@ -208,26 +220,22 @@ where
     let ours = RGBColor(200, 30, 30);
     let theirs = RGBColor(30, 60, 200);
     let mut placed: Vec<(f64, f64)> = Vec::new();
-    for p in &pts {
+    for p in pts {
         let c = if p.ours { ours } else { theirs };
         // Labels of points close together are stacked instead of overprinted.
         let near = placed
             .iter()
-            .filter(|(x, y)| (x / p.params).ln().abs() < 0.3 && (y - p.score).abs() < 3.0 * unit)
+            .filter(|(x, y)| (x / p.x).ln().abs() < 0.3 && (y - p.score).abs() < 3.0 * unit)
             .count();
-        placed.push((p.params, p.score));
+        placed.push((p.x, p.score));
         let label_y = p.score + unit * (1.0 - 3.5 * near as f64);
         chart
-            .draw_series(std::iter::once(Circle::new(
-                (p.params, p.score),
-                5,
-                c.filled(),
-            )))
+            .draw_series(std::iter::once(Circle::new((p.x, p.score), 5, c.filled())))
             .map_err(|x| e(&x))?;
         chart
             .draw_series(std::iter::once(Text::new(
                 p.label.clone(),
-                (p.params * 1.08, label_y),
+                (p.x * 1.08, label_y),
                 ("sans-serif", 13).into_font().color(&c),
             )))
             .map_err(|x| e(&x))?;
@@ -261,33 +269,68 @@ pub fn write(r: &Report, dir: &Path) -> Result<Vec<PathBuf>, ChartError> {
     ensure_font()?;
     let mut files = Vec::new();
     for metric in [Metric::F1, Metric::Icc] {
-        if points(r, metric).is_empty() {
+        let pts = points(r, metric);
+        if pts.is_empty() {
             continue;
         }
-        files.extend(write_one(r, dir, metric)?);
+        let plot = Plot {
+            pts,
+            x_name: "trainable parameters",
+            range: (1e5, 1e9),
+            file: metric.file(),
+        };
+        files.extend(write_one(r, dir, metric, &plot)?);
     }
     Ok(files)
 }
 
-fn write_one(r: &Report, dir: &Path, metric: Metric) -> Result<Vec<PathBuf>, ChartError> {
-    let svg_path = dir.join(format!("{}.svg", metric.file()));
+/// Writes `fig2.svg` and `fig2.png`, the paper's Fig. 2 view: each backbone's best average F1
+/// against faces per second with one thread; nothing when no backbone has both.
+pub fn write_fig2(
+    r: &Report,
+    cost: &super::cost::CostTable,
+    dir: &Path,
+) -> Result<Vec<PathBuf>, ChartError> {
+    let pts = super::cost::points(r, cost);
+    if pts.is_empty() {
+        return Ok(Vec::new());
+    }
+    ensure_font()?;
+    let plot = Plot {
+        pts,
+        x_name: "faces per second, 1 thread",
+        range: (f64::INFINITY, 0.0),
+        file: "fig2",
+    };
+    write_one(r, dir, Metric::F1, &plot)
+}
+
+fn write_one(
+    r: &Report,
+    dir: &Path,
+    metric: Metric,
+    plot: &Plot,
+) -> Result<Vec<PathBuf>, ChartError> {
+    let svg_path = dir.join(format!("{}.svg", plot.file));
     let mut svg = String::new();
     draw(
         SVGBackend::with_string(&mut svg, SIZE).into_drawing_area(),
         r,
         metric,
+        plot,
     )?;
     let werr = |p: &Path, m: String| ChartError::Write {
         file: p.display().to_string(),
         message: m,
     };
     std::fs::write(&svg_path, svg).map_err(|x| werr(&svg_path, x.to_string()))?;
-    let png_path = dir.join(format!("{}.png", metric.file()));
+    let png_path = dir.join(format!("{}.png", plot.file));
     let mut buf = vec![0u8; (SIZE.0 * SIZE.1 * 3) as usize];
     draw(
         BitMapBackend::with_buffer(&mut buf, SIZE).into_drawing_area(),
         r,
         metric,
+        plot,
     )?;
     let file = std::fs::File::create(&png_path).map_err(|x| werr(&png_path, x.to_string()))?;
     let mut enc = png::Encoder::new(std::io::BufWriter::new(file), SIZE.0, SIZE.1);

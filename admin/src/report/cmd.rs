@@ -35,6 +35,9 @@ pub struct ReportOptions {
     pub baselines_file: Option<PathBuf>,
     /// How to reach the coordinator (not needed with --store).
     pub conn: crate::conn::Conn,
+    /// An inference cost table (`ausweep bench cost --json`): adds the "Inference cost" section
+    /// and `fig2.*` (F1 against faces per second).
+    pub cost: Option<PathBuf>,
 }
 
 /// `ausweep score` options.
@@ -119,8 +122,17 @@ pub async fn run_report(a: &ReportOptions) -> Result<String> {
         .unwrap_or_else(|| input.baselines.clone());
     let chosen = file.select(&ids)?;
     let r = build(&input, &file, &chosen);
+    let cost = a
+        .cost
+        .as_deref()
+        .map(super::cost::CostTable::load)
+        .transpose()?;
+    let md = || match &cost {
+        Some(c) => format!("{}\n{}", render::markdown(&r), super::cost::markdown(&r, c)),
+        None => render::markdown(&r),
+    };
     let text = match a.format {
-        Format::Md => render::markdown(&r),
+        Format::Md => md(),
         Format::Csv => render::csv(&r),
         Format::Json => render::json(&r)? + "\n",
     };
@@ -130,7 +142,7 @@ pub async fn run_report(a: &ReportOptions) -> Result<String> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut written = Vec::new();
     for (name, body) in [
-        ("report.md", render::markdown(&r)),
+        ("report.md", md()),
         ("report.csv", render::csv(&r)),
         ("folds.csv", render::folds_csv(&r)),
         ("report.json", render::json(&r)? + "\n"),
@@ -143,6 +155,12 @@ pub async fn run_report(a: &ReportOptions) -> Result<String> {
     match chart::write(&r, dir) {
         Ok(files) => written.extend(files),
         Err(e) => out += &format!("warning: chart skipped: {e}\n"),
+    }
+    if let Some(c) = &cost {
+        match chart::write_fig2(&r, c, dir) {
+            Ok(files) => written.extend(files),
+            Err(e) => out += &format!("warning: fig2 skipped: {e}\n"),
+        }
     }
     for p in written {
         out += &format!("wrote {}\n", p.display());
@@ -184,6 +202,7 @@ mod tests {
             baselines: Some(vec!["jaa_net".into()]),
             baselines_file: None,
             conn: crate::conn::Conn::plain("", None),
+            cost: None,
         };
         let msg = run_report(&args).await.unwrap();
         assert!(

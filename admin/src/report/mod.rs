@@ -4,6 +4,7 @@
 pub use ausweep_coordinator::baselines;
 pub mod chart;
 pub mod cmd;
+pub mod cost;
 pub mod intensity;
 pub mod model;
 pub mod render;

@@ -321,7 +321,7 @@ fn chart_has_ours_and_baselines() {
     let pts = chart::points(&r, chart::Metric::F1);
     assert!(pts
         .iter()
-        .any(|p| p.ours && p.label == "mobilenet_v2 s1" && p.params == 10_248.0));
+        .any(|p| p.ours && p.label == "mobilenet_v2 s1" && p.x == 10_248.0));
     assert!(pts
         .iter()
         .any(|p| !p.ours && p.label == "EAC-Net" && close(p.score, 48.5)));
@@ -479,4 +479,62 @@ fn intensity_cells_get_their_own_table_and_stay_out_of_the_f1_ones() {
         1,
         "the F1 CSV holds its header only"
     );
+}
+
+#[test]
+fn the_cost_section_sets_each_backbone_beside_its_best_f1() {
+    use super::cost::{self, CostRow, CostTable};
+    let r = report();
+    let row = |b: &str, one: f64, all: f64| CostRow {
+        backbone: b.into(),
+        input_size: 224,
+        params: 2_236_680,
+        macs: 300_000_000,
+        onnx_bytes: 9_100_000,
+        ms_one_thread: one,
+        ms_all_threads: all,
+        threads: 2,
+        onnxruntime_ms_one_thread: None,
+    };
+    let t = CostTable {
+        runtime: "a test".into(),
+        rows: vec![
+            row("mobilenet_v2", 12.5, 6.0),
+            row("densenet121", 80.0, 40.0),
+        ],
+    };
+    let md = cost::markdown(&r, &t);
+    // mobilenet_v2's best cell is stage 2 (65.0 over stage 1's 46.25); 1000 / 12.5 = 80 faces/s.
+    assert!(
+        md.contains("| mobilenet_v2 | 224 | 2.24 | 0.300 | 9.1 | 12.5 | 80 | 6.0 | 65.0 |"),
+        "{md}"
+    );
+    // densenet121 has no F1 yet: its cost stands, its F1 is a dash.
+    assert!(
+        md.contains("| densenet121 | 224 | 2.24 | 0.300 | 9.1 | 80.0 | 12 | 40.0 | – |"),
+        "{md}"
+    );
+    assert!(
+        md.contains("measured with a test") && md.contains("2 threads"),
+        "{md}"
+    );
+    let pts = cost::points(&r, &t);
+    assert_eq!(pts.len(), 1, "{pts:?}");
+    assert!(
+        close(pts[0].x, 80.0) && close(pts[0].score, 65.0),
+        "{pts:?}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    match chart::write_fig2(&r, &t, dir.path()) {
+        Ok(files) => {
+            assert_eq!(files[0], dir.path().join("fig2.svg"));
+            let svg = std::fs::read_to_string(&files[0]).unwrap();
+            assert!(
+                svg.contains("faces per second") && svg.contains("mobilenet_v2"),
+                "{svg}"
+            );
+        }
+        Err(chart::ChartError::NoFont(p)) => eprintln!("skipped: no font ({p})"),
+        Err(e) => panic!("{e}"),
+    }
 }
