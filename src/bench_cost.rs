@@ -4,9 +4,9 @@
 
 use anyhow::{Context, Result};
 use ausweep_admin::report::cost::{CostRow, CostTable};
-use ausweep_proto::job::{Backbone, Objective};
+use ausweep_proto::job::Backbone;
 use ausweep_trainer::predict::AuModel;
-use ausweep_trainer::train::checkpoint::{self, CheckpointMeta, FORMAT};
+use ausweep_trainer::train::checkpoint::{self, CheckpointMeta};
 use ausweep_trainer::train::Model;
 use clap::Args as ClapArgs;
 use std::path::{Path, PathBuf};
@@ -43,24 +43,7 @@ const AUS: [u32; 8] = [1, 2, 4, 6, 9, 12, 25, 26];
 /// A checkpoint of `kind` (random weights: latency does not depend on them) in `dir`.
 fn checkpoint(dir: &Path, kind: Backbone, size: u32) -> Result<PathBuf> {
     let m = Model::new(kind, AUS.len(), Device::Cpu);
-    let meta = CheckpointMeta {
-        format: FORMAT,
-        backbone: kind.name().into(),
-        stage: 2,
-        epoch: 1,
-        aus: AUS.to_vec(),
-        input_size: size,
-        thresholds: vec![0.5; AUS.len()],
-        metrics: None,
-        optim_step: 0,
-        sha256: String::new(),
-        train_seconds: 0.0,
-        job_digest: String::new(),
-        finished: true,
-        early_stop: None,
-        dataset: None,
-        objective: Objective::Occurrence,
-    };
+    let meta = CheckpointMeta::untrained(kind.name(), &AUS, size);
     checkpoint::write(dir, kind.name(), &m.named_tensors(), meta)?;
     Ok(dir.join(format!("{}.safetensors", kind.name())))
 }

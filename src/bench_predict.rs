@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use ausweep_proto::job::Backbone;
 use ausweep_trainer::predict::AuModel;
-use ausweep_trainer::train::checkpoint::{self, CheckpointMeta, FORMAT};
+use ausweep_trainer::train::checkpoint::{self, CheckpointMeta};
 use ausweep_trainer::train::weights::{self, weights_dir};
 use ausweep_trainer::train::Model;
 use ausweep_vision::face::{image_tensor, AlignSpec, Detector, DetectorConfig};
@@ -55,24 +55,7 @@ pub fn run(size: u32, reps: usize, device: &str, no_reference: bool) -> Result<(
     // An ImageNet MobileNet-v2 with a fresh 8-AU head, saved as `ausweep train` saves one.
     let model = Model::new(Backbone::MobilenetV2, AUS.len(), Device::Cpu);
     weights::load_file(&model.backbone_vs, &backbone_file, Some("classifier"))?;
-    let meta = CheckpointMeta {
-        format: FORMAT,
-        backbone: "mobilenet_v2".into(),
-        stage: 2,
-        epoch: 1,
-        aus: AUS.to_vec(),
-        input_size: size,
-        thresholds: vec![0.5; AUS.len()],
-        metrics: None,
-        optim_step: 0,
-        sha256: String::new(),
-        train_seconds: 0.0,
-        job_digest: String::new(),
-        finished: true,
-        early_stop: None,
-        dataset: None,
-        objective: Default::default(),
-    };
+    let meta = CheckpointMeta::untrained("mobilenet_v2", &AUS, size);
     let (ckpt, _) = checkpoint::write(tmp.path(), "final", &model.named_tensors(), meta)?;
     let au = AuModel::load(&ckpt, dev)?;
     let det = Detector::load(&wdir, dev, DetectorConfig::default())?;

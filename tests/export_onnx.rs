@@ -6,7 +6,7 @@ mod common;
 
 use ausweep_proto::job::{Backbone, Objective};
 use ausweep_trainer::predict::AuModel;
-use ausweep_trainer::train::checkpoint::{self, CheckpointMeta, FORMAT};
+use ausweep_trainer::train::checkpoint::{self, CheckpointMeta};
 use ausweep_trainer::train::{imagenet, Model};
 use ausweep_vision::face::{image_tensor, AlignSpec, Detector, DetectorConfig, FaceCrop};
 use std::path::{Path, PathBuf};
@@ -105,22 +105,9 @@ fn checkpoint(dir: &Path, kind: Backbone, crops: &Tensor, objective: Objective) 
         fc.copy_(&(&*fc * 4.0));
     });
     let meta = CheckpointMeta {
-        format: FORMAT,
-        backbone: kind.name().into(),
-        stage: 2,
-        epoch: 1,
-        aus: AUS.to_vec(),
-        input_size: SIZE as u32,
         thresholds: THRESHOLDS.to_vec(),
-        metrics: None,
-        optim_step: 0,
-        sha256: String::new(),
-        train_seconds: 0.0,
-        job_digest: String::new(),
-        finished: true,
-        early_stop: None,
-        dataset: None,
         objective,
+        ..CheckpointMeta::untrained(kind.name(), &AUS, SIZE as u32)
     };
     checkpoint::write(dir, "final", &m.named_tensors(), meta).unwrap();
     dir.join("final.safetensors")

@@ -4,7 +4,7 @@
 mod common;
 
 use ausweep_proto::job::{Backbone, Objective};
-use ausweep_trainer::train::checkpoint::{self, CheckpointMeta, FORMAT};
+use ausweep_trainer::train::checkpoint::{self, CheckpointMeta};
 use ausweep_trainer::train::Model;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -38,22 +38,9 @@ fn checkpoint_of(
     tch::manual_seed(11);
     let m = Model::new(Backbone::MobilenetV2, head_outputs, tch::Device::Cpu);
     let meta = CheckpointMeta {
-        format: FORMAT,
-        backbone: "mobilenet_v2".into(),
-        stage: 2,
-        epoch: 1,
-        aus: aus.to_vec(),
-        input_size: 64,
         thresholds: thresholds.to_vec(),
-        metrics: None,
-        optim_step: 0,
-        sha256: String::new(),
-        train_seconds: 0.0,
-        job_digest: String::new(),
-        finished: true,
-        early_stop: None,
-        dataset: None,
         objective,
+        ..CheckpointMeta::untrained("mobilenet_v2", aus, 64)
     };
     checkpoint::write(dir, "final", &m.named_tensors(), meta).unwrap();
     dir.to_path_buf()

@@ -136,31 +136,13 @@ fn metadata(meta: &CheckpointMeta) -> Vec<(String, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::checkpoint::FORMAT;
     use crate::train::Model;
     use tch::Device;
 
     fn macs_at_224(kind: Backbone) -> u64 {
         let d = tempfile::tempdir().unwrap();
         let m = Model::new(kind, 8, Device::Cpu);
-        let meta = CheckpointMeta {
-            format: FORMAT,
-            backbone: kind.name().into(),
-            stage: 2,
-            epoch: 1,
-            aus: vec![1, 2, 4, 6, 9, 12, 25, 26],
-            input_size: 224,
-            thresholds: vec![0.5; 8],
-            metrics: None,
-            optim_step: 0,
-            sha256: String::new(),
-            train_seconds: 0.0,
-            job_digest: String::new(),
-            finished: true,
-            early_stop: None,
-            dataset: None,
-            objective: Objective::Occurrence,
-        };
+        let meta = CheckpointMeta::untrained(kind.name(), &[1, 2, 4, 6, 9, 12, 25, 26], 224);
         checkpoint::write(d.path(), "final", &m.named_tensors(), meta).unwrap();
         au_model(&d.path().join("final.safetensors")).unwrap().macs
     }

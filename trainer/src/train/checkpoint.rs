@@ -58,6 +58,32 @@ pub struct CheckpointMeta {
     pub objective: Objective,
 }
 
+impl CheckpointMeta {
+    /// The metadata of a finished stage-2 checkpoint of `backbone` for `aus` at `input_size`
+    /// with no training behind it (thresholds 0.5, occurrence): how benchmarks and tests save a
+    /// model as `ausweep train` would. `write` fills in the sha256.
+    pub fn untrained(backbone: &str, aus: &[u32], input_size: u32) -> Self {
+        CheckpointMeta {
+            format: FORMAT,
+            backbone: backbone.into(),
+            stage: 2,
+            epoch: 1,
+            aus: aus.to_vec(),
+            input_size,
+            thresholds: vec![0.5; aus.len()],
+            metrics: None,
+            optim_step: 0,
+            sha256: String::new(),
+            train_seconds: 0.0,
+            job_digest: String::new(),
+            finished: true,
+            early_stop: None,
+            dataset: None,
+            objective: Objective::Occurrence,
+        }
+    }
+}
+
 /// Early-stopping bookkeeping carried across a resume.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct EarlyStopState {
