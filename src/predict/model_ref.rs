@@ -46,8 +46,18 @@ pub fn resolve(model: &str, remote: &Remote, cache_dir: &Path) -> Result<(PathBu
     rt.block_on(fetch_best(sweep, backbone, remote, cache_dir))
 }
 
+/// A job's test score for choosing among folds: its average ICC(3,1) when it trained AU
+/// intensity, else its average F1.
+fn score(j: &v1::JobStatus) -> f64 {
+    j.result.as_ref().map_or(0.0, |r| match &r.intensity {
+        Some(i) => i.avg_icc,
+        None => r.avg_f1,
+    })
+}
+
 /// The stage and fold a sweep reference picks: among the backbone's succeeded jobs with a
-/// result, the last stage, then the best average test F1 (ties: the lower fold).
+/// result, the last stage, then the best average test F1, or ICC for intensity (ties: the
+/// lower fold).
 pub fn pick_best<'a>(jobs: &'a [v1::JobStatus], backbone: &str) -> Option<&'a v1::JobStatus> {
     jobs.iter()
         .filter(|j| {
@@ -58,10 +68,9 @@ pub fn pick_best<'a>(jobs: &'a [v1::JobStatus], backbone: &str) -> Option<&'a v1
                     .is_some_and(|r| !r.checkpoint_sha256.is_empty())
         })
         .max_by(|a, b| {
-            let f1 = |j: &v1::JobStatus| j.result.as_ref().map_or(0.0, |r| r.avg_f1);
             a.stage
                 .cmp(&b.stage)
-                .then(f1(a).total_cmp(&f1(b)))
+                .then(score(a).total_cmp(&score(b)))
                 .then(b.fold.cmp(&a.fold))
         })
 }
@@ -102,12 +111,15 @@ pub async fn fetch_best(
     if !stem.with_extension("safetensors").is_file() || !stem.with_extension("json").is_file() {
         cache.unpack(&sha, &stem).await?;
     }
+    let test = match &result.intensity {
+        Some(i) => format!("test ICC {:.3}", i.avg_icc),
+        None => format!("test F1 {:.1} %", result.avg_f1 * 100.0),
+    };
     let how = format!(
-        "sweep {sweep} {backbone}: job {} (stage {}, fold {}, test F1 {:.1} %), checkpoint {}",
+        "sweep {sweep} {backbone}: job {} (stage {}, fold {}, {test}), checkpoint {}",
         job.job_id,
         job.stage,
         job.fold,
-        result.avg_f1 * 100.0,
         &sha[..sha.len().min(12)]
     );
     Ok((stem.with_extension("safetensors"), how))
@@ -161,5 +173,24 @@ mod tests {
             "mobilenet_v2-s2-f2"
         );
         assert!(pick_best(&jobs, "vgg19").is_none());
+    }
+
+    #[test]
+    fn intensity_folds_are_ranked_by_icc() {
+        let icc = |fold: u32, icc: f64| {
+            let mut j = job("mobilenet_v2", 2, fold, 0.0);
+            if let Some(r) = j.result.as_mut() {
+                r.intensity = Some(v1::IntensityResult {
+                    avg_icc: icc,
+                    ..Default::default()
+                });
+            }
+            j
+        };
+        let jobs = vec![icc(1, 0.70), icc(2, 0.85), icc(3, 0.79)];
+        assert_eq!(
+            pick_best(&jobs, "mobilenet_v2").unwrap().job_id,
+            "mobilenet_v2-s2-f2"
+        );
     }
 }

@@ -196,7 +196,7 @@ where
         metric.name(),
         plot.x_name,
         if r.partial { " (partial)" } else { "" },
-        if r.data.disfa || r.baselines.is_empty() || metric == Metric::Icc {
+        if r.data.disfa || !pts.iter().any(|p| !p.ours) {
             ""
         } else {
             " - not DISFA: baselines not comparable"
