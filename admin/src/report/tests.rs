@@ -534,7 +534,7 @@ fn the_cost_section_sets_each_backbone_beside_its_best_f1() {
                 "{svg}"
             );
         }
-        Err(chart::ChartError::NoFont(p)) => eprintln!("skipped: no font ({p})"),
+        Err(chart::ChartError::NoFont(p)) => panic!("no font ({p}): make setup installs one"),
         Err(e) => panic!("{e}"),
     }
 }
