@@ -84,7 +84,8 @@ fmt:
 	$(CARGO) fmt --all
 	$(CARGO) fmt --manifest-path fuzz/Cargo.toml
 
-# The control plane without libtorch (coordinator, admin verbs, report, plan), in target/light:
+# The control plane and the ONNX predictor without libtorch (coordinator, admin verbs, report,
+# plan, predict --model X.onnx), in target/light:
 # no venv needed where it runs. `make light-check` proves it (scripts/light-check.sh).
 LIGHT_PROFILE ?= release
 .PHONY: light light-check
@@ -94,6 +95,8 @@ light-check:
 	CARGO_TARGET_DIR=$(CURDIR)/target/light $(CARGO) build --no-default-features --bin ausweep
 	CARGO_TARGET_DIR=$(CURDIR)/target/light $(CARGO) clippy -p ausweep --no-default-features --bins -- -D warnings
 	bash scripts/light-check.sh target/light/debug/ausweep
+	AUSWEEP_LIGHT_BIN=$(CURDIR)/target/light/debug/ausweep $(CARGO) test --test export_onnx -- \
+		--ignored the_light_build_predicts_as_the_full_build --nocapture
 	# Fault injection (AUSWEEP_FAULT_AT, proto/src/fault.rs) exists only in builds made for tests.
 	CARGO_TARGET_DIR=$(CURDIR)/target/light $(CARGO) build --profile $(LIGHT_PROFILE) --no-default-features --bin ausweep
 	@for b in target/light/debug/ausweep target/light/$(LIGHT_PROFILE:dev=debug)/ausweep; do \

@@ -17,6 +17,7 @@ check() { # crate, forbidden packages...
   done
 }
 check ausweep-metrics tch ausweep-proto ausweep-coordinator ausweep-admin ausweep-agent ausweep-vision ausweep-trainer ausweep-weights ausweep-data ausweep-fsutil clap tokio
+check ausweep-edge tch torch-sys ausweep-proto ausweep-coordinator ausweep-admin ausweep-agent ausweep-vision ausweep-trainer ausweep-weights ausweep-data clap tokio
 check ausweep-onnx tch torch-sys ausweep-proto ausweep-coordinator ausweep-admin ausweep-agent ausweep-vision ausweep-trainer ausweep-weights ausweep-data ausweep-fsutil clap tokio
 check ausweep-fsutil tch ausweep-proto ausweep-coordinator ausweep-admin ausweep-agent ausweep-vision ausweep-trainer ausweep-weights ausweep-data clap tokio
 check ausweep-proto tch torch-sys ausweep-coordinator ausweep-admin ausweep-agent ausweep-vision ausweep-trainer ausweep-weights ausweep-data clap

@@ -74,7 +74,13 @@ pub fn run(size: u32, reps: usize, device: &str, no_reference: bool) -> Result<(
             split[0] += t.elapsed().as_secs_f64();
             let t = Instant::now();
             let crops: Vec<_> = found[0].iter().map(|f| spec.crop_of(f)).collect();
-            let x = spec.extract(&img, &crops, &vec![0; crops.len()], i64::from(size))?;
+            let x = ausweep_vision::face::align::extract(
+                &spec,
+                &img,
+                &crops,
+                &vec![0; crops.len()],
+                i64::from(size),
+            )?;
             split[1] += t.elapsed().as_secs_f64();
             if !crops.is_empty() {
                 let t = Instant::now();

@@ -27,7 +27,6 @@ mod doc_commands;
 mod doc_paths;
 #[cfg(feature = "train")]
 mod export_cmd;
-#[cfg(feature = "train")]
 mod predict;
 #[cfg(test)]
 mod source_limits;
@@ -62,8 +61,7 @@ enum Cmd {
     Train(train_cmd::TrainArgs),
     /// Run a trained model on photos, folders and videos: faces, per-AU probabilities and
     /// decisions, emotions (JSON lines or OpenFace-style CSV).
-    #[cfg(feature = "train")]
-    Predict(predict::PredictArgs),
+    Predict(Box<predict::PredictArgs>),
     /// Write a trained model as one ONNX file (normalisation, backbone, head and sigmoid
     /// inside; AUs, thresholds and crop geometry in its metadata) for any ONNX runtime.
     #[cfg(feature = "train")]
@@ -209,8 +207,7 @@ fn main() {
             eprintln!("error: {e:#}");
             std::process::exit(train_cmd::exit_code(e));
         }),
-        #[cfg(feature = "train")]
-        Cmd::Predict(a) => predict::run(a),
+        Cmd::Predict(a) => predict::run(*a),
         #[cfg(feature = "train")]
         Cmd::Export(a) => export_cmd::run(a),
         #[cfg(feature = "train")]

@@ -1,6 +1,10 @@
+// Long file: one fixture (a checkpoint whose every layer matters, crops of a photograph,
+// onnxruntime) shared by the parity tests of every exported net and of the ONNX predictor; a
+// second test binary would link libtorch again (compile time is most of `make test`).
 //! `ausweep export` checked by a runtime no one here wrote: every backbone the project trains,
 //! exported by the real binary, run in onnxruntime (PyPI, in the test venv) on face crops of a
-//! real photograph, against ausweep's own libtorch outputs for the same crops.
+//! real photograph, against ausweep's own libtorch outputs for the same crops; and `ausweep
+//! predict --model X.onnx` (both builds) against the libtorch predictor.
 
 mod common;
 
@@ -52,7 +56,7 @@ fn crops(dir: &Path) -> Tensor {
             ..c
         },
     ];
-    spec.extract(&t, &variants, &[0; 4], SIZE).unwrap()
+    ausweep_vision::face::align::extract(&spec, &t, &variants, &[0; 4], SIZE).unwrap()
 }
 
 /// libtorch's generator is global and building any net draws from it (the detector's too,
@@ -390,11 +394,11 @@ fn the_face_detector_runs_the_same_in_onnxruntime() {
     let p = PNet::load(&file("pnet"), Device::Cpu).unwrap();
     let (reg, prob) = p.forward(&norm(&image));
     check("pnet", &image, vec![("regression", reg), ("probs", prob)]);
-    let r24 = spec.extract(&image, &boxes, &[0; 3], 24).unwrap();
+    let r24 = ausweep_vision::face::align::extract(&spec, &image, &boxes, &[0; 3], 24).unwrap();
     let r = RNet::load(&file("rnet"), Device::Cpu).unwrap();
     let (reg, prob) = r.forward(&norm(&r24));
     check("rnet", &r24, vec![("regression", reg), ("probs", prob)]);
-    let o48 = spec.extract(&image, &boxes, &[0; 3], 48).unwrap();
+    let o48 = ausweep_vision::face::align::extract(&spec, &image, &boxes, &[0; 3], 48).unwrap();
     let o = ONet::load(&file("onet"), Device::Cpu).unwrap();
     let (reg, marks, prob) = o.forward(&norm(&o48));
     check(
@@ -442,4 +446,238 @@ fn the_cost_bench_counts_parameters_and_times_both_runtimes() {
             .unwrap_or_else(|_| panic!("cell {i}: {row}"));
         assert!(ms > 0.0, "{row}");
     }
+}
+
+/// ONNX Runtime's library from the test venv's onnxruntime wheel.
+fn onnxruntime_library() -> PathBuf {
+    let venv = ausweep_testkit::python::venv_python();
+    let site = venv
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("lib/python3.11/site-packages/onnxruntime/capi");
+    std::fs::read_dir(&site)
+        .unwrap_or_else(|e| panic!("{}: {e} (make setup installs onnxruntime)", site.display()))
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("libonnxruntime.so."))
+        })
+        .unwrap_or_else(|| panic!("no libonnxruntime.so.* in {}", site.display()))
+}
+
+/// A model exported with its detector (`dir/model/final.{safetensors,onnx}`, the MTCNN nets
+/// beside it), and inputs: two photographs (a face, a cat) and a six-frame video of the face.
+fn predictor_fixture(dir: &Path) -> (PathBuf, PathBuf, Vec<PathBuf>) {
+    let ckpt = {
+        let _one = rng();
+        let x = crops(dir);
+        checkpoint(
+            &dir.join("model"),
+            Backbone::MobilenetV2,
+            &x,
+            Objective::Occurrence,
+        )
+    };
+    let onnx = dir.join("model/final.onnx");
+    let out = Command::new(env!("CARGO_BIN_EXE_ausweep"))
+        .args([
+            "export",
+            "--detector",
+            "--model",
+            ckpt.to_str().unwrap(),
+            "--out",
+        ])
+        .arg(&onnx)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let astronaut = common::photo(dir, "astronaut");
+    let cat = common::photo(dir, "chelsea");
+    let video = dir.join("clip.mp4");
+    let st = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-loop", "1", "-framerate", "10", "-i"])
+        .arg(&astronaut)
+        .args([
+            "-vf",
+            "scale=320:320,crop=288:288:6*n:3*n",
+            "-frames:v",
+            "6",
+        ])
+        .args(["-pix_fmt", "yuv420p", "-c:v", "libx264", "-crf", "12"])
+        .arg(&video)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    (ckpt, onnx, vec![astronaut, cat, video])
+}
+
+/// `ausweep predict` (binary `bin`) on `inputs` with `model_args`: its JSON lines.
+fn predict_lines(bin: &Path, model_args: &[&str], inputs: &[PathBuf]) -> Vec<serde_json::Value> {
+    let out = Command::new(bin)
+        .arg("predict")
+        .args(model_args)
+        .args(["--batch", "3"])
+        .args(inputs)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "predict {model_args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+/// Faces per frame, and over every AU×face cell: decisions that differ, and the largest
+/// probability difference; panics when the frames or faces differ.
+fn compare_predictions(a: &[serde_json::Value], b: &[serde_json::Value]) -> (usize, usize, f64) {
+    assert_eq!(a.len(), b.len(), "frames");
+    let (mut cells, mut differ, mut dp) = (0, 0, 0.0f64);
+    for (fa, fb) in a.iter().zip(b) {
+        let key = |f: &serde_json::Value| (f["input"].clone(), f["frame"].clone());
+        assert_eq!(key(fa), key(fb));
+        let (xa, xb) = (
+            fa["faces"].as_array().unwrap(),
+            fb["faces"].as_array().unwrap(),
+        );
+        assert_eq!(xa.len(), xb.len(), "faces in {:?}", key(fa));
+        for (p, q) in xa.iter().zip(xb) {
+            for k in 0..4 {
+                let (u, v) = (
+                    p["bbox"][k].as_f64().unwrap(),
+                    q["bbox"][k].as_f64().unwrap(),
+                );
+                assert!((u - v).abs() < 1.0, "box {:?}: {u} vs {v}", key(fa));
+            }
+            for (ua, ub) in p["aus"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .zip(q["aus"].as_array().unwrap())
+            {
+                cells += 1;
+                differ += usize::from(ua["present"] != ub["present"]);
+                let d = (ua["prob"].as_f64().unwrap() - ub["prob"].as_f64().unwrap()).abs();
+                dp = dp.max(d);
+            }
+        }
+    }
+    (cells, differ, dp)
+}
+
+/// The ONNX predictor (ONNX Runtime for the nets; MTCNN's steps, pooling and the aligned crop
+/// in plain Rust) against the libtorch predictor on two photographs and a video: the same
+/// faces, the same decisions on at least 99 % of AU×face cells, probabilities within 1e-3.
+#[test]
+fn the_onnx_predictor_finds_the_faces_and_decisions_of_the_libtorch_one() {
+    let d = tempfile::tempdir().unwrap();
+    let (ckpt, onnx, inputs) = predictor_fixture(d.path());
+    let bin = Path::new(env!("CARGO_BIN_EXE_ausweep"));
+    let torch = predict_lines(
+        bin,
+        &["--device", "cpu", "--model", ckpt.to_str().unwrap()],
+        &inputs,
+    );
+    let lib = onnxruntime_library();
+    let ort = predict_lines(
+        bin,
+        &[
+            "--model",
+            onnx.to_str().unwrap(),
+            "--onnxruntime",
+            lib.to_str().unwrap(),
+        ],
+        &inputs,
+    );
+    let faces: usize = torch
+        .iter()
+        .map(|f| f["faces"].as_array().unwrap().len())
+        .sum();
+    assert_eq!(torch.len(), 8, "2 photos + 6 video frames");
+    assert!(
+        faces >= 7,
+        "the face must be found in the photo and the video: {faces}"
+    );
+    let (cells, differ, dp) = compare_predictions(&torch, &ort);
+    eprintln!("onnx predictor: {faces} faces, {cells} cells, {differ} decisions differ, max |Δp| {dp:.2e}");
+    assert!(
+        differ * 100 <= cells,
+        "{differ} of {cells} decisions differ"
+    );
+    assert!(dp <= 1e-3, "max |Δp| {dp}");
+    // The probabilities spread: a model whose outputs sat at one value would prove nothing.
+    let probs: Vec<f64> = torch
+        .iter()
+        .flat_map(|f| f["faces"].as_array().unwrap().iter())
+        .flat_map(|f| {
+            f["aus"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|a| a["prob"].as_f64().unwrap())
+        })
+        .collect();
+    let (lo, hi) = probs
+        .iter()
+        .fold((1.0f64, 0.0f64), |(l, h), &p| (l.min(p), h.max(p)));
+    assert!(lo < 0.2 && hi > 0.8, "probabilities span only {lo}..{hi}");
+}
+
+/// The light build (`make light`: no libtorch) predicts exactly as the full build's ONNX
+/// engine: the same code on the same files. Run by `make light-check`, which builds it and
+/// names it in AUSWEEP_LIGHT_BIN.
+#[test]
+#[ignore = "needs the light binary: make light-check runs it"]
+fn the_light_build_predicts_as_the_full_build() {
+    let light = std::env::var_os("AUSWEEP_LIGHT_BIN")
+        .map(PathBuf::from)
+        .expect("AUSWEEP_LIGHT_BIN: the light binary (make light-check sets it)");
+    let d = tempfile::tempdir().unwrap();
+    let (ckpt, onnx, inputs) = predictor_fixture(d.path());
+    let lib = onnxruntime_library();
+    let args = [
+        "--model",
+        onnx.to_str().unwrap(),
+        "--onnxruntime",
+        lib.to_str().unwrap(),
+    ];
+    let full = predict_lines(Path::new(env!("CARGO_BIN_EXE_ausweep")), &args, &inputs);
+    let light_out = predict_lines(&light, &args, &inputs);
+    assert_eq!(
+        full, light_out,
+        "the light build's predictions differ from the full build's"
+    );
+    let torch = predict_lines(
+        Path::new(env!("CARGO_BIN_EXE_ausweep")),
+        &["--device", "cpu", "--model", ckpt.to_str().unwrap()],
+        &inputs,
+    );
+    let (cells, differ, dp) = compare_predictions(&torch, &light_out);
+    eprintln!(
+        "light predictor vs libtorch: {cells} cells, {differ} decisions differ, max |Δp| {dp:.2e}"
+    );
+    assert!(
+        differ * 100 <= cells && dp <= 1e-3,
+        "{differ}/{cells}, {dp}"
+    );
+    // A checkpoint is refused by name: this build has no libtorch.
+    let out = Command::new(&light)
+        .args(["predict", "--model", ckpt.to_str().unwrap()])
+        .arg(&inputs[0])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("runs exported models only"),
+        "{err}"
+    );
 }

@@ -117,7 +117,7 @@ pub fn draw(img: &mut RgbImage, faces: &[FaceOut]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ausweep_vision::face::Face;
+    use ausweep_edge::mtcnn::Face;
 
     #[test]
     fn boxes_and_bars_are_drawn_inside_the_image_only() {
@@ -127,7 +127,7 @@ mod tests {
             confidence: 0.9,
             landmarks: [[160.0, 40.0]; 5],
         };
-        let pred = ausweep_trainer::predict::AuPrediction {
+        let pred = ausweep_edge::aus::AuPrediction {
             probs: vec![1.0, 0.0],
             present: vec![true, false],
             intensity: None,

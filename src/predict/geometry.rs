@@ -1,105 +1,65 @@
-//! How `ausweep predict` crops a face: the way the checkpoint's training faces were cropped
-//! (its recorded template and size), unless flags override it.
+//! How the libtorch engine crops a face: the way the checkpoint's training faces were cropped
+//! (its recorded template and size, [`Crop::of`]), unless flags override it.
 
 use anyhow::Result;
+pub use ausweep_edge::crop::Crop;
+use ausweep_edge::crop::{CropKind, CropOrigin};
+use ausweep_proto::trainer::result::CropKind as Recorded;
 use ausweep_trainer::train::checkpoint::CheckpointMeta;
-use ausweep_trainer::train::provenance::CropKind;
-use ausweep_vision::face::{AlignSpec, Face};
+use ausweep_vision::face::{align, Face};
 use ausweep_vision::prepare::{template, Template};
 use tch::Tensor;
 
-/// A crop geometry.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum Crop {
-    /// Eyes on two points (distance and height as fractions of the side).
-    Eyes(AlignSpec),
-    /// Five landmarks on the `five` template.
-    Five,
+/// How a checkpoint's training faces were cropped, from its dataset identity.
+pub fn origin(meta: &CheckpointMeta) -> Option<CropOrigin> {
+    meta.dataset.as_ref().map(|d| CropOrigin {
+        crop: kind(&d.crop),
+        template_points: d.template_points.clone(),
+        dataset: d.kind.clone(),
+    })
 }
 
-impl Crop {
-    /// The crop of a checkpoint, and a note for the user when it had to be assumed or was
-    /// overridden by `--eye-distance` / `--eye-y`.
-    pub fn of(
-        meta: &CheckpointMeta,
-        eye_distance: Option<f64>,
-        eye_y: Option<f64>,
-    ) -> Result<(Crop, Option<String>)> {
-        let (mut crop, mut note) = match &meta.dataset {
-            None => (
-                Crop::Eyes(AlignSpec::default()),
-                Some("the checkpoint does not record how its faces were cropped (an older version); using ausweep's eyes template".to_string()),
-            ),
-            Some(d) => match d.crop {
-                CropKind::Eyes => match d.template_points.as_slice() {
-                    [(_, l), (_, r), ..] if r[0] > l[0] => (
-                        Crop::Eyes(AlignSpec {
-                            eye_distance: r[0] - l[0],
-                            eye_y: (l[1] + r[1]) / 2.0,
-                        }),
-                        None,
-                    ),
-                    _ => anyhow::bail!(
-                        "the checkpoint's eyes template has unusable points {:?}",
-                        d.template_points
-                    ),
-                },
-                CropKind::Five => (Crop::Five, None),
-                CropKind::CentreSquare | CropKind::AsGiven => (
-                    Crop::Eyes(AlignSpec::default()),
-                    Some(format!(
-                        "the model was trained on {} frames that were not face-aligned ({:?}); faces are cropped with ausweep's eyes template, which may not match",
-                        d.kind, d.crop
-                    )),
-                ),
-            },
-        };
-        if eye_distance.is_some() || eye_y.is_some() {
-            let mut spec = match crop {
-                Crop::Eyes(s) => s,
-                Crop::Five => AlignSpec::default(),
-            };
-            if let Some(d) = eye_distance {
-                anyhow::ensure!(
-                    d > 0.0 && d < 1.0,
-                    "--eye-distance {d}: must be between 0 and 1"
-                );
-                spec.eye_distance = d;
-            }
-            if let Some(y) = eye_y {
-                anyhow::ensure!(y > 0.0 && y < 1.0, "--eye-y {y}: must be between 0 and 1");
-                spec.eye_y = y;
-            }
-            note = Some(format!(
-                "--eye-distance/--eye-y override the checkpoint's crop ({crop:?}); its training faces were cropped differently"
-            ));
-            crop = Crop::Eyes(spec);
-        }
-        Ok((crop, note))
+/// The checkpoint's crop kind as an exported model names it.
+fn kind(k: &Recorded) -> CropKind {
+    match k {
+        Recorded::Eyes => CropKind::Eyes,
+        Recorded::Five => CropKind::Five,
+        Recorded::CentreSquare => CropKind::CentreSquare,
+        Recorded::AsGiven => CropKind::AsGiven,
     }
+}
 
-    /// Crops `[N,3,size,size]` of `faces` (each with the index of its image in `imgs`).
-    pub fn extract(&self, imgs: &Tensor, faces: &[(usize, &Face)], size: i64) -> Result<Tensor> {
-        let image_of: Vec<usize> = faces.iter().map(|(i, _)| *i).collect();
-        Ok(match self {
-            Crop::Eyes(spec) => {
-                let crops: Vec<_> = faces.iter().map(|(_, f)| spec.crop_of(f)).collect();
-                spec.extract(imgs, &crops, &image_of, size)?
-            }
-            Crop::Five => {
-                let maps: Vec<_> = faces
-                    .iter()
-                    .map(|(_, f)| Template::Five.fit(&f.landmarks, size as u32))
-                    .collect();
-                template::warp(imgs, &maps, &image_of, size)?
-            }
-        })
-    }
+/// The crop of a checkpoint (see [`Crop::of`]).
+pub fn of(
+    meta: &CheckpointMeta,
+    eye_distance: Option<f64>,
+    eye_y: Option<f64>,
+) -> Result<(Crop, Option<String>)> {
+    Crop::of(origin(meta).as_ref(), eye_distance, eye_y).map_err(anyhow::Error::msg)
+}
+
+/// Crops `[N,3,size,size]` of `faces` (each with the index of its image in `imgs`).
+pub fn extract(crop: &Crop, imgs: &Tensor, faces: &[(usize, &Face)], size: i64) -> Result<Tensor> {
+    let image_of: Vec<usize> = faces.iter().map(|(i, _)| *i).collect();
+    Ok(match crop {
+        Crop::Eyes(spec) => {
+            let crops: Vec<_> = faces.iter().map(|(_, f)| spec.crop_of(f)).collect();
+            align::extract(spec, imgs, &crops, &image_of, size)?
+        }
+        Crop::Five => {
+            let maps: Vec<_> = faces
+                .iter()
+                .map(|(_, f)| Template::Five.fit(&f.landmarks, size as u32))
+                .collect();
+            template::warp(imgs, &maps, &image_of, size)?
+        }
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ausweep_edge::crop::AlignSpec;
     use ausweep_trainer::train::provenance::{CropKind, DatasetIdentity};
     use tch::{Device, Kind};
 
@@ -139,6 +99,21 @@ mod tests {
     }
 
     #[test]
+    fn crop_kinds_keep_their_names_between_a_checkpoint_and_an_exported_model() {
+        for k in [
+            Recorded::Eyes,
+            Recorded::Five,
+            Recorded::CentreSquare,
+            Recorded::AsGiven,
+        ] {
+            let written = serde_json::to_value(&k).unwrap();
+            let read: ausweep_edge::crop::CropKind =
+                serde_json::from_value(written.clone()).unwrap();
+            assert_eq!(read, kind(&k), "{written}");
+        }
+    }
+
+    #[test]
     fn the_box_to_crop_mapping_follows_the_checkpoint() {
         let face = Face {
             bbox: [0.0; 4],
@@ -156,13 +131,13 @@ mod tests {
         // A checkpoint trained on crops with eyes 0.3 of the side apart at 0.45 of its height:
         // the left eye (150, 120) shows at crop pixel ((0.5 − 0.15)·48 − 0.5, 0.45·48 − 0.5).
         let pts = vec![(0, [0.35, 0.45]), (1, [0.65, 0.45])];
-        let (crop, note) = Crop::of(&meta(Some((CropKind::Eyes, pts))), None, None).unwrap();
+        let (crop, note) = of(&meta(Some((CropKind::Eyes, pts))), None, None).unwrap();
         assert_eq!(note, None);
         assert!(
             matches!(crop, Crop::Eyes(s) if (s.eye_distance - 0.3).abs() < 1e-12 && s.eye_y == 0.45),
             "{crop:?}"
         );
-        let t = crop.extract(&img, &[(0, &face)], size).unwrap();
+        let t = extract(&crop, &img, &[(0, &face)], size).unwrap();
         let (u, v) = ((0.35 * 48.0 - 0.5) as i64, (0.45 * 48.0 - 0.5) as i64);
         let got = source_at(&t, u, v);
         let scale = 60.0 / (0.3 * 48.0);
@@ -171,21 +146,20 @@ mod tests {
             "{got:?}"
         );
         // The default geometry puts a different point there: the mapping really changed.
-        let default = Crop::Eyes(AlignSpec::default())
-            .extract(&img, &[(0, &face)], size)
-            .unwrap();
+        let default =
+            extract(&Crop::Eyes(AlignSpec::default()), &img, &[(0, &face)], size).unwrap();
         let other = source_at(&default, u, v);
         assert!((other[1] - 120.0).abs() > 5.0, "{other:?}");
 
         // A five-point checkpoint: the crop follows the `five` template's fit.
-        let (crop, _) = Crop::of(
+        let (crop, _) = of(
             &meta(Some((CropKind::Five, Template::Five.points()))),
             None,
             None,
         )
         .unwrap();
         assert_eq!(crop, Crop::Five);
-        let t = crop.extract(&img, &[(0, &face)], size).unwrap();
+        let t = extract(&crop, &img, &[(0, &face)], size).unwrap();
         let fit = Template::Five.fit(&face.landmarks, size as u32);
         let p = fit.inverse().apply([20.0, 30.0]);
         let got = source_at(&t, 20, 30);
@@ -195,12 +169,11 @@ mod tests {
         );
 
         // Flags override, with a note; an old checkpoint gets the default, with a note.
-        let (crop, note) =
-            Crop::of(&meta(Some((CropKind::Five, vec![]))), Some(0.3), None).unwrap();
+        let (crop, note) = of(&meta(Some((CropKind::Five, vec![]))), Some(0.3), None).unwrap();
         assert!(matches!(crop, Crop::Eyes(s) if s.eye_distance == 0.3) && note.is_some());
-        let (crop, note) = Crop::of(&meta(None), None, None).unwrap();
+        let (crop, note) = of(&meta(None), None, None).unwrap();
         assert_eq!(crop, Crop::Eyes(AlignSpec::default()));
         assert!(note.unwrap().contains("older version"));
-        assert!(Crop::of(&meta(None), Some(1.5), None).is_err());
+        assert!(of(&meta(None), Some(1.5), None).is_err());
     }
 }

@@ -2,7 +2,7 @@
 //! RGB frames; videos through ffmpeg, every `stride`-th frame.
 
 use anyhow::{anyhow, bail, Context, Result};
-use ausweep_vision::prepare::ffmpeg;
+use ausweep_edge::video as ffmpeg;
 use image::RgbImage;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,19 +1,25 @@
-//! `ausweep predict`: a trained checkpoint on photos, folders and videos. MTCNN finds the
-//! faces, each is aligned by its eyes like the training frames, the AU model gives per-AU
-//! probabilities and decisions (the checkpoint's tuned thresholds), and the AU rules give the
-//! emotions they can decide.
+//! `ausweep predict`: a trained model on photos, folders and videos. MTCNN finds the faces,
+//! each is aligned like the training frames, the AU model gives per-AU probabilities and
+//! decisions (the checkpoint's tuned thresholds), and the AU rules give the emotions they can
+//! decide. A checkpoint runs in libtorch (the full build); an exported `X.onnx` runs in ONNX
+//! Runtime (both builds, the light one included).
 
 mod annotate;
+mod engine;
+#[cfg(feature = "train")]
 mod geometry;
 mod inputs;
+#[cfg(feature = "train")]
 pub(crate) mod model_ref;
+mod onnx_engine;
 mod output;
+#[cfg(feature = "train")]
+mod torch_engine;
 
 use anyhow::{anyhow, bail, Context, Result};
-use ausweep_trainer::predict::AuModel;
-use ausweep_trainer::train::{self, weights::weights_dir};
-use ausweep_vision::face::{image_tensor, Detector, DetectorConfig, Face};
+use ausweep_edge::mtcnn::DetectorConfig;
 use clap::Args;
+use engine::Engine;
 use image::RgbImage;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use inputs::{Input, VideoFrames};
@@ -21,7 +27,6 @@ use output::{Format, FrameOut, Writer};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use tch::Tensor;
 
 /// Flags of `ausweep predict`.
 #[derive(Args)]
@@ -29,8 +34,10 @@ pub struct PredictArgs {
     /// Images, folders (searched recursively) and videos.
     #[arg(required = true)]
     inputs: Vec<PathBuf>,
-    /// A checkpoint (`X.safetensors` beside its `X.json`), an `ausweep train` output folder, or
-    /// SWEEP:BACKBONE for the best fold's final checkpoint from the coordinator.
+    /// An exported model `X.onnx` (ONNX Runtime, no libtorch; the MTCNN nets' ONNX files beside
+    /// it or in --detector), or, in the full build, a checkpoint (`X.safetensors` beside its
+    /// `X.json`), an `ausweep train` output folder, or SWEEP:BACKBONE for the best fold's final
+    /// checkpoint from the coordinator.
     #[arg(long)]
     model: String,
     /// Output file (default: standard output).
@@ -63,15 +70,28 @@ pub struct PredictArgs {
     /// checkpoint's).
     #[arg(long)]
     eye_y: Option<f64>,
-    /// cpu, cuda, cuda:N or auto.
+    /// cpu, cuda, cuda:N or auto (an ONNX model runs on the CPU).
     #[arg(long, default_value = "auto")]
     device: String,
+    /// ONNX models: the folder with `mtcnn_{pnet,rnet,onet}.onnx` (default: the model's).
+    #[arg(long)]
+    detector: Option<PathBuf>,
+    /// ONNX models: ONNX Runtime's library, `libonnxruntime.so*` (default $ORT_DYLIB_PATH, then
+    /// beside the binary, then the system's).
+    #[arg(long)]
+    onnxruntime: Option<PathBuf>,
+    /// ONNX models: threads per net (0: all cores).
+    #[arg(long, default_value_t = 0)]
+    threads: usize,
     /// Weights directory with the MTCNN weights (default $AUSWEEP_WEIGHTS or ~/.cache/ausweep/weights).
+    #[cfg(feature = "train")]
     #[arg(long)]
     weights_dir: Option<PathBuf>,
     /// Where downloaded sweep checkpoints are kept (default ~/.cache/ausweep/checkpoints).
+    #[cfg(feature = "train")]
     #[arg(long)]
     checkpoint_cache: Option<PathBuf>,
+    #[cfg(feature = "train")]
     #[command(flatten)]
     remote: crate::cluster_cmd::ConnArgs,
 }
@@ -88,9 +108,7 @@ struct Tally {
 }
 
 struct Pipeline {
-    detector: Detector,
-    model: AuModel,
-    crop: geometry::Crop,
+    engine: Box<dyn Engine>,
     cols: Vec<usize>,
     annotate: Option<PathBuf>,
     faces_seconds: f64,
@@ -99,34 +117,24 @@ struct Pipeline {
 /// Runs `ausweep predict`.
 // Long function: the predict command's script: inputs, model, detection, outputs, summary.
 pub fn run(a: PredictArgs) -> Result<()> {
-    let device = train::parse_device(&a.device).map_err(anyhow::Error::msg)?;
-    let cache = a.checkpoint_cache.clone().unwrap_or_else(default_cache);
-    let (ckpt, how) = model_ref::resolve(&a.model, &a.remote.clone().into(), &cache)?;
-    let model = AuModel::load(&ckpt, device)
-        .with_context(|| format!("loading the model {}", ckpt.display()))?;
-    let meta = model.meta().clone();
-    let cols = select_aus(&meta.aus, a.aus.as_deref())?;
-    let reported: Vec<u32> = cols.iter().map(|&i| meta.aus[i]).collect();
-    let (crop, note) = geometry::Crop::of(&meta, a.eye_distance, a.eye_y)?;
-    if let Some(n) = note {
-        eprintln!("ausweep predict: warning: {n}");
-    }
     anyhow::ensure!(
         a.min_face >= 12.0,
         "--min-face {}: must be at least 12 pixels",
         a.min_face
     );
-    let weights = a.weights_dir.clone().unwrap_or_else(weights_dir);
-    let detector = Detector::load(
-        &weights,
-        device,
-        DetectorConfig {
-            min_face_size: a.min_face,
-            ..Default::default()
-        },
-    )?;
+    let detector = DetectorConfig {
+        min_face_size: a.min_face,
+        ..Default::default()
+    };
+    let (engine, how, note) = open_engine(&a, detector)?;
+    let meta = engine.info().clone();
+    let cols = select_aus(&meta.aus, a.aus.as_deref())?;
+    let reported: Vec<u32> = cols.iter().map(|&i| meta.aus[i]).collect();
+    if let Some(n) = note {
+        eprintln!("ausweep predict: warning: {n}");
+    }
     eprintln!(
-        "ausweep predict: model {how}\n  {} stage {}, {} px, AUs {}, on {device:?}",
+        "ausweep predict: model {how}\n  {} stage {}, {} px, AUs {}, on {}",
         meta.backbone,
         meta.stage,
         meta.input_size,
@@ -134,7 +142,8 @@ pub fn run(a: PredictArgs) -> Result<()> {
             .iter()
             .map(|a| format!("AU{a}"))
             .collect::<Vec<_>>()
-            .join(" ")
+            .join(" "),
+        engine.device()
     );
     let inputs = inputs::expand(&a.inputs)?;
     if let Some(dir) = &a.annotate {
@@ -156,12 +165,10 @@ pub fn run(a: PredictArgs) -> Result<()> {
         )),
         None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
     };
-    let intensity = meta.objective == ausweep_proto::job::Objective::Intensity;
+    let intensity = meta.intensity;
     let mut writer = Writer::new(sink, format, reported, intensity);
     let mut pipe = Pipeline {
-        detector,
-        model,
-        crop,
+        engine,
         cols,
         annotate: a.annotate.clone(),
         faces_seconds: 0.0,
@@ -234,7 +241,61 @@ pub fn run(a: PredictArgs) -> Result<()> {
     Ok(())
 }
 
+/// The engine `--model` asks for, how the model was found, and a crop note.
+fn open_engine(
+    a: &PredictArgs,
+    detector: DetectorConfig,
+) -> Result<(Box<dyn Engine>, String, Option<String>)> {
+    let onnx = Path::new(&a.model);
+    if onnx.extension().is_some_and(|e| e == "onnx") {
+        anyhow::ensure!(
+            matches!(a.device.as_str(), "auto" | "cpu"),
+            "--device {}: an ONNX model runs on the CPU (use auto or cpu)",
+            a.device
+        );
+        let dir = a.detector.clone().unwrap_or_else(|| {
+            onnx.parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_else(|| PathBuf::from("."))
+        });
+        let settings = onnx_engine::OnnxSettings {
+            detector_dir: &dir,
+            library: a.onnxruntime.as_deref(),
+            threads: a.threads,
+            detector,
+            eye_distance: a.eye_distance,
+            eye_y: a.eye_y,
+        };
+        let (e, note) = onnx_engine::OnnxEngine::open(onnx, &settings)?;
+        return Ok((Box::new(e), format!("{} (ONNX)", onnx.display()), note));
+    }
+    #[cfg(feature = "train")]
+    {
+        use ausweep_trainer::train::{self, weights::weights_dir};
+        let device = train::parse_device(&a.device).map_err(anyhow::Error::msg)?;
+        let cache = a.checkpoint_cache.clone().unwrap_or_else(default_cache);
+        let (ckpt, how) = model_ref::resolve(&a.model, &a.remote.clone().into(), &cache)?;
+        let weights = a.weights_dir.clone().unwrap_or_else(weights_dir);
+        let (e, note) = torch_engine::TorchEngine::open(
+            &ckpt,
+            &weights,
+            device,
+            detector,
+            (a.eye_distance, a.eye_y),
+        )?;
+        Ok((Box::new(e), how, note))
+    }
+    #[cfg(not(feature = "train"))]
+    bail!(
+        "--model {}: this build has no libtorch and runs exported models only (X.onnx); \
+         write one with `ausweep export --model {} --out X.onnx --detector` in the full build",
+        a.model,
+        a.model
+    )
+}
+
 /// Where sweep checkpoints are cached: ~/.cache/ausweep/checkpoints.
+#[cfg(feature = "train")]
 pub(crate) fn default_cache() -> PathBuf {
     std::env::var_os("HOME")
         .map(PathBuf::from)
@@ -341,24 +402,11 @@ impl Pipeline {
         tally: &mut Tally,
     ) -> Result<()> {
         let t0 = Instant::now();
-        let tensors: Vec<Tensor> = frames.iter().map(|(_, _, img)| image_tensor(img)).collect();
-        let imgs = Tensor::stack(&tensors, 0).to_device(self.detector.device());
-        let found = self.detector.detect(&imgs)?;
-        let faces: Vec<(usize, &Face)> = found
-            .iter()
-            .enumerate()
-            .flat_map(|(i, fs)| fs.iter().map(move |f| (i, f)))
-            .collect();
-        let size = i64::from(self.model.meta().input_size);
-        let x = self.crop.extract(&imgs, &faces, size)?;
-        let preds = if faces.is_empty() {
-            Vec::new()
-        } else {
-            self.model.predict(&x)
-        };
+        let images: Vec<&RgbImage> = frames.iter().map(|(_, _, img)| img).collect();
+        let found = self.engine.run(&images)?;
         self.faces_seconds += t0.elapsed().as_secs_f64();
-        let meta = self.model.meta();
-        let mut preds = preds.into_iter();
+        let meta = self.engine.info();
+        let thresholds = self.engine.thresholds();
         for ((index, ts, img), faces) in frames.into_iter().zip(found) {
             tally.frames += 1;
             if faces.is_empty() {
@@ -367,17 +415,7 @@ impl Pipeline {
             let faces: Vec<_> = faces
                 .into_iter()
                 .enumerate()
-                .filter_map(|(k, f): (usize, Face)| {
-                    let p = preds.next()?;
-                    Some(output::face_out(
-                        k,
-                        f,
-                        &p,
-                        &meta.aus,
-                        &self.cols,
-                        self.model.thresholds(),
-                    ))
-                })
+                .map(|(k, (f, p))| output::face_out(k, f, &p, &meta.aus, &self.cols, thresholds))
                 .collect();
             tally.faces += faces.len() as u64;
             let out = FrameOut {

@@ -3,8 +3,9 @@
 //! detection model writes `AUxx_c` and `AUxx_prob`; an intensity model OpenFace's `AUxx_r`
 //! (0–5) and `AUxx_c` (level ≥ 2).
 
-use ausweep_trainer::predict::{AuPrediction, EmotionCall};
-use ausweep_vision::face::Face;
+use ausweep_edge::aus::AuPrediction;
+use ausweep_edge::emotions::EmotionCall;
+use ausweep_edge::mtcnn::Face;
 use serde::Serialize;
 use std::io::Write;
 
@@ -75,7 +76,7 @@ pub fn face_out(
                 intensity: pred.intensity.as_ref().map(|v| v[i]),
             })
             .collect(),
-        emotions: ausweep_trainer::predict::emotions(&au_list, &present),
+        emotions: ausweep_edge::emotions::emotions(&au_list, &present),
     }
 }
 

@@ -27,7 +27,7 @@ fn error(
 ) -> f64 {
     let crops: Vec<_> = found.iter().map(|(_, f)| spec.crop_of(f)).collect();
     let idx: Vec<usize> = found.iter().map(|(i, _)| *i).collect();
-    let x = spec.extract(big, &crops, &idx, 64).unwrap();
+    let x = ausweep_vision::face::align::extract(spec, big, &crops, &idx, 64).unwrap();
     let want = small
         .index_select(
             0,

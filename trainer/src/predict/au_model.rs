@@ -2,10 +2,9 @@
 //! tuned thresholds; aligned crops in, per-AU probabilities and decisions out.
 
 use crate::train::checkpoint::{self, CheckpointMeta};
-use crate::train::loss::INTENSITY_SCALE;
 use crate::train::{Model, TrainError};
+use ausweep_edge::aus::{self, AuPrediction};
 use ausweep_proto::job::{Backbone, Objective};
-use serde::Serialize;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
 
@@ -25,21 +24,6 @@ impl std::fmt::Debug for AuModel {
     }
 }
 
-/// One face's AU outputs.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct AuPrediction {
-    /// Sigmoid output per AU (the checkpoint's AU order): a probability, or intensity / 5.
-    pub probs: Vec<f32>,
-    /// Output ≥ the AU's threshold (for intensity: level ≥ 2, DISFA's presence).
-    pub present: Vec<bool>,
-    /// Intensity 0–5 per AU, from an intensity model.
-    pub intensity: Option<Vec<f32>>,
-}
-
-/// The intensity from which an intensity model calls an AU present: DISFA's B (2), as the
-/// paper binarises the labels and as the emotion rules' `5B` reads.
-pub const PRESENT_LEVEL: f64 = 2.0;
-
 impl AuModel {
     /// Loads `file` (`X.safetensors` with its `X.json`), verifying the recorded sha256.
     pub fn load(file: &Path, device: Device) -> Result<Self, TrainError> {
@@ -50,12 +34,7 @@ impl AuModel {
         };
         let kind = Backbone::parse(&meta.backbone).map_err(bad)?;
         let intensity = meta.objective == Objective::Intensity;
-        let thresholds = if intensity {
-            // The head's 5·sigmoid scale: level 2 is an output of 0.4.
-            vec![PRESENT_LEVEL / INTENSITY_SCALE; meta.aus.len()]
-        } else {
-            meta.thresholds.clone()
-        };
+        let thresholds = aus::thresholds(intensity, &meta.thresholds, meta.aus.len());
         if meta.aus.is_empty() || thresholds.len() != meta.aus.len() {
             return Err(bad(format!(
                 "{} AUs but {} thresholds",
@@ -114,19 +93,11 @@ impl AuModel {
             .sigmoid()
             .to_device(Device::Cpu)
             .contiguous();
-        let k = self.meta.aus.len();
         let flat = Vec::<f32>::try_from(p.view([-1])).unwrap_or_default();
-        flat.chunks_exact(k)
-            .map(|row| AuPrediction {
-                probs: row.to_vec(),
-                present: row
-                    .iter()
-                    .zip(&self.thresholds)
-                    .map(|(&p, &t)| f64::from(p) >= t)
-                    .collect(),
-                intensity: (self.meta.objective == Objective::Intensity)
-                    .then(|| row.iter().map(|&p| p * INTENSITY_SCALE as f32).collect()),
-            })
-            .collect()
+        aus::decide(
+            &flat,
+            &self.thresholds,
+            self.meta.objective == Objective::Intensity,
+        )
     }
 }

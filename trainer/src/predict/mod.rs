@@ -2,7 +2,8 @@
 //! the AU rules can decide from the AUs the model knows.
 
 pub mod au_model;
-pub mod emotions;
+pub use ausweep_edge::emotions;
 
-pub use au_model::{AuModel, AuPrediction};
+pub use au_model::AuModel;
+pub use ausweep_edge::aus::AuPrediction;
 pub use emotions::{emotions, EmotionCall};

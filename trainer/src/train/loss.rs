@@ -75,7 +75,7 @@ pub fn weighted_mse_intensity(logits: &Tensor, targets: &Tensor, weights: &Tenso
 }
 
 /// The intensity a head's output stands for: `5·sigmoid(z)`, on DISFA's 0–5 scale.
-pub const INTENSITY_SCALE: f64 = 5.0;
+pub use ausweep_edge::aus::INTENSITY_SCALE;
 
 /// Mean squared error of `5·sigmoid(logits)` against intensities 0–5 `[N, K]`.
 pub fn mse_intensity(logits: &Tensor, targets: &Tensor) -> Tensor {

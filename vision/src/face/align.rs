@@ -1,97 +1,43 @@
 //! Eye-aligned face crops: rotate so the eyes are level, scale so their distance is a fixed
 //! fraction of the crop, and place their midpoint where the training frames have it.
 
-use super::detect::Face;
 use super::FaceError;
+pub use ausweep_edge::crop::{AlignSpec, FaceCrop};
 use tch::{Kind, Tensor};
 
-/// Where the eyes sit in an aligned crop.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct AlignSpec {
-    /// Distance between the eye centres as a fraction of the crop side.
-    pub eye_distance: f64,
-    /// Height of the eye midpoint as a fraction of the crop side (from the top).
-    pub eye_y: f64,
-}
-
-impl Default for AlignSpec {
-    /// The geometry of ausweep's synthetic DISFA frames: eyes 0.258 of the side apart (2 × 0.1075
-    /// face units × scale 1.2) with their midpoint 0.385 from the top (0.46 − 0.0625 × 1.2).
-    fn default() -> Self {
-        AlignSpec {
-            eye_distance: 0.258,
-            eye_y: 0.385,
-        }
+/// Aligned crops `[N,3,size,size]` (float, the source's 0–255 range) of `crops[i]` in image
+/// `image_of[i]` of `imgs` (`[B,3,H,W]`) on `spec`; bilinear sampling at up to 4× and area
+/// averaging down, so large faces are not aliased.
+pub fn extract(
+    spec: &AlignSpec,
+    imgs: &Tensor,
+    crops: &[FaceCrop],
+    image_of: &[usize],
+    size: i64,
+) -> Result<Tensor, FaceError> {
+    let s = imgs.size();
+    if s.len() != 4 || crops.len() != image_of.len() || size < 1 {
+        return Err(FaceError::Input(format!(
+            "align: images {s:?}, {} crops, {} image indices, size {size}",
+            crops.len(),
+            image_of.len()
+        )));
     }
-}
-
-/// An aligned crop's placement in its source image.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct FaceCrop {
-    /// Eye midpoint in source pixels.
-    pub centre: [f64; 2],
-    /// Crop side in source pixels.
-    pub side: f64,
-    /// Rotation of the eye line, radians.
-    pub angle: f64,
-}
-
-impl AlignSpec {
-    /// The crop of `face`: from its two eye landmarks.
-    pub fn crop_of(&self, face: &Face) -> FaceCrop {
-        let [l, r] = [face.landmarks[0], face.landmarks[1]];
-        let (dx, dy) = (f64::from(r[0] - l[0]), f64::from(r[1] - l[1]));
-        let dist = dx.hypot(dy).max(1.0);
-        FaceCrop {
-            centre: [f64::from(l[0] + r[0]) / 2.0, f64::from(l[1] + r[1]) / 2.0],
-            side: dist / self.eye_distance,
-            angle: dy.atan2(dx),
-        }
+    let (h, w) = (s[2] as f64, s[3] as f64);
+    if crops.is_empty() {
+        return Ok(Tensor::zeros(
+            [0, 3, size, size],
+            (Kind::Float, imgs.device()),
+        ));
     }
-
-    /// Aligned crops `[N,3,size,size]` (float, the source's 0–255 range) of `crops[i]` in image
-    /// `image_of[i]` of `imgs` (`[B,3,H,W]`); bilinear sampling at up to 4× and area averaging
-    /// down, so large faces are not aliased.
-    pub fn extract(
-        &self,
-        imgs: &Tensor,
-        crops: &[FaceCrop],
-        image_of: &[usize],
-        size: i64,
-    ) -> Result<Tensor, FaceError> {
-        let s = imgs.size();
-        if s.len() != 4 || crops.len() != image_of.len() || size < 1 {
-            return Err(FaceError::Input(format!(
-                "align: images {s:?}, {} crops, {} image indices, size {size}",
-                crops.len(),
-                image_of.len()
-            )));
-        }
-        let (h, w) = (s[2] as f64, s[3] as f64);
-        if crops.is_empty() {
-            return Ok(Tensor::zeros(
-                [0, 3, size, size],
-                (Kind::Float, imgs.device()),
-            ));
-        }
-        let mut theta = Vec::with_capacity(crops.len() * 6);
-        let mut largest = 1.0f64;
-        for c in crops {
-            let (sin, cos) = c.angle.sin_cos();
-            let l = c.side;
-            let down = (0.5 - self.eye_y) * l;
-            theta.extend_from_slice(&[
-                (l / w * cos) as f32,
-                (-l / w * sin) as f32,
-                ((2.0 / w) * (c.centre[0] - sin * down) + 1.0 / w - 1.0) as f32,
-                (l / h * sin) as f32,
-                (l / h * cos) as f32,
-                ((2.0 / h) * (c.centre[1] + cos * down) + 1.0 / h - 1.0) as f32,
-            ]);
-            largest = largest.max(l / size as f64);
-        }
-        Ok(sample_affine(imgs, &theta, image_of, size, largest))
+    let mut theta = Vec::with_capacity(crops.len() * 6);
+    let mut largest = 1.0f64;
+    for c in crops {
+        let (th, scale) = spec.affine(c, w, h, size as u32);
+        theta.extend_from_slice(&th);
+        largest = largest.max(scale);
     }
+    Ok(sample_affine(imgs, &theta, image_of, size, largest))
 }
 
 /// Samples `[N,3,size,size]` crops (float) from `imgs` (`[B,3,H,W]`): crop `i` from image
@@ -128,6 +74,7 @@ pub fn sample_affine(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::face::Face;
     use tch::Device;
 
     fn face(l: [f32; 2], r: [f32; 2]) -> Face {
@@ -160,7 +107,7 @@ mod tests {
         let c = spec.crop_of(&f);
         assert!((c.side - 40.0 / 0.258).abs() < 1e-6 && c.angle.abs() < 1e-12);
         let size = 64;
-        let out = spec.extract(&ramps(240, 200), &[c], &[0], size).unwrap();
+        let out = extract(&spec, &ramps(240, 200), &[c], &[0], size).unwrap();
         assert_eq!(out.size(), vec![1, 3, size, size]);
         // Column u of the crop shows source column centre.x + ((u + 0.5) / size − 0.5) · side.
         for u in [8i64, 32, 50] {
@@ -180,7 +127,7 @@ mod tests {
         // Eyes on a vertical line (head turned 90°): the crop's x axis runs down the image.
         let c = spec.crop_of(&face([100.0, 80.0], [100.0, 120.0]));
         assert!((c.angle - std::f64::consts::FRAC_PI_2).abs() < 1e-9);
-        let out = spec.extract(&ramps(240, 200), &[c], &[0], 32).unwrap();
+        let out = extract(&spec, &ramps(240, 200), &[c], &[0], 32).unwrap();
         let left = out.double_value(&[0, 1, 12, 4]);
         let right = out.double_value(&[0, 1, 12, 28]);
         assert!(right - left > 100.0, "rows {left} → {right}");
@@ -193,6 +140,6 @@ mod tests {
     fn mismatched_indices_are_an_error_not_a_panic() {
         let spec = AlignSpec::default();
         let c = spec.crop_of(&face([1.0, 1.0], [5.0, 1.0]));
-        assert!(spec.extract(&ramps(8, 8), &[c], &[], 16).is_err());
+        assert!(extract(&spec, &ramps(8, 8), &[c], &[], 16).is_err());
     }
 }

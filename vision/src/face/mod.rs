@@ -5,7 +5,7 @@ pub mod align;
 pub mod detect;
 pub mod export;
 pub mod nets;
-pub mod nms;
+pub use ausweep_edge::nms;
 
 pub use align::{AlignSpec, FaceCrop};
 pub use detect::{Detector, DetectorConfig, Face};

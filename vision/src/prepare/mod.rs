@@ -14,7 +14,7 @@
 //! size, detector settings and detector weights: the same source and settings reuse it.
 
 pub mod accuracy;
-pub mod ffmpeg;
+pub use ausweep_edge::video as ffmpeg;
 pub mod template;
 pub mod track;
 
@@ -35,6 +35,15 @@ use track::{TrackConfig, Tracked, Tracker};
 /// Frames (about 3 s of DISFA) held back after the newest detection, waiting for the next one
 /// to interpolate between; a longer gap holds the last landmarks.
 const MAX_WAITING: usize = 64;
+
+impl From<ffmpeg::VideoError> for PrepareError {
+    fn from(e: ffmpeg::VideoError) -> Self {
+        match e {
+            ffmpeg::VideoError::Tool(m) => PrepareError::Tool(m),
+            ffmpeg::VideoError::Video { path, msg } => PrepareError::Video { path, msg },
+        }
+    }
+}
 
 /// Format tag of a prepared dataset's manifest.
 pub const FORMAT: &str = "ausweep-prepared-v1";

@@ -1,152 +1,8 @@
 //! Crop templates and the similarity transform that puts a face's landmarks on them.
 
 use crate::face::FaceError;
-use serde::{Deserialize, Serialize};
+pub use ausweep_edge::crop::{Similarity, Template};
 use tch::{Kind, Tensor};
-
-/// Where landmarks go in an aligned crop (fractions of its side, `(0, 0)` the top-left corner).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
-pub enum Template {
-    /// The two eye centres, 0.258 of the side apart, their midpoint at (0.5, 0.385): the geometry
-    /// of ausweep's synthetic frames and `ausweep predict`'s default crop.
-    #[default]
-    Eyes,
-    /// All five landmarks, least squares: ArcFace's 112-px template scaled by 0.825 about the
-    /// centre and raised by 0.09, so the eyes land near the `eyes` template's and the forehead and
-    /// chin stay in the crop.
-    Five,
-}
-
-/// ArcFace's five-point template on a 112-px crop.
-const ARCFACE_112: [[f64; 2]; 5] = [
-    [38.2946, 51.6963],
-    [73.5318, 51.5014],
-    [56.0252, 71.7366],
-    [41.5493, 92.3655],
-    [70.7299, 92.2041],
-];
-
-impl Template {
-    /// The template's name in manifests and on the command line.
-    pub fn name(self) -> &'static str {
-        match self {
-            Template::Eyes => "eyes",
-            Template::Five => "five",
-        }
-    }
-
-    /// The landmarks used (indices into MTCNN's five) and their positions as side fractions.
-    pub fn points(self) -> Vec<(usize, [f64; 2])> {
-        match self {
-            Template::Eyes => vec![(0, [0.5 - 0.129, 0.385]), (1, [0.5 + 0.129, 0.385])],
-            Template::Five => ARCFACE_112
-                .iter()
-                .enumerate()
-                .map(|(i, p)| {
-                    let f = |v: f64| 0.5 + (v / 112.0 - 0.5) * 0.825;
-                    (i, [f(p[0]), f(p[1]) - 0.09])
-                })
-                .collect(),
-        }
-    }
-
-    /// The similarity from source pixels to `size`-pixel crop pixels for `landmarks`
-    /// (pixel-index coordinates both sides: a pixel's centre is at its integer index).
-    pub fn fit(self, landmarks: &[[f32; 2]; 5], size: u32) -> Similarity {
-        let s = f64::from(size);
-        let (src, dst): (Vec<[f64; 2]>, Vec<[f64; 2]>) = self
-            .points()
-            .into_iter()
-            .map(|(i, p)| {
-                (
-                    [f64::from(landmarks[i][0]), f64::from(landmarks[i][1])],
-                    [p[0] * s - 0.5, p[1] * s - 0.5],
-                )
-            })
-            .unzip();
-        Similarity::fit(&src, &dst)
-    }
-}
-
-impl std::str::FromStr for Template {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "eyes" => Ok(Template::Eyes),
-            "five" => Ok(Template::Five),
-            other => Err(format!("crop template `{other}`: use eyes or five")),
-        }
-    }
-}
-
-/// `q = [a −b; b a] · p + t`: rotation, uniform scale and translation.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Similarity {
-    /// Scale × cos(angle).
-    pub a: f64,
-    /// Scale × sin(angle).
-    pub b: f64,
-    /// Translation.
-    pub t: [f64; 2],
-}
-
-impl Similarity {
-    /// The least-squares similarity taking `src[i]` to `dst[i]` (exact for two distinct points).
-    pub fn fit(src: &[[f64; 2]], dst: &[[f64; 2]]) -> Similarity {
-        let n = src.len().min(dst.len()).max(1) as f64;
-        let mean = |v: &[[f64; 2]]| {
-            let (x, y) = v.iter().fold((0.0, 0.0), |(x, y), p| (x + p[0], y + p[1]));
-            [x / n, y / n]
-        };
-        let (ms, md) = (mean(src), mean(dst));
-        let (mut num_a, mut num_b, mut den) = (0.0, 0.0, 0.0);
-        for (p, q) in src.iter().zip(dst) {
-            let (sx, sy) = (p[0] - ms[0], p[1] - ms[1]);
-            let (dx, dy) = (q[0] - md[0], q[1] - md[1]);
-            num_a += sx * dx + sy * dy;
-            num_b += sx * dy - sy * dx;
-            den += sx * sx + sy * sy;
-        }
-        let den = den.max(1e-12);
-        let (a, b) = (num_a / den, num_b / den);
-        Similarity {
-            a,
-            b,
-            t: [
-                md[0] - (a * ms[0] - b * ms[1]),
-                md[1] - (b * ms[0] + a * ms[1]),
-            ],
-        }
-    }
-
-    /// Where `p` goes.
-    pub fn apply(&self, p: [f64; 2]) -> [f64; 2] {
-        [
-            self.a * p[0] - self.b * p[1] + self.t[0],
-            self.b * p[0] + self.a * p[1] + self.t[1],
-        ]
-    }
-
-    /// The inverse transform.
-    pub fn inverse(&self) -> Similarity {
-        let d = (self.a * self.a + self.b * self.b).max(1e-24);
-        let (a, b) = (self.a / d, -self.b / d);
-        Similarity {
-            a,
-            b,
-            t: [
-                -(a * self.t[0] - b * self.t[1]),
-                -(b * self.t[0] + a * self.t[1]),
-            ],
-        }
-    }
-
-    /// Scale factor (crop pixels per source pixel).
-    pub fn scale(&self) -> f64 {
-        self.a.hypot(self.b)
-    }
-}
 
 /// Warps crops `[N,3,size,size]` (float, the source's range) out of `imgs` (`[B,3,H,W]`):
 /// crop `i` from image `image_of[i]` through `to_crop[i]` (source → crop pixels), bilinear at up
@@ -171,31 +27,19 @@ pub fn warp(
             s[0]
         )));
     }
-    let (h, w, sz) = (s[2] as f64, s[3] as f64, size as f64);
+    let (h, w) = (s[2] as f64, s[3] as f64);
     if to_crop.is_empty() {
         return Ok(Tensor::zeros(
             [0, 3, size, size],
             (Kind::Float, imgs.device()),
         ));
     }
-    // Output normalised x_o ↔ crop pixel u = (S·x_o + S − 1) / 2; source pixel x = M·u + t;
-    // source normalised x_n = (2x + 1) / W − 1 (align_corners = false).
     let mut theta = Vec::with_capacity(to_crop.len() * 6);
     let mut largest = 1.0f64;
     for m in to_crop {
-        let inv = m.inverse();
-        let (p, q) = (inv.a, -inv.b);
-        let (r, u) = (inv.b, inv.a);
-        let half = (sz - 1.0) / 2.0;
-        theta.extend_from_slice(&[
-            (p * sz / w) as f32,
-            (q * sz / w) as f32,
-            ((2.0 * (p * half + q * half + inv.t[0]) + 1.0) / w - 1.0) as f32,
-            (r * sz / h) as f32,
-            (u * sz / h) as f32,
-            ((2.0 * (r * half + u * half + inv.t[1]) + 1.0) / h - 1.0) as f32,
-        ]);
-        largest = largest.max(inv.scale());
+        let (th, scale) = m.affine(w, h, size as u32);
+        theta.extend_from_slice(&th);
+        largest = largest.max(scale);
     }
     Ok(crate::face::align::sample_affine(
         imgs, &theta, image_of, size, largest,

@@ -3,10 +3,25 @@
 //! batch at a time, its stderr gathered by a thread (a child that fills its stderr pipe while we
 //! wait on its stdout would stall both) and reported by [`Frames::finish`].
 
-use super::PrepareError;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
+
+/// Errors of the ffmpeg wrapper.
+#[derive(Debug, thiserror::Error)]
+pub enum VideoError {
+    /// ffmpeg / ffprobe missing or failing to start.
+    #[error("{0}")]
+    Tool(String),
+    /// A video could not be read.
+    #[error("video {path}: {msg}")]
+    Video {
+        /// The video.
+        path: PathBuf,
+        /// What went wrong.
+        msg: String,
+    },
+}
 
 /// A video's size and packet (frame) count.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,14 +34,14 @@ pub struct Probe {
     pub frames: u64,
 }
 
-fn tool_error(tool: &str, e: std::io::Error) -> PrepareError {
-    PrepareError::Tool(format!(
+fn tool_error(tool: &str, e: std::io::Error) -> VideoError {
+    VideoError::Tool(format!(
         "cannot run {tool} ({e}); install ffmpeg (make setup does)"
     ))
 }
 
 /// Size and frame count of `video`'s first video stream.
-pub fn probe(video: &Path) -> Result<Probe, PrepareError> {
+pub fn probe(video: &Path) -> Result<Probe, VideoError> {
     let out = Command::new("ffprobe")
         .args(["-v", "error", "-select_streams", "v:0", "-count_packets"])
         .args(["-show_entries", "stream=width,height,nb_read_packets"])
@@ -35,7 +50,7 @@ pub fn probe(video: &Path) -> Result<Probe, PrepareError> {
         .output()
         .map_err(|e| tool_error("ffprobe", e))?;
     let text = String::from_utf8_lossy(&out.stdout);
-    let bad = |msg: String| PrepareError::Video {
+    let bad = |msg: String| VideoError::Video {
         path: video.to_path_buf(),
         msg,
     };
@@ -46,7 +61,7 @@ pub fn probe(video: &Path) -> Result<Probe, PrepareError> {
         )));
     }
     let fields: Vec<&str> = text.trim().split(',').map(str::trim).collect();
-    let num = |i: usize, what: &str| -> Result<u64, PrepareError> {
+    let num = |i: usize, what: &str| -> Result<u64, VideoError> {
         fields
             .get(i)
             .and_then(|v| v.parse().ok())
@@ -76,7 +91,7 @@ pub struct Frames {
 
 impl Frames {
     /// Starts decoding every frame of `video`, whose frames are `probe.width × probe.height`.
-    pub fn open(video: &Path, probe: &Probe) -> Result<Frames, PrepareError> {
+    pub fn open(video: &Path, probe: &Probe) -> Result<Frames, VideoError> {
         Self::open_every(video, probe.width, probe.height, 1)
     }
 
@@ -87,7 +102,7 @@ impl Frames {
         width: u32,
         height: u32,
         stride: u64,
-    ) -> Result<Frames, PrepareError> {
+    ) -> Result<Frames, VideoError> {
         let mut c = Command::new("ffmpeg");
         c.args(["-nostdin", "-v", "error", "-i"]).arg(video);
         if stride > 1 {
@@ -101,7 +116,7 @@ impl Frames {
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|e| tool_error("ffmpeg", e))?;
-        let out = child.stdout.take().ok_or_else(|| PrepareError::Video {
+        let out = child.stdout.take().ok_or_else(|| VideoError::Video {
             path: video.to_path_buf(),
             msg: "ffmpeg gave no output pipe".into(),
         })?;
@@ -123,7 +138,7 @@ impl Frames {
     }
 
     /// Reads up to `max` frames into `buf` (resized to fit); returns how many (0 at the end).
-    pub fn read_batch(&mut self, max: usize, buf: &mut Vec<u8>) -> Result<usize, PrepareError> {
+    pub fn read_batch(&mut self, max: usize, buf: &mut Vec<u8>) -> Result<usize, VideoError> {
         buf.resize(max * self.frame_bytes, 0);
         let mut n = 0;
         while n < max && !self.done {
@@ -135,7 +150,7 @@ impl Frames {
                     Ok(k) => got += k,
                     Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
                     Err(e) => {
-                        return Err(PrepareError::Video {
+                        return Err(VideoError::Video {
                             path: self.path.clone(),
                             msg: format!("reading decoded frames: {e}"),
                         })
@@ -145,7 +160,7 @@ impl Frames {
             if got < frame.len() {
                 self.done = true;
                 if got > 0 {
-                    return Err(PrepareError::Video {
+                    return Err(VideoError::Video {
                         path: self.path.clone(),
                         msg: format!(
                             "ffmpeg stopped inside a frame ({got} of {} bytes)",
@@ -164,8 +179,8 @@ impl Frames {
     /// Waits for ffmpeg (after the last frame was read) and reports a failure with its first
     /// words; on success, returns what it complained of (empty for a clean stream; a damaged
     /// one that ffmpeg concealed exits 0 and says so here).
-    pub fn finish(mut self) -> Result<String, PrepareError> {
-        let status = self.child.wait().map_err(|e| PrepareError::Video {
+    pub fn finish(mut self) -> Result<String, VideoError> {
+        let status = self.child.wait().map_err(|e| VideoError::Video {
             path: self.path.clone(),
             msg: format!("waiting for ffmpeg: {e}"),
         })?;
@@ -176,7 +191,7 @@ impl Frames {
             .unwrap_or_default();
         let said = summary(&said);
         if !status.success() {
-            return Err(PrepareError::Video {
+            return Err(VideoError::Video {
                 path: self.path.clone(),
                 msg: format!("ffmpeg exited with {status}: {said}"),
             });
@@ -258,7 +273,7 @@ mod tests {
         let p = probe(&video).unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
-            let run = || -> Result<(u64, String), PrepareError> {
+            let run = || -> Result<(u64, String), VideoError> {
                 let mut f = Frames::open(&video, &p)?;
                 let (mut frames, mut buf) = (0u64, Vec::new());
                 loop {
