@@ -1,6 +1,7 @@
 //! `ausweep bench cost`: what each backbone costs per face at inference, the resource side of
 //! the paper: parameters, multiply-adds, the ONNX file, and CPU latency with one thread (a
-//! phone-class budget) and with all of them, next to onnxruntime on the same ONNX file.
+//! phone-class budget) and with all of them, next to onnxruntime on the same ONNX file, and the
+//! AU model of ausweep's own ONNX predictor (the light build's) with one thread.
 
 use anyhow::{Context, Result};
 use ausweep_admin::report::cost::{CostRow, CostTable};
@@ -91,6 +92,7 @@ pub fn measure(ckpt: &Path, reps: usize) -> Result<CostRow> {
         ms_all_threads: many,
         threads: all as u32,
         onnxruntime_ms_one_thread: None,
+        ausweep_onnx_ms_one_thread: None,
     })
 }
 
@@ -131,6 +133,25 @@ fn reference(onnx: &Path, size: u32, threads: i32, reps: usize) -> Result<f64> {
         .context("onnx_bench.py printed no median_ms")
 }
 
+/// Median milliseconds of one face through the exported model in ausweep's own ONNX predictor
+/// (`ausweep predict --model X.onnx`, both builds) with one thread.
+fn edge_latency(onnx: &Path, size: u32, reps: usize) -> Result<f64> {
+    let mut m = ausweep_edge::model::AuOnnxModel::open(onnx, 1)?;
+    let s = size as usize;
+    let x: Vec<f32> = (0..3 * s * s).map(|i| ((i * 7919) % 256) as f32).collect();
+    for _ in 0..3 {
+        m.predict(&x, 1)?;
+    }
+    let mut t = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        let t0 = Instant::now();
+        m.predict(&x, 1)?;
+        t.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    t.sort_by(f64::total_cmp);
+    Ok(t[t.len() / 2])
+}
+
 fn ratio(ours: f64, theirs: Option<f64>) -> String {
     theirs.map_or("-".into(), |t| format!("{:.2}", ours / t))
 }
@@ -146,33 +167,40 @@ pub fn run(a: Args) -> Result<()> {
         r = a.reps
     );
     println!(
-        "| backbone | params (M) | multiply-adds (G) | ONNX MB | 1 thread ms | onnxruntime ms | ratio | {all} threads ms | onnxruntime ms | ratio |"
+        "| backbone | params (M) | multiply-adds (G) | ONNX MB | 1 thread ms | onnxruntime ms | ratio | ausweep ONNX ms | ratio to onnxruntime | {all} threads ms | onnxruntime ms | ratio |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    if !a.no_reference {
+        ausweep_edge::runtime::init(Some(&crate::onnxruntime_library()?))?;
+    }
     let mut rows = Vec::new();
     for name in &a.backbones {
         let kind = Backbone::parse(name).map_err(anyhow::Error::msg)?;
         let ckpt = checkpoint(tmp.path(), kind, a.size)?;
         let mut row = measure(&ckpt, a.reps)?;
         let onnx = ckpt.with_extension("onnx");
-        let (r1, rn) = if a.no_reference {
-            (None, None)
+        let (r1, rn, e1) = if a.no_reference {
+            (None, None, None)
         } else {
             (
                 Some(reference(&onnx, a.size, 1, a.reps)?),
                 Some(reference(&onnx, a.size, all as i32, a.reps)?),
+                Some(edge_latency(&onnx, a.size, a.reps)?),
             )
         };
         row.onnxruntime_ms_one_thread = r1;
+        row.ausweep_onnx_ms_one_thread = e1;
         let fmt = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
         println!(
-            "| {name} | {:.2} | {:.3} | {:.1} | {:.1} | {} | {} | {:.1} | {} | {} |",
+            "| {name} | {:.2} | {:.3} | {:.1} | {:.1} | {} | {} | {} | {} | {:.1} | {} | {} |",
             row.params as f64 / 1e6,
             row.macs as f64 / 1e9,
             row.onnx_bytes as f64 / 1e6,
             row.ms_one_thread,
             fmt(r1),
             ratio(row.ms_one_thread, r1),
+            fmt(e1),
+            e1.map_or("-".into(), |e| ratio(e, r1)),
             row.ms_all_threads,
             fmt(rn),
             ratio(row.ms_all_threads, rn),

@@ -328,6 +328,15 @@ async fn demo(a: DemoArgs) -> Result<()> {
             out.join("models").display(),
             first.display()
         );
+        // The same model without libtorch (what the light build runs), with the venv's ONNX
+        // Runtime library.
+        if let Ok(lib) = crate::onnxruntime_library() {
+            eprintln!(
+                "demo: or without libtorch (make light): {exe} predict --model {} --onnxruntime {} PHOTO.jpg",
+                first.with_extension("onnx").display(),
+                lib.display()
+            );
+        }
     }
 
     if a.keep {

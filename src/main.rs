@@ -392,3 +392,21 @@ pub(crate) fn python() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python"))
 }
+
+/// ONNX Runtime's library in the venv's onnxruntime wheel (what `make setup` installs).
+#[cfg(feature = "train")]
+pub(crate) fn onnxruntime_library() -> Result<PathBuf> {
+    let out = std::process::Command::new(crate::python())
+        .args([
+            "-c",
+            "import glob, os, onnxruntime; print(sorted(glob.glob(os.path.join(os.path.dirname(onnxruntime.__file__), 'capi', 'libonnxruntime.so.*')))[-1])",
+        ])
+        .output()
+        .map_err(|e| anyhow::anyhow!("running the venv's Python (make setup): {e}"))?;
+    anyhow::ensure!(
+        out.status.success(),
+        "finding onnxruntime's library: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+}

@@ -107,35 +107,21 @@ fn demo_runs_a_sweep_to_the_report_and_stops_its_worker() {
         out_dir.join("report/fig2.svg").is_file(),
         "fig2.svg missing: {stderr}"
     );
-    // The predict line works as pasted, on a photograph in place of PHOTO.jpg.
-    let line = stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("demo: try a photo of your own: "))
-        .unwrap_or_else(|| panic!("no predict line: {stderr}"));
+    // The predict lines work as pasted, on a photograph in place of PHOTO.jpg: libtorch's and
+    // the ONNX one (the light build's engine), which find the same face.
     let photo = common::photo(tmp.path(), "astronaut");
-    let words: Vec<String> = line
-        .split_whitespace()
-        .map(|w| {
-            if w == "PHOTO.jpg" {
-                photo.display().to_string()
-            } else {
-                w.to_string()
-            }
-        })
-        .collect();
-    let p = Command::new(&words[0]).args(&words[1..]).output().unwrap();
-    let printed = String::from_utf8_lossy(&p.stdout);
-    assert!(
-        p.status.success(),
-        "{line}: {}",
-        String::from_utf8_lossy(&p.stderr)
-    );
-    let faces: serde_json::Value = serde_json::from_str(printed.trim()).unwrap();
-    assert_eq!(
-        faces["faces"].as_array().map(Vec::len),
-        Some(1),
-        "{printed}"
-    );
+    let found: Vec<serde_json::Value> = [
+        "demo: try a photo of your own: ",
+        "demo: or without libtorch (make light): ",
+    ]
+    .iter()
+    .map(|prefix| run_printed_predict(&stderr, prefix, &photo))
+    .collect();
+    assert_eq!(found[0].as_array().map(Vec::len), Some(4));
+    for k in 0..4 {
+        let (a, b) = (found[0][k].as_f64().unwrap(), found[1][k].as_f64().unwrap());
+        assert!((a - b).abs() < 1.0, "boxes {found:?}");
+    }
     // Tokens are private to the user.
     use std::os::unix::fs::PermissionsExt;
     let mode = std::fs::metadata(out_dir.join("admin-token"))
@@ -168,4 +154,37 @@ fn a_bad_manifest_is_refused_with_its_line_before_anything_starts() {
     assert!(stderr.contains("bad.yaml:9"), "{stderr}");
     assert!(stderr.contains("mobilenet_v3"), "{stderr}");
     assert!(!out_dir.join("state").exists(), "a coordinator was started");
+}
+
+/// Runs the predict line the demo printed after `prefix`, on `photo` in place of PHOTO.jpg;
+/// the box of the one face it must find.
+fn run_printed_predict(stderr: &str, prefix: &str, photo: &std::path::Path) -> serde_json::Value {
+    let line = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no line {prefix:?}: {stderr}"));
+    let words: Vec<String> = line
+        .split_whitespace()
+        .map(|w| {
+            if w == "PHOTO.jpg" {
+                photo.display().to_string()
+            } else {
+                w.to_string()
+            }
+        })
+        .collect();
+    let p = Command::new(&words[0]).args(&words[1..]).output().unwrap();
+    let printed = String::from_utf8_lossy(&p.stdout);
+    assert!(
+        p.status.success(),
+        "{line}: {}",
+        String::from_utf8_lossy(&p.stderr)
+    );
+    let faces: serde_json::Value = serde_json::from_str(printed.trim()).unwrap();
+    assert_eq!(
+        faces["faces"].as_array().map(Vec::len),
+        Some(1),
+        "{printed}"
+    );
+    faces["faces"][0]["bbox"].clone()
 }

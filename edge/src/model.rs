@@ -122,7 +122,7 @@ impl AuOnnxModel {
     }
 
     /// Predictions for `n` crops `[n,3,S,S]` (0–255, S the input size).
-    pub fn predict(&mut self, crops: Vec<f32>, n: usize) -> Result<Vec<AuPrediction>, EdgeError> {
+    pub fn predict(&mut self, crops: &[f32], n: usize) -> Result<Vec<AuPrediction>, EdgeError> {
         if n == 0 {
             return Ok(Vec::new());
         }

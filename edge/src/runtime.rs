@@ -3,7 +3,7 @@
 
 use crate::EdgeError;
 use ort::session::Session;
-use ort::value::Tensor;
+use ort::value::TensorRef;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -107,7 +107,7 @@ impl Net {
         &mut self,
         name: &str,
         shape: [usize; 4],
-        data: Vec<f32>,
+        data: &[f32],
         outputs: &[&str],
     ) -> Result<Vec<Output>, EdgeError> {
         let path = self.path.clone();
@@ -115,7 +115,7 @@ impl Net {
             path: path.clone(),
             message: e.to_string(),
         };
-        let x = Tensor::from_array((shape, data)).map_err(|e| bad(&e))?;
+        let x = TensorRef::from_array_view((shape, data)).map_err(|e| bad(&e))?;
         let got = self
             .session
             .run(ort::inputs![name => x])

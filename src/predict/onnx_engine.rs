@@ -87,7 +87,7 @@ impl Engine for OnnxEngine {
                 n += 1;
             }
         }
-        let mut preds = self.model.predict(crops, n)?.into_iter();
+        let mut preds = self.model.predict(&crops, n)?.into_iter();
         Ok(found
             .into_iter()
             .map(|faces| {

@@ -30,6 +30,9 @@ pub struct CostRow {
     /// onnxruntime's milliseconds per face with one thread on the same ONNX file, if measured.
     #[serde(default)]
     pub onnxruntime_ms_one_thread: Option<f64>,
+    /// ausweep's own ONNX predictor's milliseconds per face with one thread, if measured.
+    #[serde(default)]
+    pub ausweep_onnx_ms_one_thread: Option<f64>,
 }
 
 /// A cost table: where it was measured and one row per backbone.

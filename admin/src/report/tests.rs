@@ -495,6 +495,7 @@ fn the_cost_section_sets_each_backbone_beside_its_best_f1() {
         ms_all_threads: all,
         threads: 2,
         onnxruntime_ms_one_thread: None,
+        ausweep_onnx_ms_one_thread: None,
     };
     let t = CostTable {
         runtime: "a test".into(),

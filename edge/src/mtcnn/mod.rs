@@ -128,7 +128,7 @@ impl Detector {
             }
             let out = self
                 .pnet
-                .run("images", [b, 3, hs, ws], x, &["regression", "probs"])?;
+                .run("images", [b, 3, hs, ws], &x, &["regression", "probs"])?;
             let (shape, probs) = &out[1];
             let [_, _, mh, mw] = shape[..] else {
                 return Err(EdgeError::Runtime {
@@ -183,12 +183,7 @@ fn run_chunks(
     let per = 3 * side * side;
     let mut all = vec![Vec::new(); outputs.len()];
     for chunk in tiles.chunks(NET_BATCH * per) {
-        let out = net.run(
-            "images",
-            [chunk.len() / per, 3, side, side],
-            chunk.to_vec(),
-            outputs,
-        )?;
+        let out = net.run("images", [chunk.len() / per, 3, side, side], chunk, outputs)?;
         for (a, (_, d)) in all.iter_mut().zip(out) {
             a.extend(d);
         }
