@@ -468,7 +468,8 @@ fn onnxruntime_library() -> PathBuf {
 }
 
 /// A model exported with its detector (`dir/model/final.{safetensors,onnx}`, the MTCNN nets
-/// beside it), and inputs: two photographs (a face, a cat) and a six-frame video of the face.
+/// beside it), and inputs: three photographs (a face, a cat, a large and a small face) and a
+/// six-frame video of the face.
 fn predictor_fixture(dir: &Path) -> (PathBuf, PathBuf, Vec<PathBuf>) {
     let ckpt = {
         let _one = rng();
@@ -499,6 +500,16 @@ fn predictor_fixture(dir: &Path) -> (PathBuf, PathBuf, Vec<PathBuf>) {
     );
     let astronaut = common::photo(dir, "astronaut");
     let cat = common::photo(dir, "chelsea");
+    // Two faces of very different sizes in one frame: each crop must be sampled at its own
+    // rate, not at its batch mate's.
+    let big = image::open(&astronaut).unwrap().to_rgb8();
+    let mut pair =
+        image::RgbImage::from_pixel(big.width() + 160, big.height(), image::Rgb([90, 90, 90]));
+    image::imageops::overlay(&mut pair, &big, 0, 0);
+    let small = image::imageops::resize(&big, 150, 150, image::imageops::FilterType::Triangle);
+    image::imageops::overlay(&mut pair, &small, i64::from(big.width()) + 5, 100);
+    let two = dir.join("two_faces.png");
+    pair.save(&two).unwrap();
     let video = dir.join("clip.mp4");
     let st = Command::new("ffmpeg")
         .args(["-v", "error", "-y", "-loop", "1", "-framerate", "10", "-i"])
@@ -514,7 +525,7 @@ fn predictor_fixture(dir: &Path) -> (PathBuf, PathBuf, Vec<PathBuf>) {
         .status()
         .unwrap();
     assert!(st.success());
-    (ckpt, onnx, vec![astronaut, cat, video])
+    (ckpt, onnx, vec![astronaut, cat, two, video])
 }
 
 /// `ausweep predict` (binary `bin`) on `inputs` with `model_args`: its JSON lines.
@@ -575,7 +586,7 @@ fn compare_predictions(a: &[serde_json::Value], b: &[serde_json::Value]) -> (usi
 }
 
 /// The ONNX predictor (ONNX Runtime for the nets; MTCNN's steps, pooling and the aligned crop
-/// in plain Rust) against the libtorch predictor on two photographs and a video: the same
+/// in plain Rust) against the libtorch predictor on three photographs and a video: the same
 /// faces, the same decisions on at least 99 % of AU×face cells, probabilities within 1e-3.
 #[test]
 fn the_onnx_predictor_finds_the_faces_and_decisions_of_the_libtorch_one() {
@@ -602,10 +613,16 @@ fn the_onnx_predictor_finds_the_faces_and_decisions_of_the_libtorch_one() {
         .iter()
         .map(|f| f["faces"].as_array().unwrap().len())
         .sum();
-    assert_eq!(torch.len(), 8, "2 photos + 6 video frames");
+    assert_eq!(torch.len(), 9, "3 photos + 6 video frames");
     assert!(
-        faces >= 7,
-        "the face must be found in the photo and the video: {faces}"
+        faces >= 9,
+        "the faces must be found in the photos and the video: {faces}"
+    );
+    assert_eq!(
+        torch[2]["faces"].as_array().map(Vec::len),
+        Some(2),
+        "{}",
+        torch[2]
     );
     let (cells, differ, dp) = compare_predictions(&torch, &ort);
     eprintln!("onnx predictor: {faces} faces, {cells} cells, {differ} decisions differ, max |Δp| {dp:.2e}");

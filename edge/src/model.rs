@@ -135,3 +135,27 @@ impl AuOnnxModel {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_that_is_not_an_ausweep_export_is_named_with_what_it_lacks() {
+        let d = tempfile::tempdir().unwrap();
+        let junk = d.path().join("junk.onnx");
+        std::fs::write(&junk, b"\x08\x07not a model").unwrap();
+        let e = read_info(&junk).unwrap_err().to_string();
+        assert!(e.contains("junk.onnx"), "{e}");
+        // A valid ONNX file without ausweep's metadata: the missing key is named.
+        let empty = d.path().join("empty.onnx");
+        let g = ausweep_onnx::Graph::new("empty", Default::default());
+        let meta = [("ausweep.backbone".to_string(), "mobilenet_v2".to_string())];
+        std::fs::write(&empty, g.finish("test", &meta).unwrap()).unwrap();
+        let e = read_info(&empty).unwrap_err().to_string();
+        assert!(
+            e.contains("`ausweep.aus`") && e.contains("ausweep export"),
+            "{e}"
+        );
+    }
+}

@@ -132,3 +132,27 @@ impl Net {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_library_is_an_error_that_says_where_and_how_to_get_one() {
+        let e = init(Some(Path::new("/nonexistent/libonnxruntime.so.1.23.2")))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/nonexistent/libonnxruntime.so.1.23.2")
+                && e.contains("pip install onnxruntime"),
+            "{e}"
+        );
+        // The outcome is kept: a second call says the same, and no session opens.
+        let again = init(None).unwrap_err().to_string();
+        assert_eq!(again, e);
+        let n = Net::open(Path::new("model.onnx"), 1)
+            .unwrap_err()
+            .to_string();
+        assert!(n.contains("not initialised"), "{n}");
+    }
+}

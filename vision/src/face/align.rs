@@ -31,29 +31,53 @@ pub fn extract(
         ));
     }
     let mut theta = Vec::with_capacity(crops.len() * 6);
-    let mut largest = 1.0f64;
+    let mut scales = Vec::with_capacity(crops.len());
     for c in crops {
         let (th, scale) = spec.affine(c, w, h, size as u32);
         theta.extend_from_slice(&th);
-        largest = largest.max(scale);
+        scales.push(scale);
     }
-    Ok(sample_affine(imgs, &theta, image_of, size, largest))
+    Ok(sample_affine(imgs, &theta, image_of, size, &scales))
 }
 
 /// Samples `[N,3,size,size]` crops (float) from `imgs` (`[B,3,H,W]`): crop `i` from image
 /// `image_of[i]` through the normalised affine map `theta[6i..6i+6]` (output → input,
-/// `align_corners = false`), bilinear with border padding at `ceil(largest)` (1–4) times the
-/// crop's resolution and area-averaged down, `largest` being the most source pixels per crop
-/// pixel, so large faces are not aliased.
+/// `align_corners = false`), bilinear with border padding at `ceil(scales[i])` (1–4) times the
+/// crop's resolution and area-averaged down, `scales[i]` being its source pixels per crop pixel,
+/// so large faces are not aliased. Each crop is sampled at its own rate: a crop never depends on
+/// the other faces of its batch (and equals the ONNX predictor's, `ausweep_edge::pixels`).
 pub fn sample_affine(
     imgs: &Tensor,
     theta: &[f32],
     image_of: &[usize],
     size: i64,
-    largest: f64,
+    scales: &[f64],
 ) -> Tensor {
+    let n = image_of.len();
+    let rate = |i: usize| scales.get(i).map_or(1.0, |l| l.ceil().clamp(1.0, 4.0)) as i64;
+    let mut out: Vec<Option<Tensor>> = (0..n).map(|_| None).collect();
+    for k in 1..=4 {
+        let these: Vec<usize> = (0..n).filter(|&i| rate(i) == k).collect();
+        if these.is_empty() {
+            continue;
+        }
+        let th: Vec<f32> = these
+            .iter()
+            .flat_map(|&i| theta[6 * i..6 * i + 6].iter().copied())
+            .collect();
+        let from: Vec<usize> = these.iter().map(|&i| image_of[i]).collect();
+        let t = sample_at(imgs, &th, &from, size, k);
+        for (j, &i) in these.iter().enumerate() {
+            out[i] = Some(t.get(j as i64));
+        }
+    }
+    let out: Vec<Tensor> = out.into_iter().flatten().collect();
+    Tensor::stack(&out, 0)
+}
+
+/// [`sample_affine`] of crops that share the supersampling rate `k`.
+fn sample_at(imgs: &Tensor, theta: &[f32], image_of: &[usize], size: i64, k: i64) -> Tensor {
     let n = image_of.len() as i64;
-    let k = largest.ceil().clamp(1.0, 4.0) as i64;
     let theta = Tensor::from_slice(theta)
         .view([n, 2, 3])
         .to_device(imgs.device());

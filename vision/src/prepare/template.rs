@@ -35,14 +35,14 @@ pub fn warp(
         ));
     }
     let mut theta = Vec::with_capacity(to_crop.len() * 6);
-    let mut largest = 1.0f64;
+    let mut scales = Vec::with_capacity(to_crop.len());
     for m in to_crop {
         let (th, scale) = m.affine(w, h, size as u32);
         theta.extend_from_slice(&th);
-        largest = largest.max(scale);
+        scales.push(scale);
     }
     Ok(crate::face::align::sample_affine(
-        imgs, &theta, image_of, size, largest,
+        imgs, &theta, image_of, size, &scales,
     ))
 }
 
