@@ -128,11 +128,17 @@ impl AuOnnxModel {
         }
         let s = self.info.input_size as usize;
         let out = self.net.run("crops", [n, 3, s, s], crops, &["probs"])?;
-        Ok(aus::decide(
-            &out[0].1,
-            &self.thresholds,
-            self.info.intensity,
-        ))
+        let (shape, probs) = &out[0];
+        if probs.len() != n * self.info.aus.len() {
+            return Err(EdgeError::Runtime {
+                path: self.net.path().to_path_buf(),
+                message: format!(
+                    "`probs` has shape {shape:?} for {n} crop(s); its metadata lists {} AUs",
+                    self.info.aus.len()
+                ),
+            });
+        }
+        Ok(aus::decide(probs, &self.thresholds, self.info.intensity))
     }
 }
 

@@ -130,13 +130,18 @@ impl Detector {
                 .pnet
                 .run("images", [b, 3, hs, ws], &x, &["regression", "probs"])?;
             let (shape, probs) = &out[1];
-            let [_, _, mh, mw] = shape[..] else {
-                return Err(EdgeError::Runtime {
-                    path: self.pnet.path().to_path_buf(),
-                    message: format!("P-net gave probs of shape {shape:?}"),
-                });
+            let plane = match shape[..] {
+                [n, 2, mh, mw] if n == b && probs.len() == b * 2 * mh * mw => mh * mw,
+                _ => {
+                    return Err(EdgeError::Runtime {
+                        path: self.pnet.path().to_path_buf(),
+                        message: format!(
+                            "P-net gave probs of shape {shape:?} for {b} image(s); expected [{b}, 2, h, w]"
+                        ),
+                    })
+                }
             };
-            let plane = mh * mw;
+            let (mh, mw) = (shape[2], shape[3]);
             let face: Vec<f32> = (0..b)
                 .flat_map(|i| {
                     probs[(2 * i + 1) * plane..(2 * i + 2) * plane]
