@@ -22,3 +22,18 @@ pub trait Engine {
     /// Detects, aligns and predicts one batch of same-size frames.
     fn run(&mut self, frames: &[&RgbImage]) -> Result<Found>;
 }
+
+/// Each frame's faces beside their predictions, `preds` in the order of the faces (frame by
+/// frame, largest first).
+pub fn pair(found: Vec<Vec<Face>>, preds: Vec<AuPrediction>) -> Found {
+    let mut preds = preds.into_iter();
+    found
+        .into_iter()
+        .map(|faces| {
+            faces
+                .into_iter()
+                .filter_map(|f| Some((f, preds.next()?)))
+                .collect()
+        })
+        .collect()
+}

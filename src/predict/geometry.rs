@@ -174,6 +174,10 @@ mod tests {
         let (crop, note) = of(&meta(None), None, None).unwrap();
         assert_eq!(crop, Crop::Eyes(AlignSpec::default()));
         assert!(note.unwrap().contains("older version"));
-        assert!(of(&meta(None), Some(1.5), None).is_err());
+        let e = of(&meta(None), Some(1.5), None).unwrap_err().to_string();
+        assert!(
+            e.contains("--eye-distance 1.5") && e.contains("between 0 and 1"),
+            "{e}"
+        );
     }
 }

@@ -87,15 +87,7 @@ impl Engine for OnnxEngine {
                 n += 1;
             }
         }
-        let mut preds = self.model.predict(&crops, n)?.into_iter();
-        Ok(found
-            .into_iter()
-            .map(|faces| {
-                faces
-                    .into_iter()
-                    .filter_map(|f| Some((f, preds.next()?)))
-                    .collect()
-            })
-            .collect())
+        let preds = self.model.predict(&crops, n)?;
+        Ok(super::engine::pair(found, preds))
     }
 }

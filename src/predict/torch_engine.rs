@@ -82,15 +82,6 @@ impl Engine for TorchEngine {
             let x = geometry::extract(&self.crop, &imgs, &faces, size)?;
             self.model.predict(&x)
         };
-        let mut preds = preds.into_iter();
-        Ok(found
-            .into_iter()
-            .map(|faces| {
-                faces
-                    .into_iter()
-                    .filter_map(|f| Some((f, preds.next()?)))
-                    .collect()
-            })
-            .collect())
+        Ok(super::engine::pair(found, preds))
     }
 }

@@ -164,6 +164,9 @@ mod tests {
     fn mismatched_indices_are_an_error_not_a_panic() {
         let spec = AlignSpec::default();
         let c = spec.crop_of(&face([1.0, 1.0], [5.0, 1.0]));
-        assert!(extract(&spec, &ramps(8, 8), &[c], &[], 16).is_err());
+        let e = extract(&spec, &ramps(8, 8), &[c], &[], 16)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("1 crops, 0 image indices"), "{e}");
     }
 }
