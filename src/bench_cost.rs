@@ -65,12 +65,16 @@ fn params_of(ckpt: &Path) -> Result<u64> {
 }
 
 /// The cost of checkpoint `ckpt` per face: parameters, multiply-adds, its ONNX export (written
-/// beside it as `X.onnx`), and libtorch's median latency of one face with one thread and with
-/// every core (`reps` timed runs each); the latency is measured on this machine.
+/// beside it as `X.onnx`), the size of its int8 export and the F1 its int8 kernels lost where its
+/// job measured it, and libtorch's median latency of one face with one thread and with every
+/// core (`reps` timed runs each); the latency is measured on this machine.
 pub fn measure(ckpt: &Path, reps: usize) -> Result<CostRow> {
+    use ausweep_trainer::export::{au_model, write_au_model, Kernels};
     let onnx = ckpt.with_extension("onnx");
-    let exported = ausweep_trainer::export::write_au_model(ckpt, &onnx)
+    let exported = write_au_model(ckpt, &onnx, Kernels::Fp32)
         .with_context(|| format!("exporting {}", ckpt.display()))?;
+    let int8 = au_model(ckpt, Kernels::Int8)
+        .with_context(|| format!("exporting {} with int8 kernels", ckpt.display()))?;
     let size = exported.meta.input_size;
     let model = AuModel::load(ckpt, Device::Cpu)?;
     let x = Tensor::rand(
@@ -93,6 +97,9 @@ pub fn measure(ckpt: &Path, reps: usize) -> Result<CostRow> {
         threads: all as u32,
         onnxruntime_ms_one_thread: None,
         ausweep_onnx_ms_one_thread: None,
+        int8_onnx_bytes: Some(int8.bytes.len() as u64),
+        int8_ms_one_thread: None,
+        int8_f1_drop: int8.int8.map(|d| d.points()),
     })
 }
 
@@ -133,6 +140,14 @@ fn reference(onnx: &Path, size: u32, threads: i32, reps: usize) -> Result<f64> {
         .context("onnx_bench.py printed no median_ms")
 }
 
+/// Writes the int8 export of `ckpt` beside it as `X.int8.onnx`.
+fn int8_export(ckpt: &Path) -> Result<PathBuf> {
+    use ausweep_trainer::export::{write_au_model, Kernels};
+    let file = ckpt.with_extension("int8.onnx");
+    write_au_model(ckpt, &file, Kernels::Int8)?;
+    Ok(file)
+}
+
 /// Median milliseconds of one face through the exported model in ausweep's own ONNX predictor
 /// (`ausweep predict --model X.onnx`, both builds) with one thread.
 fn edge_latency(onnx: &Path, size: u32, reps: usize) -> Result<f64> {
@@ -167,9 +182,9 @@ pub fn run(a: Args) -> Result<()> {
         r = a.reps
     );
     println!(
-        "| backbone | params (M) | multiply-adds (G) | ONNX MB | 1 thread ms | onnxruntime ms | ratio | ausweep ONNX ms | ratio to onnxruntime | {all} threads ms | onnxruntime ms | ratio |"
+        "| backbone | params (M) | multiply-adds (G) | ONNX MB | int8 MB | 1 thread ms | onnxruntime ms | ratio | ausweep ONNX ms | ratio to onnxruntime | ausweep ONNX int8 ms | {all} threads ms | onnxruntime ms | ratio |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     if !a.no_reference {
         ausweep_edge::runtime::init(Some(&crate::onnxruntime_library()?))?;
     }
@@ -179,28 +194,32 @@ pub fn run(a: Args) -> Result<()> {
         let ckpt = checkpoint(tmp.path(), kind, a.size)?;
         let mut row = measure(&ckpt, a.reps)?;
         let onnx = ckpt.with_extension("onnx");
-        let (r1, rn, e1) = if a.no_reference {
-            (None, None, None)
+        let (r1, rn, e1, q1) = if a.no_reference {
+            (None, None, None, None)
         } else {
             (
                 Some(reference(&onnx, a.size, 1, a.reps)?),
                 Some(reference(&onnx, a.size, all as i32, a.reps)?),
                 Some(edge_latency(&onnx, a.size, a.reps)?),
+                Some(edge_latency(&int8_export(&ckpt)?, a.size, a.reps)?),
             )
         };
         row.onnxruntime_ms_one_thread = r1;
         row.ausweep_onnx_ms_one_thread = e1;
+        row.int8_ms_one_thread = q1;
         let fmt = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.1}"));
         println!(
-            "| {name} | {:.2} | {:.3} | {:.1} | {:.1} | {} | {} | {} | {} | {:.1} | {} | {} |",
+            "| {name} | {:.2} | {:.3} | {:.1} | {} | {:.1} | {} | {} | {} | {} | {} | {:.1} | {} | {} |",
             row.params as f64 / 1e6,
             row.macs as f64 / 1e9,
             row.onnx_bytes as f64 / 1e6,
+            fmt(row.int8_onnx_bytes.map(|b| b as f64 / 1e6)),
             row.ms_one_thread,
             fmt(r1),
             ratio(row.ms_one_thread, r1),
             fmt(e1),
             e1.map_or("-".into(), |e| ratio(e, r1)),
+            fmt(q1),
             row.ms_all_threads,
             fmt(rn),
             ratio(row.ms_all_threads, rn),

@@ -4,12 +4,13 @@
 
 use crate::predict::model_ref;
 use anyhow::{Context, Result};
+use ausweep_trainer::export::Kernels;
 use ausweep_vision::face::export::{self, Net};
 use std::path::{Path, PathBuf};
 
 /// Writes `<out>/models/<backbone>.{safetensors,json,onnx}` for every backbone of `sweep`
-/// (its best fold's final checkpoint, as `--model SWEEP:BACKBONE` picks it) and the MTCNN
-/// nets; the checkpoints written.
+/// (its best fold's final checkpoint, as `--model SWEEP:BACKBONE` picks it), `.int8.onnx` where
+/// int8 kernels lost at most a point of F1, and the MTCNN nets; the checkpoints written.
 pub async fn export(
     sweep: &str,
     backbones: &[String],
@@ -29,12 +30,13 @@ pub async fn export(
                 .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
         }
         let onnx = dst.with_extension("onnx");
-        ausweep_trainer::export::write_au_model(&dst, &onnx)
+        ausweep_trainer::export::write_au_model(&dst, &onnx, Kernels::Fp32)
             .with_context(|| format!("exporting {}", dst.display()))?;
         eprintln!(
-            "demo: {b}: {how}\n      -> {} and {}",
+            "demo: {b}: {how}\n      -> {} and {}\n      {}",
             dst.display(),
-            onnx.display()
+            onnx.display(),
+            int8(&dst)?
         );
         written.push(dst);
     }
@@ -50,6 +52,29 @@ pub async fn export(
         }
     }
     Ok(written)
+}
+
+/// Writes `<backbone>.int8.onnx` beside checkpoint `dst` when its int8 kernels lost at most a
+/// point of F1 on the test fold; the line saying what they lost, either way.
+fn int8(dst: &Path) -> Result<String> {
+    use ausweep_trainer::export::int8::Int8Drop;
+    let meta = ausweep_trainer::train::checkpoint::read_meta(dst)?;
+    let Some(d) = Int8Drop::of(&meta) else {
+        return Ok("int8: no test-fold score with int8 kernels (an intensity model)".into());
+    };
+    let what = format!(
+        "int8 kernels: test-fold average F1 {:.2} % against {:.2} % ({:+.2} points)",
+        d.int8_f1,
+        d.fp32_f1,
+        -d.points()
+    );
+    if !d.kept() {
+        return Ok(format!("{what}: more than a point lost, no int8 file"));
+    }
+    let file = dst.with_extension("int8.onnx");
+    ausweep_trainer::export::write_au_model(dst, &file, Kernels::Int8)
+        .with_context(|| format!("exporting {}", file.display()))?;
+    Ok(format!("{what} -> {}", file.display()))
 }
 
 /// Measures each model's inference cost on this machine (`ausweep bench cost`'s libtorch side)

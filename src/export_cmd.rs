@@ -20,6 +20,11 @@ pub struct ExportArgs {
     /// whole predictor runs from ONNX files.
     #[arg(long)]
     detector: bool,
+    /// Store the convolution and dense kernels as int8 (about 4× smaller; activations stay f32).
+    /// Refused unless the checkpoint's job measured its test fold with them and lost at most one
+    /// point of average F1.
+    #[arg(long)]
+    int8: bool,
     /// Weights directory with the MTCNN weights (default $AUSWEEP_WEIGHTS or ~/.cache/ausweep/weights).
     #[arg(long)]
     weights_dir: Option<PathBuf>,
@@ -40,18 +45,33 @@ pub fn run(a: ExportArgs) -> Result<()> {
     if let Some(dir) = a.out.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     }
-    let exported = ausweep_trainer::export::write_au_model(&ckpt, &a.out)
+    use ausweep_trainer::export::{int8::Int8Drop, Kernels};
+    let kernels = if a.int8 {
+        let meta = ausweep_trainer::train::checkpoint::read_meta(&ckpt)?;
+        let d = Int8Drop::check(&ckpt, &meta)?;
+        println!(
+            "int8 kernels: test-fold average F1 {:.2} % against {:.2} % with fp32 ({:+.2} points)",
+            d.int8_f1,
+            d.fp32_f1,
+            -d.points()
+        );
+        Kernels::Int8
+    } else {
+        Kernels::Fp32
+    };
+    let exported = ausweep_trainer::export::write_au_model(&ckpt, &a.out, kernels)
         .with_context(|| format!("exporting {}", ckpt.display()))?;
     let meta = &exported.meta;
     let bytes = std::fs::metadata(&a.out).map(|m| m.len()).unwrap_or(0);
     println!(
-        "wrote {} ({:.1} MB, ONNX opset {}, {:.0} M multiply-adds per face): {} stage {}, {} \
+        "wrote {} ({:.1} MB{}, ONNX opset {}, {:.0} M multiply-adds per face): {} stage {}, {} \
          AU(s) {:?}, {objective}, input `{input}` [N,3,{s},{s}] RGB 0-255, output \
          `{probs}`{extra}; from {how}",
         a.out.display(),
         bytes as f64 / 1e6,
-        exported.macs as f64 / 1e6,
+        if a.int8 { ", int8 kernels" } else { "" },
         ausweep_onnx::OPSET,
+        exported.macs as f64 / 1e6,
         meta.backbone,
         meta.stage,
         meta.aus.len(),

@@ -202,7 +202,8 @@ fn parity(kind: Backbone, objective: Objective) {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains(&format!("{} stage 2, 8 AU(s)", kind.name())),
+        stdout.contains(&format!("{} stage 2, 8 AU(s)", kind.name()))
+            && stdout.contains("MB, ONNX opset 17, "),
         "{stdout}"
     );
 
@@ -292,6 +293,148 @@ fn mobilenet_v2_runs_the_same_in_onnxruntime() {
 #[test]
 fn vgg19_runs_the_same_in_onnxruntime() {
     parity(Backbone::Vgg19, Objective::Occurrence);
+}
+
+/// Runs `ausweep export --int8` on `ckpt`; its status, stdout and stderr.
+fn export_int8(ckpt: &Path, out: &Path) -> (bool, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_ausweep"))
+        .args([
+            "export",
+            "--int8",
+            "--model",
+            ckpt.to_str().unwrap(),
+            "--out",
+        ])
+        .arg(out)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    (o.status.success(), text)
+}
+
+/// Records test-fold scores in `ckpt`'s metadata as a job would: average F1 `fp32` with the f32
+/// kernels and `int8` with the int8 ones.
+fn record_int8_scores(ckpt: &Path, fp32: f64, int8: f64) {
+    use ausweep_trainer::train::metrics::Scores;
+    let json = ckpt.with_extension("json");
+    let mut meta: CheckpointMeta =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let scores = |avg_f1| Scores {
+        per_au: Vec::new(),
+        avg_f1,
+    };
+    meta.metrics = Some(scores(fp32));
+    meta.int8 = Some(scores(int8));
+    std::fs::write(&json, serde_json::to_string(&meta).unwrap()).unwrap();
+}
+
+/// `ausweep export --int8`: refused without a test-fold score and where int8 kernels lost more
+/// than a point of F1; otherwise a file about a quarter of the fp32 one that onnxruntime runs to
+/// within 1e-4 of ausweep's libtorch model with the same int8 kernels (the model a job scores
+/// its test fold with), i.e. the F1 a job records for int8 is the int8 file's.
+fn int8_parity(kind: Backbone) {
+    let d = tempfile::tempdir().unwrap();
+    let (x, ckpt) = {
+        let _one = rng();
+        let x = crops(d.path());
+        let ckpt = checkpoint(&d.path().join("model"), kind, &x, Objective::Occurrence);
+        (x, ckpt)
+    };
+    let onnx = d.path().join("model.int8.onnx");
+    let (ok, text) = export_int8(&ckpt, &onnx);
+    assert!(
+        !ok && text.contains("has no int8 score of its test fold"),
+        "{text}"
+    );
+    record_int8_scores(&ckpt, 0.60, 0.585);
+    let (ok, text) = export_int8(&ckpt, &onnx);
+    assert!(
+        !ok && text.contains("int8 kernels lose 1.50 points of average F1 on the test fold"),
+        "{text}"
+    );
+    assert!(!onnx.exists(), "a refused export wrote {}", onnx.display());
+    record_int8_scores(&ckpt, 0.60, 0.595);
+    let (ok, text) = export_int8(&ckpt, &onnx);
+    assert!(
+        ok && text.contains(
+            "int8 kernels: test-fold average F1 59.50 % against 60.00 % with fp32 (-0.50 points)"
+        ) && text.contains("MB, int8 kernels, ONNX opset 17"),
+        "{text}"
+    );
+
+    // ausweep's model with the kernels a job scores int8 with, saved and loaded as a checkpoint.
+    let (own, fp32) = {
+        let _one = rng();
+        let m = Model::new(kind, AUS.len(), Device::Cpu);
+        m.load_checkpoint(&ckpt).unwrap();
+        let meta = checkpoint::read_meta(&ckpt).unwrap();
+        let dir = d.path().join("int8_reference");
+        ausweep_trainer::export::int8::with_int8_kernels(&m, || {
+            checkpoint::write(&dir, "final", &m.named_tensors(), meta).unwrap()
+        })
+        .unwrap();
+        let load = |f: &Path| AuModel::load(f, Device::Cpu).unwrap().predict(&x);
+        (load(&dir.join("final.safetensors")), load(&ckpt))
+    };
+    let own: Vec<Vec<f32>> = own.iter().map(|p| p.probs.clone()).collect();
+    let fp32: Vec<Vec<f32>> = fp32.iter().map(|p| p.probs.clone()).collect();
+    let r = onnxruntime(&onnx, &x);
+    let batch = max_diff(&rows(&r["batch"]["probs"]), &own);
+    let single = max_diff(&rows(&r["single"]["probs"]), &own);
+    let moved = max_diff(&rows(&r["batch"]["probs"]), &fp32);
+    let fp32_file = d.path().join("model.fp32.onnx");
+    let status = Command::new(env!("CARGO_BIN_EXE_ausweep"))
+        .args(["export", "--model", ckpt.to_str().unwrap(), "--out"])
+        .arg(&fp32_file)
+        .status()
+        .unwrap();
+    assert!(status.success(), "fp32 export: {status}");
+    let fp32_bytes = std::fs::metadata(&fp32_file).unwrap().len();
+    let int8_bytes = std::fs::metadata(&onnx).unwrap().len();
+    eprintln!(
+        "{} int8: onnxruntime vs ausweep's int8 kernels: max |Δp| {batch:.2e} (batch), {single:.2e} \
+         (single); vs fp32: {moved:.2e}; file {:.2} MB against {:.2} MB fp32",
+        kind.name(),
+        int8_bytes as f64 / 1e6,
+        fp32_bytes as f64 / 1e6
+    );
+    assert!(
+        batch <= TOLERANCE && single <= TOLERANCE,
+        "{}: the int8 file differs from ausweep's int8 kernels by {batch:e} (batch), {single:e}",
+        kind.name()
+    );
+    assert!(
+        moved > 1e-6,
+        "{}: the int8 file computes the fp32 model exactly ({moved:e}): no int8 kernels",
+        kind.name()
+    );
+    assert!(
+        (int8_bytes as f64) < 0.3 * fp32_bytes as f64,
+        "int8 file {int8_bytes} B against fp32 {fp32_bytes} B"
+    );
+    let kernels = r["metadata"]["ausweep.kernels"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        kernels.starts_with(
+            "int8 (weight-only, per output channel, symmetric); test-fold average F1 59.50 %"
+        ),
+        "{kernels}"
+    );
+}
+
+#[test]
+fn an_int8_mobilenet_v2_runs_as_its_int8_kernels_in_onnxruntime() {
+    int8_parity(Backbone::MobilenetV2);
+}
+
+#[test]
+fn an_int8_densenet121_runs_as_its_int8_kernels_in_onnxruntime() {
+    int8_parity(Backbone::Densenet121);
 }
 
 #[test]

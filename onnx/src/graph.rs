@@ -4,7 +4,7 @@
 use crate::proto::{
     AttributeProto, DimensionProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto,
     StringStringEntryProto, TensorProto, TensorShapeProto, TensorTypeProto, TypeProto,
-    ValueInfoProto, FLOAT,
+    ValueInfoProto, FLOAT, INT8,
 };
 use crate::{OnnxError, OPSET};
 use std::collections::{BTreeMap, BTreeSet};
@@ -58,6 +58,8 @@ pub struct Graph {
     shapes: BTreeMap<String, Vec<i64>>,
     /// Multiply-adds per item; `None` once a shape is unknown (a free image size).
     macs: Option<u64>,
+    /// Store convolution and dense kernels as int8 ([`crate::int8`]).
+    int8: bool,
 }
 
 fn attr_int(name: &str, i: i64) -> AttributeProto {
@@ -134,7 +136,15 @@ impl Graph {
             outputs: Vec::new(),
             shapes: BTreeMap::new(),
             macs: Some(0),
+            int8: false,
         }
+    }
+
+    /// The same graph with its convolution and dense kernels stored as int8, one scale per
+    /// output channel, restored to f32 by `DequantizeLinear` ([`crate::int8`]).
+    pub fn with_int8_kernels(mut self) -> Self {
+        self.int8 = true;
+        self
     }
 
     /// Multiply-adds of the graph so far for one item of the batch (convolutions and dense
@@ -185,6 +195,51 @@ impl Graph {
     /// The model's weight `name` as an initializer (stored once), with its shape.
     fn weight(&mut self, name: &str) -> Result<(Value, Vec<i64>), OnnxError> {
         self.weight_as(name, None)
+    }
+
+    /// A convolution or dense kernel: [`Graph::weight`], or in an int8 graph its int8 values,
+    /// scales and zero points with the `DequantizeLinear` that gives the f32 kernel its name.
+    fn kernel(&mut self, name: &str) -> Result<(Value, Vec<i64>), OnnxError> {
+        if !self.int8 {
+            return self.weight(name);
+        }
+        let w = self
+            .weights
+            .get(name)
+            .ok_or_else(|| OnnxError::MissingWeight(name.into()))?;
+        let dims = w.dims.clone();
+        if self.used.insert(name.into()) {
+            let channels = dims.first().copied().unwrap_or(1).max(1);
+            let q = crate::int8::quantize(&w.data, channels as usize);
+            let (values, scale, zero) = (
+                format!("{name}.int8"),
+                format!("{name}.scale"),
+                format!("{name}.zero_point"),
+            );
+            let bytes = |v: &[i8]| v.iter().map(|b| b.to_le_bytes()[0]).collect::<Vec<u8>>();
+            self.init.push(TensorProto {
+                dims: dims.clone(),
+                data_type: INT8,
+                name: values.clone(),
+                raw_data: bytes(&q.values),
+            });
+            self.init.push(tensor(&scale, &[channels], &q.scales));
+            self.init.push(TensorProto {
+                dims: vec![channels],
+                data_type: INT8,
+                name: zero.clone(),
+                raw_data: vec![0; channels as usize],
+            });
+            self.nodes.push(NodeProto {
+                input: vec![values, scale, zero],
+                output: vec![name.into()],
+                name: format!("{name}.dequantize"),
+                op_type: "DequantizeLinear".into(),
+                attribute: vec![attr_int("axis", 0)],
+            });
+            self.shapes.insert(name.into(), dims.clone());
+        }
+        Ok((Value(name.into()), dims))
     }
 
     /// As [`Graph::weight`], stored under the shape `dims` (same number of values) when given.
@@ -255,7 +310,7 @@ impl Graph {
         groups: i64,
     ) -> Result<Value, OnnxError> {
         let wname = format!("{prefix}.weight");
-        let (w, dims) = self.weight(&wname)?;
+        let (w, dims) = self.kernel(&wname)?;
         if dims.len() != 4 {
             return Err(OnnxError::BadShape {
                 name: wname,
@@ -296,7 +351,7 @@ impl Graph {
 
     /// `x · Wᵀ + b` with `<prefix>.weight` `[O, I]` and `<prefix>.bias` `[O]`.
     pub fn linear(&mut self, x: &Value, prefix: &str) -> Result<Value, OnnxError> {
-        let (w, _) = self.weight(&format!("{prefix}.weight"))?;
+        let (w, _) = self.kernel(&format!("{prefix}.weight"))?;
         let (b, _) = self.weight(&format!("{prefix}.bias"))?;
         Ok(self.node("Gemm", &[x, &w, &b], vec![attr_int("transB", 1)]))
     }
@@ -456,9 +511,16 @@ mod tests {
     }
 
     fn linear_graph(extra: &[(&str, &[i64])]) -> Graph {
+        linear_graph_of(extra, false)
+    }
+
+    fn linear_graph_of(extra: &[(&str, &[i64])], int8: bool) -> Graph {
         let mut all = vec![("fc.weight", &[2i64, 3][..]), ("fc.bias", &[2][..])];
         all.extend_from_slice(extra);
         let mut g = Graph::new("t", weights(&all));
+        if int8 {
+            g = g.with_int8_kernels();
+        }
         let x = g.input("x", &[Dim::Named("batch"), Dim::Fixed(3)]);
         let y = g.linear(&x, "fc").unwrap();
         g.output(&y, "y", &[Dim::Named("batch"), Dim::Fixed(2)]);
@@ -482,6 +544,48 @@ mod tests {
         let ops: Vec<&str> = g.node.iter().map(|n| n.op_type.as_str()).collect();
         assert_eq!(ops, ["Gemm", "Identity"]);
         assert_eq!(g.output[0].name, "y");
+    }
+
+    #[test]
+    fn an_int8_graph_stores_kernels_as_int8_and_dequantizes_them_by_name() {
+        let fp32 = linear_graph(&[]).finish("ausweep", &[]).unwrap();
+        let bytes = linear_graph_of(&[], true).finish("ausweep", &[]).unwrap();
+        let g = ModelProto::decode(bytes.as_slice()).unwrap().graph.unwrap();
+        let inits: Vec<(&str, i32)> = g
+            .initializer
+            .iter()
+            .map(|t| (t.name.as_str(), t.data_type))
+            .collect();
+        assert_eq!(
+            inits,
+            [
+                ("fc.weight.int8", INT8),
+                ("fc.weight.scale", FLOAT),
+                ("fc.weight.zero_point", INT8),
+                ("fc.bias", FLOAT),
+            ]
+        );
+        // fc.weight = [[0, 1, 2], [3, 4, 5]]: row scales 2/127 and 5/127.
+        let q = &g.initializer[0];
+        assert_eq!(q.raw_data, [0, 64, 127, 76, 102, 127]);
+        let dq = &g.node[0];
+        assert_eq!(dq.op_type, "DequantizeLinear");
+        assert_eq!(
+            dq.input,
+            ["fc.weight.int8", "fc.weight.scale", "fc.weight.zero_point"]
+        );
+        assert_eq!(dq.output, ["fc.weight"]);
+        assert_eq!(dq.attribute[0].name, "axis");
+        assert_eq!(g.node[1].input, ["x", "fc.weight", "fc.bias"]);
+        // The kernel takes a byte per value instead of four (plus its scales).
+        let w_fp32 = ModelProto::decode(fp32.as_slice())
+            .unwrap()
+            .graph
+            .unwrap()
+            .initializer[0]
+            .raw_data
+            .len();
+        assert_eq!((w_fp32, q.raw_data.len()), (24, 6));
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! ONNX files without libtorch: [`Graph`] builds an inference graph over named weights and
-//! writes it with its metadata; [`read_metadata`] reads a file's metadata back.
+//! writes it with its metadata (optionally with int8 kernels, [`int8`]); [`read_metadata`] reads
+//! a file's metadata back.
 
 mod graph;
+pub mod int8;
 mod proto;
 mod shape;
 

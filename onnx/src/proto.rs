@@ -177,3 +177,6 @@ pub struct DimensionProto {
 
 /// `TensorProto.DataType.FLOAT`.
 pub const FLOAT: i32 = 1;
+
+/// `TensorProto.DataType.INT8`.
+pub const INT8: i32 = 3;

@@ -127,6 +127,53 @@ fn assert_scores_informative(r: &train::JobResult, what: &str) {
     );
 }
 
+/// The job scored its test fold a second time with the int8 kernels an export writes, recorded
+/// the scores in its result and its final checkpoint, and left the f32 kernels in that checkpoint.
+fn assert_int8_scored(r: &train::JobResult) {
+    use ausweep_trainer::export::int8::Int8Drop;
+    let int8 = r
+        .int8_test
+        .as_ref()
+        .expect("an occurrence job scores int8 kernels");
+    let aus: Vec<u32> = int8.per_au.iter().map(|s| s.au).collect();
+    assert_eq!(aus, r.aus);
+    let meta = ausweep_trainer::train::checkpoint::read_meta(Path::new(&r.checkpoint)).unwrap();
+    // The checkpoint's JSON keeps the scores to the last bit or so (serde_json's float parsing).
+    let kept = meta
+        .int8
+        .as_ref()
+        .expect("the final checkpoint records the int8 scores");
+    let same = |a: f64, b: f64| (a - b).abs() < 1e-12;
+    assert!(
+        same(kept.avg_f1, int8.avg_f1)
+            && kept.per_au.len() == int8.per_au.len()
+            && kept.per_au.iter().zip(&int8.per_au).all(|(a, b)| {
+                a.au == b.au
+                    && a.support == b.support
+                    && same(a.f1, b.f1)
+                    && same(a.precision, b.precision)
+            }),
+        "checkpoint {kept:?} vs result {int8:?}"
+    );
+    let d = Int8Drop::of(&meta).unwrap();
+    eprintln!(
+        "int8 kernels: test F1 {:.2} % against {:.2} % ({:+.2} points)",
+        d.int8_f1,
+        d.fp32_f1,
+        -d.points()
+    );
+    assert!(d.points().abs() < 10.0, "{d:?}");
+    let t = tensors(Path::new(&r.checkpoint));
+    let w = &t["backbone.features.1.conv.0.0.weight"];
+    let v = Vec::<f32>::try_from(&w.contiguous().view([-1])).unwrap();
+    let channels = w.size()[0] as usize;
+    assert_ne!(
+        ausweep_onnx::int8::round_trip(&v, channels),
+        v,
+        "the final checkpoint holds int8 values, not the trained f32 kernels"
+    );
+}
+
 fn max_diff(a: &HashMap<String, Tensor>, b: &HashMap<String, Tensor>, prefix: &str) -> f64 {
     let mut worst = 0.0f64;
     let mut n = 0;
@@ -194,6 +241,7 @@ fn resumed_run_matches_an_uninterrupted_one() {
     let last = max_diff(&full_final, &epoch2, "head.fc.");
     assert!(last > TRAINED, "epoch 3 did not change the head ({last:e})");
     assert_scores_informative(&r_full, "uninterrupted");
+    assert_int8_scored(&r_full);
     assert!(
         r_full.thresholds.iter().any(|&t| t != 0.5),
         "tuning left every threshold at 0.5, so comparing thresholds proves nothing: {:?}",
@@ -223,6 +271,7 @@ fn resumed_run_matches_an_uninterrupted_one() {
     assert!(d < 1e-5, "final weights differ by {d}");
     assert_eq!(r_resumed.thresholds, r_full.thresholds);
     assert_eq!(r_resumed.test, r_full.test, "test scores");
+    assert_eq!(r_resumed.int8_test, r_full.int8_test, "int8 test scores");
     // A checkpoint of a different job is refused, not silently continued.
     let mut other = j.clone();
     other.seed = 99;

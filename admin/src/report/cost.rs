@@ -33,6 +33,15 @@ pub struct CostRow {
     /// ausweep's own ONNX predictor's milliseconds per face with one thread, if measured.
     #[serde(default)]
     pub ausweep_onnx_ms_one_thread: Option<f64>,
+    /// Size of the ONNX file with int8 kernels, bytes, if written.
+    #[serde(default)]
+    pub int8_onnx_bytes: Option<u64>,
+    /// ausweep's ONNX predictor's milliseconds per face on the int8 file, one thread, if measured.
+    #[serde(default)]
+    pub int8_ms_one_thread: Option<f64>,
+    /// Average F1 points the int8 kernels lost on the model's test fold, where it was measured.
+    #[serde(default)]
+    pub int8_f1_drop: Option<f64>,
 }
 
 /// A cost table: where it was measured and one row per backbone.
@@ -74,22 +83,25 @@ pub fn markdown(r: &Report, cost: &CostTable) -> String {
         "## Inference cost\n\nPer face at inference, batch 1, measured with {}; multiply-adds \
          count convolutions and dense layers; the F1 is the backbone's best average above \
          (docs/performance.md).\n\n| backbone | input px | params (M) | multiply-adds (G) | \
-         ONNX MB | ms per face, 1 thread | faces/s, 1 thread | ms per face, {threads} threads | \
-         best avg F1 % |\n|---|---|---|---|---|---|---|---|---|\n",
+         ONNX MB | int8 MB | ms per face, 1 thread | faces/s, 1 thread | ms per face, {threads} \
+         threads | best avg F1 % | int8 F1 drop (points) |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
         cost.runtime
     );
     for c in &cost.rows {
         s += &format!(
-            "| {} | {} | {:.2} | {:.3} | {:.1} | {:.1} | {:.0} | {:.1} | {} |\n",
+            "| {} | {} | {:.2} | {:.3} | {:.1} | {} | {:.1} | {:.0} | {:.1} | {} | {} |\n",
             c.backbone,
             c.input_size,
             c.params as f64 / 1e6,
             c.macs as f64 / 1e9,
             c.onnx_bytes as f64 / 1e6,
+            c.int8_onnx_bytes
+                .map_or("–".into(), |b| format!("{:.1}", b as f64 / 1e6)),
             c.ms_one_thread,
             1e3 / c.ms_one_thread,
             c.ms_all_threads,
             best_f1(r, &c.backbone).map_or("–".into(), |f| format!("{f:.1}")),
+            c.int8_f1_drop.map_or("–".into(), |d| format!("{d:.2}")),
         );
     }
     s

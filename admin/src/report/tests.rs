@@ -485,7 +485,7 @@ fn intensity_cells_get_their_own_table_and_stay_out_of_the_f1_ones() {
 fn the_cost_section_sets_each_backbone_beside_its_best_f1() {
     use super::cost::{self, CostRow, CostTable};
     let r = report();
-    let row = |b: &str, one: f64, all: f64| CostRow {
+    let row = |b: &str, one: f64, all: f64, int8: Option<(u64, f64)>| CostRow {
         backbone: b.into(),
         input_size: 224,
         params: 2_236_680,
@@ -496,23 +496,28 @@ fn the_cost_section_sets_each_backbone_beside_its_best_f1() {
         threads: 2,
         onnxruntime_ms_one_thread: None,
         ausweep_onnx_ms_one_thread: None,
+        int8_onnx_bytes: int8.map(|i| i.0),
+        int8_ms_one_thread: None,
+        int8_f1_drop: int8.map(|i| i.1),
     };
     let t = CostTable {
         runtime: "a test".into(),
         rows: vec![
-            row("mobilenet_v2", 12.5, 6.0),
-            row("densenet121", 80.0, 40.0),
+            row("mobilenet_v2", 12.5, 6.0, Some((2_400_000, 0.375))),
+            row("densenet121", 80.0, 40.0, None),
         ],
     };
     let md = cost::markdown(&r, &t);
     // mobilenet_v2's best cell is stage 2 (65.0 over stage 1's 46.25); 1000 / 12.5 = 80 faces/s.
     assert!(
-        md.contains("| mobilenet_v2 | 224 | 2.24 | 0.300 | 9.1 | 12.5 | 80 | 6.0 | 65.0 |"),
+        md.contains(
+            "| mobilenet_v2 | 224 | 2.24 | 0.300 | 9.1 | 2.4 | 12.5 | 80 | 6.0 | 65.0 | 0.38 |"
+        ),
         "{md}"
     );
     // densenet121 has no F1 yet: its cost stands, its F1 is a dash.
     assert!(
-        md.contains("| densenet121 | 224 | 2.24 | 0.300 | 9.1 | 80.0 | 12 | 40.0 | – |"),
+        md.contains("| densenet121 | 224 | 2.24 | 0.300 | 9.1 | – | 80.0 | 12 | 40.0 | – | – |"),
         "{md}"
     );
     assert!(

@@ -73,6 +73,10 @@ pub struct JobResult {
     /// The training data's identity and crop geometry.
     #[serde(default)]
     pub dataset: Option<DatasetIdentity>,
+    /// The test fold scored with the int8 kernels `ausweep export --int8` writes, at the same
+    /// thresholds (occurrence jobs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub int8_test: Option<Scores>,
 }
 
 /// Scores of one AU.

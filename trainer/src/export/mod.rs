@@ -11,6 +11,18 @@ use ausweep_onnx::{Binary, Dim, Graph};
 use ausweep_proto::job::{Backbone, Objective};
 use std::path::Path;
 
+pub mod int8;
+
+/// How an exported file stores its convolution and dense kernels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernels {
+    /// f32, as trained.
+    Fp32,
+    /// int8 per output channel, restored by `DequantizeLinear` (`ausweep export --int8` keeps
+    /// such a file only under [`int8::Int8Drop::check`]).
+    Int8,
+}
+
 /// The graph's input: aligned face crops, RGB, 0–255, `[N, 3, S, S]`.
 pub const INPUT: &str = "crops";
 /// The output every model has: the sigmoid per AU, `[N, K]` (an intensity model's is
@@ -41,11 +53,15 @@ pub struct AuOnnx {
     pub meta: CheckpointMeta,
     /// Multiply-adds per face at the checkpoint's input size (convolutions and dense layers).
     pub macs: u64,
+    /// For an int8 file: what int8 kernels cost the checkpoint's test fold, where it was measured.
+    pub int8: Option<int8::Int8Drop>,
 }
 
-/// The ONNX model of checkpoint `file` (`X.safetensors` with its `X.json`, sha256 verified).
-pub fn au_model(file: &Path) -> Result<AuOnnx, TrainError> {
+/// The ONNX model of checkpoint `file` (`X.safetensors` with its `X.json`, sha256 verified)
+/// with `kernels`.
+pub fn au_model(file: &Path, kernels: Kernels) -> Result<AuOnnx, TrainError> {
     let meta = checkpoint::read_meta(file)?;
+    let drop = int8::Int8Drop::of(&meta).filter(|_| kernels == Kernels::Int8);
     let kind = Backbone::parse(&meta.backbone).map_err(|message| TrainError::Checkpoint {
         path: file.into(),
         message,
@@ -54,6 +70,9 @@ pub fn au_model(file: &Path) -> Result<AuOnnx, TrainError> {
         n.starts_with("backbone.") || n.starts_with("head.")
     })?;
     let mut g = Graph::new(&format!("ausweep_{}", meta.backbone), named);
+    if kernels == Kernels::Int8 {
+        g = g.with_int8_kernels();
+    }
     let s = i64::from(meta.input_size);
     let k = meta.aus.len() as i64;
     let crops = g.input(
@@ -89,13 +108,28 @@ pub fn au_model(file: &Path) -> Result<AuOnnx, TrainError> {
     let macs = g.macs().unwrap_or(0);
     let mut entries = metadata(&meta);
     entries.push(("ausweep.macs_per_face".into(), macs.to_string()));
+    entries.push((
+        "ausweep.kernels".into(),
+        match drop {
+            None => "fp32".into(),
+            Some(d) => format!(
+                "int8 (weight-only, per output channel, symmetric); test-fold average F1 {:.2} %                  (fp32 {:.2} %)",
+                d.int8_f1, d.fp32_f1
+            ),
+        },
+    ));
     let bytes = g.finish("ausweep", &entries)?;
-    Ok(AuOnnx { bytes, meta, macs })
+    Ok(AuOnnx {
+        bytes,
+        meta,
+        macs,
+        int8: drop,
+    })
 }
 
 /// Writes [`au_model`] of `file` to `out` (atomically); what it wrote, `bytes` emptied.
-pub fn write_au_model(file: &Path, out: &Path) -> Result<AuOnnx, TrainError> {
-    let mut m = au_model(file)?;
+pub fn write_au_model(file: &Path, out: &Path, kernels: Kernels) -> Result<AuOnnx, TrainError> {
+    let mut m = au_model(file, kernels)?;
     ausweep_fsutil::write(out, &m.bytes).map_err(TrainError::io(out))?;
     m.bytes = Vec::new();
     Ok(m)
@@ -144,7 +178,9 @@ mod tests {
         let m = Model::new(kind, 8, Device::Cpu);
         let meta = CheckpointMeta::untrained(kind.name(), &[1, 2, 4, 6, 9, 12, 25, 26], 224);
         checkpoint::write(d.path(), "final", &m.named_tensors(), meta).unwrap();
-        au_model(&d.path().join("final.safetensors")).unwrap().macs
+        au_model(&d.path().join("final.safetensors"), Kernels::Fp32)
+            .unwrap()
+            .macs
     }
 
     /// The papers' multiply-adds at 224 px, less their 1000-way classifier, plus our 8-AU head.

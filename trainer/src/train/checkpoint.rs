@@ -56,6 +56,10 @@ pub struct CheckpointMeta {
     /// 0–5). Left out for occurrence, as in checkpoints of older versions.
     #[serde(default, skip_serializing_if = "Objective::is_occurrence")]
     pub objective: Objective,
+    /// The test fold scored again with the int8 kernels `ausweep export --int8` writes, at the
+    /// same thresholds (occurrence `final` checkpoints of this version; `None` otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub int8: Option<Scores>,
 }
 
 impl CheckpointMeta {
@@ -80,6 +84,7 @@ impl CheckpointMeta {
             early_stop: None,
             dataset: None,
             objective: Objective::Occurrence,
+            int8: None,
         }
     }
 }
@@ -209,6 +214,7 @@ mod tests {
             early_stop: None,
             dataset: None,
             objective: Default::default(),
+            int8: None,
         }
     }
 

@@ -280,6 +280,7 @@ impl Fit<'_> {
                 }),
                 dataset: Some(self.identity.clone()),
                 objective: spec.objective,
+                int8: None,
             },
         )?;
         emit(
@@ -330,6 +331,7 @@ impl Fit<'_> {
                 val: None,
                 intensity: Some(intensity_scores(&p, test_labels, &spec.data.aus)),
                 val_intensity: val,
+                int8: None,
             };
             return self.seal(scores, test.len(), params);
         }
@@ -346,11 +348,17 @@ impl Fit<'_> {
             let sc = metrics::score(&p, &self.val_labels, &spec.data.aus, &th);
             (th, Some(sc))
         };
-        let test_probs = self
-            .model
-            .predict(self.bm, test, inference_batch(spec, device));
+        let predict_test = || {
+            self.model
+                .predict(self.bm, test, inference_batch(spec, device))
+        };
+        let test_probs = predict_test();
+        // The same frames with the kernels an int8 export computes with: its F1 drop.
+        let int8_probs = crate::export::int8::with_int8_kernels(self.model, predict_test)?;
+        let score = |p: &[f32]| metrics::score(p, test_labels, &spec.data.aus, &thresholds);
         let scores = Outcome {
-            test: metrics::score(&test_probs, test_labels, &spec.data.aus, &thresholds),
+            test: score(&test_probs),
+            int8: Some(score(&int8_probs)),
             thresholds,
             val,
             intensity: None,
@@ -390,6 +398,7 @@ impl Fit<'_> {
                 early_stop: None,
                 dataset: Some(self.identity.clone()),
                 objective: spec.objective,
+                int8: o.int8.clone(),
             },
         )?;
         let result = JobResult {
@@ -415,6 +424,7 @@ impl Fit<'_> {
             val_intensity: o.val_intensity,
             peak_rss_bytes: super::peak_rss_bytes(),
             dataset: Some(self.identity),
+            int8_test: o.int8,
         };
         write_result(self.opts, &result)?;
         emit(self.opts, Event::Done { test: o.test });
@@ -429,6 +439,7 @@ struct Outcome {
     val: Option<Scores>,
     intensity: Option<IntensityScores>,
     val_intensity: Option<IntensityScores>,
+    int8: Option<Scores>,
 }
 
 /// The test fold's intensities as `ausweep score --intensity` reads them, so anyone can score the

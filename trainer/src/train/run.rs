@@ -154,6 +154,7 @@ fn prepare_only(spec: &JobSpec, opts: &RunOptions) -> Result<JobResult, TrainErr
             early_stop: None,
             dataset: Some(identity.clone()),
             objective: spec.objective,
+            int8: None,
         },
     )?;
     let test = Scores {
@@ -182,6 +183,7 @@ fn prepare_only(spec: &JobSpec, opts: &RunOptions) -> Result<JobResult, TrainErr
         val_intensity: None,
         peak_rss_bytes: super::peak_rss_bytes(),
         dataset: Some(identity),
+        int8_test: None,
     };
     write_result(opts, &result)?;
     emit(opts, Event::Done { test });
