@@ -60,7 +60,7 @@ fn int8(dst: &Path) -> Result<String> {
     use ausweep_trainer::export::int8::Int8Drop;
     let meta = ausweep_trainer::train::checkpoint::read_meta(dst)?;
     let Some(d) = Int8Drop::of(&meta) else {
-        return Ok("int8: no test-fold score with int8 kernels (an intensity model)".into());
+        return Ok("int8: no test-fold score with int8 kernels (an intensity model?)".into());
     };
     let what = format!(
         "int8 kernels: test-fold average F1 {:.2} % against {:.2} % ({:+.2} points)",

@@ -425,6 +425,37 @@ fn int8_parity(kind: Backbone) {
         ),
         "{kernels}"
     );
+
+    // ausweep's own ONNX predictor runs the int8 file and says so.
+    let detector = Command::new(env!("CARGO_BIN_EXE_ausweep"))
+        .args([
+            "export",
+            "--detector",
+            "--model",
+            ckpt.to_str().unwrap(),
+            "--out",
+        ])
+        .arg(&fp32_file)
+        .status()
+        .unwrap();
+    assert!(detector.success(), "export --detector: {detector}");
+    let lib = onnxruntime_library();
+    let out = Command::new(env!("CARGO_BIN_EXE_ausweep"))
+        .args(["predict", "--onnxruntime", lib.to_str().unwrap(), "--model"])
+        .arg(&onnx)
+        .arg(d.path().join("astronaut.png"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success()
+            && stderr.contains(&format!("{} stage 2 (int8 kernels), 64 px", kind.name())),
+        "{stderr}"
+    );
+    let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let faces = line["faces"].as_array().unwrap();
+    assert_eq!(faces.len(), 1, "{line}");
+    assert_eq!(faces[0]["aus"].as_array().map(Vec::len), Some(8), "{line}");
 }
 
 #[test]

@@ -24,6 +24,8 @@ pub struct ModelInfo {
     pub input_size: u32,
     /// How its training faces were cropped (`None`: not recorded).
     pub crop: Option<CropOrigin>,
+    /// Whether its convolution and dense kernels are stored as int8 (`ausweep export --int8`).
+    pub int8: bool,
 }
 
 /// The model in a session.
@@ -96,6 +98,7 @@ pub fn read_info(path: &Path) -> Result<ModelInfo, EdgeError> {
         intensity,
         input_size,
         crop,
+        int8: value(&meta, "ausweep.kernels").is_some_and(|k| k.starts_with("int8")),
     })
 }
 

@@ -400,6 +400,10 @@ pub struct TrainSpec {
     /// Stop each epoch after this many steps (0 = whole epoch); for smoke tests.
     #[serde(default)]
     pub max_steps_per_epoch: usize,
+    /// Score the test fold a second time with the int8 kernels `ausweep export --int8` writes
+    /// (one more test pass; a sweep sets it on its last stage only).
+    #[serde(default = "yes")]
+    pub score_int8: bool,
 }
 
 fn yes() -> bool {
@@ -418,6 +422,7 @@ impl Default for TrainSpec {
             early_stopping: 0,
             cache_features: true,
             max_steps_per_epoch: 0,
+            score_int8: true,
         }
     }
 }

@@ -134,9 +134,10 @@ pub fn run(a: PredictArgs) -> Result<()> {
         eprintln!("ausweep predict: warning: {n}");
     }
     eprintln!(
-        "ausweep predict: model {how}\n  {} stage {}, {} px, AUs {}, on {}",
+        "ausweep predict: model {how}\n  {} stage {}{}, {} px, AUs {}, on {}",
         meta.backbone,
         meta.stage,
+        if meta.int8 { " (int8 kernels)" } else { "" },
         meta.input_size,
         reported
             .iter()

@@ -39,6 +39,7 @@ impl TorchEngine {
             intensity: meta.objective == ausweep_proto::job::Objective::Intensity,
             input_size: meta.input_size,
             crop: geometry::origin(meta),
+            int8: false,
         };
         let detector = Detector::load(weights, device, detector)?;
         Ok((

@@ -194,8 +194,12 @@ fn cached_and_uncached_stage1_train_the_same_head() {
     cached.train.cache_features = true;
     let mut uncached = cached.clone();
     uncached.train.cache_features = false;
+    // A stage a later one follows skips the int8 pass (the sweep's setting for stage 1).
+    cached.train.score_int8 = false;
     let ra = train::run(&cached, &opts(a.path())).unwrap();
     let rb = train::run(&uncached, &opts(b.path())).unwrap();
+    assert!(ra.int8_test.is_none(), "{:?}", ra.int8_test);
+    assert!(rb.int8_test.is_some(), "an int8 pass by default");
     let (ta, tb) = (
         tensors(Path::new(&ra.checkpoint)),
         tensors(Path::new(&rb.checkpoint)),

@@ -529,6 +529,8 @@ pub fn job_spec(
             early_stopping: st.early_stopping,
             cache_features: m.cache_features,
             max_steps_per_epoch: m.max_steps_per_epoch,
+            // The models a lab exports are the last stage's: earlier stages skip the int8 pass.
+            score_int8: usize::from(stage) == m.stages.len(),
         },
         loss: m.loss,
         objective: m.objective,

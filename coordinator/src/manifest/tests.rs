@@ -30,6 +30,27 @@ fn paper_and_demo_manifests_are_valid() {
 }
 
 #[test]
+fn only_the_last_stage_scores_its_test_fold_with_int8_kernels() {
+    let two = parse(&experiments("demo.yaml"), "demo.yaml")
+        .unwrap()
+        .manifest;
+    let g = &grid_points(&two)[0];
+    let int8 = |m: &Manifest, stage| {
+        job_spec(m, Backbone::MobilenetV2, 1, stage, g)
+            .unwrap()
+            .train
+            .score_int8
+    };
+    assert_eq!((int8(&two, 1), int8(&two, 2)), (false, true));
+    let mut one = two.clone();
+    one.stages.truncate(1);
+    assert!(
+        int8(&one, 1),
+        "a one-stage sweep's models are its stage-1 ones"
+    );
+}
+
+#[test]
 fn sweep_id_is_canonical_and_changes_with_content() {
     let text = experiments("demo.yaml");
     let a = parse(&text, "a").unwrap();

@@ -353,12 +353,19 @@ impl Fit<'_> {
                 .predict(self.bm, test, inference_batch(spec, device))
         };
         let test_probs = predict_test();
-        // The same frames with the kernels an int8 export computes with: its F1 drop.
-        let int8_probs = crate::export::int8::with_int8_kernels(self.model, predict_test)?;
         let score = |p: &[f32]| metrics::score(p, test_labels, &spec.data.aus, &thresholds);
+        // The same frames with the kernels an int8 export computes with: its F1 drop.
+        let int8 = if spec.train.score_int8 {
+            Some(score(&crate::export::int8::with_int8_kernels(
+                self.model,
+                predict_test,
+            )?))
+        } else {
+            None
+        };
         let scores = Outcome {
             test: score(&test_probs),
-            int8: Some(score(&int8_probs)),
+            int8,
             thresholds,
             val,
             intensity: None,
