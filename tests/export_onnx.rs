@@ -426,7 +426,12 @@ fn int8_parity(kind: Backbone) {
         "{kernels}"
     );
 
-    // ausweep's own ONNX predictor runs the int8 file and says so.
+    predicts_with_int8(kind, &ckpt, &onnx, d.path());
+}
+
+/// ausweep's own ONNX predictor runs the int8 file `onnx` (the detector exported beside it from
+/// `ckpt`) on the astronaut in `dir` and says that it runs int8 kernels.
+fn predicts_with_int8(kind: Backbone, ckpt: &Path, onnx: &Path, dir: &Path) {
     let detector = Command::new(env!("CARGO_BIN_EXE_ausweep"))
         .args([
             "export",
@@ -435,15 +440,15 @@ fn int8_parity(kind: Backbone) {
             ckpt.to_str().unwrap(),
             "--out",
         ])
-        .arg(&fp32_file)
+        .arg(dir.join("model.fp32.onnx"))
         .status()
         .unwrap();
     assert!(detector.success(), "export --detector: {detector}");
     let lib = onnxruntime_library();
     let out = Command::new(env!("CARGO_BIN_EXE_ausweep"))
         .args(["predict", "--onnxruntime", lib.to_str().unwrap(), "--model"])
-        .arg(&onnx)
-        .arg(d.path().join("astronaut.png"))
+        .arg(onnx)
+        .arg(dir.join("astronaut.png"))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -85,7 +85,13 @@ impl Net {
             Some(Ok(env)) => env,
             _ => return Err(EdgeError::Library("not initialised (runtime::init)".into())),
         };
-        let mut b = Session::builder(env).map_err(|e| bad(&e))?;
+        // An int8 file's kernels (`DequantizeLinear` of int8 initializers) are folded into f32
+        // once at load, as any constant is, so that the convolutions fuse with their batch norms
+        // and run as fast as the fp32 file's (unfolded, every run dequantizes: 2-6× slower).
+        let mut b = Session::builder(env)
+            .map_err(|e| bad(&e))?
+            .with_config_entry("session.disable_quant_qdq", "1")
+            .map_err(|e| bad(&e))?;
         if threads > 0 {
             b = b.with_intra_threads(threads).map_err(|e| bad(&e))?;
         }
