@@ -42,13 +42,14 @@ pub enum TrainError {
     /// libtorch reported an error.
     #[error("torch: {0}")]
     Torch(#[from] tch::TchError),
-    /// A file operation failed.
-    #[error("{path}: {source}")]
+    /// A file operation failed. The cause is part of the message and not a `source`, so that a
+    /// caller that prints the chain (anyhow's `{:#}`) says it once.
+    #[error("{path}: {cause}")]
     Io {
         /// The path.
         path: PathBuf,
         /// The cause.
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 }
 
@@ -82,6 +83,22 @@ impl TrainError {
     /// Wraps an I/O error with its path.
     pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> TrainError {
         let path = path.into();
-        move |source| TrainError::Io { path, source }
+        move |cause| TrainError::Io { path, cause }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_error_names_its_path_and_cause_once() {
+        let e = TrainError::io("/data/pack")(std::io::Error::other("disk full"));
+        assert_eq!(e.to_string(), "/data/pack: disk full");
+        // Nothing below it in the chain: anyhow's `{:#}` (and `Caused by:`) add no second copy.
+        assert_eq!(
+            format!("{:#}", anyhow::Error::new(e)),
+            "/data/pack: disk full"
+        );
     }
 }
