@@ -7,6 +7,7 @@ pub mod steps;
 use crate::pixels::{pool_into, Planes};
 use crate::runtime::Net;
 use crate::EdgeError;
+use rayon::prelude::*;
 use serde::Serialize;
 use std::path::Path;
 use steps::Cand;
@@ -120,12 +121,21 @@ impl Detector {
         let (b, h, w) = (imgs.len(), imgs[0].h, imgs[0].w);
         let c = self.config;
         let mut per_image: Vec<Vec<Cand>> = vec![Vec::new(); b];
-        for scale in steps::scales(h, w, c.min_face_size, c.factor) {
-            let (hs, ws) = steps::scaled(h, w, scale);
-            let mut x = Vec::with_capacity(b * 3 * hs * ws);
-            for img in imgs {
-                pool_into(img, (0, 0, w, h), (hs, ws), &mut x);
-            }
+        // The pyramid's levels are pooled on every core at once (libtorch's own pooling is
+        // parallel too); P-net then runs on them in order.
+        let levels: Vec<(f64, usize, usize, Vec<f32>)> =
+            steps::scales(h, w, c.min_face_size, c.factor)
+                .into_par_iter()
+                .map(|scale| {
+                    let (hs, ws) = steps::scaled(h, w, scale);
+                    let mut x = Vec::with_capacity(b * 3 * hs * ws);
+                    for img in imgs {
+                        pool_into(img, (0, 0, w, h), (hs, ws), &mut x);
+                    }
+                    (scale, hs, ws, x)
+                })
+                .collect();
+        for (scale, hs, ws, x) in levels {
             let out = self
                 .pnet
                 .run("images", [b, 3, hs, ws], &x, &["regression", "probs"])?;
@@ -163,17 +173,24 @@ impl Detector {
     }
 }
 
-/// The candidates whose clipped box is non-empty, and their crops pooled to `side` (`[N,3,s,s]`).
+/// The candidates whose clipped box is non-empty, and their crops pooled to `side` (`[N,3,s,s]`),
+/// pooled on every core in candidate order.
 fn tiles(imgs: &[Planes], cands: Vec<Cand>, side: usize) -> (Vec<Cand>, Vec<f32>) {
-    let mut kept = Vec::new();
-    let mut data = Vec::new();
-    for c in cands {
-        let img = &imgs[c.img];
-        let Some(win) = steps::window(&c.b, img.h, img.w) else {
-            continue;
-        };
-        pool_into(img, win, (side, side), &mut data);
+    let pooled: Vec<(Cand, Vec<f32>)> = cands
+        .into_par_iter()
+        .filter_map(|c| {
+            let img = &imgs[c.img];
+            let win = steps::window(&c.b, img.h, img.w)?;
+            let mut data = Vec::with_capacity(3 * side * side);
+            pool_into(img, win, (side, side), &mut data);
+            Some((c, data))
+        })
+        .collect();
+    let mut kept = Vec::with_capacity(pooled.len());
+    let mut data = Vec::with_capacity(pooled.len() * 3 * side * side);
+    for (c, d) in pooled {
         kept.push(c);
+        data.extend(d);
     }
     (kept, data)
 }
