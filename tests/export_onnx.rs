@@ -180,6 +180,19 @@ fn own_rows(t: &Tensor) -> Vec<Vec<f32>> {
         .collect()
 }
 
+/// Runs `ausweep export FLAGS --model CKPT --out OUT` with the real binary.
+fn export(ckpt: &Path, out: &Path, flags: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ausweep"))
+        .arg("export")
+        .args(flags)
+        .arg("--model")
+        .arg(ckpt)
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap()
+}
+
 /// Exports `kind` with the real binary, runs it in onnxruntime, and compares.
 fn parity(kind: Backbone, objective: Objective) {
     let d = tempfile::tempdir().unwrap();
@@ -190,11 +203,7 @@ fn parity(kind: Backbone, objective: Objective) {
         (x, ckpt)
     };
     let onnx = d.path().join("model.onnx");
-    let out = Command::new(env!("CARGO_BIN_EXE_ausweep"))
-        .args(["export", "--model", ckpt.to_str().unwrap(), "--out"])
-        .arg(&onnx)
-        .output()
-        .unwrap();
+    let out = export(&ckpt, &onnx, &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -297,17 +306,7 @@ fn vgg19_runs_the_same_in_onnxruntime() {
 
 /// Runs `ausweep export --int8` on `ckpt`; its status, stdout and stderr.
 fn export_int8(ckpt: &Path, out: &Path) -> (bool, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_ausweep"))
-        .args([
-            "export",
-            "--int8",
-            "--model",
-            ckpt.to_str().unwrap(),
-            "--out",
-        ])
-        .arg(out)
-        .output()
-        .unwrap();
+    let o = export(ckpt, out, &["--int8"]);
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&o.stdout),
@@ -387,11 +386,7 @@ fn int8_parity(kind: Backbone) {
     let single = max_diff(&rows(&r["single"]["probs"]), &own);
     let moved = max_diff(&rows(&r["batch"]["probs"]), &fp32);
     let fp32_file = d.path().join("model.fp32.onnx");
-    let status = Command::new(env!("CARGO_BIN_EXE_ausweep"))
-        .args(["export", "--model", ckpt.to_str().unwrap(), "--out"])
-        .arg(&fp32_file)
-        .status()
-        .unwrap();
+    let status = export(&ckpt, &fp32_file, &[]).status;
     assert!(status.success(), "fp32 export: {status}");
     let fp32_bytes = std::fs::metadata(&fp32_file).unwrap().len();
     let int8_bytes = std::fs::metadata(&onnx).unwrap().len();
@@ -432,17 +427,7 @@ fn int8_parity(kind: Backbone) {
 /// ausweep's own ONNX predictor runs the int8 file `onnx` (the detector exported beside it from
 /// `ckpt`) on the astronaut in `dir` and says that it runs int8 kernels.
 fn predicts_with_int8(kind: Backbone, ckpt: &Path, onnx: &Path, dir: &Path) {
-    let detector = Command::new(env!("CARGO_BIN_EXE_ausweep"))
-        .args([
-            "export",
-            "--detector",
-            "--model",
-            ckpt.to_str().unwrap(),
-            "--out",
-        ])
-        .arg(dir.join("model.fp32.onnx"))
-        .status()
-        .unwrap();
+    let detector = export(ckpt, &dir.join("model.fp32.onnx"), &["--detector"]).status;
     assert!(detector.success(), "export --detector: {detector}");
     let lib = onnxruntime_library();
     let out = Command::new(env!("CARGO_BIN_EXE_ausweep"))
@@ -494,11 +479,7 @@ fn a_damaged_checkpoint_is_refused_and_writes_nothing() {
     bytes[n - 1] ^= 0xff;
     std::fs::write(&ckpt, bytes).unwrap();
     let onnx = d.path().join("model.onnx");
-    let out = Command::new(env!("CARGO_BIN_EXE_ausweep"))
-        .args(["export", "--model", ckpt.to_str().unwrap(), "--out"])
-        .arg(&onnx)
-        .output()
-        .unwrap();
+    let out = export(&ckpt, &onnx, &[]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(
@@ -520,17 +501,7 @@ fn the_face_detector_runs_the_same_in_onnxruntime() {
         &x,
         Objective::Occurrence,
     );
-    let out = Command::new(env!("CARGO_BIN_EXE_ausweep"))
-        .args([
-            "export",
-            "--detector",
-            "--model",
-            ckpt.to_str().unwrap(),
-            "--out",
-        ])
-        .arg(d.path().join("onnx/au.onnx"))
-        .output()
-        .unwrap();
+    let out = export(&ckpt, &d.path().join("onnx/au.onnx"), &["--detector"]);
     assert!(
         out.status.success(),
         "{}",
@@ -661,17 +632,7 @@ fn predictor_fixture(dir: &Path) -> (PathBuf, PathBuf, Vec<PathBuf>) {
         )
     };
     let onnx = dir.join("model/final.onnx");
-    let out = Command::new(env!("CARGO_BIN_EXE_ausweep"))
-        .args([
-            "export",
-            "--detector",
-            "--model",
-            ckpt.to_str().unwrap(),
-            "--out",
-        ])
-        .arg(&onnx)
-        .output()
-        .unwrap();
+    let out = export(&ckpt, &onnx, &["--detector"]);
     assert!(
         out.status.success(),
         "{}",
